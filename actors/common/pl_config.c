@@ -1,0 +1,337 @@
+/*  =========================================================================
+    pl_config - one host's configuration: endpoints, limits, secrets
+    =========================================================================
+*/
+#include "pl_config.h"
+#include "pl_log.h"
+#include "pl_util.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type_t;
+
+typedef struct {
+    const char *name;           //  option name, words joined by '-'
+    opt_type_t type;
+    size_t offset;
+    const char *fallback;       //  default as text
+    int min, max;               //  range of an OPT_INT
+    const char *help;
+} opt_t;
+
+#define S(field) OPT_STR, offsetof (pl_config_t, field)
+#define I(field) OPT_INT, offsetof (pl_config_t, field)
+#define B(field) OPT_BOOL, offsetof (pl_config_t, field)
+
+static const opt_t s_options [] = {
+    { "host-id",            S (host_id),            "h1", 0, 0, "unique id of this host in the cluster" },
+    { "runtime-dir",        S (runtime_dir),        "/tmp/parley", 0, 0, "folder of the ipc:// endpoints" },
+    { "router-endpoint",    S (router_endpoint),    "", 0, 0, "room-router endpoint (default ipc://RUNTIME/router.ipc)" },
+    { "bridge-endpoint",    S (bridge_endpoint),    "", 0, 0, "stream-bridge endpoint (default ipc://RUNTIME/bridge.ipc)" },
+    { "instance",           I (instance),           "0", 0, 1023, "index of this actor among its kind" },
+    { "listen-addr",        S (listen_addr),        "127.0.0.1", 0, 0, "interface the connection actors bind" },
+    { "port",               I (port),               "8080", 1, 65535, "HTTP and WebSocket port" },
+    { "jwt-secret",         S (jwt_secret),         "", 0, 0, "HS256 secret of the tokens" },
+    { "jwt-public-key",     S (jwt_public_key),     "", 0, 0, "RS256 public key file (PEM)" },
+    { "max-frame-bytes",    I (max_frame_bytes),    "65536", 256, 16777216, "largest STOMP frame" },
+    { "max-body-bytes",     I (max_body_bytes),     "16384", 64, 16777216, "largest SEND or HTTP body" },
+    { "max-content-chars",  I (max_content_chars),  "4000", 1, 1048576, "largest message content" },
+    { "max-headers",        I (max_headers),        "32", 4, 1024, "most headers in one STOMP frame" },
+    { "max-subscriptions",  I (max_subscriptions),  "256", 1, 65536, "most subscriptions of one session" },
+    { "max-outbound-bytes", I (max_outbound_bytes), "4194304", 4096, 1073741824, "outbound queue of one session" },
+    { "heartbeat-ms",       I (heartbeat_ms),       "10000", 0, 3600000, "heart-beat interval offered and wanted" },
+    { "request-timeout-ms", I (request_timeout_ms), "10000", 100, 600000, "a peer request without answer fails" },
+    { "member-cache-ms",    I (member_cache_ms),    "30000", 0, 3600000, "how long a member list is trusted" },
+    { "redis-url",          S (redis_url),          "redis://127.0.0.1:6379", 0, 0, "Redis server" },
+    { "shards",             I (shards),             "8", 1, 4096, "number of shard streams" },
+    { "key-prefix",         S (key_prefix),         "parley", 0, 0, "prefix of every Redis key" },
+    { "read-count",         I (read_count),         "512", 1, 100000, "COUNT of one XREADGROUP" },
+    { "block-ms",           I (block_ms),           "2000", 1, 60000, "BLOCK of one XREADGROUP" },
+    { "dedup-ttl-s",        I (dedup_ttl_s),        "86400", 1, 31536000, "how long a clientMsgId is remembered" },
+    { "persist-inflight",   I (persist_inflight),   "4096", 1, 1000000, "entries handed to stores, unconfirmed" },
+    { "persist-timeout-ms", I (persist_timeout_ms), "5000", 100, 600000, "unconfirmed work goes to another store" },
+    { "mongo-url",          S (mongo_url),          "mongodb://127.0.0.1:27017", 0, 0, "MongoDB server" },
+    { "mongo-db",           S (mongo_db),           "parley", 0, 0, "MongoDB database" },
+    { "write-concern",      S (write_concern),      "majority", 0, 0, "write concern of stored messages" },
+    { "store-batch",        I (store_batch),        "512", 1, 100000, "most entries in one bulk insert" },
+    { "history-limit",      I (history_limit),      "200", 1, 10000, "largest history page" },
+    { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
+    { "verbose",            B (verbose),            "0", 0, 0, "log every message" },
+};
+#define OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
+
+//  Options match with '-' and '_' taken as the same.
+static bool
+s_name_matches (const char *option, const char *name)
+{
+    for (; *option && *name; option++, name++) {
+        char a = *option == '_'? '-': *option;
+        char b = *name == '_'? '-': (char) tolower ((unsigned char) *name);
+        if (a != b)
+            return false;
+    }
+    return *option == 0 && *name == 0;
+}
+
+static const opt_t *
+s_option_find (const char *name)
+{
+    for (size_t index = 0; index < OPTION_COUNT; index++)
+        if (s_name_matches (s_options [index].name, name))
+            return &s_options [index];
+    return NULL;
+}
+
+static int
+s_option_apply (pl_config_t *self, const opt_t *option, const char *value)
+{
+    void *field = (char *) self + option->offset;
+    if (option->type == OPT_STR) {
+        char *copy = strdup (value);
+        if (!copy)
+            return -1;
+        free (*(char **) field);
+        *(char **) field = copy;
+        return 0;
+    }
+    if (option->type == OPT_BOOL) {
+        if (!strcmp (value, "1") || !strcmp (value, "true") || !strcmp (value, "yes"))
+            *(bool *) field = true;
+        else
+        if (!strcmp (value, "0") || !strcmp (value, "false") || !strcmp (value, "no"))
+            *(bool *) field = false;
+        else {
+            fprintf (stderr, "parley: option %s wants true or false, not '%s'\n", option->name, value);
+            return -1;
+        }
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long number = strtol (value, &end, 10);
+    if (errno || end == value || *end || number < option->min || number > option->max) {
+        fprintf (stderr, "parley: option %s wants a number from %d to %d, not '%s'\n",
+                 option->name, option->min, option->max, value);
+        return -1;
+    }
+    *(int *) field = (int) number;
+    return 0;
+}
+
+int
+pl_config_set (pl_config_t *self, const char *name, const char *value)
+{
+    assert (self);
+    const opt_t *option = s_option_find (name);
+    if (!option) {
+        fprintf (stderr, "parley: unknown option '%s'\n", name);
+        return -1;
+    }
+    return s_option_apply (self, option, value);
+}
+
+pl_config_t *
+pl_config_new_default (void)
+{
+    pl_config_t *self = calloc (1, sizeof (pl_config_t));
+    if (!self)
+        return NULL;
+    for (size_t index = 0; index < OPTION_COUNT; index++)
+        if (s_option_apply (self, &s_options [index], s_options [index].fallback)) {
+            pl_config_destroy (&self);
+            return NULL;
+        }
+    return self;
+}
+
+//  Lines "key = value"; '#' starts a comment line.
+static int
+s_config_load_file (pl_config_t *self, const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file) {
+        fprintf (stderr, "parley: cannot read config file %s: %s\n", path, strerror (errno));
+        return -1;
+    }
+    char line [4096];
+    int rc = 0;
+    int line_nbr = 0;
+    while (rc == 0 && fgets (line, sizeof line, file)) {
+        line_nbr++;
+        char *start = line;
+        while (isspace ((unsigned char) *start))
+            start++;
+        if (*start == '#' || *start == 0)
+            continue;
+        char *equals = strchr (start, '=');
+        if (!equals) {
+            fprintf (stderr, "parley: %s:%d: expected key = value\n", path, line_nbr);
+            rc = -1;
+            break;
+        }
+        char *key_end = equals;
+        while (key_end > start && isspace ((unsigned char) key_end [-1]))
+            key_end--;
+        *key_end = 0;
+        char *value = equals + 1;
+        while (isspace ((unsigned char) *value))
+            value++;
+        size_t length = strlen (value);
+        while (length && isspace ((unsigned char) value [length - 1]))
+            value [--length] = 0;
+        rc = pl_config_set (self, start, value);
+    }
+    fclose (file);
+    return rc;
+}
+
+static void
+s_config_load_env (pl_config_t *self)
+{
+    for (size_t index = 0; index < OPTION_COUNT; index++) {
+        char name [64] = "PARLEY_";
+        size_t at = strlen (name);
+        for (const char *c = s_options [index].name; *c && at < sizeof name - 1; c++)
+            name [at++] = *c == '-'? '_': (char) toupper ((unsigned char) *c);
+        name [at] = 0;
+        const char *value = getenv (name);
+        if (value)
+            s_option_apply (self, &s_options [index], value);
+    }
+}
+
+pl_config_t *
+pl_config_new (int argc, char **argv)
+{
+    pl_config_t *self = pl_config_new_default ();
+    if (!self)
+        return NULL;
+    s_config_load_env (self);
+
+    //  A --config file is read before the other options, which override it
+    for (int arg = 1; arg < argc - 1; arg++)
+        if (!strcmp (argv [arg], "--config") && s_config_load_file (self, argv [arg + 1])) {
+            pl_config_destroy (&self);
+            return NULL;
+        }
+    for (int arg = 1; arg < argc; arg++) {
+        const char *word = argv [arg];
+        if (!strcmp (word, "--help") || !strcmp (word, "-h")) {
+            pl_config_usage (argv [0]);
+            pl_config_destroy (&self);
+            return NULL;
+        }
+        if (strncmp (word, "--", 2)) {
+            fprintf (stderr, "parley: unexpected argument '%s'\n", word);
+            pl_config_destroy (&self);
+            return NULL;
+        }
+        const char *name = word + 2;
+        const char *value = NULL;
+        char name_copy [64];
+        const char *equals = strchr (name, '=');
+        if (equals && (size_t) (equals - name) < sizeof name_copy) {
+            memcpy (name_copy, name, (size_t) (equals - name));
+            name_copy [equals - name] = 0;
+            name = name_copy;
+            value = equals + 1;
+        }
+        const opt_t *option = strcmp (name, "config")? s_option_find (name): NULL;
+        if (!value && option && option->type == OPT_BOOL)
+            value = "true";
+        if (!value) {
+            if (arg + 1 >= argc) {
+                fprintf (stderr, "parley: option --%s needs a value\n", name);
+                pl_config_destroy (&self);
+                return NULL;
+            }
+            value = argv [++arg];
+        }
+        if (!strcmp (name, "config"))
+            continue;           //  read above
+        if (pl_config_set (self, name, value)) {
+            pl_config_destroy (&self);
+            return NULL;
+        }
+    }
+    if (pl_config_finish (self))
+        pl_config_destroy (&self);
+    return self;
+}
+
+int
+pl_config_finish (pl_config_t *self)
+{
+    assert (self);
+    char endpoint [PATH_MAX + 16];
+    if (*self->router_endpoint == 0) {
+        snprintf (endpoint, sizeof endpoint, "ipc://%s/router.ipc", self->runtime_dir);
+        if (s_option_apply (self, s_option_find ("router-endpoint"), endpoint))
+            return -1;
+    }
+    if (*self->bridge_endpoint == 0) {
+        snprintf (endpoint, sizeof endpoint, "ipc://%s/bridge.ipc", self->runtime_dir);
+        if (s_option_apply (self, s_option_find ("bridge-endpoint"), endpoint))
+            return -1;
+    }
+    if (strlen (self->host_id) == 0 || strlen (self->host_id) > 64
+    ||  strspn (self->host_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+        != strlen (self->host_id)) {
+        fprintf (stderr, "parley: host-id must be 1 to 64 of [A-Za-z0-9_.-]\n");
+        return -1;
+    }
+    return 0;
+}
+
+void
+pl_config_usage (const char *program)
+{
+    printf ("usage: %s [--config FILE] [--option value ...]\n", program);
+    for (size_t index = 0; index < OPTION_COUNT; index++)
+        printf ("  --%-20s %s (default '%s')\n", s_options [index].name,
+                s_options [index].help, s_options [index].fallback);
+}
+
+void
+pl_config_destroy (pl_config_t **self_p)
+{
+    assert (self_p);
+    pl_config_t *self = *self_p;
+    if (self) {
+        for (size_t index = 0; index < OPTION_COUNT; index++)
+            if (s_options [index].type == OPT_STR)
+                free (*(char **) ((char *) self + s_options [index].offset));
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+pl_config_test (bool verbose)
+{
+    (void) verbose;
+    char *argv [] = { "test", "--port", "9001", "--redis_url=redis://127.0.0.1:7000",
+                      "--runtime-dir", "/tmp/x", "--verbose", NULL };
+    pl_config_t *config = pl_config_new (7, argv);
+    assert (config);
+    assert (config->port == 9001);
+    assert (streq_safe (config->redis_url, "redis://127.0.0.1:7000"));
+    assert (streq_safe (config->router_endpoint, "ipc:///tmp/x/router.ipc"));
+    assert (config->verbose);
+    assert (config->shards == 8);
+    pl_config_destroy (&config);
+    pl_config_destroy (&config);
+
+    char *bad_number [] = { "test", "--port", "99999", NULL };
+    assert (pl_config_new (3, bad_number) == NULL);
+    char *unknown [] = { "test", "--no-such-option", "1", NULL };
+    assert (pl_config_new (3, unknown) == NULL);
+    char *bad_host [] = { "test", "--host-id", "a/b", NULL };
+    assert (pl_config_new (3, bad_host) == NULL);
+}

@@ -1,0 +1,95 @@
+/*  =========================================================================
+    pl_config - one host's configuration: endpoints, limits, secrets
+
+    Every actor reads the same configuration: built-in defaults, then an
+    optional file (--config FILE, lines "key = value"), then environment
+    variables PARLEY_<KEY> (upper case, '-' as '_'), then command-line
+    options --key value. Later sources win. Endpoints and limits live here
+    and nowhere else.
+    =========================================================================
+*/
+#ifndef PL_CONFIG_H_INCLUDED
+#define PL_CONFIG_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    //  Identity and wiring
+    char *host_id;              //  unique per host of a cluster
+    char *runtime_dir;          //  where ipc:// endpoints live
+    char *router_endpoint;      //  default ipc://<runtime_dir>/router.ipc
+    char *bridge_endpoint;      //  default ipc://<runtime_dir>/bridge.ipc
+    int   instance;             //  index of this actor among its kind (--conn/--store N)
+
+    //  Connection actor
+    char *listen_addr;          //  interface to bind, default 127.0.0.1
+    int   port;                 //  HTTP + WebSocket port
+    char *jwt_secret;           //  HS256 secret (empty: HS256 refused)
+    char *jwt_public_key;       //  path of an RS256 public key PEM (optional)
+    int   max_frame_bytes;      //  largest STOMP frame accepted
+    int   max_body_bytes;       //  largest SEND body / HTTP body accepted
+    int   max_content_chars;    //  largest message content
+    int   max_headers;          //  most headers in one STOMP frame
+    int   max_subscriptions;    //  most subscriptions per session
+    int   max_outbound_bytes;   //  per-session queue bound before disconnect
+    int   heartbeat_ms;         //  heart-beat the server offers and wants
+    int   request_timeout_ms;   //  a request to peers that gets no answer fails
+
+    //  Room router
+    int   member_cache_ms;      //  how long a room's member list is trusted
+
+    //  Stream bridge
+    char *redis_url;            //  redis://host:port
+    int   shards;               //  S shard streams
+    char *key_prefix;           //  prefix of every Redis key
+    int   read_count;           //  COUNT of one XREADGROUP
+    int   block_ms;             //  BLOCK of one XREADGROUP
+    int   dedup_ttl_s;          //  how long a clientMsgId is remembered
+    int   persist_inflight;     //  entries handed to stores and not yet confirmed
+    int   persist_timeout_ms;   //  an unconfirmed batch is handed to another store
+
+    //  Persistence
+    char *mongo_url;            //  mongodb://host:port
+    char *mongo_db;             //  database name
+    char *write_concern;        //  "majority" or a number
+    int   store_batch;          //  most entries in one bulk insert
+    int   history_limit;        //  largest page of GET .../messages
+    int   max_room_members;     //  most members of a group room
+
+    //  Logging
+    bool  verbose;
+} pl_config_t;
+
+//  Create a configuration from defaults, PARLEY_* environment, an optional
+//  --config file and the command line. Returns NULL (and prints why) when an
+//  option is unknown or a value does not parse. Unknown positional words are
+//  an error too.
+pl_config_t *
+    pl_config_new (int argc, char **argv);
+
+//  Create a configuration holding only the defaults.
+pl_config_t *
+    pl_config_new_default (void);
+
+//  Set one option by name ("redis-url" or "redis_url"). Returns 0 or -1.
+int
+    pl_config_set (pl_config_t *self, const char *name, const char *value);
+
+//  Fill derived values (endpoints from runtime_dir) and check ranges.
+//  Returns 0 or -1 (and prints why).
+int
+    pl_config_finish (pl_config_t *self);
+
+//  Print the option list to stdout.
+void
+    pl_config_usage (const char *program);
+
+void
+    pl_config_destroy (pl_config_t **self_p);
+
+void
+    pl_config_test (bool verbose);
+
+#endif

@@ -1,0 +1,371 @@
+/*  =========================================================================
+    pl_api - routing of the HTTP API: method + path + query string to a
+    local answer or to a QUERY for the room-router
+    =========================================================================
+*/
+#include "pl_api.h"
+#include "pl_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_SEGMENTS_MAX 6
+
+void
+pl_api_route_error (pl_api_route_t *route, int status, const char *message)
+{
+    assert (route);
+    route->target = PL_API_ERROR;
+    route->status = status;
+    snprintf (route->error, sizeof route->error, "%s", message);
+}
+
+//  --------------------------------------------------------------------------
+//  Split "/api/rooms/r1" into segments; empty segments (from "//" or a
+//  trailing '/') are skipped, so "/api/rooms/" is "/api/rooms". Returns the
+//  segment count, or -1 when there are too many for any known path.
+
+static int
+s_split_path (const char *path, char segments [][PL_ID_MAX + 2], int max)
+{
+    int count = 0;
+    const char *at = path;
+    while (*at) {
+        while (*at == '/')
+            at++;
+        if (*at == 0)
+            break;
+        const char *end = strchr (at, '/');
+        size_t length = end? (size_t) (end - at): strlen (at);
+        if (count == max)
+            return -1;
+        //  A segment too long for an id is kept truncated at one char over,
+        //  so it still fails pl_id_valid and never matches a fixed word.
+        if (length > PL_ID_MAX + 1)
+            length = PL_ID_MAX + 1;
+        memcpy (segments [count], at, length);
+        segments [count][length] = 0;
+        count++;
+        at = end? end: at + strlen (at);
+    }
+    return count;
+}
+
+//  Parse a decimal number of at most 19 digits, nothing else. 0 / -1.
+static int
+s_parse_number (const char *text, uint64_t *value)
+{
+    size_t length = strlen (text);
+    if (length == 0 || length > 19 || strspn (text, "0123456789") != length)
+        return -1;
+    errno = 0;
+    unsigned long long number = strtoull (text, NULL, 10);
+    if (errno)
+        return -1;
+    *value = number;
+    return 0;
+}
+
+//  before=SEQ&limit=N; other parameters are ignored, the last one wins.
+static int
+s_parse_messages_query (const char *query, int history_limit, pl_api_route_t *route)
+{
+    route->seq = 0;
+    route->limit = (uint32_t) history_limit;
+    if (!query || !*query)
+        return 0;
+    char *copy = strdup (query);
+    if (!copy) {
+        pl_api_route_error (route, 503, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    char *saveptr = NULL;
+    for (char *pair = strtok_r (copy, "&", &saveptr); pair && rc == 0;
+         pair = strtok_r (NULL, "&", &saveptr)) {
+        char *equals = strchr (pair, '=');
+        const char *value = equals? equals + 1: "";
+        if (equals)
+            *equals = 0;
+        uint64_t number = 0;
+        if (streq (pair, "before")) {
+            if (s_parse_number (value, &number)) {
+                pl_api_route_error (route, 400, "before must be a sequence number");
+                rc = -1;
+            }
+            else
+                route->seq = number;
+        }
+        else
+        if (streq (pair, "limit")) {
+            if (s_parse_number (value, &number) || number == 0) {
+                pl_api_route_error (route, 400, "limit must be a positive number");
+                rc = -1;
+            }
+            else
+                route->limit = number > (uint64_t) history_limit?
+                               (uint32_t) history_limit: (uint32_t) number;
+        }
+    }
+    free (copy);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Work out what a request means.
+
+void
+pl_api_route (const char *method, const char *path, const char *query,
+              int history_limit, pl_api_route_t *route)
+{
+    assert (method);
+    assert (path);
+    assert (route);
+    memset (route, 0, sizeof *route);
+
+    char segments [PATH_SEGMENTS_MAX][PL_ID_MAX + 2];
+    int count = s_split_path (path, segments, PATH_SEGMENTS_MAX);
+    bool options = streq (method, "OPTIONS");
+    //  allowed: the one method the path takes; kind: its operation
+    const char *allowed = NULL;
+    const char *kind = NULL;
+    pl_api_target_t target = PL_API_QUERY;
+
+    if (count == 1 && streq (segments [0], "healthz")) {
+        allowed = "GET";
+        target = PL_API_HEALTHZ;
+    }
+    else
+    if (count == 1 && streq (segments [0], "readyz")) {
+        allowed = "GET";
+        target = PL_API_READYZ;
+    }
+    else
+    if (count == 1 && streq (segments [0], "metrics")) {
+        allowed = "GET";
+        target = PL_API_METRICS;
+    }
+    else
+    if (count >= 2 && streq (segments [0], "api") && streq (segments [1], "rooms")) {
+        if (count == 2) {
+            //  The collection takes two methods
+            if (streq (method, "GET"))
+                allowed = "GET", kind = "room.list";
+            else
+                allowed = "POST", kind = "room.create";
+        }
+        else {
+            if (!pl_id_valid (segments [2])) {
+                pl_api_route_error (route, 400, "invalid room id");
+                return;
+            }
+            if (count == 3)
+                allowed = "GET", kind = "room.get";
+            else
+            if (count == 4 && streq (segments [3], "messages"))
+                allowed = "GET", kind = "room.messages";
+            else
+            if (count == 4 && streq (segments [3], "members"))
+                allowed = "POST", kind = "member.add";
+            else
+            if (count == 5 && streq (segments [3], "members")) {
+                if (!pl_id_valid (segments [4])) {
+                    pl_api_route_error (route, 400, "invalid user id");
+                    return;
+                }
+                allowed = "DELETE", kind = "member.remove";
+            }
+            if (allowed) {
+                strcpy (route->room, segments [2]);
+                if (count == 5)
+                    strcpy (route->sub, segments [4]);
+            }
+        }
+    }
+    if (!allowed) {
+        pl_api_route_error (route, 404, "not found");
+        return;
+    }
+    if (options) {
+        route->target = PL_API_PREFLIGHT;
+        return;
+    }
+    if (!streq (method, allowed)) {
+        pl_api_route_error (route, 405, "method not allowed");
+        return;
+    }
+    route->target = target;
+    route->kind = kind;
+    route->takes_body = streq (method, "POST");
+    if (kind && streq (kind, "room.messages"))
+        s_parse_messages_query (query, history_limit, route);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Build the QUERY of a route.
+
+pl_msg_t *
+pl_api_query (pl_api_route_t *route, const char *user_id, const char *name,
+              const char *body, size_t body_size)
+{
+    assert (route);
+    assert (route->target == PL_API_QUERY);
+    assert (user_id);
+    if (route->takes_body) {
+        //  The store checks the fields; here only that it is a JSON object,
+        //  so junk never travels further.
+        json_error_t error;
+        json_t *json = body && body_size? json_loadb (body, body_size, 0, &error): NULL;
+        bool object = json && json_is_object (json);
+        json_decref (json);
+        if (!object) {
+            pl_api_route_error (route, 400, "body must be a JSON object");
+            return NULL;
+        }
+    }
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    if (!query) {
+        pl_api_route_error (route, 503, "out of memory");
+        return NULL;
+    }
+    pl_msg_set_kind (query, route->kind);
+    pl_msg_set_user (query, user_id);
+    pl_msg_set_name (query, name);
+    pl_msg_set_room (query, route->room);
+    pl_msg_set_sub (query, route->sub);
+    if (streq (route->kind, "room.messages")) {
+        pl_msg_set_seq (query, route->seq);
+        pl_msg_set_status (query, route->limit);
+    }
+    if (route->takes_body)
+        pl_msg_set_body (query, body, body_size);
+    return query;
+}
+
+char *
+pl_api_error_json (const char *message)
+{
+    json_t *json = json_pack ("{s:s}", "error", message? message: "error");
+    char *text = json? json_dumps (json, JSON_COMPACT): NULL;
+    json_decref (json);
+    return text? text: strdup ("{\"error\":\"error\"}");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest
+
+void
+pl_api_test (bool verbose)
+{
+    printf (" * pl_api: ");
+    if (verbose)
+        printf ("\n");
+    pl_api_route_t route;
+
+    pl_api_route ("GET", "/healthz", NULL, 200, &route);
+    assert (route.target == PL_API_HEALTHZ);
+    pl_api_route ("POST", "/healthz", NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 405);
+    pl_api_route ("GET", "/readyz", "", 200, &route);
+    assert (route.target == PL_API_READYZ);
+    pl_api_route ("GET", "/metrics", "", 200, &route);
+    assert (route.target == PL_API_METRICS);
+    pl_api_route ("GET", "/", "", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 404);
+    pl_api_route ("GET", "/nope/a/b/c/d/e/f/g/h", "", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 404);
+    pl_api_route ("OPTIONS", "/api/rooms", "", 200, &route);
+    assert (route.target == PL_API_PREFLIGHT);
+    pl_api_route ("OPTIONS", "/elsewhere", "", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 404);
+
+    pl_api_route ("GET", "/api/rooms/", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "room.list"));
+    assert (!route.takes_body);
+    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "room.create"));
+    assert (route.takes_body);
+    pl_api_route ("DELETE", "/api/rooms", NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 405);
+
+    pl_api_route ("GET", "/api/rooms/r1", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "room.get"));
+    assert (streq (route.room, "r1"));
+    pl_api_route ("PUT", "/api/rooms/r1", NULL, 200, &route);
+    assert (route.status == 405);
+    pl_api_route ("GET", "/api/rooms/r%201", NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    char long_id [200];
+    memset (long_id, 'a', sizeof long_id);
+    memcpy (long_id, "/api/rooms/", 11);
+    long_id [sizeof long_id - 1] = 0;
+    pl_api_route ("GET", long_id, NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+
+    pl_api_route ("GET", "/api/rooms/r1/messages", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "room.messages"));
+    assert (route.seq == 0 && route.limit == 200);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=42&limit=10", 200, &route);
+    assert (route.target == PL_API_QUERY && route.seq == 42 && route.limit == 10);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5000&x=y", 200, &route);
+    assert (route.target == PL_API_QUERY && route.limit == 200);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=-1", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=0", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=abc", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=99999999999999999999", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before", 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+
+    pl_api_route ("POST", "/api/rooms/r1/members", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "member.add"));
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, 200, &route);
+    assert (route.target == PL_API_QUERY && streq (route.kind, "member.remove"));
+    assert (streq (route.room, "r1") && streq (route.sub, "u2"));
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u$", NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/other", NULL, 200, &route);
+    assert (route.target == PL_API_ERROR && route.status == 404);
+
+    //  Queries
+    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    pl_msg_t *query = pl_api_query (&route, "u1", "Alice", "[1]", 3);
+    assert (!query && route.status == 400);
+    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    query = pl_api_query (&route, "u1", "Alice", "", 0);
+    assert (!query && route.status == 400);
+    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
+    query = pl_api_query (&route, "u1", "Alice", create, strlen (create));
+    assert (query);
+    assert (pl_msg_command (query) == PL_MSG_QUERY);
+    assert (streq (pl_msg_kind (query), "room.create"));
+    assert (streq (pl_msg_user (query), "u1"));
+    assert (streq (pl_msg_body (query), create));
+    pl_msg_destroy (&query);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=7&limit=3", 200, &route);
+    query = pl_api_query (&route, "u1", "Alice", NULL, 0);
+    assert (query);
+    assert (streq (pl_msg_room (query), "r1"));
+    assert (pl_msg_seq (query) == 7 && pl_msg_status (query) == 3);
+    pl_msg_destroy (&query);
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, 200, &route);
+    query = pl_api_query (&route, "u1", "Alice", NULL, 0);
+    assert (streq (pl_msg_sub (query), "u2"));
+    assert (pl_msg_body_size (query) == 0);
+    pl_msg_destroy (&query);
+
+    char *json = pl_api_error_json ("say \"hi\"");
+    assert (streq (json, "{\"error\":\"say \\\"hi\\\"\"}"));
+    free (json);
+    printf ("OK\n");
+}

@@ -1,0 +1,858 @@
+/*  =========================================================================
+    pl_router - the room-router actor of one host
+    =========================================================================
+*/
+#include "pl_router.h"
+#include "pl_msg.h"
+#include "pl_log.h"
+#include "pl_util.h"
+
+#include <jansson.h>
+
+//  A peer silent this long is forgotten (peers HELLO or PING every second)
+#define PEER_TIMEOUT_MS   10000
+#define HEARTBEAT_MS      1000
+#define TICK_MS           100
+#define ROUTER_IDENTITY   "router"
+
+typedef struct {
+    char *identity;
+    int64_t last_seen;
+    zhashx_t *rooms;            //  rooms this connection actor joined (set)
+} conn_t;
+
+typedef struct {
+    pl_msg_t *request;          //  AUTHZ or SEND waiting for the member list
+    int64_t deadline;
+} waiter_t;
+
+typedef struct {
+    char *room_id;
+    zhashx_t *conns;            //  identity -> conn_t (not owned)
+    zhashx_t *members;          //  member set, NULL until loaded
+    bool exists;                //  false when the store said: no such room
+    int64_t loaded_at;
+    uint64_t loading_corr;      //  non-zero while a member query is out
+    int64_t loading_deadline;
+    zlistx_t *waiters;          //  waiter_t
+} room_t;
+
+typedef struct {
+    char *identity;
+    int64_t last_seen;
+} store_t;
+
+typedef struct {
+    const pl_config_t *config;
+    zsock_t *pipe;
+    zsock_t *frontend;          //  ROUTER: connection and persistence actors
+    zsock_t *bridge;            //  DEALER to the stream bridge
+    zhashx_t *conns;            //  identity -> conn_t
+    zhashx_t *rooms;            //  room id -> room_t
+    zhashx_t *loading;          //  corr (text) -> room_t (not owned)
+    zlistx_t *stores;           //  store_t, round-robin order
+    uint64_t next_corr;
+    int64_t next_heartbeat;
+    int64_t next_tick;
+    uint64_t dropped;           //  messages a full or gone peer did not take
+    int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
+    bool terminated;
+} self_t;
+
+//  --------------------------------------------------------------------------
+//  Destructors for the containers
+
+static void
+s_conn_destroy (void **item_p)
+{
+    conn_t *conn = (conn_t *) *item_p;
+    if (conn) {
+        zhashx_destroy (&conn->rooms);
+        free (conn->identity);
+        free (conn);
+        *item_p = NULL;
+    }
+}
+
+static void
+s_waiter_destroy (void **item_p)
+{
+    waiter_t *waiter = (waiter_t *) *item_p;
+    if (waiter) {
+        pl_msg_destroy (&waiter->request);
+        free (waiter);
+        *item_p = NULL;
+    }
+}
+
+static void
+s_room_destroy (void **item_p)
+{
+    room_t *room = (room_t *) *item_p;
+    if (room) {
+        zhashx_destroy (&room->conns);
+        zhashx_destroy (&room->members);
+        zlistx_destroy (&room->waiters);
+        free (room->room_id);
+        free (room);
+        *item_p = NULL;
+    }
+}
+
+static void
+s_store_destroy (void **item_p)
+{
+    store_t *store = (store_t *) *item_p;
+    if (store) {
+        free (store->identity);
+        free (store);
+        *item_p = NULL;
+    }
+}
+
+static zhashx_t *
+s_set_new (void)
+{
+    zhashx_t *set = zhashx_new ();
+    assert (set);
+    return set;
+}
+
+//  --------------------------------------------------------------------------
+//  Construction
+
+static self_t *
+s_self_new (zsock_t *pipe, const pl_config_t *config)
+{
+    self_t *self = (self_t *) zmalloc (sizeof (self_t));
+    assert (self);
+    self->config = config;
+    self->pipe = pipe;
+    self->frontend = zsock_new (ZMQ_ROUTER);
+    assert (self->frontend);
+    //  A restarted peer takes its routing id over at once; sends to a gone
+    //  peer fail instead of vanishing, so stores can be skipped
+    zsock_set_router_handover (self->frontend, 1);
+    zsock_set_router_mandatory (self->frontend, 1);
+    zsock_set_sndhwm (self->frontend, 100000);
+    zsock_set_rcvhwm (self->frontend, 100000);
+    if (zsock_bind (self->frontend, "%s", config->router_endpoint) == -1) {
+        pl_log_error ("cannot bind %s: %s", config->router_endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->frontend);
+        free (self);
+        return NULL;
+    }
+    self->bridge = zsock_new (ZMQ_DEALER);
+    assert (self->bridge);
+    zsock_set_identity (self->bridge, ROUTER_IDENTITY);
+    zsock_set_sndhwm (self->bridge, 100000);
+    zsock_set_rcvhwm (self->bridge, 100000);
+    zsock_connect (self->bridge, "%s", config->bridge_endpoint);
+
+    self->conns = zhashx_new ();
+    zhashx_set_destructor (self->conns, s_conn_destroy);
+    self->rooms = zhashx_new ();
+    zhashx_set_destructor (self->rooms, s_room_destroy);
+    self->loading = zhashx_new ();
+    self->stores = zlistx_new ();
+    zlistx_set_destructor (self->stores, s_store_destroy);
+    return self;
+}
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (self) {
+        zhashx_destroy (&self->loading);
+        zhashx_destroy (&self->rooms);
+        zhashx_destroy (&self->conns);
+        zlistx_destroy (&self->stores);
+        zsock_destroy (&self->bridge);
+        zsock_destroy (&self->frontend);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Sending
+
+//  Send to a peer of the frontend; a full or gone peer is counted, not fatal.
+static int
+s_send_to (self_t *self, pl_msg_t *message, const char *identity)
+{
+    if (pl_msg_send_copy (message, self->frontend, identity)) {
+        self->dropped++;
+        pl_log_debug ("%s to '%s' not delivered: %s", pl_msg_command_name (pl_msg_command (message)),
+                      identity, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    return 0;
+}
+
+//  Answer a request that came from a connection actor.
+static void
+s_reply (self_t *self, const pl_msg_t *request, uint32_t status, const char *text)
+{
+    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_corr (result, pl_msg_corr (request));
+    pl_msg_set_session (result, pl_msg_session (request));
+    pl_msg_set_room (result, pl_msg_room (request));
+    pl_msg_set_status (result, status);
+    if (text)
+        pl_msg_set_body (result, text, strlen (text));
+    s_send_to (self, result, pl_msg_routing_id (request));
+    pl_msg_destroy (&result);
+}
+
+//  Send to persistence actors in turn, skipping those that are gone.
+static int
+s_send_to_store (self_t *self, pl_msg_t *message)
+{
+    size_t tries = zlistx_size (self->stores);
+    while (tries--) {
+        store_t *store = (store_t *) zlistx_first (self->stores);
+        //  Rotate so the next request goes to the next store
+        zlistx_move_end (self->stores, zlistx_cursor (self->stores));
+        if (pl_msg_send_copy (message, self->frontend, store->identity) == 0)
+            return 0;
+        if (zmq_errno () == EHOSTUNREACH) {
+            pl_log_info ("persistence actor %s is gone", store->identity);
+            zlistx_delete (self->stores, zlistx_find (self->stores, store));
+        }
+    }
+    return -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Rooms and members
+
+static room_t *
+s_room_require (self_t *self, const char *room_id)
+{
+    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+    if (!room) {
+        room = (room_t *) zmalloc (sizeof (room_t));
+        assert (room);
+        room->room_id = strdup (room_id);
+        room->conns = s_set_new ();
+        room->waiters = zlistx_new ();
+        zlistx_set_destructor (room->waiters, s_waiter_destroy);
+        zhashx_insert (self->rooms, room_id, room);
+    }
+    return room;
+}
+
+static bool
+s_room_members_fresh (self_t *self, room_t *room)
+{
+    return room->members
+        && pl_mono_ms () - room->loaded_at < self->config->member_cache_ms;
+}
+
+//  Forward a SEND to the bridge, the reply comes back with route set.
+static void
+s_forward_send (self_t *self, pl_msg_t *request)
+{
+    pl_msg_set_route (request, pl_msg_routing_id (request));
+    if (pl_msg_send_copy (request, self->bridge, NULL))
+        s_reply (self, request, 503, "stream bridge unavailable, try again");
+}
+
+//  Decide an AUTHZ or SEND with a loaded member list.
+static void
+s_decide (self_t *self, room_t *room, pl_msg_t *request)
+{
+    char text [160];
+    if (!room->exists) {
+        snprintf (text, sizeof text, "no such room %s", room->room_id);
+        s_reply (self, request, 404, text);
+    }
+    else
+    if (!zhashx_lookup (room->members, pl_msg_user (request))) {
+        snprintf (text, sizeof text, "not a member of room %s", room->room_id);
+        s_reply (self, request, 403, text);
+    }
+    else
+    if (pl_msg_command (request) == PL_MSG_SEND)
+        s_forward_send (self, request);
+    else
+        s_reply (self, request, 200, NULL);
+}
+
+static void
+s_room_fail_waiters (self_t *self, room_t *room, uint32_t status, const char *text)
+{
+    waiter_t *waiter = (waiter_t *) zlistx_first (room->waiters);
+    while (waiter) {
+        s_reply (self, waiter->request, status, text);
+        waiter = (waiter_t *) zlistx_next (room->waiters);
+    }
+    zlistx_purge (room->waiters);
+}
+
+static void
+s_room_stop_loading (self_t *self, room_t *room)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, room->loading_corr);
+    zhashx_delete (self->loading, key);
+    room->loading_corr = 0;
+}
+
+static void
+s_room_load_members (self_t *self, room_t *room)
+{
+    if (room->loading_corr)
+        return;
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_kind (query, "room.members");
+    pl_msg_set_room (query, room->room_id);
+    pl_msg_set_corr (query, ++self->next_corr);
+    if (s_send_to_store (self, query) == 0) {
+        room->loading_corr = self->next_corr;
+        room->loading_deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
+        char key [24];
+        snprintf (key, sizeof key, "%" PRIu64, room->loading_corr);
+        zhashx_insert (self->loading, key, room);
+    }
+    //  With no persistence actor at all, waiters stay until their deadline:
+    //  one may connect meanwhile (see s_self_handle_tick)
+    pl_msg_destroy (&query);
+}
+
+//  AUTHZ or SEND: decide now when the member list is fresh, else wait for it.
+static void
+s_self_handle_membership_request (self_t *self, pl_msg_t **request_p)
+{
+    pl_msg_t *request = *request_p;
+    if (!pl_id_valid (pl_msg_room (request)) || !pl_id_valid (pl_msg_user (request))) {
+        s_reply (self, request, 400, "invalid room or user id");
+        pl_msg_destroy (request_p);
+        return;
+    }
+    room_t *room = s_room_require (self, pl_msg_room (request));
+    if (s_room_members_fresh (self, room)) {
+        s_decide (self, room, request);
+        pl_msg_destroy (request_p);
+        return;
+    }
+    waiter_t *waiter = (waiter_t *) zmalloc (sizeof (waiter_t));
+    assert (waiter);
+    waiter->request = request;
+    waiter->deadline = pl_mono_ms () + self->config->request_timeout_ms;
+    *request_p = NULL;
+    zlistx_add_end (room->waiters, waiter);
+    s_room_load_members (self, room);
+}
+
+//  The answer to our own room.members query.
+static void
+s_self_handle_members (self_t *self, pl_msg_t *result)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, pl_msg_corr (result));
+    room_t *room = (room_t *) zhashx_lookup (self->loading, key);
+    if (!room)
+        return;                 //  late answer, the room gave up already
+    s_room_stop_loading (self, room);
+    uint32_t status = pl_msg_status (result);
+    if (status != 200 && status != 404) {
+        s_room_fail_waiters (self, room, 503, "persistence unavailable, try again");
+        return;
+    }
+    zhashx_t *members = s_set_new ();
+    if (status == 200) {
+        json_t *array = json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL);
+        size_t index;
+        json_t *member;
+        json_array_foreach (array, index, member)
+            if (json_is_string (member))
+                zhashx_insert (members, json_string_value (member), (void *) 1);
+        json_decref (array);
+    }
+    zhashx_destroy (&room->members);
+    room->members = members;
+    room->exists = status == 200;
+    room->loaded_at = pl_mono_ms ();
+
+    waiter_t *waiter = (waiter_t *) zlistx_first (room->waiters);
+    while (waiter) {
+        s_decide (self, room, waiter->request);
+        waiter = (waiter_t *) zlistx_next (room->waiters);
+    }
+    zlistx_purge (room->waiters);
+}
+
+//  --------------------------------------------------------------------------
+//  Peers
+
+static conn_t *
+s_conn_require (self_t *self, const char *identity)
+{
+    conn_t *conn = (conn_t *) zhashx_lookup (self->conns, identity);
+    if (!conn) {
+        conn = (conn_t *) zmalloc (sizeof (conn_t));
+        assert (conn);
+        conn->identity = strdup (identity);
+        conn->rooms = s_set_new ();
+        zhashx_insert (self->conns, identity, conn);
+    }
+    conn->last_seen = pl_mono_ms ();
+    return conn;
+}
+
+static void
+s_conn_leave (self_t *self, conn_t *conn, const char *room_id)
+{
+    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+    if (room)
+        zhashx_delete (room->conns, conn->identity);
+    zhashx_delete (conn->rooms, room_id);
+}
+
+//  Forget a connection actor and all the rooms it wanted.
+static void
+s_conn_forget (self_t *self, const char *identity)
+{
+    conn_t *conn = (conn_t *) zhashx_lookup (self->conns, identity);
+    if (!conn)
+        return;
+    zlistx_t *rooms = zhashx_keys (conn->rooms);
+    for (const char *room_id = (const char *) zlistx_first (rooms); room_id;
+         room_id = (const char *) zlistx_next (rooms))
+        s_conn_leave (self, conn, room_id);
+    zlistx_destroy (&rooms);
+    zhashx_delete (self->conns, identity);
+}
+
+static void
+s_store_seen (self_t *self, const char *identity)
+{
+    store_t *store = (store_t *) zlistx_first (self->stores);
+    while (store && strcmp (store->identity, identity))
+        store = (store_t *) zlistx_next (self->stores);
+    if (!store) {
+        store = (store_t *) zmalloc (sizeof (store_t));
+        assert (store);
+        store->identity = strdup (identity);
+        zlistx_add_end (self->stores, store);
+        pl_log_info ("persistence actor %s connected", identity);
+        //  Rooms that waited for a store can ask now
+        room_t *room = (room_t *) zhashx_first (self->rooms);
+        zlistx_t *pending = zlistx_new ();
+        while (room) {
+            if (zlistx_size (room->waiters) && !room->loading_corr)
+                zlistx_add_end (pending, room);
+            room = (room_t *) zhashx_next (self->rooms);
+        }
+        for (room = (room_t *) zlistx_first (pending); room; room = (room_t *) zlistx_next (pending))
+            s_room_load_members (self, room);
+        zlistx_destroy (&pending);
+    }
+    store->last_seen = pl_mono_ms ();
+}
+
+//  --------------------------------------------------------------------------
+//  Handlers
+
+//  What the host can do now, for the connection actors' /readyz: bit 0 a
+//  persistence actor is there, bit 1 the bridge has Redis.
+static uint32_t
+s_self_readiness (self_t *self)
+{
+    uint32_t readiness = 0;
+    if (zlistx_size (self->stores))
+        readiness |= PL_READY_STORE;
+    if (self->bridge_ready_at && pl_mono_ms () - self->bridge_ready_at < 3 * HEARTBEAT_MS)
+        readiness |= PL_READY_BRIDGE;
+    return readiness;
+}
+
+static void
+s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
+{
+    pl_msg_t *message = *message_p;
+    const char *from = pl_msg_routing_id (message);
+    switch (pl_msg_command (message)) {
+        case PL_MSG_HELLO:
+            if (streq (pl_msg_kind (message), "store"))
+                s_store_seen (self, from);
+            else
+            if (streq (pl_msg_kind (message), "conn")) {
+                //  A (re)started connection actor: it sends its JOINs next
+                s_conn_forget (self, from);
+                s_conn_require (self, from);
+                pl_log_info ("connection actor %s connected", from);
+            }
+            break;
+        case PL_MSG_PING:
+            if (zhashx_lookup (self->conns, from)) {
+                //  The answer tells the connection actor its router is alive
+                s_conn_require (self, from);
+                pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
+                pl_msg_set_status (pong, s_self_readiness (self));
+                s_send_to (self, pong, from);
+                pl_msg_destroy (&pong);
+            }
+            else {
+                pl_msg_t *resync = pl_msg_new (PL_MSG_RESYNC);
+                s_send_to (self, resync, from);
+                pl_msg_destroy (&resync);
+            }
+            break;
+        case PL_MSG_JOIN:
+            if (pl_id_valid (pl_msg_room (message))) {
+                conn_t *conn = s_conn_require (self, from);
+                room_t *room = s_room_require (self, pl_msg_room (message));
+                zhashx_update (room->conns, from, conn);
+                zhashx_update (conn->rooms, pl_msg_room (message), (void *) 1);
+            }
+            break;
+        case PL_MSG_LEAVE: {
+            conn_t *conn = (conn_t *) zhashx_lookup (self->conns, from);
+            if (conn)
+                s_conn_leave (self, conn, pl_msg_room (message));
+            break;
+        }
+        case PL_MSG_AUTHZ:
+        case PL_MSG_SEND:
+            s_self_handle_membership_request (self, message_p);
+            break;
+        case PL_MSG_QUERY:
+            pl_msg_set_route (message, from);
+            if (s_send_to_store (self, message))
+                s_reply (self, message, 503, "{\"error\":\"persistence unavailable, try again\"}");
+            break;
+        case PL_MSG_RESULT:
+            //  From a persistence actor: ours, or for a connection actor
+            if (*pl_msg_route (message) == 0)
+                s_self_handle_members (self, message);
+            else
+                s_send_to (self, message, pl_msg_route (message));
+            break;
+        case PL_MSG_ROOM_CHANGED: {
+            room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
+            if (room)
+                zhashx_destroy (&room->members);
+            break;
+        }
+        default:
+            pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);
+    }
+    pl_msg_destroy (message_p);
+}
+
+static void
+s_self_handle_bridge (self_t *self, pl_msg_t *message)
+{
+    if (pl_msg_command (message) == PL_MSG_DELIVER) {
+        room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
+        if (!room)
+            return;
+        for (conn_t *conn = (conn_t *) zhashx_first (room->conns); conn;
+             conn = (conn_t *) zhashx_next (room->conns))
+            s_send_to (self, message, conn->identity);
+    }
+    else
+    if (pl_msg_command (message) == PL_MSG_RESULT)
+        s_send_to (self, message, pl_msg_route (message));
+    else
+    if (pl_msg_command (message) == PL_MSG_PING) {
+        if (pl_msg_status (message) & PL_READY_BRIDGE)
+            self->bridge_ready_at = pl_mono_ms ();
+    }
+    else
+        pl_log_warning ("unexpected %s from the bridge", pl_msg_command_name (pl_msg_command (message)));
+}
+
+//  Timers: heart-beat to the bridge, deadlines, peers that went silent,
+//  member lists nobody needs.
+static void
+s_self_handle_tick (self_t *self)
+{
+    int64_t now = pl_mono_ms ();
+    if (now >= self->next_heartbeat) {
+        pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
+        pl_msg_set_kind (hello, "router");
+        pl_msg_set_name (hello, self->config->host_id);
+        pl_msg_send (&hello, self->bridge);
+        self->next_heartbeat = now + HEARTBEAT_MS;
+    }
+    if (now < self->next_tick)
+        return;
+    self->next_tick = now + TICK_MS;
+
+    zlistx_t *gone = zlistx_new ();
+    for (conn_t *conn = (conn_t *) zhashx_first (self->conns); conn;
+         conn = (conn_t *) zhashx_next (self->conns))
+        if (now - conn->last_seen > PEER_TIMEOUT_MS)
+            zlistx_add_end (gone, conn->identity);
+    for (char *identity = (char *) zlistx_first (gone); identity;
+         identity = (char *) zlistx_next (gone)) {
+        pl_log_info ("connection actor %s went silent", identity);
+        s_conn_forget (self, identity);
+    }
+    zlistx_purge (gone);
+
+    for (store_t *store = (store_t *) zlistx_first (self->stores); store;
+         store = (store_t *) zlistx_next (self->stores))
+        if (now - store->last_seen > PEER_TIMEOUT_MS / 2)
+            zlistx_add_end (gone, store);
+    for (store_t *store = (store_t *) zlistx_first (gone); store;
+         store = (store_t *) zlistx_next (gone)) {
+        pl_log_info ("persistence actor %s went silent", store->identity);
+        zlistx_delete (self->stores, zlistx_find (self->stores, store));
+    }
+    zlistx_purge (gone);
+
+    for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
+         room = (room_t *) zhashx_next (self->rooms)) {
+        if (room->loading_corr && now >= room->loading_deadline) {
+            s_room_stop_loading (self, room);
+            s_room_fail_waiters (self, room, 503, "persistence unavailable, try again");
+        }
+        //  Waiters for a room nobody could ask yet (no store connected)
+        waiter_t *waiter = (waiter_t *) zlistx_first (room->waiters);
+        while (waiter) {
+            if (now >= waiter->deadline) {
+                s_reply (self, waiter->request, 503, "persistence unavailable, try again");
+                zlistx_delete (room->waiters, zlistx_cursor (room->waiters));
+                waiter = (waiter_t *) zlistx_first (room->waiters);
+            }
+            else
+                waiter = (waiter_t *) zlistx_next (room->waiters);
+        }
+        if (zhashx_size (room->conns) == 0 && zlistx_size (room->waiters) == 0
+        &&  !room->loading_corr && !s_room_members_fresh (self, room))
+            zlistx_add_end (gone, room->room_id);
+    }
+    for (char *room_id = (char *) zlistx_first (gone); room_id;
+         room_id = (char *) zlistx_next (gone))
+        zhashx_delete (self->rooms, room_id);
+    zlistx_destroy (&gone);
+}
+
+//  Read while the socket has messages: ZMQ_FD is edge-triggered and a
+//  poller may not wake again for what is already queued.
+static void
+s_self_drain (self_t *self, zsock_t *socket)
+{
+    for (int budget = 10000; budget > 0; budget--) {
+        bool malformed = false;
+        pl_msg_t *message = pl_msg_recv_nowait (socket, &malformed);
+        if (!message) {
+            if (malformed)
+                continue;
+            break;
+        }
+        if (pl_log_verbose ()) {
+            char line [256];
+            pl_msg_print (message, line, sizeof line);
+            pl_log_debug ("%s %s", socket == self->bridge? "bridge:": pl_msg_routing_id (message), line);
+        }
+        if (socket == self->frontend)
+            s_self_handle_frontend (self, &message);
+        else {
+            s_self_handle_bridge (self, message);
+            pl_msg_destroy (&message);
+        }
+    }
+}
+
+void
+pl_router_actor (zsock_t *pipe, void *args)
+{
+    const pl_config_t *config = (const pl_config_t *) args;
+    pl_log_set_actor ("router");
+    self_t *self = s_self_new (pipe, config);
+    if (!self) {
+        zsock_signal (pipe, 1);
+        return;
+    }
+    zsock_signal (pipe, 0);
+    pl_log_info ("listening on %s, bridge at %s", config->router_endpoint, config->bridge_endpoint);
+
+    zpoller_t *poller = zpoller_new (pipe, self->frontend, self->bridge, NULL);
+    while (!self->terminated) {
+        zsock_t *which = (zsock_t *) zpoller_wait (poller, TICK_MS);
+        if (which == pipe) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+        }
+        else
+        if (zpoller_terminated (poller))
+            break;
+        s_self_drain (self, self->frontend);
+        s_self_drain (self, self->bridge);
+        s_self_handle_tick (self);
+    }
+    zpoller_destroy (&poller);
+    s_self_destroy (&self);
+}
+
+//  --------------------------------------------------------------------------
+//  Selftest: the router between a fake connection actor, a fake store and a
+//  fake bridge, all over inproc.
+
+static pl_msg_t *
+s_test_recv (zsock_t *socket)
+{
+    zsock_set_rcvtimeo (socket, 2000);
+    pl_msg_t *message = pl_msg_recv (socket);
+    assert (message);
+    return message;
+}
+
+void
+pl_router_test (bool verbose)
+{
+    if (verbose)
+        printf (" * pl_router: ");
+    pl_config_t *config = pl_config_new_default ();
+    pl_config_set (config, "router-endpoint", "inproc://pl_router_test-router");
+    pl_config_set (config, "bridge-endpoint", "inproc://pl_router_test-bridge");
+    pl_config_set (config, "request-timeout-ms", "500");
+    assert (pl_config_finish (config) == 0);
+
+    zsock_t *bridge = zsock_new_router ("inproc://pl_router_test-bridge");
+    zactor_t *router = zactor_new (pl_router_actor, config);
+    assert (router);
+
+    zsock_t *conn = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (conn, "conn-0");
+    zsock_connect (conn, "inproc://pl_router_test-router");
+    zsock_t *other = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (other, "conn-1");
+    zsock_connect (other, "inproc://pl_router_test-router");
+    zsock_t *store = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (store, "store-0");
+    zsock_connect (store, "inproc://pl_router_test-router");
+
+    //  The bridge hears the router's HELLO
+    pl_msg_t *message = s_test_recv (bridge);
+    assert (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_kind (message), "router"));
+    pl_msg_destroy (&message);
+
+    //  Without a store, a membership question fails after its deadline
+    message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, 1);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_user (message, "u1");
+    pl_msg_send (&message, conn);
+    message = s_test_recv (conn);
+    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_status (message) == 503);
+    pl_msg_destroy (&message);
+
+    message = pl_msg_new (PL_MSG_HELLO);
+    pl_msg_set_kind (message, "store");
+    pl_msg_send (&message, store);
+    message = pl_msg_new (PL_MSG_HELLO);
+    pl_msg_set_kind (message, "conn");
+    pl_msg_send (&message, conn);
+
+    //  AUTHZ: the router asks the store once, then answers from its cache
+    for (int round = 0; round < 2; round++) {
+        message = pl_msg_new (PL_MSG_AUTHZ);
+        pl_msg_set_corr (message, 10 + round);
+        pl_msg_set_room (message, "r1");
+        pl_msg_set_user (message, round == 0? "u1": "u3");
+        pl_msg_send (&message, conn);
+        if (round == 0) {
+            pl_msg_t *query = s_test_recv (store);
+            assert (pl_msg_command (query) == PL_MSG_QUERY);
+            assert (streq (pl_msg_kind (query), "room.members") && streq (pl_msg_room (query), "r1"));
+            pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
+            pl_msg_set_corr (answer, pl_msg_corr (query));
+            pl_msg_set_status (answer, 200);
+            pl_msg_set_body (answer, "[\"u1\",\"u2\"]", 11);
+            pl_msg_send (&answer, store);
+            pl_msg_destroy (&query);
+        }
+        message = s_test_recv (conn);
+        assert (pl_msg_corr (message) == (uint64_t) (10 + round));
+        assert (pl_msg_status (message) == (round == 0? 200: 403));
+        pl_msg_destroy (&message);
+    }
+    //  SEND of a member goes to the bridge with the route back
+    message = pl_msg_new (PL_MSG_SEND);
+    pl_msg_set_corr (message, 20);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_user (message, "u2");
+    pl_msg_set_body (message, "hi", 2);
+    pl_msg_send (&message, conn);
+    message = s_test_recv (bridge);
+    assert (pl_msg_command (message) == PL_MSG_SEND && streq (pl_msg_route (message), "conn-0"));
+    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_routing_id (result, pl_msg_routing_id (message));
+    pl_msg_set_route (result, "conn-0");
+    pl_msg_set_corr (result, 20);
+    pl_msg_set_status (result, 200);
+    pl_msg_set_seq (result, 1);
+    pl_msg_destroy (&message);
+    pl_msg_send (&result, bridge);
+    message = s_test_recv (conn);
+    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_seq (message) == 1);
+    pl_msg_destroy (&message);
+
+    //  DELIVER reaches only the connection actor that joined the room
+    message = pl_msg_new (PL_MSG_JOIN);
+    pl_msg_set_room (message, "r1");
+    pl_msg_send (&message, conn);
+    message = pl_msg_new (PL_MSG_PING);
+    pl_msg_send (&message, other);
+    message = s_test_recv (other);
+    assert (pl_msg_command (message) == PL_MSG_RESYNC);
+    pl_msg_destroy (&message);
+    zclock_sleep (50);
+    message = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_seq (message, 1);
+    pl_msg_send (&message, bridge);
+    message = s_test_recv (conn);
+    assert (pl_msg_command (message) == PL_MSG_DELIVER && pl_msg_seq (message) == 1);
+    pl_msg_destroy (&message);
+    zsock_set_rcvtimeo (other, 100);
+    assert (pl_msg_recv (other) == NULL);
+
+    //  A QUERY goes to the store and its RESULT back to the asker
+    message = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_corr (message, 30);
+    pl_msg_set_kind (message, "room.get");
+    pl_msg_send (&message, other);
+    message = s_test_recv (store);
+    assert (streq (pl_msg_route (message), "conn-1"));
+    pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (answer, pl_msg_route (message));
+    pl_msg_set_corr (answer, pl_msg_corr (message));
+    pl_msg_set_status (answer, 200);
+    pl_msg_destroy (&message);
+    pl_msg_send (&answer, store);
+    message = s_test_recv (other);
+    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_corr (message) == 30);
+    pl_msg_destroy (&message);
+
+    //  Garbage is dropped and the router goes on
+    zstr_send (conn, "garbage");
+    message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, 40);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_user (message, "u2");
+    pl_msg_send (&message, conn);
+    message = s_test_recv (conn);
+    assert (pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
+    pl_msg_destroy (&message);
+
+    zactor_destroy (&router);
+    zsock_destroy (&conn);
+    zsock_destroy (&other);
+    zsock_destroy (&store);
+    zsock_destroy (&bridge);
+    pl_config_destroy (&config);
+    if (verbose)
+        printf ("OK\n");
+}

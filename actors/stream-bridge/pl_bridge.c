@@ -1,0 +1,556 @@
+/*  =========================================================================
+    pl_bridge - the stream-bridge actor of one host
+    =========================================================================
+*/
+#include "pl_bridge.h"
+#include "pl_streams.h"
+#include "pl_msg.h"
+#include "pl_log.h"
+#include "pl_util.h"
+
+#include <jansson.h>
+
+#define TICK_MS         100
+//  A store that failed an entry gets it again after this pause
+#define RETRY_PAUSE_MS  1000
+//  SENDs held while Redis is not reachable; more are refused at once
+#define HELD_MAX        10000
+
+typedef struct {
+    char *identity;
+    int64_t last_seen;
+    size_t outstanding;         //  entries handed to it, unconfirmed
+} store_t;
+
+typedef struct {
+    char *key;                  //  "<stream>/<entry id>"
+    pl_msg_t *persist;          //  the PERSIST message
+    store_t *store;             //  where it went, NULL while queued
+    int64_t deadline;           //  hand to another store after this
+    int64_t not_before;         //  retry pause after a failure
+} work_t;
+
+typedef struct _self_t self_t;
+
+typedef struct {
+    self_t *self;
+    char *router;               //  routing id of the router that asked
+    char *route;
+    uint64_t corr;
+    uint64_t session;
+} append_t;
+
+struct _self_t {
+    const pl_config_t *config;
+    zsock_t *pipe;
+    zsock_t *frontend;          //  ROUTER: room-router and persistence actors
+    pl_streams_t *streams;
+    char *router;               //  routing id of this host's room-router
+    zlistx_t *stores;           //  store_t
+    zhashx_t *work;             //  key -> work_t, every entry not yet acked
+    zlistx_t *queue;            //  work_t waiting for a store (not owned)
+    size_t appends;             //  appends in flight
+    zlistx_t *held;             //  SENDs held until the groups exist
+    bool terminated;
+};
+
+static void
+s_store_destroy (void **item_p)
+{
+    store_t *store = (store_t *) *item_p;
+    if (store) {
+        free (store->identity);
+        free (store);
+        *item_p = NULL;
+    }
+}
+
+static void
+s_work_destroy (void **item_p)
+{
+    work_t *work = (work_t *) *item_p;
+    if (work) {
+        free (work->key);
+        pl_msg_destroy (&work->persist);
+        free (work);
+        *item_p = NULL;
+    }
+}
+
+static void
+s_msg_destroy (void **item_p)
+{
+    pl_msg_destroy ((pl_msg_t **) item_p);
+}
+
+static void s_on_fanout (void *arg, const pl_entry_t *entry);
+static void s_on_persist (void *arg, const pl_entry_t *entry);
+
+static self_t *
+s_self_new (zsock_t *pipe, const pl_config_t *config)
+{
+    self_t *self = (self_t *) zmalloc (sizeof (self_t));
+    assert (self);
+    self->config = config;
+    self->pipe = pipe;
+    self->frontend = zsock_new (ZMQ_ROUTER);
+    assert (self->frontend);
+    zsock_set_router_handover (self->frontend, 1);
+    zsock_set_router_mandatory (self->frontend, 1);
+    zsock_set_sndhwm (self->frontend, 100000);
+    zsock_set_rcvhwm (self->frontend, 100000);
+    if (zsock_bind (self->frontend, "%s", config->bridge_endpoint) == -1) {
+        pl_log_error ("cannot bind %s: %s", config->bridge_endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->frontend);
+        free (self);
+        return NULL;
+    }
+    self->streams = pl_streams_new (config, s_on_fanout, s_on_persist, self);
+    if (!self->streams) {
+        zsock_destroy (&self->frontend);
+        free (self);
+        return NULL;
+    }
+    self->stores = zlistx_new ();
+    zlistx_set_destructor (self->stores, s_store_destroy);
+    self->work = zhashx_new ();
+    zhashx_set_destructor (self->work, s_work_destroy);
+    self->queue = zlistx_new ();
+    self->held = zlistx_new ();
+    zlistx_set_destructor (self->held, s_msg_destroy);
+    return self;
+}
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (self) {
+        //  Entries not yet confirmed stay pending in the persist group and
+        //  are read again at the next start: nothing to do for them here
+        pl_streams_destroy (&self->streams);
+        zlistx_destroy (&self->queue);
+        zlistx_destroy (&self->held);
+        zhashx_destroy (&self->work);
+        zlistx_destroy (&self->stores);
+        zsock_destroy (&self->frontend);
+        free (self->router);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+char *
+pl_bridge_render (const char *room_id, int64_t seq, const char *type,
+                  const char *sender_id, const char *sender_name,
+                  const char *content, const char *client_msg_id, int64_t created_ms)
+{
+    char created [32];
+    pl_iso8601 (created_ms, created, sizeof created);
+    json_t *object = json_pack ("{s:s, s:I, s:s, s:s, s:s, s:s}",
+                                "roomId", room_id, "seq", (json_int_t) seq, "type", type,
+                                "senderId", sender_id, "senderName", sender_name,
+                                "content", content);
+    if (!object)
+        return NULL;            //  not UTF-8: the connection actor let it through?
+    if (client_msg_id && *client_msg_id)
+        json_object_set_new (object, "clientMsgId", json_string (client_msg_id));
+    json_object_set_new (object, "createdAt", json_string (created));
+    char *text = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref (object);
+    return text;
+}
+
+//  --------------------------------------------------------------------------
+//  Fan-out: every entry of this host's group goes to the room-router
+
+static void
+s_on_fanout (void *arg, const pl_entry_t *entry)
+{
+    self_t *self = (self_t *) arg;
+    if (!self->router)
+        return;                 //  no router yet: nobody here subscribes
+    char *body = pl_bridge_render (entry->room_id, entry->seq, entry->type, entry->sender_id,
+                                   entry->sender_name, entry->content, entry->client_msg_id,
+                                   entry->created_ms);
+    if (!body) {
+        pl_log_warning ("entry %s of %s cannot be rendered", entry->entry_id, entry->stream_key);
+        return;
+    }
+    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (deliver, entry->room_id);
+    pl_msg_set_seq (deliver, (uint64_t) entry->seq);
+    pl_msg_set_created (deliver, entry->created_ms);
+    pl_msg_set_body (deliver, body, strlen (body));
+    free (body);
+    if (pl_msg_send_copy (deliver, self->frontend, self->router))
+        pl_log_debug ("DELIVER not taken by the router: %s", zmq_strerror (zmq_errno ()));
+    pl_msg_destroy (&deliver);
+}
+
+//  --------------------------------------------------------------------------
+//  Persist: hand entries to persistence actors, ack what they confirm
+
+static void
+s_on_persist (void *arg, const pl_entry_t *entry)
+{
+    self_t *self = (self_t *) arg;
+    char key [512];
+    snprintf (key, sizeof key, "%s/%s", entry->stream_key, entry->entry_id);
+    if (zhashx_lookup (self->work, key))
+        return;                 //  read again while we still hold it
+    pl_msg_t *persist = pl_msg_new (PL_MSG_PERSIST);
+    pl_msg_set_key (persist, entry->stream_key);
+    pl_msg_set_id (persist, entry->entry_id);
+    pl_msg_set_room (persist, entry->room_id);
+    pl_msg_set_seq (persist, (uint64_t) entry->seq);
+    pl_msg_set_kind (persist, entry->type);
+    pl_msg_set_user (persist, entry->sender_id);
+    pl_msg_set_name (persist, entry->sender_name);
+    pl_msg_set_cmid (persist, entry->client_msg_id);
+    pl_msg_set_created (persist, entry->created_ms);
+    pl_msg_set_body (persist, entry->content, strlen (entry->content));
+
+    work_t *work = (work_t *) zmalloc (sizeof (work_t));
+    assert (work);
+    work->key = strdup (key);
+    work->persist = persist;
+    zhashx_insert (self->work, key, work);
+    zlistx_add_end (self->queue, work);
+}
+
+static store_t *
+s_store_find (self_t *self, const char *identity)
+{
+    for (store_t *store = (store_t *) zlistx_first (self->stores); store;
+         store = (store_t *) zlistx_next (self->stores))
+        if (streq (store->identity, identity))
+            return store;
+    return NULL;
+}
+
+//  Put a store's unconfirmed work back in the queue (it restarted or left).
+static void
+s_store_requeue (self_t *self, store_t *store)
+{
+    for (work_t *work = (work_t *) zhashx_first (self->work); work;
+         work = (work_t *) zhashx_next (self->work))
+        if (work->store == store) {
+            work->store = NULL;
+            zlistx_add_start (self->queue, work);
+        }
+    store->outstanding = 0;
+}
+
+static void
+s_store_forget (self_t *self, store_t *store)
+{
+    pl_log_info ("persistence actor %s is gone", store->identity);
+    s_store_requeue (self, store);
+    zlistx_delete (self->stores, zlistx_find (self->stores, store));
+}
+
+//  Hand queued work to the least busy stores.
+static void
+s_self_dispatch (self_t *self)
+{
+    int64_t now = pl_mono_ms ();
+    size_t limit = (size_t) self->config->store_batch * 2;
+    work_t *work = (work_t *) zlistx_first (self->queue);
+    while (work) {
+        if (work->not_before > now) {
+            work = (work_t *) zlistx_next (self->queue);
+            continue;
+        }
+        store_t *best = NULL;
+        for (store_t *store = (store_t *) zlistx_first (self->stores); store;
+             store = (store_t *) zlistx_next (self->stores))
+            if (store->outstanding < limit && (!best || store->outstanding < best->outstanding))
+                best = store;
+        if (!best)
+            break;              //  every store is full or none is there
+        if (pl_msg_send_copy (work->persist, self->frontend, best->identity)) {
+            if (zmq_errno () == EHOSTUNREACH)
+                s_store_forget (self, best);
+            else
+                break;          //  full pipe: try again next turn
+            work = (work_t *) zlistx_first (self->queue);
+            continue;
+        }
+        work->store = best;
+        work->deadline = now + self->config->persist_timeout_ms;
+        best->outstanding++;
+        zlistx_delete (self->queue, zlistx_cursor (self->queue));
+        work = (work_t *) zlistx_first (self->queue);
+    }
+}
+
+static void
+s_self_handle_persisted (self_t *self, pl_msg_t *message)
+{
+    char key [512];
+    snprintf (key, sizeof key, "%s/%s", pl_msg_key (message), pl_msg_id (message));
+    work_t *work = (work_t *) zhashx_lookup (self->work, key);
+    if (!work)
+        return;                 //  confirmed twice (handed out twice)
+    if (work->store && work->store->outstanding)
+        work->store->outstanding--;
+    if (pl_msg_status (message) == 200) {
+        pl_streams_persist_ack (self->streams, pl_msg_key (message), pl_msg_id (message));
+        if (!work->store)
+            zlistx_delete (self->queue, zlistx_find (self->queue, work));
+        zhashx_delete (self->work, key);
+    }
+    else
+    if (work->store) {
+        pl_log_warning ("store %s failed %s: %s", pl_msg_routing_id (message), key,
+                        pl_msg_body (message));
+        work->store = NULL;
+        work->not_before = pl_mono_ms () + RETRY_PAUSE_MS;
+        zlistx_add_end (self->queue, work);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Appends: SEND from the router, RESULT back once Redis has the entry
+
+static void
+s_append_done (void *arg, int result, int64_t seq, const char *error)
+{
+    append_t *append = (append_t *) arg;
+    self_t *self = append->self;
+    self->appends--;
+    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (reply, append->route);
+    pl_msg_set_corr (reply, append->corr);
+    pl_msg_set_session (reply, append->session);
+    if (result >= 0) {
+        pl_msg_set_status (reply, 200);
+        pl_msg_set_seq (reply, (uint64_t) seq);
+    }
+    else {
+        //  The outcome is unknown (Redis went away mid-way): the client's
+        //  retry with the same clientMsgId is safe
+        const char *text = "message may not be stored, send it again with the same clientMsgId";
+        pl_msg_set_status (reply, 503);
+        pl_msg_set_body (reply, text, strlen (text));
+        pl_log_warning ("append failed: %s", error? error: "unknown error");
+    }
+    if (self->frontend && pl_msg_send_copy (reply, self->frontend, append->router))
+        pl_log_debug ("RESULT not taken by the router: %s", zmq_strerror (zmq_errno ()));
+    pl_msg_destroy (&reply);
+    free (append->router);
+    free (append->route);
+    free (append);
+}
+
+static void
+s_self_handle_send (self_t *self, pl_msg_t *message)
+{
+    append_t *append = (append_t *) zmalloc (sizeof (append_t));
+    assert (append);
+    append->self = self;
+    append->router = strdup (pl_msg_routing_id (message));
+    append->route = strdup (pl_msg_route (message));
+    append->corr = pl_msg_corr (message);
+    append->session = pl_msg_session (message);
+    pl_entry_t entry = {
+        .room_id = pl_msg_room (message),
+        .type = pl_msg_kind (message),
+        .sender_id = pl_msg_user (message),
+        .sender_name = pl_msg_name (message),
+        .content = pl_msg_body (message),
+        .client_msg_id = pl_msg_cmid (message),
+        .created_ms = pl_clock_ms ()
+    };
+    self->appends++;
+    if (pl_streams_append (self->streams, &entry, s_append_done, append)) {
+        s_append_done (append, -1, 0, "append refused");
+    }
+}
+
+static void
+s_reply_unavailable (self_t *self, pl_msg_t *message)
+{
+    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (reply, pl_msg_route (message));
+    pl_msg_set_corr (reply, pl_msg_corr (message));
+    pl_msg_set_session (reply, pl_msg_session (message));
+    pl_msg_set_status (reply, 503);
+    const char *text = "Redis not reachable, try again";
+    pl_msg_set_body (reply, text, strlen (text));
+    pl_msg_send_copy (reply, self->frontend, pl_msg_routing_id (message));
+    pl_msg_destroy (&reply);
+}
+
+//  Appends held while Redis was away go out once it is back.
+static void
+s_self_release_held (self_t *self)
+{
+    if (!zlistx_size (self->held) || !pl_streams_connected (self->streams))
+        return;
+    for (pl_msg_t *message = (pl_msg_t *) zlistx_first (self->held); message;
+         message = (pl_msg_t *) zlistx_next (self->held))
+        s_self_handle_send (self, message);
+    zlistx_purge (self->held);
+}
+
+//  --------------------------------------------------------------------------
+//  Peers and the loop
+
+static void
+s_self_handle_frontend (self_t *self, pl_msg_t *message)
+{
+    const char *from = pl_msg_routing_id (message);
+    switch (pl_msg_command (message)) {
+        case PL_MSG_HELLO:
+            if (streq (pl_msg_kind (message), "router")) {
+                if (!streq_safe (self->router, from)) {
+                    free (self->router);
+                    self->router = strdup (from);
+                    pl_log_info ("room-router %s connected", from);
+                }
+                pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
+                pl_msg_set_status (pong, pl_streams_connected (self->streams)? PL_READY_BRIDGE: 0);
+                pl_msg_send_copy (pong, self->frontend, from);
+                pl_msg_destroy (&pong);
+            }
+            else
+            if (streq (pl_msg_kind (message), "store")) {
+                store_t *store = s_store_find (self, from);
+                if (!store) {
+                    store = (store_t *) zmalloc (sizeof (store_t));
+                    assert (store);
+                    store->identity = strdup (from);
+                    zlistx_add_end (self->stores, store);
+                    pl_log_info ("persistence actor %s connected", from);
+                }
+                else
+                if (pl_msg_status (message) == 1)
+                    //  It restarted: what it held is lost with it
+                    s_store_requeue (self, store);
+                store->last_seen = pl_mono_ms ();
+            }
+            break;
+        case PL_MSG_SEND:
+            //  Until this host's fan-out group exists (it starts at the live
+            //  end), an append would not reach this host's subscribers
+            if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
+                if (zlistx_size (self->held) < HELD_MAX)
+                    zlistx_add_end (self->held, pl_msg_dup (message));
+                else
+                    s_reply_unavailable (self, message);
+            }
+            else
+                s_self_handle_send (self, message);
+            break;
+        case PL_MSG_PERSISTED:
+            s_self_handle_persisted (self, message);
+            break;
+        default:
+            pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);
+    }
+}
+
+static void
+s_self_handle_tick (self_t *self)
+{
+    int64_t now = pl_mono_ms ();
+    //  Work a store did not confirm in time goes to another store
+    for (work_t *work = (work_t *) zhashx_first (self->work); work;
+         work = (work_t *) zhashx_next (self->work))
+        if (work->store && now >= work->deadline) {
+            pl_log_warning ("store %s did not confirm %s in time", work->store->identity, work->key);
+            if (work->store->outstanding)
+                work->store->outstanding--;
+            work->store = NULL;
+            zlistx_add_end (self->queue, work);
+        }
+    store_t *store = (store_t *) zlistx_first (self->stores);
+    while (store) {
+        if (now - store->last_seen > self->config->persist_timeout_ms) {
+            s_store_forget (self, store);
+            store = (store_t *) zlistx_first (self->stores);
+        }
+        else
+            store = (store_t *) zlistx_next (self->stores);
+    }
+}
+
+void
+pl_bridge_actor (zsock_t *pipe, void *args)
+{
+    const pl_config_t *config = (const pl_config_t *) args;
+    pl_log_set_actor ("bridge");
+    self_t *self = s_self_new (pipe, config);
+    if (!self) {
+        zsock_signal (pipe, 1);
+        return;
+    }
+    zsock_signal (pipe, 0);
+    pl_log_info ("listening on %s, Redis at %s, %d shards", config->bridge_endpoint,
+                 config->redis_url, config->shards);
+    int64_t next_tick = 0;
+    while (!self->terminated) {
+        zmq_pollitem_t items [2 + PL_STREAMS_POLLITEMS_MAX] = {
+            { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->frontend), 0, ZMQ_POLLIN, 0 }
+        };
+        int redis_items = pl_streams_pollitems (self->streams, items + 2, PL_STREAMS_POLLITEMS_MAX);
+        long timeout = TICK_MS;
+        int streams_timeout = pl_streams_timeout (self->streams);
+        if (streams_timeout >= 0 && streams_timeout < timeout)
+            timeout = streams_timeout;
+        if (zlistx_size (self->queue) && zlistx_size (self->stores))
+            timeout = timeout < 10? timeout: 10;
+        if (zmq_poll (items, 2 + redis_items, timeout) == -1 && zmq_errno () != EINTR)
+            break;
+        if (items [0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
+        }
+        //  Bounded per turn so Redis replies are read in between
+        for (int budget = 5000; budget > 0; budget--) {
+            bool malformed = false;
+            pl_msg_t *message = pl_msg_recv_nowait (self->frontend, &malformed);
+            if (!message) {
+                if (malformed)
+                    continue;
+                break;
+            }
+            s_self_handle_frontend (self, message);
+            pl_msg_destroy (&message);
+        }
+        pl_streams_handle (self->streams, items + 2, redis_items);
+        s_self_release_held (self);
+        s_self_dispatch (self);
+        if (pl_mono_ms () >= next_tick) {
+            s_self_handle_tick (self);
+            next_tick = pl_mono_ms () + TICK_MS;
+        }
+    }
+    s_self_destroy (&self);
+}
+
+void
+pl_bridge_test (bool verbose)
+{
+    if (verbose)
+        printf (" * pl_bridge: ");
+    char *text = pl_bridge_render ("r1", 42, "TALK", "u1", "Alice", "hi \"there\"\n", "c1",
+                                   1795348800000LL);
+    assert (text);
+    assert (streq (text, "{\"roomId\":\"r1\",\"seq\":42,\"type\":\"TALK\",\"senderId\":\"u1\","
+                         "\"senderName\":\"Alice\",\"content\":\"hi \\\"there\\\"\\n\","
+                         "\"clientMsgId\":\"c1\",\"createdAt\":\"2026-11-22T12:00:00.000Z\"}"));
+    free (text);
+    text = pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "x", "", 0);
+    assert (text && !strstr (text, "clientMsgId"));
+    free (text);
+    //  Invalid UTF-8 is refused, not rendered as broken JSON
+    assert (pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "\xff", "", 0) == NULL);
+    if (verbose)
+        printf ("OK\n");
+}

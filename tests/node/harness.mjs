@@ -1,0 +1,246 @@
+//  Test harness: starts one parley host (the real actor processes) against
+//  the test servers that tests/servers.sh started, and gives tests real
+//  clients: @stomp/stompjs over ws, fetch for HTTP, the MongoDB driver to
+//  count what was stored.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { Client } from '@stomp/stompjs';
+import WebSocket from 'ws';
+import { MongoClient } from 'mongodb';
+
+const buildDir = process.env.PARLEY_BUILD_DIR;
+const redisUrl = process.env.PARLEY_TEST_REDIS_URL;
+const mongoUrl = process.env.PARLEY_TEST_MONGO_URL;
+if (!buildDir || !redisUrl || !mongoUrl)
+    throw new Error('run through ctest (bin/parley test): PARLEY_BUILD_DIR and the server URLs are missing');
+
+const binaries = {
+    bridge: 'parley-stream-bridge',
+    router: 'parley-room-router',
+    store: 'parley-persistence',
+    conn: 'parley-connection',
+};
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function freePort () {
+    return new Promise((resolve, reject) => {
+        const server = net.createServer();
+        server.listen(0, '127.0.0.1', () => {
+            const { port } = server.address();
+            server.close(() => resolve(port));
+        });
+        server.on('error', reject);
+    });
+}
+
+export async function waitFor (what, check, timeoutMs = 20000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        try {
+            if (await check()) return;
+        } catch { /* not yet */ }
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await sleep(100);
+    }
+}
+
+//  One host: bridge, router, `store` persistence actors and `conn`
+//  connection actors sharing one port. Every host of a test shares the
+//  test's key prefix and database unless told otherwise.
+export class Host {
+    constructor ({ conn = 1, store = 1, hostId = 'h1', prefix, database, secret, extra = [] } = {}) {
+        this.conn = conn;
+        this.store = store;
+        this.hostId = hostId;
+        this.prefix = prefix ?? `t${randomBytes(4).toString('hex')}`;
+        this.database = database ?? `parley_${this.prefix}`;
+        this.secret = secret ?? randomBytes(24).toString('hex');
+        this.extra = extra;
+        this.runtime = mkdtempSync(join(tmpdir(), 'parley-host-'));
+        this.processes = new Map();
+        this.logs = new Map();
+    }
+
+    args (instance) {
+        return ['--host-id', this.hostId, '--runtime-dir', this.runtime, '--port', String(this.port),
+            '--redis-url', redisUrl, '--mongo-url', mongoUrl, '--mongo-db', this.database,
+            '--key-prefix', this.prefix, '--jwt-secret', this.secret, '--instance', String(instance),
+            '--block-ms', '200', ...this.extra];
+    }
+
+    //  Start (or start again) one actor process by name: bridge, router,
+    //  store-N, conn-N.
+    start (name) {
+        const [kind, instance = '0'] = name.split('-');
+        const child = spawn(join(buildDir, binaries[kind]), this.args(Number(instance)),
+            { stdio: ['ignore', 'ignore', 'pipe'] });
+        const log = this.logs.get(name) ?? [];
+        child.stderr.on('data', (data) => {
+            log.push(data.toString());
+            if (process.env.PARLEY_TEST_VERBOSE) process.stderr.write(`[${this.hostId} ${name}] ${data}`);
+        });
+        this.logs.set(name, log);
+        this.processes.set(name, child);
+        return child;
+    }
+
+    async up () {
+        this.port = this.port ?? await freePort();
+        this.start('bridge');
+        this.start('router');
+        for (let i = 0; i < this.store; i++) this.start(`store-${i}`);
+        for (let i = 0; i < this.conn; i++) this.start(`conn-${i}`);
+        this.base = `http://127.0.0.1:${this.port}`;
+        this.url = `ws://127.0.0.1:${this.port}/ws`;
+        try {
+            await waitFor('the host to be ready', async () => (await fetch(`${this.base}/readyz`)).status === 200);
+        } catch (error) {
+            for (const name of this.processes.keys()) console.error(`--- ${name}\n${this.log(name)}`);
+            await this.down();
+            throw error;
+        }
+        return this;
+    }
+
+    pid (name) { return this.processes.get(name).pid; }
+
+    //  kill -9 (or another signal) and wait until it is gone
+    async kill (name, signal = 'SIGKILL') {
+        const child = this.processes.get(name);
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill(signal);
+        await exited;
+    }
+
+    async down () {
+        await Promise.all([...this.processes.keys()].map((name) => this.kill(name, 'SIGTERM')));
+        rmSync(this.runtime, { recursive: true, force: true });
+    }
+
+    log (name) { return (this.logs.get(name) ?? []).join(''); }
+
+    token (user, name = user, ttl = 3600) {
+        return execFileSync(join(buildDir, 'parleyctl'),
+            ['token', '--secret', this.secret, '--user', user, '--name', name, '--ttl', String(ttl)])
+            .toString().trim();
+    }
+
+    //  A token made here rather than by parleyctl, for claims parleyctl
+    //  refuses to mint (expired, missing)
+    forgeToken (claims, secret = this.secret) {
+        const part = (object) => Buffer.from(JSON.stringify(object)).toString('base64url');
+        const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+        return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+    }
+
+    async http (method, path, token, body) {
+        const headers = { 'content-type': 'application/json' };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const response = await fetch(`${this.base}${path}`, {
+            method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
+        });
+        const text = await response.text();
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        return { status: response.status, json, text };
+    }
+
+    async createRoom (token, request) {
+        const answer = await this.http('POST', '/api/rooms', token, request);
+        if (answer.status !== 201 && answer.status !== 200)
+            throw new Error(`room not created: ${answer.status} ${answer.text}`);
+        return answer.json;
+    }
+
+    //  A connected @stomp/stompjs client. Errors and closes are recorded
+    //  on client.errors / client.closed instead of throwing.
+    async stomp (token, { headers = {}, url = this.url } = {}) {
+        return connectStomp(url, token, headers);
+    }
+}
+
+export async function connectStomp (url, token, headers = {}) {
+    const client = new Client({
+        webSocketFactory: () => new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+        connectHeaders: token ? { Authorization: `Bearer ${token}`, ...headers } : headers,
+        reconnectDelay: 0,
+        heartbeatIncoming: 0,
+        heartbeatOutgoing: 0,
+        debug: () => {},
+    });
+    client.errors = [];
+    client.closed = false;
+    const connected = new Promise((resolve, reject) => {
+        client.onConnect = (frame) => { client.connectedFrame = frame; resolve(client); };
+        client.onStompError = (frame) => { client.errors.push(frame); reject(new Error(frame.headers.message)); };
+        client.onWebSocketClose = () => { client.closed = true; reject(new Error('closed before CONNECTED')); };
+    });
+    client.activate();
+    try {
+        await connected;
+    } finally {
+        client.onStompError = (frame) => client.errors.push(frame);
+        client.onWebSocketClose = () => { client.closed = true; };
+    }
+    return client;
+}
+
+//  Send one TALK message and resolve with the seq its RECEIPT names.
+export function sendWithReceipt (client, roomId, content, clientMsgId = randomUUID(), extra = {}) {
+    const receipt = `r-${randomUUID()}`;
+    return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no RECEIPT for ${clientMsgId}`)), 30000);
+        client.watchForReceipt(receipt, (frame) => {
+            clearTimeout(timer);
+            resolve(Number(frame.headers.seq));
+        });
+        client.publish({
+            destination: `/app/rooms/${roomId}`,
+            headers: { receipt },
+            body: JSON.stringify({ type: 'TALK', content, clientMsgId, ...extra }),
+        });
+    });
+}
+
+//  Subscribe and collect every delivered body in arrival order.
+export async function collect (client, roomId, headers = {}) {
+    const received = [];
+    const receipt = `s-${randomUUID()}`;
+    const confirmed = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
+    const subscription = client.subscribe(`/topic/rooms/${roomId}`,
+        (message) => received.push({ headers: message.headers, body: JSON.parse(message.body) }),
+        { receipt, ...headers });
+    await confirmed;
+    received.subscription = subscription;
+    return received;
+}
+
+export async function withMongo (database, fn) {
+    const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 10000 });
+    await client.connect();
+    try {
+        return await fn(client.db(database));
+    } finally {
+        await client.close();
+    }
+}
+
+//  Raw WebSocket, for bytes no proper client would send.
+export function rawSocket (url) {
+    return new Promise((resolve, reject) => {
+        const socket = new WebSocket(url, ['v12.stomp']);
+        socket.received = [];
+        socket.on('message', (data) => socket.received.push(data.toString()));
+        socket.closedPromise = new Promise((done) => socket.on('close', done));
+        socket.on('open', () => resolve(socket));
+        socket.on('error', reject);
+    });
+}
+
+export { randomUUID };

@@ -1,0 +1,33 @@
+#   Tests of parley, run by `bin/parley test` through ctest.
+#   The servers fixture starts a throwaway redis-server and FerretDB once;
+#   tests that need them run through tests/with-servers.sh.
+
+set (PARLEY_SERVERS_DIR ${CMAKE_BINARY_DIR}/test-servers)
+set (PARLEY_WITH_SERVERS ${CMAKE_SOURCE_DIR}/tests/with-servers.sh ${PARLEY_SERVERS_DIR})
+
+add_test (NAME servers.start COMMAND ${CMAKE_SOURCE_DIR}/tests/servers.sh start ${PARLEY_SERVERS_DIR})
+set_tests_properties (servers.start PROPERTIES FIXTURES_SETUP servers)
+add_test (NAME servers.stop COMMAND ${CMAKE_SOURCE_DIR}/tests/servers.sh stop ${PARLEY_SERVERS_DIR})
+set_tests_properties (servers.stop PROPERTIES FIXTURES_CLEANUP servers)
+
+#   Class selftests, one ctest test each
+foreach (class pl_util pl_config pl_msg pl_stomp pl_token pl_api pl_connection pl_router pl_bridge pl_streams)
+    add_test (NAME selftest.${class} COMMAND parley-selftest ${class})
+    set_tests_properties (selftest.${class} PROPERTIES TIMEOUT 120)
+endforeach ()
+foreach (class pl_store pl_persistence pl_pipeline)
+    add_test (NAME selftest.${class} COMMAND ${PARLEY_WITH_SERVERS} $<TARGET_FILE:parley-selftest> ${class})
+    set_tests_properties (selftest.${class} PROPERTIES FIXTURES_REQUIRED servers TIMEOUT 120)
+endforeach ()
+
+#   Integration tests: the real actor processes, real Redis and FerretDB,
+#   @stomp/stompjs + ws clients (tests/node)
+file (GLOB PARLEY_NODE_TESTS ${CMAKE_SOURCE_DIR}/tests/node/*.test.mjs)
+foreach (test_file ${PARLEY_NODE_TESTS})
+    get_filename_component (test_name ${test_file} NAME_WE)
+    add_test (NAME integration.${test_name}
+              COMMAND ${PARLEY_WITH_SERVERS} node --test --test-reporter=spec ${test_file})
+    set_tests_properties (integration.${test_name} PROPERTIES
+        FIXTURES_REQUIRED servers TIMEOUT 600
+        ENVIRONMENT "PARLEY_BUILD_DIR=${CMAKE_BINARY_DIR}")
+endforeach ()
