@@ -35,7 +35,7 @@ start)
     [ -x "$ferretdb" ] || { echo "servers.sh: $ferretdb missing: run bin/parley deps" >&2; exit 1; }
     nohup "$ferretdb" --handler=sqlite --sqlite-url="file:$dir/ferretdb/" \
         --listen-addr="127.0.0.1:$mongo_port" --debug-addr="127.0.0.1:$debug_port" \
-        --telemetry=disable --log-level=warn >"$dir/ferretdb.log" 2>&1 &
+        --state-dir="$dir/ferretdb" --telemetry=disable --log-level=warn >"$dir/ferretdb.log" 2>&1 &
     echo $! >"$dir/ferretdb.pid"
     wait_port "$redis_port" 10
     wait_port "$mongo_port" 30
