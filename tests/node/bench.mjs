@@ -22,6 +22,12 @@ function rssKiB (pid) {
     return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
 }
 
+//  CPU seconds (user + system) a process has used so far
+function cpuSeconds (pid) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function percentile (sorted, p) {
     return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
@@ -52,6 +58,8 @@ try {
         });
     }
     const rssBefore = Object.fromEntries([...host.processes.keys()].map((name) => [name, rssKiB(host.pid(name))]));
+    const cpuBefore = Object.fromEntries([...host.processes.keys()].map((name) => [name, cpuSeconds(host.pid(name))]));
+    const clientCpuBefore = process.cpuUsage();
     const started = performance.now();
     await Promise.all(pairs.map(async (pair, r) => {
         let next = 0;
@@ -74,6 +82,8 @@ try {
     await waitFor('everything in MongoDB', () => withMongo(host.database,
         async (db) => (await db.collection('messages').countDocuments({})) >= total), 300000);
     const stored = performance.now();
+    const cpu = Object.fromEntries([...host.processes.keys()].map((name) => [name, cpuSeconds(host.pid(name)) - cpuBefore[name]]));
+    const clientCpu = process.cpuUsage(clientCpuBefore);
     latencies.sort((a, b) => a - b);
     const seconds = (to) => (to - started) / 1000;
     console.log(`parley bench: ${options.rooms} rooms, ${total} messages, window ${options.window}, ` +
@@ -84,8 +94,10 @@ try {
     console.log(`  latency SEND -> MESSAGE: p50 ${percentile(latencies, 0.5).toFixed(1)} ms, ` +
         `p99 ${percentile(latencies, 0.99).toFixed(1)} ms, max ${latencies[latencies.length - 1].toFixed(1)} ms`);
     for (const name of host.processes.keys())
-        console.log(`  rss ${name.padEnd(8)} ${(rssBefore[name] / 1024).toFixed(1)} MiB before, ` +
-            `${(rssKiB(host.pid(name)) / 1024).toFixed(1)} MiB after`);
+        console.log(`  ${name.padEnd(8)} rss ${(rssBefore[name] / 1024).toFixed(1)} MiB before, ` +
+            `${(rssKiB(host.pid(name)) / 1024).toFixed(1)} MiB after; cpu ${cpu[name].toFixed(2)} s ` +
+            `(${(cpu[name] * 1e6 / total).toFixed(1)} us/msg)`);
+    console.log(`  clients  cpu ${((clientCpu.user + clientCpu.system) / 1e6).toFixed(2)} s (node, @stomp/stompjs, same machine)`);
     await Promise.all(pairs.flatMap((pair) => [pair.sender.deactivate(), pair.receiver.deactivate()]));
 } finally {
     await host.down();
