@@ -19,6 +19,7 @@
 #include "pl_config.h"
 #include "pl_log.h"
 #include "pl_msg.h"
+#include "pl_sockets.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_util.h"
@@ -1689,20 +1690,10 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         s_self_destroy (&self);
         return NULL;
     }
-    self->dealer = zsock_new (ZMQ_DEALER);
-    if (!self->dealer) {
-        s_self_destroy (&self);
-        return NULL;
-    }
-    zsock_set_identity (self->dealer, self->name);
+    self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint);
     zsock_set_linger (self->dealer, 0);
     //  Never block the service thread: a full queue fails the request
     zsock_set_sndtimeo (self->dealer, 0);
-    if (zsock_connect (self->dealer, "%s", config->router_endpoint)) {
-        pl_log_error ("cannot connect to router at %s", config->router_endpoint);
-        s_self_destroy (&self);
-        return NULL;
-    }
 
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;

@@ -5,6 +5,7 @@
 #include "pl_persistence.h"
 #include "pl_store.h"
 #include "pl_msg.h"
+#include "pl_sockets.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -28,20 +29,6 @@ typedef struct {
     bool terminated;
 } self_t;
 
-static zsock_t *
-s_dealer_new (const pl_config_t *config, const char *endpoint)
-{
-    zsock_t *socket = zsock_new (ZMQ_DEALER);
-    assert (socket);
-    char identity [32];
-    snprintf (identity, sizeof identity, "store-%d", config->instance);
-    zsock_set_identity (socket, identity);
-    zsock_set_sndhwm (socket, 100000);
-    zsock_set_rcvhwm (socket, 100000);
-    zsock_connect (socket, "%s", endpoint);
-    return socket;
-}
-
 static self_t *
 s_self_new (zsock_t *pipe, const pl_config_t *config)
 {
@@ -54,8 +41,10 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->config = config;
     self->pipe = pipe;
     self->store = store;
-    self->bridge = s_dealer_new (config, config->bridge_endpoint);
-    self->router = s_dealer_new (config, config->router_endpoint);
+    char identity [32];
+    snprintf (identity, sizeof identity, "store-%d", config->instance);
+    self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint);
+    self->router = pl_dealer_socket_new (identity, config->router_endpoint);
     self->batch = (pl_msg_t **) zmalloc (sizeof (pl_msg_t *) * (size_t) config->store_batch);
     self->rows = (pl_store_message_t *) zmalloc (sizeof (pl_store_message_t) * (size_t) config->store_batch);
     assert (self->batch && self->rows);
@@ -291,6 +280,19 @@ pl_persistence_actor (zsock_t *pipe, void *args)
     s_self_destroy (&self);
 }
 
+//  Next message of this command, skipping HELLOs and the like.
+static pl_msg_t *
+s_test_expect (zsock_t *socket, pl_msg_command_t command)
+{
+    for (;;) {
+        pl_msg_t *message = pl_msg_recv (socket);
+        assert (message);
+        if (pl_msg_command (message) == command)
+            return message;
+        pl_msg_destroy (&message);
+    }
+}
+
 void
 pl_persistence_test (bool verbose)
 {
@@ -334,15 +336,7 @@ pl_persistence_test (bool verbose)
     const char *request = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
     pl_msg_set_body (query, request, strlen (request));
     pl_msg_send (&query, router);
-    pl_msg_t *result = NULL;
-    while (!result) {
-        pl_msg_t *message = pl_msg_recv (router);
-        assert (message);
-        if (pl_msg_command (message) == PL_MSG_RESULT)
-            result = message;
-        else
-            pl_msg_destroy (&message);
-    }
+    pl_msg_t *result = s_test_expect (router, PL_MSG_RESULT);
     assert (pl_msg_status (result) == 201 && pl_msg_corr (result) == 7);
     assert (streq (pl_msg_route (result), "conn-0"));
     json_t *room = json_loads (pl_msg_body (result), 0, NULL);
@@ -385,15 +379,7 @@ pl_persistence_test (bool verbose)
     pl_msg_set_room (query, room_id);
     pl_msg_set_status (query, 1000);
     pl_msg_send (&query, router);
-    result = NULL;
-    while (!result) {
-        pl_msg_t *message = pl_msg_recv (router);
-        assert (message);
-        if (pl_msg_command (message) == PL_MSG_RESULT)
-            result = message;
-        else
-            pl_msg_destroy (&message);
-    }
+    result = s_test_expect (router, PL_MSG_RESULT);
     assert (pl_msg_status (result) == 200);
     json_t *history = json_loads (pl_msg_body (result), 0, NULL);
     //  Capped by history-limit (default 200), newest first

@@ -4,6 +4,7 @@
 */
 #include "pl_router.h"
 #include "pl_msg.h"
+#include "pl_sockets.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -128,26 +129,13 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     assert (self);
     self->config = config;
     self->pipe = pipe;
-    self->frontend = zsock_new (ZMQ_ROUTER);
-    assert (self->frontend);
-    //  A restarted peer takes its routing id over at once; sends to a gone
-    //  peer fail instead of vanishing, so stores can be skipped
-    zsock_set_router_handover (self->frontend, 1);
-    zsock_set_router_mandatory (self->frontend, 1);
-    zsock_set_sndhwm (self->frontend, 100000);
-    zsock_set_rcvhwm (self->frontend, 100000);
-    if (zsock_bind (self->frontend, "%s", config->router_endpoint) == -1) {
-        pl_log_error ("cannot bind %s: %s", config->router_endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&self->frontend);
+    //  Sends to a gone peer fail (mandatory), so gone stores can be skipped
+    self->frontend = pl_router_socket_new (config->router_endpoint);
+    if (!self->frontend) {
         free (self);
         return NULL;
     }
-    self->bridge = zsock_new (ZMQ_DEALER);
-    assert (self->bridge);
-    zsock_set_identity (self->bridge, ROUTER_IDENTITY);
-    zsock_set_sndhwm (self->bridge, 100000);
-    zsock_set_rcvhwm (self->bridge, 100000);
-    zsock_connect (self->bridge, "%s", config->bridge_endpoint);
+    self->bridge = pl_dealer_socket_new (ROUTER_IDENTITY, config->bridge_endpoint);
 
     self->conns = zhashx_new ();
     zhashx_set_destructor (self->conns, s_conn_destroy);

@@ -5,6 +5,7 @@
 #include "pl_bridge.h"
 #include "pl_streams.h"
 #include "pl_msg.h"
+#include "pl_sockets.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -93,15 +94,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     assert (self);
     self->config = config;
     self->pipe = pipe;
-    self->frontend = zsock_new (ZMQ_ROUTER);
-    assert (self->frontend);
-    zsock_set_router_handover (self->frontend, 1);
-    zsock_set_router_mandatory (self->frontend, 1);
-    zsock_set_sndhwm (self->frontend, 100000);
-    zsock_set_rcvhwm (self->frontend, 100000);
-    if (zsock_bind (self->frontend, "%s", config->bridge_endpoint) == -1) {
-        pl_log_error ("cannot bind %s: %s", config->bridge_endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&self->frontend);
+    self->frontend = pl_router_socket_new (config->bridge_endpoint);
+    if (!self->frontend) {
         free (self);
         return NULL;
     }
