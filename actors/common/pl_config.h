@@ -49,6 +49,13 @@ typedef struct {
     int   dedup_ttl_s;          //  how long a clientMsgId is remembered
     int   persist_inflight;     //  entries handed to stores and not yet confirmed
     int   persist_timeout_ms;   //  an unconfirmed batch is handed to another store
+    int   replay_window;        //  newest entries of a room kept in its replay index
+    int   replay_ttl_s;         //  a room's replay index expires this long after its last append
+    int   claim_interval_ms;    //  how often pending persist work of others is claimed
+    int   persist_attempts;     //  failed stores of one entry before it is dead-lettered
+    int   claim_idle_ms;        //  pending this long without an ack: its consumer is taken as dead
+    int   janitor_interval_ms;  //  how often the shard streams are trimmed
+    int   host_gone_s;          //  a host silent this long loses its fan-out group
 
     //  Persistence
     char *mongo_url;            //  mongodb://host:port

@@ -41,8 +41,12 @@
 //  The router is "reachable" when it said something this recently
 #define READY_WINDOW_MS     3000
 #define PING_INTERVAL_MS    1000
+//  On SIGTERM, sessions get this long at most to receive what is in flight
+#define DRAIN_MAX_MS        5000
+#define SHUTDOWN_MESSAGE    "server shutting down: reconnect and resume with since-seq"
 //  Seconds a closing session may take to flush its ERROR
 #define CLOSE_GRACE_S       5
+#define LINGER_S            1
 //  Largest WebSocket message we write; frames are never split
 #define WS_CHUNK            (256 * 1024)
 //  HTTP header block we write
@@ -74,6 +78,7 @@ typedef struct _session_t {
     int version;                //  negotiated at CONNECT, 0 before
     bool connected;
     bool closing;               //  ERROR queued or DISCONNECT: no more input
+    bool lingering;             //  all sent, closes after LINGER_S
     pl_stomp_parser_t *parser;
     pl_identity_t identity;
     zhashx_t *subs;             //  id -> sub_t
@@ -142,6 +147,9 @@ struct _self_t {
     struct lws *listen_wsi;
     lws_sorted_usec_list_t tick;
     bool terminated;
+    bool shutting_down;         //  $TERM came: finish in-flight work, then stop
+    int64_t shutdown_deadline;
+    bool shutdown_forced;       //  the deadline passed: every session was told
     bool draining;
     bool stopping;              //  context going down: no more router input
     uint64_t next_session;
@@ -178,6 +186,7 @@ static const struct lws_protocols s_protocols [] = {
 static void s_self_drain_dealer (self_t *self);
 static void s_self_accept (self_t *self);
 static void s_session_error (session_t *session, const char *message, const char *receipt);
+static void s_session_shutdown (session_t *session);
 
 static const char *
 s_key (uint64_t number, char *buffer, size_t size)
@@ -785,6 +794,10 @@ s_session_handle_frame (void *arg, pl_stomp_frame_t *frame)
 {
     session_t *session = (session_t *) arg;
     session->owner->metrics.frames_in++;
+    //  Draining: nothing new starts, what is in flight finishes; the ERROR
+    //  that follows tells the client to send again what has no receipt
+    if (session->owner->shutting_down)
+        return 0;
     const char *receipt = pl_stomp_frame_header (frame, "receipt");
     if (!session->connected
     &&  frame->command != PL_STOMP_CONNECT && frame->command != PL_STOMP_STOMP) {
@@ -880,14 +893,20 @@ s_session_handle_writeable (session_t *session)
             return -1;
         pl_buf_consume (&session->out, size);
         session->last_out_ms = pl_mono_ms ();
-        if (pl_buf_pending (&session->out)) {
+        //  Close only from a later callback: lws calls it once what it may
+        //  have buffered of this write is on the wire, so the last frame
+        //  (an ERROR) is not cut off by the close
+        if (pl_buf_pending (&session->out) || session->closing)
             lws_callback_on_writable (session->wsi);
-            return 0;
-        }
+        return 0;
     }
-    if (session->closing) {
-        lws_close_reason (session->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
+    if (session->closing && !session->lingering) {
+        //  Closing now, while the client still sends, would reset the TCP
+        //  connection and could take our last frame with it: keep reading
+        //  (and ignoring) a moment so the client sees its ERROR or RECEIPT;
+        //  a client that closes first ends it sooner
+        session->lingering = true;
+        lws_set_timeout (session->wsi, PENDING_TIMEOUT_USER_OK, LINGER_S);
     }
     return 0;
 }
@@ -1282,6 +1301,8 @@ s_self_handle_result (self_t *self, pl_msg_t *msg)
             s_http_respond_json (http, http_status, strdup (size? "{}": "{}"));
         json_decref (json);
     }
+    if (self->shutting_down && pending->session && pending->session->pending_count == 0)
+        s_session_shutdown (pending->session);
     s_pending_free (&pending);
 }
 
@@ -1379,6 +1400,41 @@ s_self_drain_dealer (self_t *self)
     self->draining = false;
 }
 
+//  A session without requests in flight is told to go elsewhere now; one
+//  with requests waits for their answers (its receipts) first.
+static void
+s_session_shutdown (session_t *session)
+{
+    if (session->closing)
+        return;
+    if (!session->connected) {
+        lws_set_timeout (session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        session->closing = true;
+    }
+    else
+    if (session->pending_count == 0)
+        s_session_error (session, SHUTDOWN_MESSAGE, NULL);
+}
+
+//  Graceful stop: no new connections (the kernel gives them to the other
+//  actors on the port), every session finishes and is told to reconnect.
+static void
+s_self_begin_shutdown (self_t *self)
+{
+    self->shutting_down = true;
+    int drain_ms = self->config->request_timeout_ms < DRAIN_MAX_MS?
+                   self->config->request_timeout_ms: DRAIN_MAX_MS;
+    self->shutdown_deadline = pl_mono_ms () + drain_ms;
+    if (self->listen_wsi) {
+        lws_set_timeout (self->listen_wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        self->listen_wsi = NULL;
+    }
+    pl_log_info ("draining %zu sessions", zlistx_size (self->session_list));
+    for (session_t *session = (session_t *) zlistx_first (self->session_list); session;
+         session = (session_t *) zlistx_next (self->session_list))
+        s_session_shutdown (session);
+}
+
 static void
 s_self_handle_pipe (self_t *self)
 {
@@ -1387,8 +1443,10 @@ s_self_handle_pipe (self_t *self)
         if (!request)
             break;
         char *command = zmsg_popstr (request);
-        if (command && streq (command, "$TERM"))
-            self->terminated = true;
+        if (command && streq (command, "$TERM")) {
+            if (!self->shutting_down)
+                s_self_begin_shutdown (self);
+        }
         else
             pl_log_warning ("unknown pipe command '%s'", command? command: "");
         free (command);
@@ -1409,6 +1467,19 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
     s_self_handle_pipe (self);
     s_self_drain_dealer (self);
     int64_t now = pl_mono_ms ();
+    if (self->shutting_down && now >= self->shutdown_deadline && !self->shutdown_forced) {
+        //  Answers that did not come in time: tell everyone to go anyway
+        self->shutdown_forced = true;
+        for (session_t *session = (session_t *) zlistx_first (self->session_list); session;
+             session = (session_t *) zlistx_next (self->session_list))
+            s_session_error (session, SHUTDOWN_MESSAGE, NULL);
+    }
+    if (self->shutting_down
+    &&  (zlistx_size (self->session_list) == 0 || now >= self->shutdown_deadline + CLOSE_GRACE_S * 1000)) {
+        self->terminated = true;
+        lws_cancel_service (self->context);
+        return;
+    }
     if (now - self->last_ping_ms >= PING_INTERVAL_MS) {
         self->last_ping_ms = now;
         pl_msg_t *ping = pl_msg_new (PL_MSG_PING);

@@ -262,6 +262,9 @@ pl_persistence_actor (zsock_t *pipe, void *args)
     pl_log_info ("store-%d: bridge at %s, router at %s", config->instance,
                  config->bridge_endpoint, config->router_endpoint);
     zpoller_t *poller = zpoller_new (pipe, self->bridge, self->router, NULL);
+    //  Signals are the main thread's business: it sends $TERM, and the
+    //  actor drains and stops only then
+    zpoller_set_nonstop (poller, true);
     while (!self->terminated) {
         zsock_t *which = (zsock_t *) zpoller_wait (poller, 200);
         if (which == pipe) {

@@ -373,6 +373,15 @@ s_self_handle_members (self_t *self, pl_msg_t *result)
     zlistx_purge (room->waiters);
 }
 
+//  A room's members changed: the next AUTHZ or SEND loads them again.
+static void
+s_self_forget_members (self_t *self, const char *room_id)
+{
+    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+    if (room)
+        zhashx_destroy (&room->members);
+}
+
 //  --------------------------------------------------------------------------
 //  Peers
 
@@ -520,12 +529,11 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
             else
                 s_send_to (self, message, pl_msg_route (message));
             break;
-        case PL_MSG_ROOM_CHANGED: {
-            room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
-            if (room)
-                zhashx_destroy (&room->members);
+        case PL_MSG_ROOM_CHANGED:
+            //  Here now, and through the bridge on every other host
+            s_self_forget_members (self, pl_msg_room (message));
+            pl_msg_send_copy (message, self->bridge, NULL);
             break;
-        }
         default:
             pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);
     }
@@ -546,6 +554,9 @@ s_self_handle_bridge (self_t *self, pl_msg_t *message)
     else
     if (pl_msg_command (message) == PL_MSG_RESULT)
         s_send_to (self, message, pl_msg_route (message));
+    else
+    if (pl_msg_command (message) == PL_MSG_ROOM_CHANGED)
+        s_self_forget_members (self, pl_msg_room (message));
     else
     if (pl_msg_command (message) == PL_MSG_PING) {
         if (pl_msg_status (message) & PL_READY_BRIDGE)
@@ -663,6 +674,9 @@ pl_router_actor (zsock_t *pipe, void *args)
     pl_log_info ("listening on %s, bridge at %s", config->router_endpoint, config->bridge_endpoint);
 
     zpoller_t *poller = zpoller_new (pipe, self->frontend, self->bridge, NULL);
+    //  Signals are the main thread's business: it sends $TERM, and the
+    //  actor drains and stops only then
+    zpoller_set_nonstop (poller, true);
     while (!self->terminated) {
         zsock_t *which = (zsock_t *) zpoller_wait (poller, TICK_MS);
         if (which == pipe) {
@@ -671,9 +685,6 @@ pl_router_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        else
-        if (zpoller_terminated (poller))
-            break;
         s_self_drain (self, self->frontend);
         s_self_drain (self, self->bridge);
         s_self_handle_tick (self);

@@ -14,6 +14,7 @@
 #define TICK_MS         100
 //  A store that failed an entry gets it again after this pause
 #define RETRY_PAUSE_MS  1000
+#define RETRY_PAUSE_MAX_MS 30000
 //  SENDs held while Redis is not reachable; more are refused at once
 #define HELD_MAX        10000
 
@@ -29,6 +30,7 @@ typedef struct {
     store_t *store;             //  where it went, NULL while queued
     int64_t deadline;           //  hand to another store after this
     int64_t not_before;         //  retry pause after a failure
+    int attempts;               //  stores that failed it
 } work_t;
 
 typedef struct _self_t self_t;
@@ -51,6 +53,7 @@ struct _self_t {
     zhashx_t *work;             //  key -> work_t, every entry not yet acked
     zlistx_t *queue;            //  work_t waiting for a store (not owned)
     size_t appends;             //  appends in flight
+    uint64_t dead_lettered;
     zlistx_t *held;             //  SENDs held until the groups exist
     bool terminated;
 };
@@ -105,6 +108,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         free (self);
         return NULL;
     }
+    //  Fan-out waits for the router's first HELLO
+    pl_streams_fanout_hold (self->streams, true);
     self->stores = zlistx_new ();
     zlistx_set_destructor (self->stores, s_store_destroy);
     self->work = zhashx_new ();
@@ -162,24 +167,34 @@ static void
 s_on_fanout (void *arg, const pl_entry_t *entry)
 {
     self_t *self = (self_t *) arg;
-    if (!self->router)
-        return;                 //  no router yet: nobody here subscribes
-    char *body = pl_bridge_render (entry->room_id, entry->seq, entry->type, entry->sender_id,
-                                   entry->sender_name, entry->content, entry->client_msg_id,
-                                   entry->created_ms);
-    if (!body) {
-        pl_log_warning ("entry %s of %s cannot be rendered", entry->entry_id, entry->stream_key);
-        return;
+    pl_msg_t *message;
+    if (entry->seq == 0) {
+        //  A signal from some host: the room's members changed
+        message = pl_msg_new (PL_MSG_ROOM_CHANGED);
+        pl_msg_set_room (message, entry->room_id);
     }
-    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_room (deliver, entry->room_id);
-    pl_msg_set_seq (deliver, (uint64_t) entry->seq);
-    pl_msg_set_created (deliver, entry->created_ms);
-    pl_msg_set_body (deliver, body, strlen (body));
-    free (body);
-    if (pl_msg_send_copy (deliver, self->frontend, self->router))
-        pl_log_debug ("DELIVER not taken by the router: %s", zmq_strerror (zmq_errno ()));
-    pl_msg_destroy (&deliver);
+    else {
+        char *body = pl_bridge_render (entry->room_id, entry->seq, entry->type, entry->sender_id,
+                                       entry->sender_name, entry->content, entry->client_msg_id,
+                                       entry->created_ms);
+        if (!body) {
+            pl_log_warning ("entry %s of %s cannot be rendered", entry->entry_id, entry->stream_key);
+            return;
+        }
+        message = pl_msg_new (PL_MSG_DELIVER);
+        pl_msg_set_room (message, entry->room_id);
+        pl_msg_set_seq (message, (uint64_t) entry->seq);
+        pl_msg_set_created (message, entry->created_ms);
+        pl_msg_set_body (message, body, strlen (body));
+        free (body);
+    }
+    //  No router, or one that does not take it: hold fan-out (the entry
+    //  stays pending) until the router says HELLO again
+    if (!self->router || pl_msg_send_copy (message, self->frontend, self->router)) {
+        pl_log_debug ("router not reachable: fan-out held");
+        pl_streams_fanout_hold (self->streams, true);
+    }
+    pl_msg_destroy (&message);
 }
 
 //  --------------------------------------------------------------------------
@@ -297,10 +312,29 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
     }
     else
     if (work->store) {
-        pl_log_warning ("store %s failed %s: %s", pl_msg_routing_id (message), key,
-                        pl_msg_body (message));
         work->store = NULL;
-        work->not_before = pl_mono_ms () + RETRY_PAUSE_MS;
+        work->attempts++;
+        if (work->attempts >= self->config->persist_attempts) {
+            //  It will not store: out of the way, kept with its error
+            pl_msg_t *persist = work->persist;
+            pl_entry_t entry = {
+                .room_id = pl_msg_room (persist), .type = pl_msg_kind (persist),
+                .sender_id = pl_msg_user (persist), .sender_name = pl_msg_name (persist),
+                .content = pl_msg_body (persist), .client_msg_id = pl_msg_cmid (persist),
+                .created_ms = pl_msg_created (persist), .seq = (int64_t) pl_msg_seq (persist),
+                .stream_key = pl_msg_key (persist), .entry_id = pl_msg_id (persist)
+            };
+            pl_log_error ("entry %s failed %d times, dead-lettered: %s", key, work->attempts,
+                          pl_msg_body (message));
+            pl_streams_persist_fail (self->streams, &entry, pl_msg_body (message));
+            self->dead_lettered++;
+            zhashx_delete (self->work, key);
+            return;
+        }
+        int64_t pause = (int64_t) RETRY_PAUSE_MS << (work->attempts - 1);
+        work->not_before = pl_mono_ms () + (pause < RETRY_PAUSE_MAX_MS? pause: RETRY_PAUSE_MAX_MS);
+        pl_log_warning ("store %s failed %s (attempt %d): %s", pl_msg_routing_id (message), key,
+                        work->attempts, pl_msg_body (message));
         zlistx_add_end (self->queue, work);
     }
 }
@@ -406,7 +440,8 @@ s_self_handle_frontend (self_t *self, pl_msg_t *message)
                 }
                 pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
                 pl_msg_set_status (pong, pl_streams_connected (self->streams)? PL_READY_BRIDGE: 0);
-                pl_msg_send_copy (pong, self->frontend, from);
+                if (pl_msg_send_copy (pong, self->frontend, from) == 0)
+                    pl_streams_fanout_hold (self->streams, false);
                 pl_msg_destroy (&pong);
             }
             else
@@ -440,6 +475,12 @@ s_self_handle_frontend (self_t *self, pl_msg_t *message)
             break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
+            break;
+        case PL_MSG_ROOM_CHANGED:
+            //  Through the room's stream, so every host's router hears it
+            if (pl_streams_signal (self->streams, pl_msg_room (message), "ROOM_CHANGED"))
+                pl_log_warning ("ROOM_CHANGED of %s not signalled: Redis not reachable",
+                                pl_msg_room (message));
             break;
         default:
             pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);

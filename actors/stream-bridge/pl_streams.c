@@ -10,6 +10,12 @@
     hiredis (pending callbacks get a NULL reply, then the cleanup hook runs);
     the cleanup hook is the single place that notices and schedules a
     reconnect with backoff.
+
+    Housekeeping shares these links, so it costs no thread and no blocking
+    round trip: XAUTOCLAIM goes on the persist link between two reads (so
+    the in-flight limit is exact), the janitor and the host key on the
+    command link, as chains of pipelined requests whose replies drive the
+    next step.
     =========================================================================
 */
 #include "pl_streams.h"
@@ -40,13 +46,16 @@
 #define DESTROY_FLUSH_MS    500     //  destroy waits this long for its XACKs
 #define ID_MAX              48      //  "18446744073709551615-18446744073709551615"
 #define READ_ROUNDS         16      //  hiredis reads 16 KB a call: drain more per turn
+#define HOST_REFRESH_MS     5000    //  host key refresh, at most (a third of host-gone-s)
 
-//  Dedup, seq, XADD in one script, so a duplicate never gets a seq and a
-//  seq never goes unused. All keys come in KEYS, all share one hash tag.
-//  KEYS: stream, seq hash, [dedup key]. ARGV: room type sender name content
-//  cmid created ttl. Returns {seq, entry id, duplicate}.
+//  Dedup, seq, XADD and the room's replay index in one script, so a
+//  duplicate never gets a seq, a seq never goes unused and the index never
+//  misses an entry. All keys come in KEYS, all share one hash tag.
+//  KEYS: stream, seq hash, index, [dedup key]. ARGV: room type sender name
+//  content cmid created dedup-ttl window index-ttl.
+//  Returns {seq, entry id, duplicate}.
 static const char *s_append_script =
-    "local dedup = KEYS[3]\n"
+    "local dedup = KEYS[4]\n"
     "if dedup then\n"
     "  local seen = redis.call('GET', dedup)\n"
     "  if seen then return {tonumber(seen), '', 1} end\n"
@@ -56,7 +65,71 @@ static const char *s_append_script =
     " 'seq', tostring(seq), 'type', ARGV[2], 'sender', ARGV[3], 'name', ARGV[4],"
     " 'content', ARGV[5], 'cmid', ARGV[6], 'created', ARGV[7])\n"
     "if dedup then redis.call('SET', dedup, seq, 'EX', ARGV[8]) end\n"
+    "redis.call('ZADD', KEYS[3], seq, id)\n"
+    "redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[9]))\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[10])\n"
     "return {seq, id, 0}\n";
+
+//  Replay in one round trip, bounded by max entries and by the index size.
+//  Ids grow with seq inside a room, and the janitor trims streams from the
+//  oldest end: index members older than the stream's first entry are a
+//  prefix, skipped by comparing ids (no XRANGE) and dropped from the index
+//  so the next replay does not walk them again. Past the first entry
+//  delivered, a hole ends the batch: what is delivered is consecutive.
+//  KEYS: index, stream, seq hash. ARGV: room, after seq, max.
+//  Returns {room's last seq, {entry, ...}} with entries as XRANGE gives them.
+static const char *s_replay_script =
+    "local function older (a, b)\n"
+    "  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"
+    "  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"
+    "  if not am or not bm then return false end\n"
+    "  if #am ~= #bm then return #am < #bm end\n"
+    "  if am ~= bm then return am < bm end\n"
+    "  if #as ~= #bs then return #as < #bs end\n"
+    "  return as < bs\n"
+    "end\n"
+    "local last = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') or 0\n"
+    "local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]\n"
+    "local max = tonumber(ARGV[3])\n"
+    "local from = '(' .. ARGV[2]\n"
+    "local out = {}\n"
+    "local dead = nil\n"
+    "local expect = nil\n"
+    "local stop = false\n"
+    "while not stop and #out < max do\n"
+    "  local page = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES',"
+    " 'LIMIT', 0, max - #out + 16)\n"
+    "  if #page == 0 then break end\n"
+    "  for i = 1, #page, 2 do\n"
+    "    local id, score = page[i], page[i + 1]\n"
+    "    local seq = tonumber(score)\n"
+    "    from = '(' .. score\n"
+    "    local entry = nil\n"
+    "    if head and not older(id, head[1]) and (not expect or seq == expect) then\n"
+    "      entry = redis.call('XRANGE', KEYS[2], id, id)[1]\n"
+    "    end\n"
+    "    if entry then\n"
+    "      out[#out + 1] = entry\n"
+    "      expect = seq + 1\n"
+    "      if #out == max then stop = true break end\n"
+    "    elseif expect then\n"
+    "      stop = true break\n"
+    "    elseif not head or older(id, head[1]) then\n"
+    "      dead = score\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if dead then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', dead) end\n"
+    "return {last, out}\n";
+
+typedef struct {
+    const char *name;
+    const char *text;
+    char sha [41];              //  lower case, computed at new
+    bool reloading;             //  a SCRIPT LOAD after NOSCRIPT is under way
+} script_t;
+
+typedef enum { SCRIPT_APPEND, SCRIPT_REPLAY, SCRIPT_COUNT } script_id_t;
 
 typedef enum { PHASE_SETUP, PHASE_PENDING, PHASE_LIVE } phase_t;
 
@@ -68,6 +141,37 @@ typedef struct {
 
 typedef struct _reader_t reader_t;
 
+//  XAUTOCLAIM scan of one shard's persist group
+typedef struct {
+    reader_t *reader;
+    int shard;
+    char cursor [ID_MAX];       //  where the scan goes on, "0-0" = from the start
+    bool more;                  //  scan of this round not finished
+} claim_t;
+
+typedef struct _jshard_t jshard_t;
+
+//  One consumer group as the janitor sees it
+typedef struct {
+    jshard_t *jshard;
+    char *name;
+    char last [ID_MAX];         //  last-delivered-id
+    char oldest [ID_MAX];       //  oldest pending entry, "" = none
+    bool gone;                  //  ... whose host key has expired
+} jgroup_t;
+
+//  One shard stream during a janitor round
+struct _jshard_t {
+    pl_streams_t *owner;
+    int shard;
+    int waiting;                //  replies still due before the shard is decided
+    bool failed;                //  something did not answer: no trim this round
+    bool decided;               //  destroy and trim sent, waiting for the trim
+    bool has_persist;           //  never trim a stream nothing persists
+    jgroup_t *groups;
+    size_t group_count;
+};
+
 typedef struct {
     pl_streams_t *owner;
     const char *name;           //  "command", "fanout", "persist"
@@ -76,6 +180,7 @@ typedef struct {
     bool want_read;             //  set by hiredis through the ev hooks
     bool want_write;
     bool connected;             //  onConnect said OK
+    bool was_connected;         //  once: a later connect counts as a reconnect
     int64_t reconnect_at;       //  mono ms of the next attempt while down
     int backoff_ms;
     int outstanding;            //  replies we still wait for
@@ -104,20 +209,41 @@ struct _reader_t {
     const char **argv;
     size_t *argvlen;
     id_list_t *acks;            //  XACKs to send, per shard
+    claim_t *claims;            //  persist reader: XAUTOCLAIM state per shard
+    int claims_waiting;         //  XAUTOCLAIM replies still due
+    bool claimed_last;          //  the last request was a claim round: read next
+    bool skip_reply;            //  fan-out released mid-read: leave that reply pending
+    int64_t claim_at;           //  next claim round, mono ms
 };
 
-typedef struct _append_op_t append_op_t;
-struct _append_op_t {
+//  A scripted request with a caller callback: an append or a replay
+typedef enum { OP_APPEND, OP_REPLAY } op_kind_t;
+
+typedef struct _op_t op_t;
+struct _op_t {
     pl_streams_t *owner;
-    pl_append_fn *done;
-    void *done_arg;
+    op_kind_t kind;
+    script_t *script;
+    pl_append_fn *append_done;
+    pl_entry_fn *on_entry;      //  replay
+    pl_replay_done_fn *replay_done;
+    void *arg;
+    int shard;                  //  replay: the room's shard
     int argc;                   //  of the EVAL form
     const char **argv;          //  point into the same allocation
     size_t *argvlen;
     bool retried;               //  already resent as EVAL after NOSCRIPT
     const char *error;          //  failed before sending (deferred list)
-    append_op_t *next;
+    op_t *next;
 };
+
+//  A dead-letter transaction waiting for its EXEC reply
+typedef struct {
+    pl_streams_t *owner;
+    char inflight_key [ID_MAX + 16];
+    char *stream_key;
+    char *entry_id;
+} dead_op_t;
 
 struct _pl_streams_t {
     int shards;
@@ -131,11 +257,20 @@ struct _pl_streams_t {
     int block_ms;
     int persist_limit;
     char ttl_text [16];
+    char window_text [16];      //  replay-window
+    char index_ttl_text [16];   //  replay-ttl-s
+    char claim_idle_text [16];  //  claim-idle-ms
+    char host_gone_text [16];   //  host-gone-s
+    int claim_interval_ms;
+    int janitor_interval_ms;
+    int host_refresh_ms;
     char **stream_keys;         //  per shard
     char **seq_keys;            //  per shard
     char *dedup_prefix;         //  "<prefix>:{" (shard and rest follow)
     char *key_prefix;
-    char sha [41];              //  of s_append_script, lower case
+    char *host_key;             //  "<prefix>:host:<host_id>"
+    char *dead_key;             //  "<prefix>:dead"
+    script_t scripts [SCRIPT_COUNT];
     pl_entry_fn *on_fanout;
     pl_entry_fn *on_persist;
     void *arg;
@@ -143,12 +278,18 @@ struct _pl_streams_t {
     reader_t fanout;
     reader_t persist;
     zhashx_t *inflight;         //  "shard/id" of persist entries not acked
-    append_op_t *failed_head;   //  appends that failed before sending
-    append_op_t *failed_tail;
+    op_t *failed_head;          //  requests that failed before sending
+    op_t *failed_tail;
     int acks_outstanding;
-    bool script_reloading;      //  a SCRIPT LOAD after NOSCRIPT is under way
+    int64_t host_at;            //  next host key refresh, mono ms
+    int64_t janitor_at;         //  next janitor round, mono ms
+    jshard_t *jshards;          //  janitor state per shard
+    int janitor_shards;         //  shards of the current round not decided yet
+    uint64_t janitor_rounds;    //  rounds completed (the selftest waits on it)
+    pl_streams_stats_t stats;
     bool dirty;                 //  work for the next pl_streams_handle
     bool destroying;
+    bool fanout_held;           //  the caller cannot take fan-out entries now
     bool in_handle;
     conn_t *item_conn [PL_STREAMS_POLLITEMS_MAX];
     redisAsyncContext *item_ac [PL_STREAMS_POLLITEMS_MAX];
@@ -255,6 +396,22 @@ s_shard_of_key (pl_streams_t *self, const char *key)
     return strcmp (self->stream_keys [shard], key)? -1: (int) shard;
 }
 
+//  Stream ids "ms-seq" compared as numbers: <0, 0, >0. An id that does not
+//  parse sorts first, so it can only hold trimming back, never push it on.
+static int
+s_id_compare (const char *a, const char *b)
+{
+    unsigned long long part_a [2] = { 0, 0 }, part_b [2] = { 0, 0 };
+    bool ok_a = sscanf (a, "%llu-%llu", &part_a [0], &part_a [1]) == 2;
+    bool ok_b = sscanf (b, "%llu-%llu", &part_b [0], &part_b [1]) == 2;
+    if (!ok_a || !ok_b)
+        return ok_a - ok_b;
+    for (int index = 0; index < 2; index++)
+        if (part_a [index] != part_b [index])
+            return part_a [index] < part_b [index]? -1: 1;
+    return 0;
+}
+
 
 //  --------------------------------------------------------------------------
 //  Id lists of batched XACKs
@@ -323,7 +480,11 @@ s_ev_cleanup (void *data)
         conn->reader->busy = false;
         conn->reader->setup_waiting = 0;
         conn->reader->retry_at = 0;
+        conn->reader->claims_waiting = 0;
+        conn->reader->claimed_last = false;
     }
+    else
+        self->host_at = 0;      //  refresh the host key as soon as we are back
 }
 
 static void
@@ -333,6 +494,9 @@ s_on_connect (const redisAsyncContext *ac, int status)
     if (status == REDIS_OK) {
         conn->connected = true;
         conn->backoff_ms = BACKOFF_MIN_MS;
+        if (conn->was_connected)
+            conn->owner->stats.reconnects++;
+        conn->was_connected = true;
         pl_log_debug ("redis %s connected to %s:%d", conn->name,
                       conn->owner->host, conn->owner->port);
     }
@@ -360,24 +524,41 @@ s_conn_replied (conn_t *conn)
     conn->progress_ms = pl_mono_ms ();
 }
 
-//  Replies of AUTH, SELECT, SCRIPT LOAD: only errors matter (logged).
+//  Replies whose only interest is an error (AUTH, SELECT, SET of the host
+//  key, the steps of MULTI): privdata names the command for the log.
 static void
 s_setup_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
 {
     conn_t *conn = (conn_t *) ac->data;
     redisReply *reply = (redisReply *) reply_p;
     s_conn_replied (conn);
-    if (!strcmp ((const char *) privdata, "SCRIPT LOAD"))
-        conn->owner->script_reloading = false;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        pl_log_error ("redis %s %s: %s", conn->name, (const char *) privdata, reply->str);
+}
+
+static void
+s_script_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    script_t *script = (script_t *) privdata;
+    s_conn_replied (conn);
+    script->reloading = false;
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR)
-        pl_log_error ("redis %s %s: %s", conn->name, (const char *) privdata, reply->str);
+        pl_log_error ("redis SCRIPT LOAD %s: %s", script->name, reply->str);
     else
-    if (!strcmp ((const char *) privdata, "SCRIPT LOAD")
-    &&  (reply->type != REDIS_REPLY_STRING || strcasecmp (reply->str, conn->owner->sha)))
+    if (reply->type != REDIS_REPLY_STRING || strcasecmp (reply->str, script->sha))
         //  Our EVALSHA then gets NOSCRIPT and falls back to EVAL
-        pl_log_error ("redis SCRIPT LOAD answered an unexpected SHA1");
+        pl_log_error ("redis SCRIPT LOAD %s answered an unexpected SHA1", script->name);
+}
+
+static int
+s_script_load (pl_streams_t *self, script_t *script)
+{
+    const char *argv [] = { "SCRIPT", "LOAD", script->text };
+    return s_conn_send (&self->command, s_script_reply, script, 3, argv, NULL);
 }
 
 static void
@@ -422,11 +603,10 @@ s_conn_start (conn_t *conn)
     }
     if (conn->reader)
         s_reader_kick (conn->reader);
-    else {
+    else
         //  Pipelined ahead of every EVALSHA on this connection
-        const char *argv [] = { "SCRIPT", "LOAD", s_append_script };
-        s_conn_send (conn, s_setup_reply, (void *) "SCRIPT LOAD", 3, argv, NULL);
-    }
+        for (int index = 0; index < SCRIPT_COUNT; index++)
+            s_script_load (self, &self->scripts [index]);
 }
 
 static bool
@@ -437,21 +617,80 @@ s_conn_up (conn_t *conn)
 
 
 //  --------------------------------------------------------------------------
-//  Appends
+//  Entries
 
-static append_op_t *
-s_op_new (pl_streams_t *self, pl_append_fn *done, void *done_arg,
-          int argc, const char **argv)
+//  Fields of one stream entry [id, [field, value, ...]] into message; its
+//  strings point into the reply. Returns 0 parsed, 1 gone (no fields: a
+//  pending entry trimmed away), -1 malformed (no id), -2 lacks room or seq.
+//  seq 0 is a signal (pl_streams_signal), not a message.
+static int
+s_entry_parse (pl_streams_t *self, int shard, redisReply *entry, pl_entry_t *message)
 {
-    size_t total = sizeof (append_op_t) + (size_t) argc * (sizeof (char *) + sizeof (size_t));
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+    ||  entry->element [0]->type != REDIS_REPLY_STRING)
+        return -1;
+    *message = (pl_entry_t) { .stream_key = self->stream_keys [shard],
+                              .entry_id = entry->element [0]->str,
+                              .type = "", .sender_id = "", .sender_name = "",
+                              .content = "", .client_msg_id = "" };
+    redisReply *fields = entry->element [1];
+    if (fields->type != REDIS_REPLY_ARRAY)
+        return 1;
+    bool seq_ok = false;
+    for (size_t index = 0; index + 1 < fields->elements; index += 2) {
+        redisReply *name = fields->element [index];
+        redisReply *value = fields->element [index + 1];
+        if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
+            continue;
+        const char *text = value->str;
+        if (!strcmp (name->str, "room"))
+            message->room_id = text;
+        else
+        if (!strcmp (name->str, "seq")) {
+            char *end = NULL;
+            errno = 0;
+            long long number = strtoll (text, &end, 10);
+            seq_ok = !errno && end != text && !*end && number >= 0;
+            message->seq = number;
+        }
+        else
+        if (!strcmp (name->str, "type"))
+            message->type = text;
+        else
+        if (!strcmp (name->str, "sender"))
+            message->sender_id = text;
+        else
+        if (!strcmp (name->str, "name"))
+            message->sender_name = text;
+        else
+        if (!strcmp (name->str, "content"))
+            message->content = text;
+        else
+        if (!strcmp (name->str, "cmid"))
+            message->client_msg_id = text;
+        else
+        if (!strcmp (name->str, "created"))
+            message->created_ms = strtoll (text, NULL, 10);
+    }
+    return message->room_id && seq_ok? 0: -2;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Scripted requests: appends and replays
+
+static op_t *
+s_op_new (pl_streams_t *self, op_kind_t kind, script_id_t script, int argc, const char **argv)
+{
+    size_t total = sizeof (op_t) + (size_t) argc * (sizeof (char *) + sizeof (size_t));
     for (int index = 0; index < argc; index++)
         total += strlen (argv [index]) + 1;
-    append_op_t *op = calloc (1, total);
+    op_t *op = calloc (1, total);
     if (!op)
         return NULL;
     op->owner = self;
-    op->done = done;
-    op->done_arg = done_arg;
+    op->kind = kind;
+    op->script = &self->scripts [script];
     op->argc = argc;
     op->argv = (const char **) (op + 1);
     op->argvlen = (size_t *) (op->argv + argc);
@@ -467,15 +706,37 @@ s_op_new (pl_streams_t *self, pl_append_fn *done, void *done_arg,
 }
 
 static void
-s_op_finish (append_op_t *op, int result, int64_t seq, const char *error)
+s_append_finish (op_t *op, int result, int64_t seq, const char *error)
 {
-    op->done (op->done_arg, result, seq, error);
+    pl_streams_t *self = op->owner;
+    if (result == 0)
+        self->stats.appended++;
+    else
+    if (result == 1)
+        self->stats.duplicates++;
+    else
+        self->stats.append_errors++;
+    op->append_done (op->arg, result, seq, error);
     free (op);
 }
 
-//  Fails later from pl_streams_handle, so done never runs inside append.
+//  The caller hears of the failure through its callback; frees op.
 static void
-s_op_fail_later (pl_streams_t *self, append_op_t *op, const char *error)
+s_op_fail (op_t *op, const char *error)
+{
+    if (op->kind == OP_APPEND)
+        s_append_finish (op, -1, 0, error);
+    else {
+        pl_log_debug ("redis replay failed: %s", error);
+        op->replay_done (op->arg, -1, 0, 0);
+        free (op);
+    }
+}
+
+//  Fails later from pl_streams_handle, so no callback runs inside the call
+//  that made the request.
+static void
+s_op_fail_later (pl_streams_t *self, op_t *op, const char *error)
 {
     op->error = error;
     op->next = NULL;
@@ -491,18 +752,18 @@ static void
 s_run_failed (pl_streams_t *self)
 {
     while (self->failed_head) {
-        append_op_t *op = self->failed_head;
+        op_t *op = self->failed_head;
         self->failed_head = op->next;
         if (!self->failed_head)
             self->failed_tail = NULL;
-        s_op_finish (op, -1, 0, op->error);
+        s_op_fail (op, op->error);
     }
 }
 
-static void s_append_reply (redisAsyncContext *ac, void *reply_p, void *privdata);
+static void s_op_reply (redisAsyncContext *ac, void *reply_p, void *privdata);
 
 static int
-s_append_send (pl_streams_t *self, append_op_t *op, bool by_sha)
+s_op_send (pl_streams_t *self, op_t *op, bool by_sha)
 {
     const char *argv [op->argc];
     size_t argvlen [op->argc];
@@ -511,51 +772,87 @@ s_append_send (pl_streams_t *self, append_op_t *op, bool by_sha)
     if (by_sha) {
         argv [0] = "EVALSHA";
         argvlen [0] = 7;
-        argv [1] = self->sha;
+        argv [1] = op->script->sha;
         argvlen [1] = 40;
     }
-    return s_conn_send (&self->command, s_append_reply, op, op->argc, argv, argvlen);
+    return s_conn_send (&self->command, s_op_reply, op, op->argc, argv, argvlen);
 }
 
 static void
-s_append_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+s_append_result (op_t *op, redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
+    ||  reply->element [0]->type != REDIS_REPLY_INTEGER
+    ||  reply->element [2]->type != REDIS_REPLY_INTEGER) {
+        pl_log_error ("redis append: malformed reply (type %d)", reply->type);
+        s_append_finish (op, -1, 0, "malformed reply from redis");
+        return;
+    }
+    int64_t seq = reply->element [0]->integer;
+    bool duplicate = reply->element [2]->integer != 0;
+    s_append_finish (op, duplicate? 1: 0, seq, NULL);
+}
+
+static void
+s_replay_result (op_t *op, redisReply *reply)
+{
+    pl_streams_t *self = op->owner;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2
+    ||  reply->element [0]->type != REDIS_REPLY_INTEGER
+    ||  reply->element [1]->type != REDIS_REPLY_ARRAY) {
+        pl_log_error ("redis replay: malformed reply (type %d)", reply->type);
+        s_op_fail (op, "malformed reply from redis");
+        return;
+    }
+    redisReply *entries = reply->element [1];
+    int64_t first_seq = 0;
+    for (size_t index = 0; index < entries->elements; index++) {
+        pl_entry_t message;
+        if (s_entry_parse (self, op->shard, entries->element [index], &message)
+        ||  message.seq < 1) {
+            pl_log_warning ("redis replay: malformed entry in %s", self->stream_keys [op->shard]);
+            break;              //  what is delivered stays consecutive
+        }
+        if (!first_seq)
+            first_seq = message.seq;
+        op->on_entry (op->arg, &message);
+    }
+    op->replay_done (op->arg, 0, first_seq, reply->element [0]->integer);
+    free (op);
+}
+
+static void
+s_op_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
 {
     conn_t *conn = (conn_t *) ac->data;
     pl_streams_t *self = conn->owner;
     redisReply *reply = (redisReply *) reply_p;
-    append_op_t *op = (append_op_t *) privdata;
+    op_t *op = (op_t *) privdata;
     s_conn_replied (conn);
     if (!reply) {
-        s_op_finish (op, -1, 0, self->destroying? "shutting down": "redis connection lost");
+        s_op_fail (op, self->destroying? "shutting down": "redis connection lost");
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!strncmp (reply->str, "NOSCRIPT", 8) && !op->retried) {
             //  Script cache flushed: this one goes as EVAL, and reload
-            //  once so later appends find it again
+            //  once so later requests find it again
             op->retried = true;
-            if (!self->script_reloading) {
-                pl_log_warning ("redis lost the append script, loading it again");
-                const char *argv [] = { "SCRIPT", "LOAD", s_append_script };
-                if (s_conn_send (conn, s_setup_reply, (void *) "SCRIPT LOAD", 3, argv, NULL) == 0)
-                    self->script_reloading = true;
+            if (!op->script->reloading) {
+                pl_log_warning ("redis lost the %s script, loading it again", op->script->name);
+                if (s_script_load (self, op->script) == 0)
+                    op->script->reloading = true;
             }
-            if (s_append_send (self, op, false) == 0)
+            if (s_op_send (self, op, false) == 0)
                 return;
         }
-        s_op_finish (op, -1, 0, reply->str);
+        s_op_fail (op, reply->str);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
-    ||  reply->element [0]->type != REDIS_REPLY_INTEGER
-    ||  reply->element [2]->type != REDIS_REPLY_INTEGER) {
-        pl_log_error ("redis append: malformed reply (type %d)", reply->type);
-        s_op_finish (op, -1, 0, "malformed reply from redis");
-        return;
-    }
-    int64_t seq = reply->element [0]->integer;
-    bool duplicate = reply->element [2]->integer != 0;
-    s_op_finish (op, duplicate? 1: 0, seq, NULL);
+    if (op->kind == OP_APPEND)
+        s_append_result (op, reply);
+    else
+        s_replay_result (op, reply);
 }
 
 int
@@ -572,19 +869,25 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
     const char *cmid = message->client_msg_id? message->client_msg_id: "";
     const char *sender = message->sender_id? message->sender_id: "";
     char *dedup_key = NULL;
+    char *index_key = NULL;
+    if (asprintf (&index_key, "%s%d}:idx:%s", self->dedup_prefix, shard, message->room_id) < 0)
+        return -1;
     if (*cmid
     &&  asprintf (&dedup_key, "%s%d}:dedup:%s:%s:%s", self->dedup_prefix, shard,
-                  message->room_id, sender, cmid) < 0)
+                  message->room_id, sender, cmid) < 0) {
+        free (index_key);
         return -1;
+    }
     char created [24];
     snprintf (created, sizeof created, "%" PRId64, message->created_ms);
-    const char *argv [14];
+    const char *argv [17];
     int argc = 0;
     argv [argc++] = "EVAL";
     argv [argc++] = s_append_script;
-    argv [argc++] = dedup_key? "3": "2";
+    argv [argc++] = dedup_key? "4": "3";
     argv [argc++] = self->stream_keys [shard];
     argv [argc++] = self->seq_keys [shard];
+    argv [argc++] = index_key;
     if (dedup_key)
         argv [argc++] = dedup_key;
     argv [argc++] = message->room_id;
@@ -595,13 +898,81 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
     argv [argc++] = cmid;
     argv [argc++] = created;
     argv [argc++] = self->ttl_text;
-    append_op_t *op = s_op_new (self, done, done_arg, argc, argv);
+    argv [argc++] = self->window_text;
+    argv [argc++] = self->index_ttl_text;
+    op_t *op = s_op_new (self, OP_APPEND, SCRIPT_APPEND, argc, argv);
     free (dedup_key);
+    free (index_key);
     if (!op)
         return -1;
-    if (s_append_send (self, op, true))
+    op->append_done = done;
+    op->arg = done_arg;
+    if (s_op_send (self, op, true))
         s_op_fail_later (self, op, "redis not connected");
     return 0;
+}
+
+int
+pl_streams_replay (pl_streams_t *self, const char *room_id, int64_t after_seq, int max,
+                   pl_entry_fn *on_entry, pl_replay_done_fn *done, void *arg)
+{
+    assert (self);
+    assert (on_entry);
+    assert (done);
+    if (self->destroying || !room_id || !*room_id || max < 1)
+        return -1;
+    int shard = pl_streams_shard (room_id, self->shards);
+    char *index_key = NULL;
+    if (asprintf (&index_key, "%s%d}:idx:%s", self->dedup_prefix, shard, room_id) < 0)
+        return -1;
+    char after [24], count [16];
+    snprintf (after, sizeof after, "%" PRId64, after_seq > 0? after_seq: 0);
+    snprintf (count, sizeof count, "%d", max);
+    const char *argv [] = { "EVAL", s_replay_script, "3", index_key, self->stream_keys [shard],
+                            self->seq_keys [shard], room_id, after, count };
+    op_t *op = s_op_new (self, OP_REPLAY, SCRIPT_REPLAY, 9, argv);
+    free (index_key);
+    if (!op)
+        return -1;
+    op->on_entry = on_entry;
+    op->replay_done = done;
+    op->arg = arg;
+    op->shard = shard;
+    if (s_op_send (self, op, true))
+        s_op_fail_later (self, op, "redis not connected");
+    return 0;
+}
+
+static void
+s_signal_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    (void) privdata;
+    s_conn_replied (conn);
+    if (!reply) {
+        if (!conn->owner->destroying)
+            pl_log_warning ("redis signal may be lost with the connection");
+    }
+    else
+    if (reply->type == REDIS_REPLY_ERROR)
+        pl_log_error ("redis signal XADD: %s", reply->str);
+}
+
+int
+pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type)
+{
+    assert (self);
+    if (self->destroying || !room_id || !*room_id || !type || !*type)
+        return -1;
+    //  Queued on a link still connecting, it could vanish unnoticed
+    if (!s_conn_up (&self->command))
+        return -1;
+    int shard = pl_streams_shard (room_id, self->shards);
+    //  Not in the replay index: a signal has no seq of its own
+    const char *argv [] = { "XADD", self->stream_keys [shard], "*", "v", "1", "room", room_id,
+                            "seq", "0", "type", type };
+    return s_conn_send (&self->command, s_signal_reply, NULL, 11, argv, NULL);
 }
 
 
@@ -688,81 +1059,66 @@ s_reader_setup_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     s_reader_kick (reader);
 }
 
-//  Deliver one entry [id, [field, value, ...]] of a shard.
-static void
+//  Deliver one entry [id, [field, value, ...]] of a shard. Returns true
+//  when it went to the reader's callback.
+static bool
 s_reader_deliver (reader_t *reader, int shard, redisReply *entry)
 {
     pl_streams_t *self = reader->owner;
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
-    ||  entry->element [0]->type != REDIS_REPLY_STRING) {
+    pl_entry_t message;
+    int rc = s_entry_parse (self, shard, entry, &message);
+    if (rc == -1) {
         pl_log_warning ("redis %s: malformed stream entry skipped", reader->conn.name);
-        return;
+        return false;
     }
-    const char *id = entry->element [0]->str;
-    redisReply *fields = entry->element [1];
-    if (fields->type != REDIS_REPLY_ARRAY) {
+    if (rc == 1) {
         //  A pending entry trimmed away: nothing to deliver, forget it
         pl_log_warning ("redis %s: entry %s of %s is gone, acked", reader->conn.name,
-                        id, self->stream_keys [shard]);
-        s_reader_ack (reader, shard, id);
-        return;
+                        message.entry_id, self->stream_keys [shard]);
+        s_reader_ack (reader, shard, message.entry_id);
+        return false;
     }
-    pl_entry_t message = { .stream_key = self->stream_keys [shard], .entry_id = id,
-                           .type = "", .sender_id = "", .sender_name = "",
-                           .content = "", .client_msg_id = "" };
-    bool seq_ok = false;
-    for (size_t index = 0; index + 1 < fields->elements; index += 2) {
-        redisReply *name = fields->element [index];
-        redisReply *value = fields->element [index + 1];
-        if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING)
-            continue;
-        const char *text = value->str;
-        if (!strcmp (name->str, "room"))
-            message.room_id = text;
-        else
-        if (!strcmp (name->str, "seq")) {
-            char *end = NULL;
-            errno = 0;
-            long long number = strtoll (text, &end, 10);
-            seq_ok = !errno && end != text && !*end && number > 0;
-            message.seq = number;
-        }
-        else
-        if (!strcmp (name->str, "type"))
-            message.type = text;
-        else
-        if (!strcmp (name->str, "sender"))
-            message.sender_id = text;
-        else
-        if (!strcmp (name->str, "name"))
-            message.sender_name = text;
-        else
-        if (!strcmp (name->str, "content"))
-            message.content = text;
-        else
-        if (!strcmp (name->str, "cmid"))
-            message.client_msg_id = text;
-        else
-        if (!strcmp (name->str, "created"))
-            message.created_ms = strtoll (text, NULL, 10);
-    }
-    if (!message.room_id || !seq_ok) {
+    if (rc == -2) {
         pl_log_warning ("redis %s: entry %s of %s lacks room or seq, acked",
-                        reader->conn.name, id, self->stream_keys [shard]);
-        s_reader_ack (reader, shard, id);
-        return;
+                        reader->conn.name, message.entry_id, self->stream_keys [shard]);
+        s_reader_ack (reader, shard, message.entry_id);
+        return false;
     }
     if (reader->persist) {
+        if (message.seq == 0) {
+            //  A signal: nothing to store
+            s_reader_ack (reader, shard, message.entry_id);
+            return false;
+        }
         char key [ID_MAX + 16];
-        snprintf (key, sizeof key, "%d/%s", shard, id);
+        snprintf (key, sizeof key, "%d/%s", shard, message.entry_id);
         if (zhashx_lookup (self->inflight, key))
-            return;             //  re-read after a reconnect: the caller has it
+            return false;       //  re-read or claimed again: the caller has it
         zhashx_insert (self->inflight, key, self);
         reader->callback (self->arg, &message);
     }
     else {
+        //  Held: the entry stays pending for us and is read again, in
+        //  order, once the caller releases the hold
+        if (self->fanout_held || reader->skip_reply)
+            return false;
         reader->callback (self->arg, &message);
-        s_reader_ack (reader, shard, id);
+        if (self->fanout_held)
+            return false;       //  the callback could not pass it on
+        s_reader_ack (reader, shard, message.entry_id);
+        self->stats.fanout_read++;
+    }
+    return true;
+}
+
+//  Read what is pending for us from the start, before anything new.
+static void
+s_reader_restart_pending (reader_t *reader)
+{
+    reader->phase = PHASE_PENDING;
+    for (int shard = 0; shard < reader->owner->shards; shard++) {
+        strcpy (reader->cursor [shard], "0");
+        reader->drained [shard] = false;
     }
 }
 
@@ -777,6 +1133,15 @@ s_reader_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     if (!reply)
         return;                 //  the link is going; cleanup resets the reader
     reader->busy = false;
+    if (reader->skip_reply) {
+        //  Released while this read was out: what it brought stays pending
+        //  and comes again, in order, from the pending phase
+        reader->skip_reply = false;
+        if (reader->phase != PHASE_SETUP)
+            s_reader_restart_pending (reader);
+        s_reader_kick (reader);
+        return;
+    }
 
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!strncmp (reply->str, "NOGROUP", 7)) {
@@ -813,7 +1178,8 @@ s_reader_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         redisReply *entries = stream->element [1];
         answered [shard] = entries->elements > 0;
         for (size_t entry = 0; entry < entries->elements; entry++) {
-            s_reader_deliver (reader, shard, entries->element [entry]);
+            if (s_reader_deliver (reader, shard, entries->element [entry]) && reader->persist)
+                self->stats.persist_read++;
             redisReply *item = entries->element [entry];
             if (reader->phase == PHASE_PENDING && item->type == REDIS_REPLY_ARRAY
             &&  item->elements == 2 && item->element [0]->type == REDIS_REPLY_STRING
@@ -873,6 +1239,12 @@ s_reader_read (reader_t *reader)
     snprintf (count_text, sizeof count_text, "%d", count);
     int block_ms = streams < self->shards && self->block_ms > SUBSET_BLOCK_MS?
                    SUBSET_BLOCK_MS: self->block_ms;
+    if (reader->claims && reader->phase == PHASE_LIVE) {
+        //  Wake up for the next claim round rather than sleep through it
+        int64_t until_claim = reader->claim_at - pl_mono_ms ();
+        if (until_claim < block_ms)
+            block_ms = until_claim < 1? 1: (int) until_claim;
+    }
     snprintf (block_text, sizeof block_text, "%d", block_ms);
     int argc = 0;
     const char **argv = reader->argv;
@@ -891,8 +1263,119 @@ s_reader_read (reader_t *reader)
         argv [argc++] = self->stream_keys [reader->picked [index]];
     for (int index = 0; index < streams; index++)
         argv [argc++] = reader->phase == PHASE_LIVE? ">": reader->cursor [reader->picked [index]];
-    if (s_conn_send (&reader->conn, s_reader_reply, reader, argc, argv, NULL) == 0)
+    if (s_conn_send (&reader->conn, s_reader_reply, reader, argc, argv, NULL) == 0) {
         reader->busy = true;
+        reader->claimed_last = false;
+    }
+}
+
+static void
+s_claim_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    claim_t *claim = (claim_t *) privdata;
+    reader_t *reader = claim->reader;
+    pl_streams_t *self = reader->owner;
+    const char *stream = self->stream_keys [claim->shard];
+    s_conn_replied (conn);
+    if (!reply)
+        return;                 //  the link is going; cleanup resets the reader
+    claim->more = false;
+    if (reply->type == REDIS_REPLY_ERROR)
+        //  NOGROUP included: the next read finds out and sets groups up again
+        pl_log_warning ("redis %s XAUTOCLAIM %s: %s", conn->name, stream, reply->str);
+    else
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2
+    ||  reply->element [0]->type != REDIS_REPLY_STRING
+    ||  reply->element [1]->type != REDIS_REPLY_ARRAY)
+        pl_log_warning ("redis %s XAUTOCLAIM: malformed reply (type %d)", conn->name, reply->type);
+    else {
+        redisReply *cursor = reply->element [0];
+        if (strcmp (cursor->str, "0-0") && cursor->len < ID_MAX) {
+            strcpy (claim->cursor, cursor->str);
+            claim->more = true;
+        }
+        redisReply *entries = reply->element [1];
+        for (size_t index = 0; index < entries->elements; index++)
+            //  Redis 6.2 gives a deleted entry as nil (and drops it itself)
+            if (entries->element [index]->type != REDIS_REPLY_NIL
+            &&  s_reader_deliver (reader, claim->shard, entries->element [index]))
+                self->stats.claimed++;
+        //  Redis 7: ids whose entry was deleted before anyone stored it. The
+        //  data is gone for good: ack so nothing waits for them
+        redisReply *deleted = reply->elements > 2? reply->element [2]: NULL;
+        if (deleted && deleted->type == REDIS_REPLY_ARRAY && deleted->elements > 0) {
+            pl_log_warning ("redis %s: %zu pending entries of %s were deleted before they "
+                            "were stored, acked", conn->name, deleted->elements, stream);
+            for (size_t index = 0; index < deleted->elements; index++)
+                if (deleted->element [index]->type == REDIS_REPLY_STRING)
+                    s_reader_ack (reader, claim->shard, deleted->element [index]->str);
+        }
+    }
+    if (--reader->claims_waiting > 0)
+        return;
+    reader->busy = false;
+    reader->claimed_last = true;
+    bool more = false;
+    for (int shard = 0; shard < self->shards; shard++)
+        more |= reader->claims [shard].more;
+    //  An unfinished scan goes on right after the next read
+    reader->claim_at = pl_mono_ms () + (more? 0: self->claim_interval_ms);
+    s_reader_kick (reader);
+}
+
+//  A claim round on the persist link: XAUTOCLAIM, pipelined over the
+//  shards whose scan is not finished, what consumers (this one included)
+//  left pending longer than claim-idle-ms, within the in-flight room left.
+//  Returns true when sent.
+static bool
+s_reader_claim (reader_t *reader)
+{
+    pl_streams_t *self = reader->owner;
+    long room = (long) self->persist_limit - (long) zhashx_size (self->inflight);
+    if (room < 1)
+        return false;
+    bool more = false;
+    for (int shard = 0; shard < self->shards; shard++)
+        more |= reader->claims [shard].more;
+    if (!more)
+        //  A new round scans every shard's pending entries from the start
+        for (int shard = 0; shard < self->shards; shard++) {
+            strcpy (reader->claims [shard].cursor, "0-0");
+            reader->claims [shard].more = true;
+        }
+    int picked [self->shards];
+    int picked_count = 0;
+    for (int shard = 0; shard < self->shards && picked_count < room; shard++)
+        if (reader->claims [shard].more)
+            picked [picked_count++] = shard;
+    long count = room / picked_count;
+    if (count > self->read_count)
+        count = self->read_count;
+    char count_text [24];
+    snprintf (count_text, sizeof count_text, "%ld", count);
+    for (int index = 0; index < picked_count; index++) {
+        claim_t *claim = &reader->claims [picked [index]];
+        const char *argv [] = { "XAUTOCLAIM", self->stream_keys [claim->shard], reader->group,
+                                self->host_id, self->claim_idle_text, claim->cursor,
+                                "COUNT", count_text };
+        if (s_conn_send (&reader->conn, s_claim_reply, claim, 8, argv, NULL))
+            break;
+        reader->claims_waiting++;
+    }
+    reader->busy = reader->claims_waiting > 0;
+    return reader->busy;
+}
+
+//  SET <prefix>:host:<host_id> <now> EX host-gone-s on one link
+static void
+s_host_key_send (pl_streams_t *self, conn_t *conn)
+{
+    char now [24];
+    snprintf (now, sizeof now, "%" PRId64, pl_clock_ms ());
+    const char *argv [] = { "SET", self->host_key, now, "EX", self->host_gone_text };
+    s_conn_send (conn, s_setup_reply, (void *) "SET host key", 5, argv, NULL);
 }
 
 static void
@@ -907,6 +1390,10 @@ s_reader_kick (reader_t *reader)
     if (reader->phase == PHASE_SETUP) {
         reader->setup_failed = false;
         reader->setup_waiting = 0;
+        if (!reader->persist)
+            //  Ahead of the group on the same link: no janitor can see our
+            //  new fan-out group before our host key, and take us for gone
+            s_host_key_send (self, &reader->conn);
         for (int shard = 0; shard < self->shards; shard++) {
             //  On the reader's own link, so they run before its first read
             const char *argv [] = { "XGROUP", "CREATE", self->stream_keys [shard],
@@ -917,8 +1404,14 @@ s_reader_kick (reader_t *reader)
         }
         reader->busy = reader->setup_waiting > 0;
     }
-    else
+    else {
+        if (!reader->persist && self->fanout_held)
+            return;             //  the caller cannot take entries now
+        if (reader->claims && reader->phase == PHASE_LIVE && !reader->claimed_last
+        &&  pl_mono_ms () >= reader->claim_at && s_reader_claim (reader))
+            return;
         s_reader_read (reader);
+    }
 }
 
 static int
@@ -947,6 +1440,16 @@ s_reader_init (pl_streams_t *self, reader_t *reader, const char *name, bool pers
     if (!reader->cursor || !reader->drained || !reader->picked || !reader->argv
     ||  !reader->argvlen || !reader->acks)
         return -1;
+    if (persist) {
+        reader->claims = calloc (shards, sizeof (claim_t));
+        if (!reader->claims)
+            return -1;
+        for (int shard = 0; shard < self->shards; shard++) {
+            reader->claims [shard].reader = reader;
+            reader->claims [shard].shard = shard;
+            strcpy (reader->claims [shard].cursor, "0-0");
+        }
+    }
     return 0;
 }
 
@@ -957,11 +1460,241 @@ s_reader_free (pl_streams_t *self, reader_t *reader)
         for (int shard = 0; shard < self->shards; shard++)
             s_id_list_free (&reader->acks [shard]);
     free (reader->acks);
+    free (reader->claims);
     free (reader->cursor);
     free (reader->drained);
     free (reader->picked);
     free (reader->argv);
     free (reader->argvlen);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Janitor: every janitor-interval-ms, per shard stream, XINFO GROUPS; then
+//  for each group its oldest pending entry (XPENDING - + 1) and, for the
+//  fan-out group of another host, whether that host's key still exists;
+//  once all replies are in, XGROUP DESTROY the groups of departed hosts and
+//  XTRIM MINID = the smallest id a remaining group still needs. Everything
+//  before it was delivered to every group and acked. All on the command
+//  link, pipelined: a round costs a few round trips, never blocks the loop.
+
+static void
+s_jshard_clear (jshard_t *jshard)
+{
+    for (size_t index = 0; index < jshard->group_count; index++)
+        free (jshard->groups [index].name);
+    free (jshard->groups);
+    jshard->groups = NULL;
+    jshard->group_count = 0;
+}
+
+static void s_janitor_step_done (jshard_t *jshard);
+
+static void
+s_janitor_trim_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    s_conn_replied (conn);
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        conn->owner->stats.trimmed += (uint64_t) reply->integer;
+    else
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        pl_log_warning ("redis janitor XTRIM: %s", reply->str);
+    s_janitor_step_done ((jshard_t *) privdata);
+}
+
+//  Sends what the round decided for the shard; the round ends for it once
+//  the XTRIM (if any) has answered.
+static void
+s_janitor_decide (jshard_t *jshard)
+{
+    pl_streams_t *self = jshard->owner;
+    const char *stream = self->stream_keys [jshard->shard];
+    //  A round with a missing answer decides nothing: the next one will
+    if (!jshard->failed && !self->destroying) {
+        const char *needed = NULL;
+        for (size_t index = 0; index < jshard->group_count; index++) {
+            jgroup_t *group = &jshard->groups [index];
+            if (group->gone) {
+                pl_log_info ("redis janitor: host %s is gone, destroying group %s of %s",
+                             group->name + 7, group->name, stream);
+                const char *argv [] = { "XGROUP", "DESTROY", stream, group->name };
+                s_conn_send (&self->command, s_setup_reply, (void *) "XGROUP DESTROY", 4, argv, NULL);
+                continue;
+            }
+            const char *group_needs = group->last;
+            if (*group->oldest && s_id_compare (group->oldest, group_needs) < 0)
+                group_needs = group->oldest;
+            if (!needed || s_id_compare (group_needs, needed) < 0)
+                needed = group_needs;
+        }
+        //  Without a persist group nothing stores the entries: keep them
+        if (needed && jshard->has_persist && s_id_compare (needed, "0-1") > 0) {
+            const char *argv [] = { "XTRIM", stream, "MINID", "=", needed };
+            if (s_conn_send (&self->command, s_janitor_trim_reply, jshard, 5, argv, NULL) == 0)
+                jshard->waiting++;
+        }
+    }
+    s_jshard_clear (jshard);
+}
+
+static void
+s_janitor_step_done (jshard_t *jshard)
+{
+    if (--jshard->waiting > 0)
+        return;
+    if (!jshard->decided) {
+        jshard->decided = true;
+        s_janitor_decide (jshard);
+        if (jshard->waiting > 0)
+            return;
+    }
+    pl_streams_t *self = jshard->owner;
+    if (--self->janitor_shards == 0)
+        self->janitor_rounds++;
+}
+
+static void
+s_janitor_host_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    jgroup_t *group = (jgroup_t *) privdata;
+    s_conn_replied (conn);
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        group->gone = reply->integer == 0;
+    else {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            pl_log_warning ("redis janitor EXISTS: %s", reply->str);
+        group->jshard->failed = true;
+    }
+    s_janitor_step_done (group->jshard);
+}
+
+static void
+s_janitor_pending_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    jgroup_t *group = (jgroup_t *) privdata;
+    s_conn_replied (conn);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            pl_log_warning ("redis janitor XPENDING: %s", reply->str);
+        group->jshard->failed = true;
+    }
+    else
+    if (reply->elements > 0) {
+        //  [[id, consumer, idle, deliveries]]; none: all acked meanwhile
+        redisReply *first = reply->element [0];
+        if (first->type == REDIS_REPLY_ARRAY && first->elements > 0
+        &&  first->element [0]->type == REDIS_REPLY_STRING
+        &&  first->element [0]->len < ID_MAX)
+            strcpy (group->oldest, first->element [0]->str);
+        else
+            group->jshard->failed = true;
+    }
+    s_janitor_step_done (group->jshard);
+}
+
+//  Reads one group of XINFO GROUPS (flat name/value pairs) into the next
+//  slot and asks what else the decision needs.
+static void
+s_janitor_add_group (jshard_t *jshard, redisReply *info)
+{
+    pl_streams_t *self = jshard->owner;
+    const char *stream = self->stream_keys [jshard->shard];
+    const char *name = NULL;
+    const char *last = NULL;
+    long long pending = 0;
+    for (size_t index = 0; info->type == REDIS_REPLY_ARRAY && index + 1 < info->elements; index += 2) {
+        redisReply *key = info->element [index];
+        redisReply *value = info->element [index + 1];
+        if (key->type != REDIS_REPLY_STRING)
+            continue;
+        if (!strcmp (key->str, "name") && value->type == REDIS_REPLY_STRING)
+            name = value->str;
+        else
+        if (!strcmp (key->str, "pending") && value->type == REDIS_REPLY_INTEGER)
+            pending = value->integer;
+        else
+        if (!strcmp (key->str, "last-delivered-id") && value->type == REDIS_REPLY_STRING)
+            last = value->str;
+    }
+    jgroup_t *group = &jshard->groups [jshard->group_count];
+    if (!name || !last || strlen (last) >= ID_MAX || !(group->name = strdup (name))) {
+        jshard->failed = true;
+        return;
+    }
+    jshard->group_count++;
+    group->jshard = jshard;
+    strcpy (group->last, last);
+    if (streq (name, "persist"))
+        jshard->has_persist = true;
+    //  Our own group stays whatever our key says
+    if (!strncmp (name, "fanout:", 7) && name [7] && strcmp (name + 7, self->host_id)) {
+        char *host_key = NULL;
+        if (asprintf (&host_key, "%s:host:%s", self->key_prefix, name + 7) < 0) {
+            jshard->failed = true;
+            return;
+        }
+        const char *argv [] = { "EXISTS", host_key };
+        if (s_conn_send (&self->command, s_janitor_host_reply, group, 2, argv, NULL) == 0)
+            jshard->waiting++;
+        else
+            jshard->failed = true;
+        free (host_key);
+    }
+    if (pending > 0) {
+        const char *argv [] = { "XPENDING", stream, name, "-", "+", "1" };
+        if (s_conn_send (&self->command, s_janitor_pending_reply, group, 6, argv, NULL) == 0)
+            jshard->waiting++;
+        else
+            jshard->failed = true;
+    }
+}
+
+static void
+s_janitor_groups_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    jshard_t *jshard = (jshard_t *) privdata;
+    s_conn_replied (conn);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        //  "no such key": the stream does not exist yet, nothing to trim
+        if (reply && reply->type == REDIS_REPLY_ERROR && !strstr (reply->str, "no such key"))
+            pl_log_warning ("redis janitor XINFO GROUPS: %s", reply->str);
+        jshard->failed = true;
+    }
+    else {
+        jshard->groups = calloc (reply->elements + 1, sizeof (jgroup_t));
+        if (!jshard->groups)
+            jshard->failed = true;
+        for (size_t index = 0; jshard->groups && index < reply->elements; index++)
+            s_janitor_add_group (jshard, reply->element [index]);
+    }
+    s_janitor_step_done (jshard);       //  the XINFO itself
+}
+
+static void
+s_janitor_start (pl_streams_t *self)
+{
+    self->janitor_at = pl_mono_ms () + self->janitor_interval_ms;
+    if (self->janitor_shards > 0)
+        return;                 //  the last round is still out (slow Redis)
+    for (int shard = 0; shard < self->shards; shard++) {
+        jshard_t *jshard = &self->jshards [shard];
+        jshard->failed = false;
+        jshard->decided = false;
+        jshard->has_persist = false;
+        const char *argv [] = { "XINFO", "GROUPS", self->stream_keys [shard] };
+        if (s_conn_send (&self->command, s_janitor_groups_reply, jshard, 3, argv, NULL))
+            break;
+        jshard->waiting = 1;
+        self->janitor_shards++;
+    }
 }
 
 
@@ -983,6 +1716,20 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     self->persist_limit = config->persist_inflight > 0? config->persist_inflight: 1;
     snprintf (self->ttl_text, sizeof self->ttl_text, "%d",
               config->dedup_ttl_s > 0? config->dedup_ttl_s: 1);
+    snprintf (self->window_text, sizeof self->window_text, "%d",
+              config->replay_window > 0? config->replay_window: 10000);
+    snprintf (self->index_ttl_text, sizeof self->index_ttl_text, "%d",
+              config->replay_ttl_s > 0? config->replay_ttl_s: 604800);
+    snprintf (self->claim_idle_text, sizeof self->claim_idle_text, "%d",
+              config->claim_idle_ms > 0? config->claim_idle_ms: 30000);
+    int host_gone_s = config->host_gone_s > 1? config->host_gone_s: 300;
+    snprintf (self->host_gone_text, sizeof self->host_gone_text, "%d", host_gone_s);
+    //  Several refreshes per host-gone-s, so one lost SET does not look like death
+    self->host_refresh_ms = host_gone_s * 1000 / 3 < HOST_REFRESH_MS?
+                            host_gone_s * 1000 / 3: HOST_REFRESH_MS;
+    self->claim_interval_ms = config->claim_interval_ms > 0? config->claim_interval_ms: 1000;
+    self->janitor_interval_ms = config->janitor_interval_ms > 0? config->janitor_interval_ms: 5000;
+    self->janitor_at = pl_mono_ms () + self->janitor_interval_ms;
     self->on_fanout = on_fanout;
     self->on_persist = on_persist;
     self->arg = arg;
@@ -997,13 +1744,21 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     self->stream_keys = calloc ((size_t) self->shards, sizeof (char *));
     self->seq_keys = calloc ((size_t) self->shards, sizeof (char *));
     self->inflight = zhashx_new ();
+    self->jshards = calloc ((size_t) self->shards, sizeof (jshard_t));
     if (!self->host_id || !self->key_prefix || !self->stream_keys || !self->seq_keys
-    ||  !self->inflight
+    ||  !self->inflight || !self->jshards
     ||  asprintf (&self->fanout_group, "fanout:%s", self->host_id) < 0
-    ||  asprintf (&self->dedup_prefix, "%s:{", self->key_prefix) < 0) {
-        self->fanout_group = NULL;
+    ||  asprintf (&self->dedup_prefix, "%s:{", self->key_prefix) < 0
+    ||  asprintf (&self->host_key, "%s:host:%s", self->key_prefix, self->host_id) < 0
+    ||  asprintf (&self->dead_key, "%s:dead", self->key_prefix) < 0) {
+        //  asprintf leaves its pointer undefined on failure
+        self->fanout_group = self->dedup_prefix = self->host_key = self->dead_key = NULL;
         pl_streams_destroy (&self);
         return NULL;
+    }
+    for (int shard = 0; shard < self->shards; shard++) {
+        self->jshards [shard].owner = self;
+        self->jshards [shard].shard = shard;
     }
     for (int shard = 0; shard < self->shards; shard++)
         if (asprintf (&self->stream_keys [shard], "%s:{%d}:stream", self->key_prefix, shard) < 0
@@ -1013,16 +1768,21 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
         }
 
     //  SHA1 computed here so EVALSHA can follow SCRIPT LOAD in one pipeline
-    zdigest_t *digest = zdigest_new ();
-    if (!digest) {
-        pl_streams_destroy (&self);
-        return NULL;
+    self->scripts [SCRIPT_APPEND] = (script_t) { .name = "append", .text = s_append_script };
+    self->scripts [SCRIPT_REPLAY] = (script_t) { .name = "replay", .text = s_replay_script };
+    for (int index = 0; index < SCRIPT_COUNT; index++) {
+        script_t *script = &self->scripts [index];
+        zdigest_t *digest = zdigest_new ();
+        if (!digest) {
+            pl_streams_destroy (&self);
+            return NULL;
+        }
+        zdigest_update (digest, (const byte *) script->text, strlen (script->text));
+        snprintf (script->sha, sizeof script->sha, "%s", zdigest_string (digest));
+        zdigest_destroy (&digest);
+        for (char *scan = script->sha; *scan; scan++)
+            *scan = (char) tolower ((unsigned char) *scan);
     }
-    zdigest_update (digest, (const byte *) s_append_script, strlen (s_append_script));
-    snprintf (self->sha, sizeof self->sha, "%s", zdigest_string (digest));
-    zdigest_destroy (&digest);
-    for (char *scan = self->sha; *scan; scan++)
-        *scan = (char) tolower ((unsigned char) *scan);
 
     self->command.owner = self;
     self->command.name = "command";
@@ -1090,6 +1850,11 @@ pl_streams_destroy (pl_streams_t **self_p)
         if (conns [index]->ac)
             redisAsyncFree (conns [index]->ac);
     s_run_failed (self);
+    //  After the links: their callbacks (NULL replies) still used these
+    if (self->jshards)
+        for (int shard = 0; shard < self->shards; shard++)
+            s_jshard_clear (&self->jshards [shard]);
+    free (self->jshards);
     s_reader_free (self, &self->fanout);
     s_reader_free (self, &self->persist);
     if (self->stream_keys)
@@ -1107,6 +1872,8 @@ pl_streams_destroy (pl_streams_t **self_p)
     free (self->key_prefix);
     free (self->fanout_group);
     free (self->dedup_prefix);
+    free (self->host_key);
+    free (self->dead_key);
     free (self);
     *self_p = NULL;
 }
@@ -1192,6 +1959,15 @@ pl_streams_handle (pl_streams_t *self, zmq_pollitem_t *items, int count)
     }
     s_reader_kick (&self->fanout);
     s_reader_kick (&self->persist);
+    if (s_conn_up (&self->command)) {
+        now = pl_mono_ms ();
+        if (now >= self->host_at) {
+            self->host_at = now + self->host_refresh_ms;
+            s_host_key_send (self, &self->command);
+        }
+        if (now >= self->janitor_at)
+            s_janitor_start (self);
+    }
     s_reader_flush_acks (&self->fanout);
     s_reader_flush_acks (&self->persist);
     s_run_failed (self);        //  in case a callback above failed an append
@@ -1230,6 +2006,22 @@ pl_streams_timeout (pl_streams_t *self)
         if (when >= 0 && (next < 0 || when < next))
             next = when;
     }
+    //  Housekeeping timers; one already due but waiting for something else
+    //  (a janitor round still out, no in-flight room to claim) is left out,
+    //  or the caller's poll would spin
+    int64_t timers [3] = { -1, -1, -1 };
+    if (s_conn_up (&self->command)) {
+        timers [0] = self->host_at;
+        if (self->janitor_shards == 0)
+            timers [1] = self->janitor_at;
+    }
+    reader_t *persist = &self->persist;
+    if (persist->conn.enabled && persist->phase == PHASE_LIVE && !persist->busy
+    &&  persist->claim_at > now)
+        timers [2] = persist->claim_at;
+    for (int index = 0; index < 3; index++)
+        if (timers [index] >= 0 && (next < 0 || timers [index] < next))
+            next = timers [index];
     if (next < 0)
         return -1;
     return next <= now? 0: (int) (next - now > INT_MAX? INT_MAX: next - now);
@@ -1249,6 +2041,143 @@ pl_streams_persist_ack (pl_streams_t *self, const char *stream_key, const char *
     snprintf (key, sizeof key, "%d/%s", shard, entry_id);
     zhashx_delete (self->inflight, key);
     s_reader_ack (&self->persist, shard, entry_id);
+}
+
+static void
+s_dead_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    dead_op_t *dead = (dead_op_t *) privdata;
+    pl_streams_t *self = dead->owner;
+    s_conn_replied (conn);
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->type == REDIS_REPLY_STRING) {
+        self->stats.dead_lettered++;
+        pl_log_error ("entry %s of %s could not be stored, moved to %s as %s",
+                      dead->entry_id, dead->stream_key, self->dead_key, reply->element [0]->str);
+    }
+    else
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+        //  XADD failed at run time (the dead key is not a stream?) while
+        //  the XACK went through: say loudly what to recover by hand
+        pl_log_error ("entry %s of %s LOST: XADD to %s failed (%s) but it was acked",
+                      dead->entry_id, dead->stream_key, self->dead_key,
+                      reply->element [0]->type == REDIS_REPLY_ERROR?
+                      reply->element [0]->str: "unexpected reply");
+    else
+        //  Nothing happened: the entry is still pending and comes back
+        //  (re-read after a reconnect, or claimed once idle)
+        pl_log_error ("entry %s of %s: dead-letter transaction failed (%s), it stays pending",
+                      dead->entry_id, dead->stream_key,
+                      !reply? "connection lost": reply->type == REDIS_REPLY_ERROR?
+                      reply->str: "unexpected reply");
+    zhashx_delete (self->inflight, dead->inflight_key);
+    self->dirty = true;
+    free (dead->stream_key);
+    free (dead->entry_id);
+    free (dead);
+}
+
+void
+pl_streams_persist_fail (pl_streams_t *self, const pl_entry_t *entry, const char *error)
+{
+    assert (self);
+    assert (entry);
+    int shard = s_shard_of_key (self, entry->stream_key);
+    if (shard < 0 || !entry->entry_id || !*entry->entry_id || strlen (entry->entry_id) >= ID_MAX) {
+        pl_log_warning ("persist failure of unknown entry %s %s",
+                        entry->stream_key? entry->stream_key: "-",
+                        entry->entry_id? entry->entry_id: "-");
+        return;
+    }
+    dead_op_t *dead = calloc (1, sizeof (dead_op_t));
+    if (dead) {
+        dead->owner = self;
+        dead->stream_key = strdup (entry->stream_key);
+        dead->entry_id = strdup (entry->entry_id);
+    }
+    if (!dead || !dead->stream_key || !dead->entry_id) {
+        pl_log_error ("out of memory moving entry %s of %s to %s", entry->entry_id,
+                      entry->stream_key, self->dead_key);
+        if (dead) {
+            free (dead->stream_key);
+            free (dead->entry_id);
+            free (dead);
+        }
+        return;
+    }
+    snprintf (dead->inflight_key, sizeof dead->inflight_key, "%d/%s", shard, entry->entry_id);
+    char seq [24], created [24], failed_at [24];
+    snprintf (seq, sizeof seq, "%" PRId64, entry->seq);
+    snprintf (created, sizeof created, "%" PRId64, entry->created_ms);
+    snprintf (failed_at, sizeof failed_at, "%" PRId64, pl_clock_ms ());
+    const char *xadd [] = {
+        "XADD", self->dead_key, "*", "v", "1",
+        "room", entry->room_id? entry->room_id: "", "seq", seq,
+        "type", entry->type? entry->type: "", "sender", entry->sender_id? entry->sender_id: "",
+        "name", entry->sender_name? entry->sender_name: "",
+        "content", entry->content? entry->content: "",
+        "cmid", entry->client_msg_id? entry->client_msg_id: "", "created", created,
+        "stream", entry->stream_key, "entry_id", entry->entry_id,
+        "error", error? error: "unknown error", "failed_at", failed_at };
+    const char *xack [] = { "XACK", entry->stream_key, self->persist.group, entry->entry_id };
+    const char *multi [] = { "MULTI" };
+    const char *exec [] = { "EXEC" };
+    //  One transaction, so the entry is never both pending and dead-lettered
+    //  (doubled) nor acked without its copy (lost). The dead stream is
+    //  another slot: under Redis Cluster this becomes XADD, then XACK once
+    //  the XADD answered OK.
+    if (s_conn_send (&self->command, s_setup_reply, (void *) "MULTI", 1, multi, NULL)) {
+        //  Not connected: it stays pending and comes back (see s_dead_reply)
+        pl_log_error ("entry %s of %s could not be moved to %s: redis not connected",
+                      entry->entry_id, entry->stream_key, self->dead_key);
+        zhashx_delete (self->inflight, dead->inflight_key);
+        free (dead->stream_key);
+        free (dead->entry_id);
+        free (dead);
+        return;
+    }
+    if (s_conn_send (&self->command, s_setup_reply, (void *) "XADD dead",
+                     (int) (sizeof xadd / sizeof xadd [0]), xadd, NULL)
+    ||  s_conn_send (&self->command, s_setup_reply, (void *) "XACK dead", 4, xack, NULL)
+    ||  s_conn_send (&self->command, s_dead_reply, dead, 1, exec, NULL)) {
+        //  Only out of memory gets here. The link is inside MULTI: close it
+        //  after its replies, so nothing else lands in the transaction
+        pl_log_error ("out of memory in a dead-letter transaction, closing the command link");
+        redisAsyncDisconnect (self->command.ac);
+        //  s_dead_reply was not registered (EXEC is the last one sent)
+        zhashx_delete (self->inflight, dead->inflight_key);
+        free (dead->stream_key);
+        free (dead->entry_id);
+        free (dead);
+    }
+}
+
+void
+pl_streams_stats (pl_streams_t *self, pl_streams_stats_t *stats)
+{
+    assert (self);
+    assert (stats);
+    *stats = self->stats;
+}
+
+void
+pl_streams_fanout_hold (pl_streams_t *self, bool hold)
+{
+    assert (self);
+    if (hold == self->fanout_held)
+        return;
+    self->fanout_held = hold;
+    if (hold)
+        return;
+    reader_t *reader = &self->fanout;
+    if (reader->busy && reader->phase != PHASE_SETUP)
+        reader->skip_reply = true;
+    else
+    if (reader->phase != PHASE_SETUP)
+        s_reader_restart_pending (reader);
+    s_reader_kick (reader);
 }
 
 size_t
@@ -1602,6 +2531,608 @@ s_test_rm (const char *path, const struct stat *status, int flag, struct FTW *ft
     return remove (path);
 }
 
+//  --------------------------------------------------------------------------
+//  Selftest of replay, signals, claims, dead letters, janitor and stats:
+//  each part on its own key prefix, so they do not see each other's keys
+
+#define PROBE_REPLAY_MAX    64
+#define BULK_MESSAGES       100000
+#define BULK_READ_COUNT     128
+#define BULK_SHARDS         4
+//  Appends ahead of what persist acked: one full read of every shard
+#define BULK_WINDOW         (BULK_READ_COUNT * BULK_SHARDS)
+
+typedef struct {
+    pl_streams_t *streams;
+    int fanout_count;
+    int signals;                //  fan-out entries with seq 0
+    char signal_type [32];
+    char signal_room [32];
+    char signal_content [8];
+    int persist_count;
+    int persist_signals;        //  persist entries with seq 0: must stay 0
+    bool ack;                   //  ack persist entries inside on_persist
+    int fail_left;              //  persist_fail this many entries instead
+    char first_id [ID_MAX];     //  entry id of the first persist entry
+    char first_stream [64];     //  ... and its stream (ids repeat across streams)
+    char failed_id [ID_MAX];
+    size_t max_inflight;
+    int appends_done;
+    int appends_failed;
+    int64_t replayed [PROBE_REPLAY_MAX];
+    char replayed_content [PROBE_REPLAY_MAX][32];
+    int replay_count;
+    bool replay_called;
+    bool replay_inside;         //  set around the pl_streams_replay call
+    int replay_result;
+    int64_t replay_first;
+    int64_t replay_last;
+} probe_t;
+
+static void
+s_probe_fanout (void *arg, const pl_entry_t *entry)
+{
+    probe_t *probe = (probe_t *) arg;
+    probe->fanout_count++;
+    if (entry->seq == 0) {
+        probe->signals++;
+        snprintf (probe->signal_type, sizeof probe->signal_type, "%s", entry->type);
+        snprintf (probe->signal_room, sizeof probe->signal_room, "%s", entry->room_id);
+        snprintf (probe->signal_content, sizeof probe->signal_content, "%s", entry->content);
+    }
+}
+
+static void
+s_probe_persist (void *arg, const pl_entry_t *entry)
+{
+    probe_t *probe = (probe_t *) arg;
+    size_t inflight = pl_streams_persist_inflight (probe->streams);
+    if (inflight > probe->max_inflight)
+        probe->max_inflight = inflight;
+    if (entry->seq == 0)
+        probe->persist_signals++;
+    if (probe->persist_count++ == 0) {
+        snprintf (probe->first_id, sizeof probe->first_id, "%s", entry->entry_id);
+        snprintf (probe->first_stream, sizeof probe->first_stream, "%s", entry->stream_key);
+    }
+    if (probe->fail_left > 0) {
+        probe->fail_left--;
+        snprintf (probe->failed_id, sizeof probe->failed_id, "%s", entry->entry_id);
+        pl_streams_persist_fail (probe->streams, entry, "mongo says no");
+    }
+    else
+    if (probe->ack)
+        pl_streams_persist_ack (probe->streams, entry->stream_key, entry->entry_id);
+}
+
+static void
+s_probe_appended (void *arg, int result, int64_t seq, const char *error)
+{
+    (void) seq; (void) error;
+    probe_t *probe = (probe_t *) arg;
+    probe->appends_done++;
+    if (result != 0)
+        probe->appends_failed++;
+}
+
+static void
+s_probe_replay_entry (void *arg, const pl_entry_t *entry)
+{
+    probe_t *probe = (probe_t *) arg;
+    assert (!probe->replay_inside);
+    assert (probe->replay_count < PROBE_REPLAY_MAX);
+    assert (!strcmp (entry->type, "CHAT") && !strcmp (entry->sender_id, "u-r"));
+    assert (entry->entry_id && *entry->entry_id && entry->stream_key);
+    snprintf (probe->replayed_content [probe->replay_count], 32, "%s", entry->content);
+    probe->replayed [probe->replay_count++] = entry->seq;
+}
+
+static void
+s_probe_replay_done (void *arg, int result, int64_t first_seq, int64_t last_seq)
+{
+    probe_t *probe = (probe_t *) arg;
+    assert (!probe->replay_inside);
+    assert (!probe->replay_called);
+    probe->replay_called = true;
+    probe->replay_result = result;
+    probe->replay_first = first_seq;
+    probe->replay_last = last_seq;
+}
+
+static void
+s_probe_turn (probe_t *probe, int max_wait_ms)
+{
+    zmq_pollitem_t items [PL_STREAMS_POLLITEMS_MAX];
+    int count = pl_streams_pollitems (probe->streams, items, PL_STREAMS_POLLITEMS_MAX);
+    int timeout = pl_streams_timeout (probe->streams);
+    if (timeout < 0 || timeout > max_wait_ms)
+        timeout = max_wait_ms;
+    int rc = zmq_poll (items, count, timeout);
+    assert (rc >= 0);
+    pl_streams_handle (probe->streams, items, count);
+}
+
+static bool
+s_probe_run (probe_t *probe, int max_ms, bool (*until) (probe_t *probe))
+{
+    int64_t deadline = pl_mono_ms () + max_ms;
+    while (pl_mono_ms () < deadline) {
+        if (until && until (probe))
+            return true;
+        s_probe_turn (probe, 20);
+    }
+    return until? until (probe): true;
+}
+
+static bool s_probe_connected (probe_t *probe) { return pl_streams_connected (probe->streams); }
+static bool s_probe_replayed (probe_t *probe) { return probe->replay_called; }
+
+static pl_config_t *
+s_probe_config (int port, const char *prefix, const char *host_id)
+{
+    pl_config_t *config = pl_config_new_default ();
+    assert (config);
+    char url [64];
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d", port);
+    int rc = pl_config_set (config, "redis-url", url);
+    assert (rc == 0);
+    pl_config_set (config, "shards", "4");
+    pl_config_set (config, "read-count", "50");
+    pl_config_set (config, "block-ms", "100");
+    pl_config_set (config, "key-prefix", prefix);
+    pl_config_set (config, "host-id", host_id);
+    return config;
+}
+
+//  Synchronous query for checks: the string reply, or element [index] of an
+//  array reply, into buffer ("" when there is none)
+static void
+s_test_query_string (int port, char *buffer, size_t size, int index, const char *format, ...)
+{
+    redisContext *context = redisConnect ("127.0.0.1", port);
+    assert (context && !context->err);
+    va_list args;
+    va_start (args, format);
+    redisReply *reply = redisvCommand (context, format, args);
+    va_end (args);
+    *buffer = 0;
+    if (reply && reply->type == REDIS_REPLY_STRING)
+        snprintf (buffer, size, "%s", reply->str);
+    else
+    if (reply && reply->type == REDIS_REPLY_ARRAY && (size_t) index < reply->elements
+    &&  reply->element [index]->type == REDIS_REPLY_STRING)
+        snprintf (buffer, size, "%s", reply->element [index]->str);
+    freeReplyObject (reply);
+    redisFree (context);
+}
+
+//  Whether a stream has a consumer group of that name
+static bool
+s_test_has_group (int port, const char *stream, const char *group)
+{
+    redisContext *context = redisConnect ("127.0.0.1", port);
+    assert (context && !context->err);
+    redisReply *reply = redisCommand (context, "XINFO GROUPS %s", stream);
+    bool found = false;
+    for (size_t index = 0; reply && reply->type == REDIS_REPLY_ARRAY && index < reply->elements; index++) {
+        redisReply *info = reply->element [index];
+        for (size_t field = 0; field + 1 < info->elements; field += 2)
+            if (!strcmp (info->element [field]->str, "name")
+            &&  !strcmp (info->element [field + 1]->str, group))
+                found = true;
+    }
+    freeReplyObject (reply);
+    redisFree (context);
+    return found;
+}
+
+//  A field of the newest entry of a stream
+static void
+s_test_stream_field (int port, const char *stream, const char *field, char *buffer, size_t size)
+{
+    redisContext *context = redisConnect ("127.0.0.1", port);
+    assert (context && !context->err);
+    redisReply *reply = redisCommand (context, "XREVRANGE %s + - COUNT 1", stream);
+    *buffer = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+        redisReply *fields = reply->element [0]->element [1];
+        for (size_t index = 0; index + 1 < fields->elements; index += 2)
+            if (!strcmp (fields->element [index]->str, field))
+                snprintf (buffer, size, "%s", fields->element [index + 1]->str);
+    }
+    freeReplyObject (reply);
+    redisFree (context);
+}
+
+static long long
+s_test_total (int port, const char *format, const char *prefix, int shards)
+{
+    long long total = 0;
+    for (int shard = 0; shard < shards; shard++) {
+        char key [128];
+        snprintf (key, sizeof key, "%s:{%d}:stream", prefix, shard);
+        long long value = s_test_query (port, format, key);
+        total += value > 0? value: 0;
+    }
+    return total;
+}
+
+//  Replay and wait for it; checks done comes later than the call
+static void
+s_probe_replay (probe_t *probe, const char *room, int64_t after, int max)
+{
+    probe->replay_count = 0;
+    probe->replay_called = false;
+    probe->replay_inside = true;
+    int rc = pl_streams_replay (probe->streams, room, after, max, s_probe_replay_entry,
+                                s_probe_replay_done, probe);
+    probe->replay_inside = false;
+    assert (rc == 0);
+    assert (!probe->replay_called);
+    bool done = s_probe_run (probe, 5000, s_probe_replayed);
+    assert (done);
+}
+
+static void
+s_probe_expect (probe_t *probe, int64_t first, int count, int64_t last)
+{
+    assert (probe->replay_result == 0);
+    assert (probe->replay_count == count);
+    assert (probe->replay_first == (count? first: 0));
+    assert (probe->replay_last == last);
+    for (int index = 0; index < count; index++) {
+        assert (probe->replayed [index] == first + index);
+        char expect [32];
+        snprintf (expect, sizeof expect, "replay %d", (int) (first + index));
+        assert (streq (probe->replayed_content [index], expect));
+    }
+}
+
+static void
+s_test_replay (int port, bool verbose)
+{
+    pl_config_t *config = s_probe_config (port, "prep", "rep-host");
+    pl_config_set (config, "replay-window", "25");
+    pl_config_set (config, "replay-ttl-s", "1000");
+    probe_t *probe = calloc (1, sizeof (probe_t));
+    assert (probe);
+    probe->streams = pl_streams_new (config, NULL, NULL, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 5000, s_probe_connected));
+
+    //  Refused without a callback
+    assert (pl_streams_replay (probe->streams, NULL, 0, 5, s_probe_replay_entry,
+                               s_probe_replay_done, probe) == -1);
+    assert (pl_streams_replay (probe->streams, "rr", 0, 0, s_probe_replay_entry,
+                               s_probe_replay_done, probe) == -1);
+
+    for (int index = 1; index <= 30; index++) {
+        char content [32];
+        snprintf (content, sizeof content, "replay %d", index);
+        pl_entry_t message = { .room_id = "rr", .type = "CHAT", .sender_id = "u-r",
+                               .sender_name = "R", .content = content, .created_ms = index };
+        int rc = pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+        assert (rc == 0);
+    }
+    //  A replay behind the appends on the same link sees all of them
+    s_probe_replay (probe, "rr", 10, 5);
+    assert (probe->appends_done == 30 && probe->appends_failed == 0);
+    s_probe_expect (probe, 11, 5, 30);
+
+    int shard = pl_streams_shard ("rr", 4);
+    assert (s_test_query (port, "ZCARD prep:{%d}:idx:rr", shard) == 25);
+    long long ttl = s_test_query (port, "TTL prep:{%d}:idx:rr", shard);
+    assert (ttl > 990 && ttl <= 1000);
+
+    //  The index keeps the newest replay-window entries: 6..30
+    s_probe_replay (probe, "rr", 0, 3);
+    s_probe_expect (probe, 6, 3, 30);
+    s_probe_replay (probe, "rr", 28, 10);
+    s_probe_expect (probe, 29, 2, 30);
+    s_probe_replay (probe, "rr", 30, 10);
+    s_probe_expect (probe, 0, 0, 30);
+    s_probe_replay (probe, "nowhere", 0, 10);
+    s_probe_expect (probe, 0, 0, 0);
+
+    //  Trimmed from the stream up to seq 9: members 6..8 are skipped, and
+    //  dropped from the index
+    char id [ID_MAX];
+    s_test_query_string (port, id, sizeof id, 0, "ZRANGEBYSCORE prep:{%d}:idx:rr 9 9", shard);
+    assert (*id);
+    assert (s_test_query (port, "XTRIM prep:{%d}:stream MINID = %s", shard, id) == 8);
+    s_probe_replay (probe, "rr", 0, 5);
+    s_probe_expect (probe, 9, 5, 30);
+    assert (s_test_query (port, "ZCARD prep:{%d}:idx:rr", shard) == 22);
+
+    //  A hole after the first entry delivered ends the batch; before it, it
+    //  is skipped
+    s_test_query_string (port, id, sizeof id, 0, "ZRANGEBYSCORE prep:{%d}:idx:rr 15 15", shard);
+    assert (s_test_query (port, "XDEL prep:{%d}:stream %s", shard, id) == 1);
+    s_probe_replay (probe, "rr", 10, 10);
+    s_probe_expect (probe, 11, 4, 30);
+    s_probe_replay (probe, "rr", 14, 3);
+    s_probe_expect (probe, 16, 3, 30);
+
+    //  Script cache flushed: EVAL fallback
+    s_test_query (port, "SCRIPT FLUSH");
+    s_probe_replay (probe, "rr", 20, 100);
+    s_probe_expect (probe, 21, 10, 30);
+
+    //  Teardown with a replay under way: done once, failed
+    probe->replay_called = false;
+    probe->replay_count = 0;
+    assert (pl_streams_replay (probe->streams, "rr", 0, 5, s_probe_replay_entry,
+                               s_probe_replay_done, probe) == 0);
+    pl_streams_destroy (&probe->streams);
+    assert (probe->replay_called && probe->replay_result == -1);
+    if (verbose)
+        printf ("   replay: after_seq, max, window, trimmed prefix skipped, hole, NOSCRIPT\n");
+    free (probe);
+    pl_config_destroy (&config);
+}
+
+static bool s_probe_signalled (probe_t *probe) { return probe->signals == 1 && probe->persist_count == 1; }
+
+static void
+s_test_signal (int port, bool verbose)
+{
+    pl_config_t *config = s_probe_config (port, "psig", "sig-host");
+    probe_t *probe = calloc (1, sizeof (probe_t));
+    assert (probe);
+    probe->ack = true;
+    probe->streams = pl_streams_new (config, s_probe_fanout, s_probe_persist, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 5000, s_probe_connected));
+    assert (pl_streams_signal (probe->streams, "sig-room", "") == -1);
+    assert (pl_streams_signal (probe->streams, "sig-room", "ROOM_CHANGED") == 0);
+    pl_entry_t message = { .room_id = "sig-room", .type = "CHAT", .sender_id = "u",
+                           .content = "after the signal", .created_ms = 1 };
+    pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+    assert (s_probe_run (probe, 5000, s_probe_signalled));
+    assert (streq (probe->signal_type, "ROOM_CHANGED"));
+    assert (streq (probe->signal_room, "sig-room"));
+    assert (streq (probe->signal_content, ""));
+    s_probe_run (probe, 300, NULL);
+    assert (probe->persist_signals == 0);
+    assert (probe->fanout_count == 2 && probe->persist_count == 1);
+    int shard = pl_streams_shard ("sig-room", 4);
+    assert (s_test_query (port, "XLEN psig:{%d}:stream", shard) == 2);
+    assert (s_test_query (port, "XPENDING psig:{%d}:stream persist", shard) == 0);
+    assert (s_test_query (port, "XPENDING psig:{%d}:stream fanout:sig-host", shard) == 0);
+    //  Signals stay out of the replay index
+    assert (s_test_query (port, "ZCARD psig:{%d}:idx:sig-room", shard) == 1);
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    assert (stats.appended == 1 && stats.fanout_read == 2 && stats.persist_read == 1);
+    assert (stats.claimed == 0 && stats.dead_lettered == 0 && stats.append_errors == 0);
+    pl_streams_destroy (&probe->streams);
+    if (verbose)
+        printf ("   signal: fan-out sees seq 0 with its type, persist acks it unseen\n");
+    free (probe);
+    pl_config_destroy (&config);
+}
+
+static bool s_probe_20 (probe_t *probe) { return probe->persist_count == 20; }
+static bool s_probe_19 (probe_t *probe) { return probe->persist_count == 19; }
+static bool s_probe_dead (probe_t *probe)
+{
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    return stats.dead_lettered == 1 && pl_streams_persist_inflight (probe->streams) == 0;
+}
+
+static void
+s_test_claim (int port, bool verbose)
+{
+    //  Host a reads 20 persist entries and dies without acking any
+    pl_config_t *config_a = s_probe_config (port, "pclaim", "host-a");
+    probe_t *probe = calloc (1, sizeof (probe_t));
+    assert (probe);
+    probe->streams = pl_streams_new (config_a, NULL, s_probe_persist, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 5000, s_probe_connected));
+    for (int index = 0; index < 20; index++) {
+        char room [16];
+        snprintf (room, sizeof room, "claim-%d", index % 5);
+        pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u",
+                               .content = "claim me", .created_ms = 1 };
+        pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+    }
+    assert (s_probe_run (probe, 5000, s_probe_20));
+    pl_streams_destroy (&probe->streams);
+    assert (s_test_total (port, "XPENDING %s persist", "pclaim", 4) == 20);
+    //  One of them is deleted meanwhile: its data is gone
+    assert (s_test_query (port, "XDEL %s %s", probe->first_stream, probe->first_id) == 1);
+
+    //  Host b claims what a left idle, acks it; the deleted one is acked
+    pl_config_t *config_b = s_probe_config (port, "pclaim", "host-b");
+    pl_config_set (config_b, "claim-idle-ms", "300");
+    pl_config_set (config_b, "claim-interval-ms", "100");
+    memset (probe, 0, sizeof *probe);
+    probe->ack = true;
+    int64_t started = pl_mono_ms ();
+    probe->streams = pl_streams_new (config_b, NULL, s_probe_persist, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 5000, s_probe_19));
+    int64_t took = pl_mono_ms () - started;
+    s_probe_run (probe, 200, NULL);
+    assert (probe->persist_count == 19);
+    assert (s_test_total (port, "XPENDING %s persist", "pclaim", 4) == 0);
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    assert (stats.claimed == 19 && stats.persist_read == 0);
+    if (verbose)
+        printf ("   XAUTOCLAIM: 19 entries of a dead consumer claimed in %d ms, "
+                "a deleted one acked\n", (int) took);
+
+    //  A store that cannot store: the entry goes to the dead stream
+    probe->fail_left = 1;
+    pl_entry_t message = { .room_id = "claim-0", .type = "CHAT", .sender_id = "u-d",
+                           .sender_name = "Dee", .content = "doomed", .client_msg_id = "cm-d",
+                           .created_ms = 77 };
+    pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+    assert (s_probe_run (probe, 5000, s_probe_dead));
+    assert (probe->persist_count == 20);
+    assert (s_test_query (port, "XLEN pclaim:dead") == 1);
+    assert (s_test_total (port, "XPENDING %s persist", "pclaim", 4) == 0);
+    char value [128];
+    s_test_stream_field (port, "pclaim:dead", "error", value, sizeof value);
+    assert (streq (value, "mongo says no"));
+    s_test_stream_field (port, "pclaim:dead", "content", value, sizeof value);
+    assert (streq (value, "doomed"));
+    s_test_stream_field (port, "pclaim:dead", "entry_id", value, sizeof value);
+    assert (streq (value, probe->failed_id));
+    s_test_stream_field (port, "pclaim:dead", "stream", value, sizeof value);
+    char stream [64];
+    snprintf (stream, sizeof stream, "pclaim:{%d}:stream", pl_streams_shard ("claim-0", 4));
+    assert (streq (value, stream));
+    s_test_stream_field (port, "pclaim:dead", "cmid", value, sizeof value);
+    assert (streq (value, "cm-d"));
+    s_test_stream_field (port, "pclaim:dead", "failed_at", value, sizeof value);
+    assert (atoll (value) > 1700000000000LL);
+    pl_streams_destroy (&probe->streams);
+    if (verbose)
+        printf ("   persist_fail: entry in pclaim:dead with its error, not pending\n");
+    free (probe);
+    pl_config_destroy (&config_a);
+    pl_config_destroy (&config_b);
+}
+
+static bool s_probe_all_1000 (probe_t *probe)
+{
+    return probe->appends_done == 1000 && probe->persist_count == 1000 && probe->fanout_count == 1000;
+}
+
+//  Runs until the janitor completed two more rounds (the first may have
+//  started before what the caller waits for)
+static void
+s_probe_janitor_rounds (probe_t *probe)
+{
+    uint64_t until = probe->streams->janitor_rounds + 2;
+    int64_t deadline = pl_mono_ms () + 5000;
+    while (probe->streams->janitor_rounds < until && pl_mono_ms () < deadline)
+        s_probe_turn (probe, 20);
+    assert (probe->streams->janitor_rounds >= until);
+}
+
+static void
+s_test_janitor (int port, bool verbose)
+{
+    pl_config_t *config = s_probe_config (port, "pjan", "jan-host");
+    pl_config_set (config, "janitor-interval-ms", "100");
+    pl_config_set (config, "host-gone-s", "2");
+    char number [16];
+    snprintf (number, sizeof number, "%d", BULK_READ_COUNT);
+    pl_config_set (config, "read-count", number);
+    pl_config_set (config, "persist-inflight", "512");
+    //  A departed host (no key) on every shard; a live one on shard 0
+    for (int shard = 0; shard < BULK_SHARDS; shard++)
+        assert (s_test_query (port, "XGROUP CREATE pjan:{%d}:stream fanout:ghost 0 MKSTREAM", shard) == -1);
+    s_test_query (port, "XGROUP CREATE pjan:{0}:stream fanout:alive 0");
+    s_test_query (port, "SET pjan:host:alive 1 EX 60");
+    assert (s_test_has_group (port, "pjan:{0}:stream", "fanout:alive"));
+
+    probe_t *probe = calloc (1, sizeof (probe_t));
+    assert (probe);
+    probe->ack = true;
+    probe->streams = pl_streams_new (config, s_probe_fanout, s_probe_persist, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 5000, s_probe_connected));
+    for (int index = 0; index < 1000; index++) {
+        char room [16];
+        snprintf (room, sizeof room, "jan-%d", index % 16);
+        pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u",
+                               .content = "tidy", .created_ms = 1 };
+        pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+    }
+    assert (s_probe_run (probe, 10000, s_probe_all_1000));
+    s_probe_janitor_rounds (probe);
+    long long shard_0 = s_test_query (port, "XLEN pjan:{0}:stream");
+    for (int shard = 0; shard < BULK_SHARDS; shard++) {
+        char stream [64];
+        snprintf (stream, sizeof stream, "pjan:{%d}:stream", shard);
+        assert (!s_test_has_group (port, stream, "fanout:ghost"));
+        assert (s_test_has_group (port, stream, "persist"));
+        assert (s_test_has_group (port, stream, "fanout:jan-host"));
+        if (shard > 0)
+            assert (s_test_query (port, "XLEN %s", stream) <= 1);
+    }
+    //  The live host's group has read nothing: shard 0 is kept whole
+    assert (s_test_has_group (port, "pjan:{0}:stream", "fanout:alive"));
+    assert (shard_0 > 100);
+    //  Its host goes: its group goes, shard 0 is trimmed too
+    s_test_query (port, "DEL pjan:host:alive");
+    s_probe_janitor_rounds (probe);
+    assert (!s_test_has_group (port, "pjan:{0}:stream", "fanout:alive"));
+    assert (s_test_query (port, "XLEN pjan:{0}:stream") <= 1);
+    long long ttl = s_test_query (port, "TTL pjan:host:jan-host");
+    assert (ttl > 0 && ttl <= 2);
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    assert (stats.trimmed >= 1000 - BULK_SHARDS);
+    if (verbose)
+        printf ("   janitor: departed hosts' groups destroyed, live one kept and "
+                "holding trim, streams trimmed to %d entries\n",
+                (int) s_test_total (port, "XLEN %s", "pjan", BULK_SHARDS));
+
+    //  Bound: 100,000 appends pipelined, at most BULK_WINDOW ahead of what
+    //  persist acked, janitor every 100 ms; after every janitor round the
+    //  shard streams together stay under the bound below
+    probe->appends_done = probe->persist_count = probe->fanout_count = 0;
+    int issued = 0;
+    long long longest = 0;
+    int samples = 0;
+    uint64_t rounds = probe->streams->janitor_rounds;
+    int64_t started = pl_mono_ms ();
+    while (probe->appends_done < BULK_MESSAGES || probe->persist_count < BULK_MESSAGES
+       ||  probe->fanout_count < BULK_MESSAGES) {
+        assert (pl_mono_ms () - started < 60000);
+        while (issued < BULK_MESSAGES && issued - probe->persist_count < BULK_WINDOW) {
+            char room [16];
+            snprintf (room, sizeof room, "bulk-%d", issued % 100);
+            pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u",
+                                   .sender_name = "Bulk", .content = "a bulk message of some length",
+                                   .created_ms = issued };
+            int rc = pl_streams_append (probe->streams, &message, s_probe_appended, probe);
+            assert (rc == 0);
+            issued++;
+        }
+        s_probe_turn (probe, 20);
+        if (probe->streams->janitor_rounds != rounds) {
+            rounds = probe->streams->janitor_rounds;
+            long long length = s_test_total (port, "XLEN %s", "pjan", BULK_SHARDS);
+            if (length > longest)
+                longest = length;
+            samples++;
+        }
+    }
+    int took = (int) (pl_mono_ms () - started);
+    assert (probe->appends_failed == 0);
+    s_probe_janitor_rounds (probe);
+    long long final = s_test_total (port, "XLEN %s", "pjan", BULK_SHARDS);
+    //  Left after a trim: the producer's lead (W) and the read batch not yet
+    //  acked (R*S), plus what lands while the round's XPENDING and XTRIM
+    //  wait behind pipelined appends on the command link (at most W each):
+    //  about 4*R*S with W = R*S; asserted with some room
+    int bound = 5 * BULK_READ_COUNT * BULK_SHARDS;
+    if (verbose)
+        printf ("   bound: %d appends in %d ms, %d janitor rounds, longest %lld entries "
+                "(bound %d), %lld at the end\n", BULK_MESSAGES, took, samples, longest,
+                bound, final);
+    assert (samples > 5);
+    assert (longest <= bound);
+    assert (final <= BULK_SHARDS);
+    pl_streams_stats (probe->streams, &stats);
+    assert (stats.appended == 1000 + BULK_MESSAGES);
+    assert (stats.persist_read == 1000 + BULK_MESSAGES);
+    assert (stats.fanout_read == 1000 + BULK_MESSAGES);
+    assert (stats.trimmed >= 1000 + BULK_MESSAGES - BULK_SHARDS);
+    assert (probe->max_inflight <= 512);
+    pl_streams_destroy (&probe->streams);
+    free (probe);
+    pl_config_destroy (&config);
+}
+
 void
 pl_streams_test (bool verbose)
 {
@@ -1810,6 +3341,10 @@ pl_streams_test (bool verbose)
         assert (rc == 0);
     }
     assert (s_test_run (test, 10000, s_test_late_all));
+    pl_streams_stats_t stats;
+    pl_streams_stats (test->streams, &stats);
+    assert (stats.reconnects == 3);             //  command, fan-out, persist
+    assert (stats.appended == 10 && stats.append_errors == 1);
     if (verbose)
         printf ("   reconnected after a Redis restart, appends and reads work\n");
 
@@ -1837,6 +3372,13 @@ pl_streams_test (bool verbose)
     pl_streams_destroy (&test->streams);
     for (int index = 0; index < 5; index++)
         assert (test->slots [TEST_MESSAGES + 3 + index].called);
+    if (verbose)
+        printf ("   NOSCRIPT fallback, teardown callbacks\n");
+
+    s_test_replay (port, verbose);
+    s_test_signal (port, verbose);
+    s_test_claim (port, verbose);
+    s_test_janitor (port, verbose);
 
     s_test_redis_stop (redis);
     nftw (dir, s_test_rm, 8, FTW_DEPTH | FTW_PHYS);

@@ -10,9 +10,17 @@
     put the items of pl_streams_pollitems in the poll array, then call
     pl_streams_handle every loop turn.
 
+    Each append also records the entry in a per-room replay index
+    "<prefix>:{<shard>}:idx:<roomId>" (newest replay-window entries), read
+    by pl_streams_replay. Housekeeping runs by itself from pl_streams_handle:
+    pending persist work that another consumer left idle is claimed
+    (XAUTOCLAIM), a janitor trims every shard stream to what some group
+    still needs and destroys the fan-out groups of hosts gone for good, and
+    this host's liveness key "<prefix>:host:<host_id>" is refreshed.
+
     Callbacks run from inside pl_streams_handle (or pl_streams_destroy for
-    appends that fail at teardown). They may call pl_streams_append and
-    pl_streams_persist_ack, never pl_streams_destroy.
+    requests that fail at teardown). They may call any function here except
+    pl_streams_destroy.
     =========================================================================
 */
 #ifndef PL_STREAMS_H_INCLUDED
@@ -39,6 +47,19 @@ typedef struct {
 
 typedef struct _pl_streams_t pl_streams_t;
 
+//  Counters since pl_streams_new
+typedef struct {
+    uint64_t appended;          //  appends answered 0
+    uint64_t duplicates;        //  appends answered 1 (clientMsgId seen)
+    uint64_t fanout_read;       //  entries handed to on_fanout (signals too)
+    uint64_t persist_read;      //  entries handed to on_persist from reads
+    uint64_t claimed;           //  entries handed to on_persist from XAUTOCLAIM
+    uint64_t dead_lettered;     //  entries moved to <prefix>:dead
+    uint64_t trimmed;           //  entries the janitor removed
+    uint64_t append_errors;     //  appends answered -1
+    uint64_t reconnects;        //  connections set up again after a loss
+} pl_streams_stats_t;
+
 //  result: 0 appended (seq set), 1 duplicate clientMsgId (seq = original
 //  seq), -1 failed (error text). A failure after the command was sent (lost
 //  connection, teardown) leaves the outcome unknown: retry with the same
@@ -46,6 +67,9 @@ typedef struct _pl_streams_t pl_streams_t;
 typedef void (pl_append_fn) (void *arg, int result, int64_t seq, const char *error);
 //  entry and its strings are valid only during the call
 typedef void (pl_entry_fn) (void *arg, const pl_entry_t *entry);
+//  result 0 ok / -1 failed; first_seq: lowest seq delivered (0 if none);
+//  last_seq: the room's current last seq (0 on failure)
+typedef void (pl_replay_done_fn) (void *arg, int result, int64_t first_seq, int64_t last_seq);
 
 //  Create the layer and start connecting (it keeps retrying while Redis is
 //  down). Returns NULL when the configuration cannot be used (bad redis_url).
@@ -81,9 +105,49 @@ int
     pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
                        pl_append_fn *done, void *done_arg);
 
+//  Read the room's entries with seq > after_seq that are still in the
+//  stream, ascending, at most max (from the room's replay index, one Lua
+//  script on the command connection, pipelined behind earlier appends).
+//  on_entry is called for each (fields as for fan-out, seq set), then done
+//  exactly once, later (never inside this call). The entries delivered are
+//  consecutive seqs from first_seq: index members whose entry was trimmed
+//  from the stream are skipped only before the first one delivered (the
+//  caller finds a gap between what MongoDB has and first_seq and asks
+//  MongoDB again); a hole after it ends the batch early (ask again after
+//  the last seq received). Returns 0 when queued, -1 when refused (no room
+//  id, max < 1, destroy under way): done is then not called.
+int
+    pl_streams_replay (pl_streams_t *self, const char *room_id, int64_t after_seq, int max,
+                       pl_entry_fn *on_entry, pl_replay_done_fn *done, void *arg);
+
+//  XADD to the room's shard stream an entry with v=1, room, type (e.g.
+//  "ROOM_CHANGED"), seq 0 and no content or sender: every host's fan-out
+//  reader hands it to on_fanout like any entry (entry->seq == 0 tells it
+//  apart; it is not a chat message); the persist reader XACKs it itself and
+//  never calls on_persist. Returns 0 when sent, -1 when Redis is not
+//  connected or the arguments are empty (nothing sent).
+int
+    pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type);
+
 //  A persist entry was stored: XACK it (batched).
 void
     pl_streams_persist_ack (pl_streams_t *self, const char *stream_key, const char *entry_id);
+
+//  A persist entry cannot be stored (the caller counts attempts itself):
+//  in one MULTI/EXEC, XADD it to "<prefix>:dead" (all its fields plus
+//  stream, entry_id, error, failed_at) and XACK it from the persist group.
+//  Takes the place of pl_streams_persist_ack. If the transaction does not
+//  go through (Redis away), the entry stays pending and is handed to
+//  on_persist again later (re-read or XAUTOCLAIM).
+void
+    pl_streams_persist_fail (pl_streams_t *self, const pl_entry_t *entry, const char *error);
+
+//  Hold or release fan-out. While held no entry goes to on_fanout and none
+//  is acked; on_fanout may set the hold itself when it cannot pass the
+//  entry on (that entry is then not acked either). On release, whatever was
+//  held is read again first, in stream order, then new entries.
+void
+    pl_streams_fanout_hold (pl_streams_t *self, bool hold);
 
 //  Entries handed to on_persist and not yet acked.
 size_t
@@ -93,6 +157,10 @@ size_t
 //  groups (appends made from now on reach this host's fan-out).
 bool
     pl_streams_connected (pl_streams_t *self);
+
+//  Copy the counters.
+void
+    pl_streams_stats (pl_streams_t *self, pl_streams_stats_t *stats);
 
 //  Shard of a room: CRC16-XMODEM (as Redis Cluster) of room_id mod shards.
 int

@@ -26,6 +26,8 @@ const binaries = {
 };
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+//  A sleep that does not keep the test process alive (for races)
+export const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 export async function freePort () {
     return new Promise((resolve, reject) => {
@@ -213,7 +215,7 @@ export async function connectStomp (url, token, headers = {}) {
 export function sendWithReceipt (client, roomId, content, clientMsgId = randomUUID(), extra = {}) {
     const receipt = `r-${randomUUID()}`;
     return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no RECEIPT for ${clientMsgId}`)), 30000);
+        const timer = setTimeout(() => reject(new Error(`no RECEIPT for ${clientMsgId}`)), 30000).unref();
         client.watchForReceipt(receipt, (frame) => {
             clearTimeout(timer);
             resolve(Number(frame.headers.seq));
