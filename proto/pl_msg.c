@@ -30,7 +30,7 @@ _Static_assert (INDEX_LIMIT == STRING_FIELD_COUNT, "string field count");
 
 static const char *s_command_names [] = {
     "?", "HELLO", "PING", "RESYNC", "JOIN", "LEAVE", "AUTHZ", "SEND", "RESULT",
-    "DELIVER", "PERSIST", "PERSISTED", "QUERY", "ROOM_CHANGED"
+    "DELIVER", "PERSIST", "PERSISTED", "QUERY", "ROOM_CHANGED", "REPLAY"
 };
 _Static_assert (sizeof (s_command_names) / sizeof (s_command_names [0]) == PL_MSG_COMMAND_LIMIT,
                 "command names");

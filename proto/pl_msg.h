@@ -33,7 +33,8 @@ typedef enum {
     PL_MSG_PERSIST,             //  bridge -> persistence: store this stream entry
     PL_MSG_PERSISTED,           //  persistence -> bridge: entry stored (or failed)
     PL_MSG_QUERY,               //  connection -> router -> persistence: HTTP API work
-    PL_MSG_ROOM_CHANGED,        //  persistence -> router: membership of room changed
+    PL_MSG_ROOM_CHANGED,        //  persistence -> router -> bridge: members of room changed
+    PL_MSG_REPLAY,              //  connection -> router -> bridge: room entries after seq
     PL_MSG_COMMAND_LIMIT
 } pl_msg_command_t;
 

@@ -55,6 +55,10 @@
 #define TOPIC_ROOMS         "/topic/rooms/"
 #define APP_ROOMS           "/app/rooms/"
 #define USER_EVENTS         "/user/queue/events"
+//  Live messages held for one resuming subscription, at most
+#define RESUME_HELD_MAX     10000
+//  Resume rounds in a row that find nothing new before the gap is given up
+#define RESUME_IDLE_MAX     3
 
 typedef struct _self_t self_t;
 
@@ -65,8 +69,14 @@ typedef struct {
     char *destination;
     char room [PL_ID_MAX + 1];  //  "" for the user queue
     bool active;                //  AUTHZ answered 200 (or no AUTHZ needed)
-    uint64_t corr;              //  AUTHZ in flight for this subscription
+    uint64_t corr;              //  AUTHZ or resume request in flight
     void *room_handle;          //  in the room's list, when active
+    uint64_t cursor;            //  highest seq delivered: later ones only
+    bool resuming;              //  since-seq: filling the gap, live held back
+    int64_t since;              //  since-seq asked for, -1 when none
+    zlistx_t *held;             //  live DELIVERs (pl_msg_t) held while resuming
+    int idle_rounds;            //  resume rounds that found nothing new
+    bool store_down;            //  MongoDB did not answer the last resume page
 } sub_t;
 
 //  One STOMP session (one WebSocket)
@@ -122,7 +132,7 @@ typedef struct {
     http_t *http;
 } pss_t;
 
-typedef enum { PENDING_AUTHZ, PENDING_SEND, PENDING_QUERY } pending_kind_t;
+typedef enum { PENDING_AUTHZ, PENDING_SEND, PENDING_QUERY, PENDING_RESUME } pending_kind_t;
 
 //  A request to the router waiting for its RESULT
 typedef struct {
@@ -132,6 +142,7 @@ typedef struct {
     http_t *http;               //  QUERY
     char *sub_id;               //  AUTHZ
     char *receipt;              //  AUTHZ, SEND: receipt header, or NULL
+    bool from_store;            //  RESUME: asked MongoDB (else the bridge)
     int64_t deadline;
 } pending_t;
 
@@ -187,6 +198,16 @@ static void s_self_drain_dealer (self_t *self);
 static void s_self_accept (self_t *self);
 static void s_session_error (session_t *session, const char *message, const char *receipt);
 static void s_session_shutdown (session_t *session);
+static void s_sub_resume_ask (self_t *self, struct _session_t *session, sub_t *sub, bool from_store);
+static void s_sub_resume_page (self_t *self, struct _session_t *session, sub_t *sub,
+                               pending_t *pending, pl_msg_t *msg);
+
+//  Live messages held for a resuming subscription
+static void
+s_held_destroy (void **item_p)
+{
+    pl_msg_destroy ((pl_msg_t **) item_p);
+}
 
 static const char *
 s_key (uint64_t number, char *buffer, size_t size)
@@ -202,6 +223,7 @@ s_sub_destroy (sub_t **self_p)
     if (*self_p) {
         free ((*self_p)->id);
         free ((*self_p)->destination);
+        zlistx_destroy (&(*self_p)->held);
         free (*self_p);
         *self_p = NULL;
     }
@@ -626,8 +648,22 @@ s_session_handle_subscribe (session_t *session, pl_stomp_frame_t *frame)
         return;
     }
     sub->session = session;
+    sub->since = -1;
+    sub->held = zlistx_new ();
+    if (sub->held)
+        zlistx_set_destructor (sub->held, s_held_destroy);
     if (room)
         snprintf (sub->room, sizeof sub->room, "%s", room);
+    const char *since = pl_stomp_frame_header (frame, "since-seq");
+    if (since && room) {
+        size_t digits = strspn (since, "0123456789");
+        if (digits == 0 || digits > 15 || since [digits]) {
+            s_sub_destroy (&sub);
+            s_session_error (session, "since-seq must be a number of 1 to 15 digits", receipt);
+            return;
+        }
+        sub->since = strtoll (since, NULL, 10);
+    }
     zhashx_insert (session->subs, id, sub);
 
     if (user_queue) {
@@ -1265,12 +1301,38 @@ s_self_handle_result (self_t *self, pl_msg_t *msg)
             if (status == 200) {
                 sub->active = true;
                 sub->corr = 0;
+                //  Joined first, so nothing live slips between gap and live
                 s_self_room_add (self, sub);
                 s_session_receipt (session, pending->receipt, NULL);
+                if (sub->since >= 0) {
+                    sub->resuming = true;
+                    sub->cursor = (uint64_t) sub->since;
+                    s_sub_resume_ask (self, session, sub, true);
+                }
             }
             else {
                 zhashx_delete (session->subs, pending->sub_id);
                 s_session_error (session, reason, pending->receipt);
+            }
+        }
+    }
+    else
+    if (pending->kind == PENDING_RESUME) {
+        session_t *session = pending->session;
+        sub_t *sub = (sub_t *) zhashx_lookup (session->subs, pending->sub_id);
+        if (sub && sub->corr == pending->corr && sub->resuming && !session->closing) {
+            if (status == 200)
+                s_sub_resume_page (self, session, sub, pending, msg);
+            else
+            if (pending->from_store && !sub->store_down) {
+                //  What is not stored yet is still in the stream: try there
+                sub->store_down = true;
+                s_sub_resume_ask (self, session, sub, false);
+            }
+            else {
+                char message [300];
+                snprintf (message, sizeof message, "resume failed: %s", reason);
+                s_session_error (session, message, NULL);
             }
         }
     }
@@ -1306,21 +1368,160 @@ s_self_handle_result (self_t *self, pl_msg_t *msg)
     s_pending_free (&pending);
 }
 
+//  Queue one MESSAGE of a room (seq > 0) or of the user queue for a
+//  subscription.
+static void
+s_sub_message (session_t *session, sub_t *sub, const char *room, uint64_t seq,
+               const char *body, size_t size)
+{
+    char message_id [PL_ID_MAX + 24], seq_text [24];
+    s_key (seq, seq_text, sizeof seq_text);
+    snprintf (message_id, sizeof message_id, "%s:%s", *room? room: "user", seq_text);
+    const char *headers [] = {
+        "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
+        "content-type", "application/json", "seq", seq_text, NULL
+    };
+    //  User events carry no seq
+    if (!*room)
+        headers [8] = NULL;
+    s_session_queue (session, "MESSAGE", headers, body, size);
+}
+
 static void
 s_self_deliver_to (session_t *session, sub_t *sub, pl_msg_t *msg)
 {
-    char message_id [PL_ID_MAX + 24], seq [24];
-    s_key (pl_msg_seq (msg), seq, sizeof seq);
-    snprintf (message_id, sizeof message_id, "%s:%s",
-              *pl_msg_room (msg)? pl_msg_room (msg): "user", seq);
-    const char *headers [] = {
-        "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
-        "content-type", "application/json", "seq", seq, NULL
-    };
-    //  User events carry no seq
-    if (!*pl_msg_room (msg))
-        headers [8] = NULL;
-    s_session_queue (session, "MESSAGE", headers, pl_msg_body (msg), pl_msg_body_size (msg));
+    uint64_t seq = pl_msg_seq (msg);
+    if (*sub->room) {
+        if (sub->resuming) {
+            //  Live messages wait until the gap before them is filled
+            if (zlistx_size (sub->held) >= RESUME_HELD_MAX) {
+                s_session_error (session, "slow resume: too many messages arrived meanwhile; "
+                                 "reconnect and resume", NULL);
+                return;
+            }
+            zlistx_add_end (sub->held, pl_msg_dup (msg));
+            return;
+        }
+        //  Already delivered, by the resume or by a redelivery after a restart
+        if (seq <= sub->cursor)
+            return;
+        sub->cursor = seq;
+    }
+    s_sub_message (session, sub, pl_msg_room (msg), seq, pl_msg_body (msg), pl_msg_body_size (msg));
+}
+
+//  --------------------------------------------------------------------------
+//  Resume (SUBSCRIBE with since-seq): see proto/SPEC.md
+
+//  Ask MongoDB (through a persistence actor) or the bridge for the next
+//  messages after the subscription's cursor.
+static void
+s_sub_resume_ask (self_t *self, session_t *session, sub_t *sub, bool from_store)
+{
+    pending_t *pending = (pending_t *) calloc (1, sizeof (pending_t));
+    if (pending) {
+        pending->kind = PENDING_RESUME;
+        pending->session = session;
+        pending->sub_id = strdup (sub->id);
+        pending->from_store = from_store;
+    }
+    pl_msg_t *request = pending && pending->sub_id?
+        pl_msg_new (from_store? PL_MSG_QUERY: PL_MSG_REPLAY): NULL;
+    if (!request) {
+        s_pending_free (&pending);
+        s_session_error (session, "server out of memory", NULL);
+        return;
+    }
+    sub->corr = s_self_add_pending (self, pending);
+    pl_msg_set_corr (request, sub->corr);
+    pl_msg_set_session (request, session->number);
+    pl_msg_set_user (request, session->identity.user_id);
+    pl_msg_set_room (request, sub->room);
+    pl_msg_set_seq (request, sub->cursor);
+    pl_msg_set_status (request, (uint32_t) self->config->history_limit);
+    if (from_store)
+        pl_msg_set_kind (request, "room.since");
+    if (s_self_send (self, &request)) {
+        pending_t *taken = s_self_take_pending (self, sub->corr);
+        s_pending_free (&taken);
+        s_session_error (session, "server busy, try again", NULL);
+    }
+}
+
+//  The gap is filled: what arrived live meanwhile follows, then live.
+static void
+s_sub_resume_finish (session_t *session, sub_t *sub)
+{
+    sub->resuming = false;
+    sub->corr = 0;
+    for (pl_msg_t *msg = (pl_msg_t *) zlistx_first (sub->held); msg;
+         msg = (pl_msg_t *) zlistx_next (sub->held))
+        s_self_deliver_to (session, sub, msg);
+    zlistx_purge (sub->held);
+}
+
+//  One page of the gap came back: deliver what continues the cursor, then
+//  decide where to ask next.
+static void
+s_sub_resume_page (self_t *self, session_t *session, sub_t *sub, pending_t *pending, pl_msg_t *msg)
+{
+    json_t *array = json_loadb (pl_msg_body (msg), pl_msg_body_size (msg), 0, NULL);
+    if (!json_is_array (array)) {
+        json_decref (array);
+        s_session_error (session, "resume failed: bad answer, subscribe again", NULL);
+        return;
+    }
+    uint64_t before = sub->cursor;
+    size_t index;
+    json_t *message;
+    json_array_foreach (array, index, message) {
+        json_int_t seq = json_integer_value (json_object_get (message, "seq"));
+        if (seq <= 0 || (uint64_t) seq <= sub->cursor)
+            continue;
+        if ((uint64_t) seq != sub->cursor + 1)
+            break;              //  a hole: ask again from the cursor
+        char *body = json_dumps (message, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (body) {
+            s_sub_message (session, sub, sub->room, (uint64_t) seq, body, strlen (body));
+            free (body);
+        }
+        sub->cursor = (uint64_t) seq;
+    }
+    size_t count = json_array_size (array);
+    json_decref (array);
+    if (session->closing)
+        return;
+    bool progressed = sub->cursor > before;
+    sub->idle_rounds = progressed? 0: sub->idle_rounds + 1;
+    if (pending->from_store) {
+        sub->store_down = false;
+        //  A full page: MongoDB may have more; else the stream has the rest
+        s_sub_resume_ask (self, session, sub, count >= (size_t) self->config->history_limit
+                                              && progressed);
+        return;
+    }
+    uint64_t last_seq = pl_msg_seq (msg);
+    if (sub->cursor >= last_seq)
+        s_sub_resume_finish (session, sub);
+    else
+    if (progressed)
+        s_sub_resume_ask (self, session, sub, false);
+    else
+    if (sub->store_down)
+        //  The next seq is only in MongoDB, and MongoDB is not there
+        s_session_error (session, "resume failed: persistence unavailable, try again", NULL);
+    else {
+        //  Neither MongoDB nor the stream has the next seq: persisted and
+        //  trimmed meanwhile (MongoDB has it now), or never to be stored
+        //  (dead-lettered): after a few rounds, go past it
+        if (sub->idle_rounds > RESUME_IDLE_MAX) {
+            pl_log_warning ("room %s: seq %" PRIu64 " is in neither MongoDB nor the stream, skipped",
+                            sub->room, sub->cursor + 1);
+            sub->cursor++;
+            sub->idle_rounds = 0;
+        }
+        s_sub_resume_ask (self, session, sub, true);
+    }
 }
 
 static void

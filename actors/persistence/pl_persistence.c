@@ -173,6 +173,14 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
                                          limit, &json);
     }
     else
+    if (streq (kind, "room.since")) {
+        int limit = (int) pl_msg_status (query);
+        if (limit <= 0 || limit > self->config->history_limit)
+            limit = self->config->history_limit;
+        status = pl_store_room_since (self->store, caller, room_id, (int64_t) pl_msg_seq (query),
+                                      limit, &json);
+    }
+    else
     if (streq (kind, "member.add")) {
         status = pl_store_member_add (self->store, caller, room_id, pl_msg_body (query),
                                       pl_msg_body_size (query), &json);

@@ -1129,12 +1129,12 @@ s_message_json (const bson_t *doc)
     return json;
 }
 
-int
-pl_store_room_messages (pl_store_t *self, const char *caller, const char *room_id,
-                        int64_t before, int limit, char **json_p)
+//  One page of a room's messages: newest first below a bound (history),
+//  or oldest first above one (resume).
+static int
+s_room_page (pl_store_t *self, const char *caller, const char *room_id, int64_t bound,
+             bool ascending, int limit, char **json_p)
 {
-    assert (self);
-    assert (json_p);
     s_room_t room;
     int status = s_room_of_member (self, caller, room_id, &room, json_p);
     if (status)
@@ -1145,15 +1145,16 @@ pl_store_room_messages (pl_store_t *self, const char *caller, const char *room_i
 
     bson_t filter = BSON_INITIALIZER;
     BSON_APPEND_UTF8 (&filter, "roomId", room_id);
-    if (before > 0) {
+    if (ascending || bound > 0) {
         bson_t range;
         BSON_APPEND_DOCUMENT_BEGIN (&filter, "seq", &range);
-        BSON_APPEND_INT64 (&range, "$lt", before);
+        BSON_APPEND_INT64 (&range, ascending? "$gt": "$lt", bound);
         bson_append_document_end (&filter, &range);
     }
     //  FerretDB: sort+limit give the same result as on MongoDB; on SQLite
     //  both run in memory after a scan (see s_last_seq)
-    bson_t *options = BCON_NEW ("sort", "{", "seq", BCON_INT32 (-1), "}", "limit", BCON_INT64 (limit));
+    bson_t *options = BCON_NEW ("sort", "{", "seq", BCON_INT32 (ascending? 1: -1), "}",
+                                "limit", BCON_INT64 (limit));
     mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->messages, &filter, options, NULL);
     json_t *array = json_array ();
     const bson_t *doc;
@@ -1170,6 +1171,24 @@ pl_store_room_messages (pl_store_t *self, const char *caller, const char *room_i
     bson_destroy (options);
     bson_destroy (&filter);
     return status;
+}
+
+int
+pl_store_room_messages (pl_store_t *self, const char *caller, const char *room_id,
+                        int64_t before, int limit, char **json_p)
+{
+    assert (self);
+    assert (json_p);
+    return s_room_page (self, caller, room_id, before, false, limit, json_p);
+}
+
+int
+pl_store_room_since (pl_store_t *self, const char *caller, const char *room_id,
+                     int64_t after, int limit, char **json_p)
+{
+    assert (self);
+    assert (json_p);
+    return s_room_page (self, caller, room_id, after < 0? 0: after, true, limit, json_p);
 }
 
 
@@ -1503,6 +1522,12 @@ pl_store_test (bool verbose)
     s_check (json_array_size (page) == 5);
     for (size_t index = 0; index < 5; index++)
         s_check (json_integer_value (json_object_get (json_array_get (page, index), "seq")) == 1000 - (json_int_t) index);
+    json_decref (page);
+    //  Resume: oldest first above a seq
+    page = s_test_call (200, pl_store_room_since (self, "alice", group_id, 1005, 3, &text_));
+    s_check (json_array_size (page) == 3);
+    for (size_t index = 0; index < 3; index++)
+        s_check (json_integer_value (json_object_get (json_array_get (page, index), "seq")) == 1006 + (json_int_t) index);
     json_decref (page);
     page = s_test_call (200, pl_store_room_messages (self, "alice", group_id, 3, 10, &text_));
     s_check (json_array_size (page) == 2);

@@ -102,6 +102,12 @@ int
                             int64_t before, int limit, char **json_p);
 
 //  The member list for the router's cache: 200 with an array of user ids, 404.
+//  Resume after a seq: a JSON array oldest first, seq > after, at most
+//  limit (same shape as history). 404 unknown room, 403 not a member.
+int
+    pl_store_room_since (pl_store_t *self, const char *caller, const char *room_id,
+                         int64_t after, int limit, char **json_p);
+
 int
     pl_store_room_members (pl_store_t *self, const char *room_id, char **json_p);
 

@@ -239,7 +239,7 @@ s_room_members_fresh (self_t *self, room_t *room)
         && pl_mono_ms () - room->loaded_at < self->config->member_cache_ms;
 }
 
-//  Forward a SEND to the bridge, the reply comes back with route set.
+//  Forward a SEND or REPLAY to the bridge, the reply comes back with route set.
 static void
 s_forward_send (self_t *self, pl_msg_t *request)
 {
@@ -263,7 +263,7 @@ s_decide (self_t *self, room_t *room, pl_msg_t *request)
         s_reply (self, request, 403, text);
     }
     else
-    if (pl_msg_command (request) == PL_MSG_SEND)
+    if (pl_msg_command (request) == PL_MSG_SEND || pl_msg_command (request) == PL_MSG_REPLAY)
         s_forward_send (self, request);
     else
         s_reply (self, request, 200, NULL);
@@ -310,7 +310,8 @@ s_room_load_members (self_t *self, room_t *room)
     pl_msg_destroy (&query);
 }
 
-//  AUTHZ or SEND: decide now when the member list is fresh, else wait for it.
+//  AUTHZ, SEND or REPLAY: decide now when the member list is fresh, else
+//  wait for it.
 static void
 s_self_handle_membership_request (self_t *self, pl_msg_t **request_p)
 {
@@ -515,6 +516,7 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
         }
         case PL_MSG_AUTHZ:
         case PL_MSG_SEND:
+        case PL_MSG_REPLAY:
             s_self_handle_membership_request (self, message_p);
             break;
         case PL_MSG_QUERY:

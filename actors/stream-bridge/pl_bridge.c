@@ -424,6 +424,81 @@ s_self_release_held (self_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  Replay: a room's entries after a seq, for a resuming subscriber
+
+typedef struct {
+    self_t *self;
+    char *router;
+    char *route;
+    uint64_t corr;
+    uint64_t session;
+    pl_buf_t body;              //  JSON array of rendered messages
+    size_t count;
+} replay_t;
+
+static void
+s_replay_entry (void *arg, const pl_entry_t *entry)
+{
+    replay_t *replay = (replay_t *) arg;
+    char *text = pl_bridge_render (entry->room_id, entry->seq, entry->type, entry->sender_id,
+                                   entry->sender_name, entry->content, entry->client_msg_id,
+                                   entry->created_ms);
+    if (!text)
+        return;
+    pl_buf_append (&replay->body, replay->count++? ",": "[", 1);
+    pl_buf_append (&replay->body, text, strlen (text));
+    free (text);
+}
+
+static void
+s_replay_done (void *arg, int result, int64_t first_seq, int64_t last_seq)
+{
+    replay_t *replay = (replay_t *) arg;
+    (void) first_seq;
+    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (reply, replay->route);
+    pl_msg_set_corr (reply, replay->corr);
+    pl_msg_set_session (reply, replay->session);
+    if (result == 0) {
+        pl_buf_append (&replay->body, replay->count? "]": "[]", replay->count? 1: 2);
+        pl_msg_set_status (reply, 200);
+        pl_msg_set_seq (reply, (uint64_t) last_seq);
+        pl_msg_set_body (reply, pl_buf_head (&replay->body), pl_buf_pending (&replay->body));
+    }
+    else {
+        const char *text = "Redis not reachable, try again";
+        pl_msg_set_status (reply, 503);
+        pl_msg_set_body (reply, text, strlen (text));
+    }
+    if (replay->self->frontend)
+        pl_msg_send_copy (reply, replay->self->frontend, replay->router);
+    pl_msg_destroy (&reply);
+    pl_buf_free (&replay->body);
+    free (replay->router);
+    free (replay->route);
+    free (replay);
+}
+
+static void
+s_self_handle_replay (self_t *self, pl_msg_t *message)
+{
+    replay_t *replay = (replay_t *) zmalloc (sizeof (replay_t));
+    assert (replay);
+    replay->self = self;
+    replay->router = strdup (pl_msg_routing_id (message));
+    replay->route = strdup (pl_msg_route (message));
+    replay->corr = pl_msg_corr (message);
+    replay->session = pl_msg_session (message);
+    pl_buf_init (&replay->body);
+    int max = (int) pl_msg_status (message);
+    if (max <= 0 || max > self->config->history_limit)
+        max = self->config->history_limit;
+    if (pl_streams_replay (self->streams, pl_msg_room (message), (int64_t) pl_msg_seq (message),
+                           max, s_replay_entry, s_replay_done, replay))
+        s_replay_done (replay, -1, 0, 0);
+}
+
+//  --------------------------------------------------------------------------
 //  Peers and the loop
 
 static void
@@ -475,6 +550,9 @@ s_self_handle_frontend (self_t *self, pl_msg_t *message)
             break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
+            break;
+        case PL_MSG_REPLAY:
+            s_self_handle_replay (self, message);
             break;
         case PL_MSG_ROOM_CHANGED:
             //  Through the room's stream, so every host's router hears it

@@ -171,8 +171,13 @@ export class Host {
         return { status: response.status, json, text };
     }
 
+    //  503 means "try again" (a persistence actor is restarting, say)
     async createRoom (token, request) {
-        const answer = await this.http('POST', '/api/rooms', token, request);
+        let answer = await this.http('POST', '/api/rooms', token, request);
+        for (let tries = 0; answer.status === 503 && tries < 100; tries++) {
+            await sleep(100);
+            answer = await this.http('POST', '/api/rooms', token, request);
+        }
         if (answer.status !== 201 && answer.status !== 200)
             throw new Error(`room not created: ${answer.status} ${answer.text}`);
         return answer.json;
