@@ -22,7 +22,7 @@ endforeach ()
 
 #   Integration tests: the real actor processes, real Redis and FerretDB,
 #   @stomp/stompjs + ws clients (tests/node)
-file (GLOB PARLEY_NODE_TESTS ${CMAKE_SOURCE_DIR}/tests/node/*.test.mjs)
+file (GLOB PARLEY_NODE_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/node/*.test.mjs)
 foreach (test_file ${PARLEY_NODE_TESTS})
     get_filename_component (test_name ${test_file} NAME_WE)
     add_test (NAME integration.${test_name}

@@ -540,8 +540,11 @@ s_self_handle_frontend (self_t *self, pl_msg_t *message)
             //  Until this host's fan-out group exists (it starts at the live
             //  end), an append would not reach this host's subscribers
             if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
-                if (zlistx_size (self->held) < HELD_MAX)
-                    zlistx_add_end (self->held, pl_msg_dup (message));
+                if (zlistx_size (self->held) < HELD_MAX) {
+                    pl_msg_t *copy = pl_msg_dup (message);
+                    pl_msg_set_routing_id (copy, from);     //  the answer goes there
+                    zlistx_add_end (self->held, copy);
+                }
                 else
                     s_reply_unavailable (self, message);
             }

@@ -55,7 +55,7 @@ export async function waitFor (what, check, timeoutMs = 20000) {
 //  connection actors sharing one port. Every host of a test shares the
 //  test's key prefix and database unless told otherwise.
 export class Host {
-    constructor ({ conn = 1, store = 1, hostId = 'h1', prefix, database, secret, extra = [] } = {}) {
+    constructor ({ conn = 1, store = 1, hostId = 'h1', prefix, database, secret, redisUrl: redis, extra = [] } = {}) {
         this.conn = conn;
         this.store = store;
         this.hostId = hostId;
@@ -63,6 +63,7 @@ export class Host {
         this.database = database ?? `parley_${this.prefix}`;
         this.secret = secret ?? randomBytes(24).toString('hex');
         this.extra = extra;
+        this.redisUrl = redis ?? redisUrl;
         this.runtime = mkdtempSync(join(tmpdir(), 'parley-host-'));
         this.processes = new Map();
         this.logs = new Map();
@@ -70,7 +71,7 @@ export class Host {
 
     args (instance) {
         return ['--host-id', this.hostId, '--runtime-dir', this.runtime, '--port', String(this.port),
-            '--redis-url', redisUrl, '--mongo-url', mongoUrl, '--mongo-db', this.database,
+            '--redis-url', this.redisUrl, '--mongo-url', mongoUrl, '--mongo-db', this.database,
             '--key-prefix', this.prefix, '--jwt-secret', this.secret, '--instance', String(instance),
             '--block-ms', '200', ...this.extra];
     }
