@@ -41,7 +41,8 @@ typedef struct {
     int   member_cache_ms;      //  how long a room's member list is trusted
 
     //  Stream bridge
-    char *redis_url;            //  redis://host:port
+    char *redis_url;            //  redis://host:port (cluster: redis://h1:p1,h2:p2)
+    bool  redis_cluster;        //  redis_url names Redis Cluster seed nodes
     int   shards;               //  S shard streams
     char *key_prefix;           //  prefix of every Redis key
     int   read_count;           //  COUNT of one XREADGROUP

@@ -2042,6 +2042,7 @@ pl_connection_actor (zsock_t *pipe, void *args)
             break;
     pl_log_info ("stopping");
     s_self_destroy (&self);
+    pl_token_thread_end ();
 }
 
 

@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -573,6 +574,13 @@ s_test_rs256 (const char *hs_token)
     unlink (public_path);
     unlink (other_path);
     rmdir (folder);
+}
+
+void
+pl_token_thread_end (void)
+{
+    //  libjwt signs and verifies with OpenSSL, which keeps per-thread state
+    OPENSSL_thread_stop ();
 }
 
 void

@@ -47,6 +47,8 @@
 #define ID_MAX              48      //  "18446744073709551615-18446744073709551615"
 #define READ_ROUNDS         16      //  hiredis reads 16 KB a call: drain more per turn
 #define HOST_REFRESH_MS     5000    //  host key refresh, at most (a third of host-gone-s)
+#define CLUSTER_SLOTS       16384
+#define SEEDS_MAX           16
 
 //  Dedup, seq, XADD and the room's replay index in one script, so a
 //  duplicate never gets a seq, a seq never goes unused and the index never
@@ -172,9 +174,13 @@ struct _jshard_t {
     size_t group_count;
 };
 
+typedef struct _node_t node_t;
+
 typedef struct {
     pl_streams_t *owner;
-    const char *name;           //  "command", "fanout", "persist"
+    const char *name;           //  "command", "fanout", "persist", "cluster"
+    node_t *node;               //  cluster: the master a command link goes to
+    int target;                 //  cluster: node index of the live link, -1 none
     bool enabled;               //  a reader without callback never connects
     redisAsyncContext *ac;      //  NULL while down
     bool want_read;             //  set by hiredis through the ev hooks
@@ -214,7 +220,27 @@ struct _reader_t {
     bool claimed_last;          //  the last request was a claim round: read next
     bool skip_reply;            //  fan-out released mid-read: leave that reply pending
     int64_t claim_at;           //  next claim round, mono ms
+    int only_shard;             //  cluster: the one shard it reads; -1 = all
+    long reserved;              //  persist in-flight room taken by the request out
 };
+
+//  A cluster master and its command link
+struct _node_t {
+    char host [256];
+    int port;
+    conn_t command;
+};
+
+//  Cluster: a command with what it takes to resend it after MOVED or ASK
+typedef struct {
+    pl_streams_t *owner;
+    redisCallbackFn *fn;
+    void *privdata;
+    int redirects;
+    int argc;
+    const char **argv;          //  point into the same allocation
+    size_t *argvlen;
+} creq_t;
 
 //  A scripted request with a caller callback: an append or a replay
 typedef enum { OP_APPEND, OP_REPLAY } op_kind_t;
@@ -243,6 +269,8 @@ typedef struct {
     char inflight_key [ID_MAX + 16];
     char *stream_key;
     char *entry_id;
+    int shard;
+    char dead_id [ID_MAX];      //  cluster: id of the copy in the dead stream
 } dead_op_t;
 
 struct _pl_streams_t {
@@ -293,9 +321,30 @@ struct _pl_streams_t {
     bool in_handle;
     conn_t *item_conn [PL_STREAMS_POLLITEMS_MAX];
     redisAsyncContext *item_ac [PL_STREAMS_POLLITEMS_MAX];
+    //  Redis Cluster
+    bool cluster;
+    char *seed_hosts [SEEDS_MAX];
+    int seed_ports [SEEDS_MAX];
+    int seed_count;
+    int seed_next;              //  seed the slot-map link tries next
+    conn_t map;                 //  CLUSTER SLOTS link
+    bool map_loading;           //  a CLUSTER SLOTS is out
+    bool map_stale;             //  a MOVED came: load again
+    bool map_loaded;
+    int64_t map_at;             //  no reload before this mono ms
+    int16_t *slot_node;         //  per slot: index in nodes, -1 unknown
+    node_t *nodes [PL_STREAMS_NODES_MAX];
+    int node_count;
+    reader_t *shard_readers;    //  fan-out readers, then persist readers, per shard
+    reader_t **readers;         //  every reader (single: &fanout, &persist)
+    int reader_count;
+    long persist_reserved;      //  sum of the readers' reserved
+    bool host_key_set;          //  cluster: our host key answered OK once
 };
 
 static void s_reader_kick (reader_t *reader);
+static void s_map_load (pl_streams_t *self);
+static int s_keyslot (const char *key);
 
 
 //  --------------------------------------------------------------------------
@@ -379,6 +428,54 @@ s_parse_url (pl_streams_t *self, const char *url)
         self->db = (int) number;
     }
     return 0;
+}
+
+//  Cluster seeds: redis://[[user]:password@]host[:port][,host[:port]...]
+static int
+s_parse_seeds (pl_streams_t *self, const char *url)
+{
+    if (!strncmp (url, "redis://", 8))
+        url += 8;
+    const char *at = strrchr (url, '@');
+    char *list = NULL;
+    if (at) {
+        //  Credentials parsed as for one server; no /db in a cluster
+        char *first = strndup (url, (size_t) (at - url) + 1);
+        char *text = NULL;
+        int rc = first && asprintf (&text, "%sx", first) > 0? s_parse_url (self, text): -1;
+        free (first);
+        free (text);
+        free (self->host);
+        self->host = NULL;
+        if (rc)
+            return -1;
+        url = at + 1;
+    }
+    list = strdup (url);
+    if (!list)
+        return -1;
+    int rc = 0;
+    char *save = NULL;
+    for (char *item = strtok_r (list, ",", &save); item && rc == 0;
+         item = strtok_r (NULL, ",", &save)) {
+        pl_streams_t probe = { 0 };
+        if (self->seed_count == SEEDS_MAX || strchr (item, '/') || s_parse_url (&probe, item))
+            rc = -1;
+        else {
+            self->seed_hosts [self->seed_count] = probe.host;
+            self->seed_ports [self->seed_count++] = probe.port;
+            probe.host = NULL;
+        }
+        free (probe.host);
+        free (probe.password);
+    }
+    free (list);
+    if (rc || self->seed_count == 0)
+        return -1;
+    //  For the logs
+    self->host = strdup (self->seed_hosts [0]);
+    self->port = self->seed_ports [0];
+    return self->host? 0: -1;
 }
 
 //  Shard of one of our stream keys, or -1 when it is none of ours.
@@ -466,12 +563,17 @@ s_ev_cleanup (void *data)
             pl_log_warning ("redis %s connection lost (%s), reconnecting", conn->name, why);
         else
             pl_log_debug ("redis %s connect to %s:%d failed (%s), retry in %d ms",
-                          conn->name, self->host, self->port, why, conn->backoff_ms);
+                          conn->name, conn->ac && conn->ac->c.tcp.host? conn->ac->c.tcp.host:
+                          self->host, conn->ac? conn->ac->c.tcp.port: self->port, why,
+                          conn->backoff_ms);
     }
     conn->ac = NULL;
     conn->want_read = conn->want_write = false;
     conn->connected = false;
     conn->outstanding = 0;
+    conn->target = -1;
+    if (conn == &self->map)
+        self->map_loading = false;
     conn->reconnect_at = pl_mono_ms () + conn->backoff_ms;
     conn->backoff_ms = conn->backoff_ms * 2 > BACKOFF_MAX_MS? BACKOFF_MAX_MS: conn->backoff_ms * 2;
     if (conn->reader) {
@@ -482,6 +584,8 @@ s_ev_cleanup (void *data)
         conn->reader->retry_at = 0;
         conn->reader->claims_waiting = 0;
         conn->reader->claimed_last = false;
+        self->persist_reserved -= conn->reader->reserved;
+        conn->reader->reserved = 0;
     }
     else
         self->host_at = 0;      //  refresh the host key as soon as we are back
@@ -498,7 +602,7 @@ s_on_connect (const redisAsyncContext *ac, int status)
             conn->owner->stats.reconnects++;
         conn->was_connected = true;
         pl_log_debug ("redis %s connected to %s:%d", conn->name,
-                      conn->owner->host, conn->owner->port);
+                      ac->c.tcp.host? ac->c.tcp.host: conn->owner->host, ac->c.tcp.port);
     }
 }
 
@@ -554,18 +658,46 @@ s_script_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         pl_log_error ("redis SCRIPT LOAD %s answered an unexpected SHA1", script->name);
 }
 
+//  On a command link (a cluster caches scripts per node)
 static int
-s_script_load (pl_streams_t *self, script_t *script)
+s_script_load (conn_t *conn, script_t *script)
 {
     const char *argv [] = { "SCRIPT", "LOAD", script->text };
-    return s_conn_send (&self->command, s_script_reply, script, 3, argv, NULL);
+    return s_conn_send (conn, s_script_reply, script, 3, argv, NULL);
 }
 
 static void
 s_conn_start (conn_t *conn)
 {
     pl_streams_t *self = conn->owner;
-    redisAsyncContext *ac = redisAsyncConnect (self->host, self->port);
+    const char *host = self->host;
+    int port = self->port;
+    if (self->cluster) {
+        if (conn == &self->map) {
+            //  Seeds in turn, so one that is down does not keep us out
+            int seed = self->seed_next++ % self->seed_count;
+            host = self->seed_hosts [seed];
+            port = self->seed_ports [seed];
+        }
+        else
+        if (conn->node) {
+            host = conn->node->host;
+            port = conn->node->port;
+        }
+        else {
+            //  A reader goes to the master of its shard's slot, once known
+            int slot = s_keyslot (self->stream_keys [conn->reader->only_shard]);
+            int index = self->map_loaded? self->slot_node [slot]: -1;
+            if (index < 0) {
+                conn->reconnect_at = pl_mono_ms () + BACKOFF_MIN_MS;
+                return;
+            }
+            host = self->nodes [index]->host;
+            port = self->nodes [index]->port;
+            conn->target = index;
+        }
+    }
+    redisAsyncContext *ac = redisAsyncConnect (host, port);
     if (!ac || ac->err) {
         pl_log_debug ("redis %s connect: %s", conn->name, ac? ac->errstr: "out of memory");
         if (ac)
@@ -595,7 +727,7 @@ s_conn_start (conn_t *conn)
         const char *argv [] = { "AUTH", self->password };
         s_conn_send (conn, s_setup_reply, (void *) "AUTH", 2, argv, NULL);
     }
-    if (self->db) {
+    if (self->db && !self->cluster) {
         char number [16];
         snprintf (number, sizeof number, "%d", self->db);
         const char *argv [] = { "SELECT", number };
@@ -604,15 +736,334 @@ s_conn_start (conn_t *conn)
     if (conn->reader)
         s_reader_kick (conn->reader);
     else
+    if (conn == &self->map) {
+        self->map_stale = true;
+        s_map_load (self);
+    }
+    else
         //  Pipelined ahead of every EVALSHA on this connection
         for (int index = 0; index < SCRIPT_COUNT; index++)
-            s_script_load (self, &self->scripts [index]);
+            s_script_load (conn, &self->scripts [index]);
 }
 
 static bool
 s_conn_up (conn_t *conn)
 {
     return conn->ac && (conn->ac->c.flags & REDIS_CONNECTED);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Redis Cluster routing: slot of a key, slot map from CLUSTER SLOTS, one
+//  command link per master, MOVED and ASK followed. Single Redis takes none
+//  of these paths: s_send_key goes straight to the one command link.
+
+//  Redis Cluster's key slot: CRC16 of the hash tag (the text between the
+//  first '{' and the next '}', when not empty), else of the whole key
+static int
+s_keyslot (const char *key)
+{
+    const char *open = strchr (key, '{');
+    if (open) {
+        const char *close = strchr (open + 1, '}');
+        if (close && close > open + 1)
+            return s_crc16 (open + 1, (size_t) (close - open - 1)) & (CLUSTER_SLOTS - 1);
+    }
+    return s_crc16 (key, strlen (key)) & (CLUSTER_SLOTS - 1);
+}
+
+//  Index of the master host:port, added when new; -1 when the table is full
+static int
+s_node_get (pl_streams_t *self, const char *host, int port)
+{
+    for (int index = 0; index < self->node_count; index++)
+        if (self->nodes [index]->port == port && streq (self->nodes [index]->host, host))
+            return index;
+    if (self->node_count == PL_STREAMS_NODES_MAX || strlen (host) >= sizeof self->nodes [0]->host) {
+        pl_log_error ("redis cluster: no room for node %s:%d", host, port);
+        return -1;
+    }
+    node_t *node = calloc (1, sizeof (node_t));
+    if (!node)
+        return -1;
+    strcpy (node->host, host);
+    node->port = port;
+    node->command.owner = self;
+    node->command.name = "command";
+    node->command.node = node;
+    node->command.target = -1;
+    node->command.enabled = true;
+    node->command.backoff_ms = BACKOFF_MIN_MS;
+    node->command.grace_ms = self->command.grace_ms;
+    self->nodes [self->node_count] = node;
+    self->dirty = true;         //  the next turn connects it
+    return self->node_count++;
+}
+
+//  Command link of a slot's master, NULL when unknown or down
+static conn_t *
+s_slot_conn (pl_streams_t *self, int slot)
+{
+    int index = self->map_loaded? self->slot_node [slot]: -1;
+    if (index < 0 || !self->nodes [index]->command.ac)
+        return NULL;
+    return &self->nodes [index]->command;
+}
+
+static void s_cluster_reply (redisAsyncContext *ac, void *reply_p, void *privdata);
+
+//  Send a command about key on the command link that serves it. Under a
+//  cluster it goes wrapped, so a MOVED or ASK reply resends it.
+static int
+s_send_key (pl_streams_t *self, const char *key, redisCallbackFn *fn, void *privdata,
+            int argc, const char **argv, const size_t *argvlen)
+{
+    if (!self->cluster)
+        return s_conn_send (&self->command, fn, privdata, argc, argv, argvlen);
+    conn_t *conn = s_slot_conn (self, s_keyslot (key));
+    if (!conn)
+        return -1;
+    size_t total = sizeof (creq_t) + (size_t) argc * (sizeof (char *) + sizeof (size_t));
+    for (int index = 0; index < argc; index++)
+        total += (argvlen? argvlen [index]: strlen (argv [index])) + 1;
+    creq_t *request = calloc (1, total);
+    if (!request)
+        return -1;
+    *request = (creq_t) { .owner = self, .fn = fn, .privdata = privdata, .argc = argc };
+    request->argv = (const char **) (request + 1);
+    request->argvlen = (size_t *) (request->argv + argc);
+    char *text = (char *) (request->argvlen + argc);
+    for (int index = 0; index < argc; index++) {
+        size_t length = argvlen? argvlen [index]: strlen (argv [index]);
+        memcpy (text, argv [index], length);
+        text [length] = 0;
+        request->argv [index] = text;
+        request->argvlen [index] = length;
+        text += length + 1;
+    }
+    if (s_conn_send (conn, s_cluster_reply, request, argc, request->argv, request->argvlen)) {
+        free (request);
+        return -1;
+    }
+    return 0;
+}
+
+//  Whether the link that serves key is connected
+static bool
+s_key_up (pl_streams_t *self, const char *key)
+{
+    if (!self->cluster)
+        return s_conn_up (&self->command);
+    conn_t *conn = s_slot_conn (self, s_keyslot (key));
+    return conn && s_conn_up (conn);
+}
+
+//  "MOVED <slot> <host>:<port>" or "ASK ...": 1 MOVED, 2 ASK, 0 neither
+static int
+s_redirect_parse (redisReply *reply, int *slot, char *host, size_t size, int *port)
+{
+    if (!reply || reply->type != REDIS_REPLY_ERROR)
+        return 0;
+    int kind = !strncmp (reply->str, "MOVED ", 6)? 1: !strncmp (reply->str, "ASK ", 4)? 2: 0;
+    if (!kind)
+        return 0;
+    const char *scan = reply->str + (kind == 1? 6: 4);
+    char *end = NULL;
+    long number = strtol (scan, &end, 10);
+    if (end == scan || *end != ' ' || number < 0 || number >= CLUSTER_SLOTS)
+        return 0;
+    *slot = (int) number;
+    const char *address = end + 1;
+    const char *colon = strrchr (address, ':');
+    if (!colon || (size_t) (colon - address) >= size)
+        return 0;
+    memcpy (host, address, (size_t) (colon - address));
+    host [colon - address] = 0;
+    number = strtol (colon + 1, &end, 10);
+    if (*end || number < 1 || number > 65535)
+        return 0;
+    *port = (int) number;
+    //  An empty host means "the node you asked"; not what Redis 7 sends us
+    return *host? kind: 0;
+}
+
+static void
+s_cluster_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    creq_t *request = (creq_t *) privdata;
+    pl_streams_t *self = request->owner;
+    char host [256];
+    int slot = 0, port = 0;
+    int kind = self->destroying? 0: s_redirect_parse (reply, &slot, host, sizeof host, &port);
+    if (kind && request->redirects < PL_STREAMS_REDIRECTS_MAX) {
+        request->redirects++;
+        int index = s_node_get (self, host, port);
+        conn_t *target = index < 0? NULL: &self->nodes [index]->command;
+        if (target && !target->ac)
+            s_conn_start (target);      //  a master we had no link to yet
+        if (target && kind == 1) {
+            //  Known right away for what follows; the full map comes next
+            self->slot_node [slot] = (int16_t) index;
+            s_map_load (self);
+        }
+        if (target && kind == 2) {
+            //  Migration under way: this command only, the map stays
+            const char *asking [] = { "ASKING" };
+            s_conn_send (target, s_setup_reply, (void *) "ASKING", 1, asking, NULL);
+        }
+        if (target
+        &&  s_conn_send (target, s_cluster_reply, request, request->argc,
+                         request->argv, request->argvlen) == 0) {
+            self->stats.redirects++;
+            s_conn_replied (conn);
+            return;
+        }
+    }
+    else
+    if (kind)
+        pl_log_error ("redis cluster: %s redirected %d times, giving up", request->argv [0],
+                      request->redirects);
+    //  The caller's callback counts the reply on this link
+    request->fn (ac, reply, request->privdata);
+    free (request);
+}
+
+static void
+s_slots_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    pl_streams_t *self = conn->owner;
+    (void) privdata;
+    s_conn_replied (conn);
+    self->map_loading = false;
+    if (!reply)
+        return;                 //  loaded again once the link is back
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        pl_log_warning ("redis CLUSTER SLOTS: %s", reply->type == REDIS_REPLY_ERROR?
+                        reply->str: "malformed reply");
+        self->map_stale = true;
+        return;
+    }
+    int covered = 0;
+    for (int slot = 0; slot < CLUSTER_SLOTS; slot++)
+        self->slot_node [slot] = -1;
+    for (size_t index = 0; index < reply->elements; index++) {
+        //  [start, end, [host, port, id, ...], replicas ...]: masters only
+        redisReply *range = reply->element [index];
+        if (range->type != REDIS_REPLY_ARRAY || range->elements < 3
+        ||  range->element [0]->type != REDIS_REPLY_INTEGER
+        ||  range->element [1]->type != REDIS_REPLY_INTEGER
+        ||  range->element [2]->type != REDIS_REPLY_ARRAY
+        ||  range->element [2]->elements < 2
+        ||  range->element [2]->element [0]->type != REDIS_REPLY_STRING
+        ||  range->element [2]->element [1]->type != REDIS_REPLY_INTEGER)
+            continue;
+        long long first = range->element [0]->integer;
+        long long last = range->element [1]->integer;
+        const char *host = range->element [2]->element [0]->str;
+        //  "" when the node does not know its address: the one we asked
+        int node = s_node_get (self, *host? host: ac->c.tcp.host,
+                               (int) range->element [2]->element [1]->integer);
+        for (long long slot = first; node >= 0 && slot <= last; slot++)
+            if (slot >= 0 && slot < CLUSTER_SLOTS) {
+                self->slot_node [slot] = (int16_t) node;
+                covered++;
+            }
+    }
+    if (covered < CLUSTER_SLOTS) {
+        pl_log_warning ("redis cluster: %d of %d slots served", covered, CLUSTER_SLOTS);
+        self->map_stale = true;         //  ask again a little later
+    }
+    self->map_loaded = covered > 0;
+    self->stats.slot_map_loads++;
+    self->dirty = true;
+    //  Readers whose shard moved go to the new master
+    for (int index = 0; index < self->reader_count; index++) {
+        conn_t *reader = &self->readers [index]->conn;
+        int slot = s_keyslot (self->stream_keys [self->readers [index]->only_shard]);
+        if (reader->ac && reader->target >= 0 && reader->target != self->slot_node [slot]
+        &&  !(reader->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+            pl_log_info ("redis %s reader of shard %d: slot %d moved, reconnecting",
+                         reader->name, self->readers [index]->only_shard, slot);
+            redisAsyncDisconnect (reader->ac);
+        }
+    }
+}
+
+//  Ask for the slot map (again); one request at a time
+static void
+s_map_load (pl_streams_t *self)
+{
+    self->map_stale = true;
+    if (!self->cluster || self->map_loading || !self->map.ac)
+        return;
+    const char *argv [] = { "CLUSTER", "SLOTS" };
+    if (s_conn_send (&self->map, s_slots_reply, NULL, 2, argv, NULL) == 0) {
+        self->map_loading = true;
+        self->map_stale = false;
+        self->map_at = pl_mono_ms () + RETRY_MS;
+    }
+}
+
+//  Every link, for poll and timers: command (or slot-map link and masters'
+//  command links), then the readers. At most PL_STREAMS_POLLITEMS_MAX.
+static int
+s_conns (pl_streams_t *self, conn_t **conns)
+{
+    int count = 0;
+    if (self->cluster) {
+        conns [count++] = &self->map;
+        for (int index = 0; index < self->node_count; index++)
+            conns [count++] = &self->nodes [index]->command;
+    }
+    else
+        conns [count++] = &self->command;
+    for (int index = 0; index < self->reader_count; index++)
+        conns [count++] = &self->readers [index]->conn;
+    return count;
+}
+
+//  Reader of a shard's fan-out or persist group
+static reader_t *
+s_reader_for (pl_streams_t *self, bool persist, int shard)
+{
+    if (!self->cluster)
+        return persist? &self->persist: &self->fanout;
+    return &self->shard_readers [(persist? self->shards: 0) + shard];
+}
+
+static bool
+s_reader_owns (reader_t *reader, int shard)
+{
+    return reader->only_shard < 0 || reader->only_shard == shard;
+}
+
+//  A reader's request answered MOVED or ASK: under a cluster the link
+//  follows its shard to the master the map names, after a reload
+static bool
+s_reader_redirected (reader_t *reader, redisReply *reply)
+{
+    pl_streams_t *self = reader->owner;
+    char host [256];
+    int slot = 0, port = 0;
+    int kind = self->cluster? s_redirect_parse (reply, &slot, host, sizeof host, &port): 0;
+    if (!kind)
+        return false;
+    if (kind == 1) {
+        int index = s_node_get (self, host, port);
+        if (index >= 0)
+            self->slot_node [slot] = (int16_t) index;
+        s_map_load (self);
+        self->stats.redirects++;
+        if (reader->conn.ac && !(reader->conn.ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+            redisAsyncDisconnect (reader->conn.ac);
+    }
+    //  ASK: the slot is migrating; ask again shortly, the MOVED follows
+    reader->retry_at = pl_mono_ms () + (kind == 2? 50: RETRY_MS);
+    return true;
 }
 
 
@@ -775,7 +1226,7 @@ s_op_send (pl_streams_t *self, op_t *op, bool by_sha)
         argv [1] = op->script->sha;
         argvlen [1] = 40;
     }
-    return s_conn_send (&self->command, s_op_reply, op, op->argc, argv, argvlen);
+    return s_send_key (self, self->stream_keys [op->shard], s_op_reply, op, op->argc, argv, argvlen);
 }
 
 static void
@@ -840,7 +1291,7 @@ s_op_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
             op->retried = true;
             if (!op->script->reloading) {
                 pl_log_warning ("redis lost the %s script, loading it again", op->script->name);
-                if (s_script_load (self, op->script) == 0)
+                if (s_script_load (conn, op->script) == 0)
                     op->script->reloading = true;
             }
             if (s_op_send (self, op, false) == 0)
@@ -907,6 +1358,7 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
         return -1;
     op->append_done = done;
     op->arg = done_arg;
+    op->shard = shard;
     if (s_op_send (self, op, true))
         s_op_fail_later (self, op, "redis not connected");
     return 0;
@@ -966,13 +1418,13 @@ pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type)
     if (self->destroying || !room_id || !*room_id || !type || !*type)
         return -1;
     //  Queued on a link still connecting, it could vanish unnoticed
-    if (!s_conn_up (&self->command))
-        return -1;
     int shard = pl_streams_shard (room_id, self->shards);
+    if (!s_key_up (self, self->stream_keys [shard]))
+        return -1;
     //  Not in the replay index: a signal has no seq of its own
     const char *argv [] = { "XADD", self->stream_keys [shard], "*", "v", "1", "room", room_id,
                             "seq", "0", "type", type };
-    return s_conn_send (&self->command, s_signal_reply, NULL, 11, argv, NULL);
+    return s_send_key (self, self->stream_keys [shard], s_signal_reply, NULL, 11, argv, NULL);
 }
 
 
@@ -1007,7 +1459,7 @@ static void
 s_reader_flush_acks (reader_t *reader)
 {
     pl_streams_t *self = reader->owner;
-    if (!reader->acks || !self->command.ac)
+    if (!reader->acks || (!self->cluster && !self->command.ac))
         return;
     for (int shard = 0; shard < self->shards; shard++) {
         id_list_t *list = &reader->acks [shard];
@@ -1019,8 +1471,11 @@ s_reader_flush_acks (reader_t *reader)
             argv [2] = reader->group;
             for (size_t index = 0; index < count; index++)
                 argv [3 + index] = list->ids [list->size - count + index];
-            if (s_conn_send (&self->command, s_ack_reply, NULL, (int) (3 + count), argv, NULL))
+            if (s_send_key (self, argv [1], s_ack_reply, NULL, (int) (3 + count), argv, NULL)) {
+                if (self->cluster)
+                    break;      //  this master is down; the others may not be
                 return;         //  kept for after the reconnect
+            }
             self->acks_outstanding++;
             for (size_t index = 0; index < count; index++)
                 free (list->ids [--list->size]);
@@ -1037,6 +1492,9 @@ s_reader_setup_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     s_conn_replied (conn);
     if (!reply)
         return;                 //  the link is going; cleanup resets the reader
+    if (s_reader_redirected (reader, reply))
+        reader->setup_failed = true;
+    else
     if (reply->type == REDIS_REPLY_ERROR && strncmp (reply->str, "BUSYGROUP", 9)) {
         if (!reader->setup_failed)
             pl_log_warning ("redis XGROUP CREATE %s: %s", reader->group, reply->str);
@@ -1046,14 +1504,15 @@ s_reader_setup_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         return;
     reader->busy = false;
     if (reader->setup_failed) {
-        reader->retry_at = pl_mono_ms () + RETRY_MS;
+        if (!reader->retry_at)
+            reader->retry_at = pl_mono_ms () + RETRY_MS;
         return;
     }
     //  Groups exist: first what was delivered to us and not acked
     reader->phase = PHASE_PENDING;
     for (int shard = 0; shard < reader->owner->shards; shard++) {
         strcpy (reader->cursor [shard], "0");
-        reader->drained [shard] = false;
+        reader->drained [shard] = !s_reader_owns (reader, shard);
     }
     pl_log_debug ("redis %s reader: groups ready, reading pending entries", conn->name);
     s_reader_kick (reader);
@@ -1118,7 +1577,7 @@ s_reader_restart_pending (reader_t *reader)
     reader->phase = PHASE_PENDING;
     for (int shard = 0; shard < reader->owner->shards; shard++) {
         strcpy (reader->cursor [shard], "0");
-        reader->drained [shard] = false;
+        reader->drained [shard] = !s_reader_owns (reader, shard);
     }
 }
 
@@ -1133,6 +1592,8 @@ s_reader_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     if (!reply)
         return;                 //  the link is going; cleanup resets the reader
     reader->busy = false;
+    self->persist_reserved -= reader->reserved;
+    reader->reserved = 0;
     if (reader->skip_reply) {
         //  Released while this read was out: what it brought stays pending
         //  and comes again, in order, from the pending phase
@@ -1143,6 +1604,8 @@ s_reader_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         return;
     }
 
+    if (s_reader_redirected (reader, reply))
+        return;
     if (reply->type == REDIS_REPLY_ERROR) {
         if (!strncmp (reply->str, "NOGROUP", 7)) {
             //  Stream or group deleted, or Redis restarted empty
@@ -1211,7 +1674,7 @@ s_reader_read (reader_t *reader)
     int candidates [self->shards];
     int candidate_count = 0;
     for (int shard = 0; shard < self->shards; shard++)
-        if (reader->phase == PHASE_LIVE || !reader->drained [shard])
+        if (s_reader_owns (reader, shard) && (reader->phase == PHASE_LIVE || !reader->drained [shard]))
             candidates [candidate_count++] = shard;
     if (candidate_count == 0)
         return;
@@ -1220,7 +1683,9 @@ s_reader_read (reader_t *reader)
     int streams = candidate_count;
     int count = self->read_count;
     if (reader->persist) {
-        long room = (long) self->persist_limit - (long) zhashx_size (self->inflight);
+        //  Other readers' requests out count too (cluster: one per shard)
+        long room = (long) self->persist_limit - (long) zhashx_size (self->inflight)
+                  - self->persist_reserved;
         long needed = candidate_count < self->persist_limit? candidate_count: self->persist_limit;
         if (room < needed)
             return;             //  at the limit: wait for acks
@@ -1237,7 +1702,8 @@ s_reader_read (reader_t *reader)
 
     char count_text [16], block_text [16];
     snprintf (count_text, sizeof count_text, "%d", count);
-    int block_ms = streams < self->shards && self->block_ms > SUBSET_BLOCK_MS?
+    int owned = reader->only_shard < 0? self->shards: 1;
+    int block_ms = streams < owned && self->block_ms > SUBSET_BLOCK_MS?
                    SUBSET_BLOCK_MS: self->block_ms;
     if (reader->claims && reader->phase == PHASE_LIVE) {
         //  Wake up for the next claim round rather than sleep through it
@@ -1266,6 +1732,10 @@ s_reader_read (reader_t *reader)
     if (s_conn_send (&reader->conn, s_reader_reply, reader, argc, argv, NULL) == 0) {
         reader->busy = true;
         reader->claimed_last = false;
+        if (reader->persist) {
+            reader->reserved = (long) count * streams;
+            self->persist_reserved += reader->reserved;
+        }
     }
 }
 
@@ -1282,6 +1752,9 @@ s_claim_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     if (!reply)
         return;                 //  the link is going; cleanup resets the reader
     claim->more = false;
+    if (s_reader_redirected (reader, reply))
+        ;                       //  the link follows the shard; claimed next round
+    else
     if (reply->type == REDIS_REPLY_ERROR)
         //  NOGROUP included: the next read finds out and sets groups up again
         pl_log_warning ("redis %s XAUTOCLAIM %s: %s", conn->name, stream, reply->str);
@@ -1317,6 +1790,8 @@ s_claim_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         return;
     reader->busy = false;
     reader->claimed_last = true;
+    self->persist_reserved -= reader->reserved;
+    reader->reserved = 0;
     bool more = false;
     for (int shard = 0; shard < self->shards; shard++)
         more |= reader->claims [shard].more;
@@ -1333,7 +1808,8 @@ static bool
 s_reader_claim (reader_t *reader)
 {
     pl_streams_t *self = reader->owner;
-    long room = (long) self->persist_limit - (long) zhashx_size (self->inflight);
+    long room = (long) self->persist_limit - (long) zhashx_size (self->inflight)
+              - self->persist_reserved;
     if (room < 1)
         return false;
     bool more = false;
@@ -1343,7 +1819,7 @@ s_reader_claim (reader_t *reader)
         //  A new round scans every shard's pending entries from the start
         for (int shard = 0; shard < self->shards; shard++) {
             strcpy (reader->claims [shard].cursor, "0-0");
-            reader->claims [shard].more = true;
+            reader->claims [shard].more = s_reader_owns (reader, shard);
         }
     int picked [self->shards];
     int picked_count = 0;
@@ -1363,19 +1839,34 @@ s_reader_claim (reader_t *reader)
         if (s_conn_send (&reader->conn, s_claim_reply, claim, 8, argv, NULL))
             break;
         reader->claims_waiting++;
+        reader->reserved += count;
     }
+    self->persist_reserved += reader->reserved;
     reader->busy = reader->claims_waiting > 0;
     return reader->busy;
 }
 
-//  SET <prefix>:host:<host_id> <now> EX host-gone-s on one link
+static void
+s_host_key_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    redisReply *reply = (redisReply *) reply_p;
+    s_setup_reply (ac, reply_p, privdata);
+    if (reply && reply->type == REDIS_REPLY_STATUS)
+        ((conn_t *) ac->data)->owner->host_key_set = true;
+}
+
+//  SET <prefix>:host:<host_id> <now> EX host-gone-s on one link, or (NULL)
+//  on the command link that serves the key
 static void
 s_host_key_send (pl_streams_t *self, conn_t *conn)
 {
     char now [24];
     snprintf (now, sizeof now, "%" PRId64, pl_clock_ms ());
     const char *argv [] = { "SET", self->host_key, now, "EX", self->host_gone_text };
-    s_conn_send (conn, s_setup_reply, (void *) "SET host key", 5, argv, NULL);
+    if (conn)
+        s_conn_send (conn, s_setup_reply, (void *) "SET host key", 5, argv, NULL);
+    else
+        s_send_key (self, self->host_key, s_host_key_reply, (void *) "SET host key", 5, argv, NULL);
 }
 
 static void
@@ -1390,11 +1881,16 @@ s_reader_kick (reader_t *reader)
     if (reader->phase == PHASE_SETUP) {
         reader->setup_failed = false;
         reader->setup_waiting = 0;
-        if (!reader->persist)
+        if (!reader->persist && !self->cluster)
             //  Ahead of the group on the same link: no janitor can see our
             //  new fan-out group before our host key, and take us for gone
             s_host_key_send (self, &reader->conn);
+        if (!reader->persist && self->cluster && !self->host_key_set)
+            //  The host key lives on another master: wait until it is set
+            return;
         for (int shard = 0; shard < self->shards; shard++) {
+            if (!s_reader_owns (reader, shard))
+                continue;
             //  On the reader's own link, so they run before its first read
             const char *argv [] = { "XGROUP", "CREATE", self->stream_keys [shard],
                                     reader->group, reader->start_id, "MKSTREAM" };
@@ -1416,9 +1912,11 @@ s_reader_kick (reader_t *reader)
 
 static int
 s_reader_init (pl_streams_t *self, reader_t *reader, const char *name, bool persist,
-               const char *group, const char *start_id, pl_entry_fn *callback)
+               const char *group, const char *start_id, pl_entry_fn *callback, int only_shard)
 {
     reader->owner = self;
+    reader->only_shard = only_shard;
+    reader->conn.target = -1;
     reader->persist = persist;
     reader->group = group;
     reader->start_id = start_id;
@@ -1520,7 +2018,7 @@ s_janitor_decide (jshard_t *jshard)
                 pl_log_info ("redis janitor: host %s is gone, destroying group %s of %s",
                              group->name + 7, group->name, stream);
                 const char *argv [] = { "XGROUP", "DESTROY", stream, group->name };
-                s_conn_send (&self->command, s_setup_reply, (void *) "XGROUP DESTROY", 4, argv, NULL);
+                s_send_key (self, stream, s_setup_reply, (void *) "XGROUP DESTROY", 4, argv, NULL);
                 continue;
             }
             const char *group_needs = group->last;
@@ -1532,7 +2030,7 @@ s_janitor_decide (jshard_t *jshard)
         //  Without a persist group nothing stores the entries: keep them
         if (needed && jshard->has_persist && s_id_compare (needed, "0-1") > 0) {
             const char *argv [] = { "XTRIM", stream, "MINID", "=", needed };
-            if (s_conn_send (&self->command, s_janitor_trim_reply, jshard, 5, argv, NULL) == 0)
+            if (s_send_key (self, stream, s_janitor_trim_reply, jshard, 5, argv, NULL) == 0)
                 jshard->waiting++;
         }
     }
@@ -1640,7 +2138,7 @@ s_janitor_add_group (jshard_t *jshard, redisReply *info)
             return;
         }
         const char *argv [] = { "EXISTS", host_key };
-        if (s_conn_send (&self->command, s_janitor_host_reply, group, 2, argv, NULL) == 0)
+        if (s_send_key (self, host_key, s_janitor_host_reply, group, 2, argv, NULL) == 0)
             jshard->waiting++;
         else
             jshard->failed = true;
@@ -1648,7 +2146,7 @@ s_janitor_add_group (jshard_t *jshard, redisReply *info)
     }
     if (pending > 0) {
         const char *argv [] = { "XPENDING", stream, name, "-", "+", "1" };
-        if (s_conn_send (&self->command, s_janitor_pending_reply, group, 6, argv, NULL) == 0)
+        if (s_send_key (self, stream, s_janitor_pending_reply, group, 6, argv, NULL) == 0)
             jshard->waiting++;
         else
             jshard->failed = true;
@@ -1690,7 +2188,7 @@ s_janitor_start (pl_streams_t *self)
         jshard->decided = false;
         jshard->has_persist = false;
         const char *argv [] = { "XINFO", "GROUPS", self->stream_keys [shard] };
-        if (s_conn_send (&self->command, s_janitor_groups_reply, jshard, 3, argv, NULL))
+        if (s_send_key (self, argv [2], s_janitor_groups_reply, jshard, 3, argv, NULL))
             break;
         jshard->waiting = 1;
         self->janitor_shards++;
@@ -1733,9 +2231,24 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     self->on_fanout = on_fanout;
     self->on_persist = on_persist;
     self->arg = arg;
-    if (s_parse_url (self, config->redis_url? config->redis_url: "")) {
+    self->cluster = config->redis_cluster;
+    if (self->cluster
+    &&  s_parse_seeds (self, config->redis_url? config->redis_url: "")) {
+        pl_log_error ("redis-url '%s' does not parse (redis://host:port,host:port)",
+                      config->redis_url? config->redis_url: "");
+        pl_streams_destroy (&self);
+        return NULL;
+    }
+    if (!self->cluster
+    &&  s_parse_url (self, config->redis_url? config->redis_url: "")) {
         pl_log_error ("redis-url '%s' does not parse (redis://host:port)",
                       config->redis_url? config->redis_url: "");
+        pl_streams_destroy (&self);
+        return NULL;
+    }
+    if (self->cluster && 1 + PL_STREAMS_NODES_MAX + 2 * self->shards > PL_STREAMS_POLLITEMS_MAX) {
+        pl_log_error ("redis-cluster takes at most %d shards, not %d",
+                      (PL_STREAMS_POLLITEMS_MAX - 1 - PL_STREAMS_NODES_MAX) / 2, self->shards);
         pl_streams_destroy (&self);
         return NULL;
     }
@@ -1789,22 +2302,57 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     self->command.enabled = true;
     self->command.backoff_ms = BACKOFF_MIN_MS;
     self->command.grace_ms = config->request_timeout_ms > 0? config->request_timeout_ms: 10000;
-    if (s_reader_init (self, &self->fanout, "fanout", false, self->fanout_group, "$", on_fanout)
-    ||  s_reader_init (self, &self->persist, "persist", true, "persist", "0", on_persist)) {
+    self->command.target = -1;
+    int reader_total = self->cluster? 2 * self->shards: 2;
+    self->readers = calloc ((size_t) reader_total, sizeof (reader_t *));
+    if (self->cluster) {
+        self->shard_readers = calloc ((size_t) reader_total, sizeof (reader_t));
+        self->slot_node = malloc (CLUSTER_SLOTS * sizeof (int16_t));
+    }
+    if (!self->readers || (self->cluster && (!self->shard_readers || !self->slot_node))) {
         pl_streams_destroy (&self);
         return NULL;
     }
-    self->fanout.conn.grace_ms = self->block_ms + self->command.grace_ms;
-    self->persist.conn.grace_ms = self->block_ms + self->command.grace_ms;
+    for (int index = 0; index < reader_total; index++) {
+        bool persist = index >= reader_total / 2;
+        reader_t *reader = !self->cluster? (persist? &self->persist: &self->fanout):
+                           &self->shard_readers [index];
+        int shard = self->cluster? index % self->shards: -1;
+        self->readers [self->reader_count++] = reader;
+        if (persist? s_reader_init (self, reader, "persist", true, "persist", "0",
+                                    on_persist, shard):
+                     s_reader_init (self, reader, "fanout", false, self->fanout_group, "$",
+                                    on_fanout, shard)) {
+            pl_streams_destroy (&self);
+            return NULL;
+        }
+        reader->conn.grace_ms = self->block_ms + self->command.grace_ms;
+    }
+    if (self->cluster) {
+        for (int slot = 0; slot < CLUSTER_SLOTS; slot++)
+            self->slot_node [slot] = -1;
+        self->map.owner = self;
+        self->map.name = "cluster";
+        self->map.enabled = true;
+        self->map.target = -1;
+        self->map.backoff_ms = BACKOFF_MIN_MS;
+        self->map.grace_ms = self->command.grace_ms;
+        self->command.enabled = false;  //  the masters' links take its place
+    }
     if (self->persist_limit < self->shards && on_persist)
         pl_log_warning ("persist-inflight %d is below shards %d: persist reads cover "
                         "some shards at a time", self->persist_limit, self->shards);
 
-    s_conn_start (&self->command);
-    if (self->fanout.conn.enabled)
-        s_conn_start (&self->fanout.conn);
-    if (self->persist.conn.enabled)
-        s_conn_start (&self->persist.conn);
+    if (self->cluster)
+        //  Masters and readers follow once the slot map is in
+        s_conn_start (&self->map);
+    else {
+        s_conn_start (&self->command);
+        if (self->fanout.conn.enabled)
+            s_conn_start (&self->fanout.conn);
+        if (self->persist.conn.enabled)
+            s_conn_start (&self->persist.conn);
+    }
     return self;
 }
 
@@ -1813,23 +2361,43 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
 static void
 s_destroy_flush (pl_streams_t *self)
 {
-    s_reader_flush_acks (&self->fanout);
-    s_reader_flush_acks (&self->persist);
+    for (int index = 0; index < self->reader_count; index++)
+        s_reader_flush_acks (self->readers [index]);
     int64_t deadline = pl_mono_ms () + DESTROY_FLUSH_MS;
-    while (self->acks_outstanding > 0 && s_conn_up (&self->command)) {
+    while (self->acks_outstanding > 0) {
         int64_t left = deadline - pl_mono_ms ();
         if (left <= 0)
             break;
-        struct pollfd item = { .fd = self->command.ac->c.fd };
-        item.events = (short) ((self->command.want_read? POLLIN: 0)
-                             | (self->command.want_write? POLLOUT: 0));
-        if (poll (&item, 1, (int) left) < 0 && errno != EINTR)
+        //  The command links: one, or the masters'
+        conn_t *conns [PL_STREAMS_NODES_MAX + 1];
+        int count = 0;
+        if (!self->cluster)
+            conns [count++] = &self->command;
+        for (int index = 0; self->cluster && index < self->node_count; index++)
+            conns [count++] = &self->nodes [index]->command;
+        struct pollfd items [PL_STREAMS_NODES_MAX + 1];
+        redisAsyncContext *acs [PL_STREAMS_NODES_MAX + 1];
+        int used = 0;
+        for (int index = 0; index < count; index++) {
+            if (!s_conn_up (conns [index]))
+                continue;
+            items [used] = (struct pollfd) { .fd = conns [index]->ac->c.fd };
+            items [used].events = (short) ((conns [index]->want_read? POLLIN: 0)
+                                         | (conns [index]->want_write? POLLOUT: 0));
+            acs [used] = conns [index]->ac;
+            conns [used++] = conns [index];
+        }
+        if (used == 0)
             break;
-        redisAsyncContext *ac = self->command.ac;
-        if (item.revents & (POLLIN | POLLERR | POLLHUP))
-            redisAsyncHandleRead (ac);
-        if (self->command.ac == ac && (item.revents & POLLOUT))
-            redisAsyncHandleWrite (ac);
+        if (poll (items, (nfds_t) used, (int) left) < 0 && errno != EINTR)
+            break;
+        for (int index = 0; index < used; index++) {
+            redisAsyncContext *ac = acs [index];
+            if (conns [index]->ac == ac && (items [index].revents & (POLLIN | POLLERR | POLLHUP)))
+                redisAsyncHandleRead (ac);
+            if (conns [index]->ac == ac && (items [index].revents & POLLOUT))
+                redisAsyncHandleWrite (ac);
+        }
     }
 }
 
@@ -1842,11 +2410,15 @@ pl_streams_destroy (pl_streams_t **self_p)
         return;
     assert (!self->in_handle);          //  not from inside a callback
     self->destroying = true;
-    if (self->stream_keys && self->fanout.acks && self->persist.acks)
+    bool readers_ready = self->stream_keys && self->reader_count > 0;
+    for (int index = 0; index < self->reader_count; index++)
+        readers_ready &= self->readers [index]->acks != NULL;
+    if (readers_ready)
         s_destroy_flush (self);
     //  Pending appends get their callback with an error from hiredis
-    conn_t *conns [] = { &self->command, &self->fanout.conn, &self->persist.conn };
-    for (int index = 0; index < 3; index++)
+    conn_t *conns [PL_STREAMS_POLLITEMS_MAX];
+    int count = s_conns (self, conns);
+    for (int index = 0; index < count; index++)
         if (conns [index]->ac)
             redisAsyncFree (conns [index]->ac);
     s_run_failed (self);
@@ -1855,8 +2427,15 @@ pl_streams_destroy (pl_streams_t **self_p)
         for (int shard = 0; shard < self->shards; shard++)
             s_jshard_clear (&self->jshards [shard]);
     free (self->jshards);
-    s_reader_free (self, &self->fanout);
-    s_reader_free (self, &self->persist);
+    for (int index = 0; index < self->reader_count; index++)
+        s_reader_free (self, self->readers [index]);
+    free (self->readers);
+    free (self->shard_readers);
+    for (int index = 0; index < self->node_count; index++)
+        free (self->nodes [index]);
+    for (int index = 0; index < self->seed_count; index++)
+        free (self->seed_hosts [index]);
+    free (self->slot_node);
     if (self->stream_keys)
         for (int shard = 0; shard < self->shards; shard++)
             free (self->stream_keys [shard]);
@@ -1883,9 +2462,10 @@ pl_streams_pollitems (pl_streams_t *self, zmq_pollitem_t *items, int max)
 {
     assert (self);
     assert (items || max == 0);
-    conn_t *conns [] = { &self->command, &self->fanout.conn, &self->persist.conn };
+    conn_t *conns [PL_STREAMS_POLLITEMS_MAX];
+    int total = s_conns (self, conns);
     int count = 0;
-    for (int index = 0; index < 3 && count < max; index++) {
+    for (int index = 0; index < total && count < max; index++) {
         conn_t *conn = conns [index];
         if (!conn->ac)
             continue;
@@ -1903,6 +2483,21 @@ pl_streams_pollitems (pl_streams_t *self, zmq_pollitem_t *items, int max)
         self->item_ac [index] = NULL;
     }
     return count;
+}
+
+//  Whether host key refresh and janitor may go: the command link is up, or
+//  under a cluster the slot map is in and every master's link is up
+static bool
+s_commands_up (pl_streams_t *self)
+{
+    if (!self->cluster)
+        return s_conn_up (&self->command);
+    if (!self->map_loaded)
+        return false;
+    for (int index = 0; index < self->node_count; index++)
+        if (!s_conn_up (&self->nodes [index]->command))
+            return false;
+    return true;
 }
 
 void
@@ -1939,8 +2534,9 @@ pl_streams_handle (pl_streams_t *self, zmq_pollitem_t *items, int count)
     s_run_failed (self);
 
     int64_t now = pl_mono_ms ();
-    conn_t *conns [] = { &self->command, &self->fanout.conn, &self->persist.conn };
-    for (int index = 0; index < 3; index++) {
+    conn_t *conns [PL_STREAMS_POLLITEMS_MAX];
+    int conn_count = s_conns (self, conns);
+    for (int index = 0; index < conn_count; index++) {
         conn_t *conn = conns [index];
         if (!conn->enabled)
             continue;
@@ -1957,23 +2553,25 @@ pl_streams_handle (pl_streams_t *self, zmq_pollitem_t *items, int count)
             redisAsyncFree (conn->ac);
         }
     }
-    s_reader_kick (&self->fanout);
-    s_reader_kick (&self->persist);
-    if (s_conn_up (&self->command)) {
+    if (self->cluster && self->map_stale && now >= self->map_at)
+        s_map_load (self);
+    for (int index = 0; index < self->reader_count; index++)
+        s_reader_kick (self->readers [index]);
+    if (s_commands_up (self)) {
         now = pl_mono_ms ();
         if (now >= self->host_at) {
             self->host_at = now + self->host_refresh_ms;
-            s_host_key_send (self, &self->command);
+            s_host_key_send (self, NULL);
         }
         if (now >= self->janitor_at)
             s_janitor_start (self);
     }
-    s_reader_flush_acks (&self->fanout);
-    s_reader_flush_acks (&self->persist);
+    for (int index = 0; index < self->reader_count; index++)
+        s_reader_flush_acks (self->readers [index]);
     s_run_failed (self);        //  in case a callback above failed an append
 
     //  Write what this turn queued now rather than after another poll
-    for (int index = 0; index < 3; index++)
+    for (int index = 0; index < conn_count; index++)
         if (s_conn_up (conns [index]) && conns [index]->want_write)
             redisAsyncHandleWrite (conns [index]->ac);
     s_run_failed (self);
@@ -1989,8 +2587,9 @@ pl_streams_timeout (pl_streams_t *self)
         return 0;
     int64_t now = pl_mono_ms ();
     int64_t next = -1;
-    conn_t *conns [] = { &self->command, &self->fanout.conn, &self->persist.conn };
-    for (int index = 0; index < 3; index++) {
+    conn_t *conns [PL_STREAMS_POLLITEMS_MAX];
+    int conn_count = s_conns (self, conns);
+    for (int index = 0; index < conn_count; index++) {
         conn_t *conn = conns [index];
         int64_t when = -1;
         if (!conn->enabled)
@@ -2010,15 +2609,20 @@ pl_streams_timeout (pl_streams_t *self)
     //  (a janitor round still out, no in-flight room to claim) is left out,
     //  or the caller's poll would spin
     int64_t timers [3] = { -1, -1, -1 };
-    if (s_conn_up (&self->command)) {
+    if (s_commands_up (self)) {
         timers [0] = self->host_at;
         if (self->janitor_shards == 0)
             timers [1] = self->janitor_at;
     }
-    reader_t *persist = &self->persist;
-    if (persist->conn.enabled && persist->phase == PHASE_LIVE && !persist->busy
-    &&  persist->claim_at > now)
-        timers [2] = persist->claim_at;
+    if (self->cluster && self->map_stale && !self->map_loading && s_conn_up (&self->map))
+        timers [2] = self->map_at;
+    for (int index = 0; index < self->reader_count; index++) {
+        reader_t *persist = self->readers [index];
+        if (persist->persist && persist->conn.enabled && persist->phase == PHASE_LIVE
+        &&  !persist->busy && persist->claim_at > now
+        &&  (timers [2] < 0 || persist->claim_at < timers [2]))
+            timers [2] = persist->claim_at;
+    }
     for (int index = 0; index < 3; index++)
         if (timers [index] >= 0 && (next < 0 || timers [index] < next))
             next = timers [index];
@@ -2026,6 +2630,7 @@ pl_streams_timeout (pl_streams_t *self)
         return -1;
     return next <= now? 0: (int) (next - now > INT_MAX? INT_MAX: next - now);
 }
+
 
 void
 pl_streams_persist_ack (pl_streams_t *self, const char *stream_key, const char *entry_id)
@@ -2040,7 +2645,7 @@ pl_streams_persist_ack (pl_streams_t *self, const char *stream_key, const char *
     char key [ID_MAX + 16];
     snprintf (key, sizeof key, "%d/%s", shard, entry_id);
     zhashx_delete (self->inflight, key);
-    s_reader_ack (&self->persist, shard, entry_id);
+    s_reader_ack (s_reader_for (self, true, shard), shard, entry_id);
 }
 
 static void
@@ -2079,6 +2684,69 @@ s_dead_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     free (dead);
 }
 
+static void
+s_dead_free (dead_op_t *dead)
+{
+    pl_streams_t *self = dead->owner;
+    zhashx_delete (self->inflight, dead->inflight_key);
+    self->dirty = true;
+    free (dead->stream_key);
+    free (dead->entry_id);
+    free (dead);
+}
+
+//  Cluster, second step: the XACK after the copy is in the dead stream
+static void
+s_dead_xack_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    dead_op_t *dead = (dead_op_t *) privdata;
+    pl_streams_t *self = dead->owner;
+    s_conn_replied (conn);
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        self->stats.dead_lettered++;
+        pl_log_error ("entry %s of %s could not be stored, moved to %s as %s",
+                      dead->entry_id, dead->stream_key, self->dead_key, dead->dead_id);
+    }
+    else
+        //  Copied, not acked: it comes back and may be dead-lettered twice,
+        //  which beats losing it
+        pl_log_error ("entry %s of %s copied to %s as %s, but XACK failed (%s): it stays pending",
+                      dead->entry_id, dead->stream_key, self->dead_key, dead->dead_id,
+                      !reply? "connection lost": reply->type == REDIS_REPLY_ERROR?
+                      reply->str: "unexpected reply");
+    s_dead_free (dead);
+}
+
+//  Cluster, first step: the dead stream is another slot, so no MULTI; XACK
+//  only once the XADD answered with an id, so the entry is never lost
+static void
+s_dead_xadd_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    conn_t *conn = (conn_t *) ac->data;
+    redisReply *reply = (redisReply *) reply_p;
+    dead_op_t *dead = (dead_op_t *) privdata;
+    pl_streams_t *self = dead->owner;
+    s_conn_replied (conn);
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len < ID_MAX) {
+        strcpy (dead->dead_id, reply->str);
+        const char *xack [] = { "XACK", dead->stream_key,
+                                s_reader_for (self, true, dead->shard)->group, dead->entry_id };
+        if (s_send_key (self, dead->stream_key, s_dead_xack_reply, dead, 4, xack, NULL) == 0)
+            return;
+        pl_log_error ("entry %s of %s copied to %s as %s, XACK not sent: it stays pending",
+                      dead->entry_id, dead->stream_key, self->dead_key, dead->dead_id);
+        s_dead_free (dead);
+        return;
+    }
+    pl_log_error ("entry %s of %s: XADD to %s failed (%s), it stays pending",
+                  dead->entry_id, dead->stream_key, self->dead_key,
+                  !reply? "connection lost": reply->type == REDIS_REPLY_ERROR?
+                  reply->str: "unexpected reply");
+    s_dead_free (dead);
+}
+
 void
 pl_streams_persist_fail (pl_streams_t *self, const pl_entry_t *entry, const char *error)
 {
@@ -2108,6 +2776,7 @@ pl_streams_persist_fail (pl_streams_t *self, const pl_entry_t *entry, const char
         return;
     }
     snprintf (dead->inflight_key, sizeof dead->inflight_key, "%d/%s", shard, entry->entry_id);
+    dead->shard = shard;
     char seq [24], created [24], failed_at [24];
     snprintf (seq, sizeof seq, "%" PRId64, entry->seq);
     snprintf (created, sizeof created, "%" PRId64, entry->created_ms);
@@ -2121,6 +2790,15 @@ pl_streams_persist_fail (pl_streams_t *self, const pl_entry_t *entry, const char
         "cmid", entry->client_msg_id? entry->client_msg_id: "", "created", created,
         "stream", entry->stream_key, "entry_id", entry->entry_id,
         "error", error? error: "unknown error", "failed_at", failed_at };
+    if (self->cluster) {
+        if (s_send_key (self, self->dead_key, s_dead_xadd_reply, dead,
+                        (int) (sizeof xadd / sizeof xadd [0]), xadd, NULL)) {
+            pl_log_error ("entry %s of %s could not be moved to %s: redis not connected",
+                          entry->entry_id, entry->stream_key, self->dead_key);
+            s_dead_free (dead);
+        }
+        return;
+    }
     const char *xack [] = { "XACK", entry->stream_key, self->persist.group, entry->entry_id };
     const char *multi [] = { "MULTI" };
     const char *exec [] = { "EXEC" };
@@ -2171,13 +2849,17 @@ pl_streams_fanout_hold (pl_streams_t *self, bool hold)
     self->fanout_held = hold;
     if (hold)
         return;
-    reader_t *reader = &self->fanout;
-    if (reader->busy && reader->phase != PHASE_SETUP)
-        reader->skip_reply = true;
-    else
-    if (reader->phase != PHASE_SETUP)
-        s_reader_restart_pending (reader);
-    s_reader_kick (reader);
+    for (int index = 0; index < self->reader_count; index++) {
+        reader_t *reader = self->readers [index];
+        if (reader->persist)
+            continue;
+        if (reader->busy && reader->phase != PHASE_SETUP)
+            reader->skip_reply = true;
+        else
+        if (reader->phase != PHASE_SETUP)
+            s_reader_restart_pending (reader);
+        s_reader_kick (reader);
+    }
 }
 
 size_t
@@ -2191,13 +2873,13 @@ bool
 pl_streams_connected (pl_streams_t *self)
 {
     assert (self);
-    if (!s_conn_up (&self->command))
+    if (!s_commands_up (self))
         return false;
-    reader_t *readers [] = { &self->fanout, &self->persist };
-    for (int index = 0; index < 2; index++)
-        if (readers [index]->conn.enabled
-        &&  (!s_conn_up (&readers [index]->conn) || readers [index]->phase == PHASE_SETUP))
+    for (int index = 0; index < self->reader_count; index++) {
+        reader_t *reader = self->readers [index];
+        if (reader->conn.enabled && (!s_conn_up (&reader->conn) || reader->phase == PHASE_SETUP))
             return false;
+    }
     return true;
 }
 
@@ -2425,7 +3107,7 @@ s_test_late_append (void *arg, int result, int64_t seq, const char *error)
 }
 
 static pid_t
-s_test_redis_start (int port, const char *dir)
+s_test_redis_start (int port, const char *dir, bool cluster)
 {
     pid_t pid = fork ();
     assert (pid >= 0);
@@ -2437,9 +3119,15 @@ s_test_redis_start (int port, const char *dir)
             dup2 (null, STDOUT_FILENO);
             dup2 (null, STDERR_FILENO);
         }
-        execlp ("redis-server", "redis-server", "--port", port_text, "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", dir,
-                "--daemonize", "no", (char *) NULL);
+        if (cluster)
+            execlp ("redis-server", "redis-server", "--port", port_text, "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    (char *) NULL);
+        else
+            execlp ("redis-server", "redis-server", "--port", port_text, "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no", "--dir", dir,
+                    "--daemonize", "no", (char *) NULL);
         _exit (127);
     }
     //  Ready when it answers PING
@@ -2473,6 +3161,19 @@ s_test_redis_stop (pid_t pid)
     waitpid (pid, &status, 0);
 }
 
+//  Is this loopback port free to bind?
+static bool
+s_test_port_free (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert (fd >= 0);
+    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port) };
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    bool free_port = bind (fd, (struct sockaddr *) &address, sizeof address) == 0;
+    close (fd);
+    return free_port;
+}
+
 static int
 s_test_free_port (void)
 {
@@ -2487,6 +3188,25 @@ s_test_free_port (void)
     assert (rc == 0);
     close (fd);
     return ntohs (address.sin_port);
+}
+
+//  A cluster node also listens on port + 10000 (its bus): both must be
+//  free, so ephemeral ports (up to 60999) do not do
+static int
+s_test_free_cluster_port (void)
+{
+    static bool seeded = false;
+    if (!seeded) {
+        srandom ((unsigned) getpid () ^ (unsigned) time (NULL));
+        seeded = true;
+    }
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int port = 20000 + (int) (random () % 20000);
+        if (s_test_port_free (port) && s_test_port_free (port + 10000))
+            return port;
+    }
+    assert (false);
+    return -1;
 }
 
 //  Synchronous query for checks: an integer reply, or -1
@@ -3133,6 +3853,300 @@ s_test_janitor (int port, bool verbose)
     pl_config_destroy (&config);
 }
 
+
+//  --------------------------------------------------------------------------
+//  Selftest of Redis Cluster: three masters on loopback
+
+#define CTEST_NODES     3
+#define CTEST_SHARDS    6
+#define CTEST_ROOMS     30
+#define CTEST_PER_ROOM  20
+
+typedef struct {
+    int64_t seq;
+    int result;
+    bool called;
+} ctest_slot_t;
+
+static void
+s_ctest_appended (void *arg, int result, int64_t seq, const char *error)
+{
+    ctest_slot_t *slot = (ctest_slot_t *) arg;
+    (void) error;
+    assert (!slot->called);
+    slot->called = true;
+    slot->result = result;
+    slot->seq = seq;
+}
+
+//  Integer reply of the cluster node that owns key (others answer MOVED)
+static long long
+s_ctest_query (int *ports, const char *format, const char *key)
+{
+    for (int index = 0; index < CTEST_NODES; index++) {
+        long long value = s_test_query (ports [index], format, key);
+        if (value >= 0)
+            return value;
+    }
+    return -1;
+}
+
+//  Port of the node that serves key
+static int
+s_ctest_owner (int *ports, const char *key)
+{
+    for (int index = 0; index < CTEST_NODES; index++)
+        if (s_test_query (ports [index], "EXISTS %s", key) >= 0)
+            return ports [index];
+    return -1;
+}
+
+static bool
+s_ctest_all_ok (int *ports)
+{
+    for (int index = 0; index < CTEST_NODES; index++) {
+        redisContext *context = redisConnect ("127.0.0.1", ports [index]);
+        assert (context && !context->err);
+        redisReply *reply = redisCommand (context, "CLUSTER INFO");
+        bool ok = reply && reply->type == REDIS_REPLY_STRING
+               && strstr (reply->str, "cluster_state:ok");
+        freeReplyObject (reply);
+        redisFree (context);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+//  Moves one slot from one master to another the way redis-cli does:
+//  IMPORTING, MIGRATING, MIGRATE of its keys, then SETSLOT NODE everywhere
+static void
+s_ctest_move_slot (int *ports, int slot, int from, int to)
+{
+    char from_id [64], to_id [64];
+    s_test_query_string (from, from_id, sizeof from_id, 0, "CLUSTER MYID");
+    s_test_query_string (to, to_id, sizeof to_id, 0, "CLUSTER MYID");
+    assert (*from_id && *to_id);
+    redisContext *source = redisConnect ("127.0.0.1", from);
+    redisContext *target = redisConnect ("127.0.0.1", to);
+    assert (source && !source->err && target && !target->err);
+    redisReply *reply = redisCommand (target, "CLUSTER SETSLOT %d IMPORTING %s", slot, from_id);
+    assert (reply && reply->type == REDIS_REPLY_STATUS);
+    freeReplyObject (reply);
+    reply = redisCommand (source, "CLUSTER SETSLOT %d MIGRATING %s", slot, to_id);
+    assert (reply && reply->type == REDIS_REPLY_STATUS);
+    freeReplyObject (reply);
+    int moved = 0;
+    while (true) {
+        redisReply *keys = redisCommand (source, "CLUSTER GETKEYSINSLOT %d 100", slot);
+        assert (keys && keys->type == REDIS_REPLY_ARRAY);
+        size_t count = keys->elements;
+        for (size_t index = 0; index < count; index++) {
+            reply = redisCommand (source, "MIGRATE 127.0.0.1 %d %s 0 5000", to,
+                                  keys->element [index]->str);
+            assert (reply && reply->type == REDIS_REPLY_STATUS);
+            freeReplyObject (reply);
+            moved++;
+        }
+        freeReplyObject (keys);
+        if (count == 0)
+            break;
+    }
+    assert (moved > 0);
+    for (int index = 0; index < CTEST_NODES; index++) {
+        long long rc = s_test_query (ports [index], "CLUSTER SETSLOT %d NODE %s", slot, to_id);
+        (void) rc;
+    }
+    redisFree (source);
+    redisFree (target);
+}
+
+static void
+s_ctest_append_room (probe_t *probe, ctest_slot_t *slots, const char *room, int first, int count)
+{
+    for (int index = 0; index < count; index++) {
+        char content [32];
+        snprintf (content, sizeof content, "replay %d", first + index);
+        pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u-r",
+                               .sender_name = "R", .content = content, .created_ms = index };
+        slots [index] = (ctest_slot_t) { 0 };
+        int rc = pl_streams_append (probe->streams, &message, s_ctest_appended, &slots [index]);
+        assert (rc == 0);
+    }
+}
+
+static bool
+s_probe_cluster_done (probe_t *probe)
+{
+    return probe->appends_done == probe->fanout_count
+        && probe->appends_done == probe->persist_count
+        && pl_streams_persist_inflight (probe->streams) == 0;
+}
+
+static void
+s_test_cluster (bool verbose)
+{
+    int64_t started = pl_mono_ms ();
+    int ports [CTEST_NODES];
+    pid_t pids [CTEST_NODES];
+    char dirs [CTEST_NODES][64];
+    for (int index = 0; index < CTEST_NODES; index++) {
+        snprintf (dirs [index], sizeof dirs [index], "/tmp/pl_streams_cluster_XXXXXX");
+        char *made = mkdtemp (dirs [index]);
+        assert (made);
+        ports [index] = s_test_free_cluster_port ();
+        pids [index] = s_test_redis_start (ports [index], dirs [index], true);
+    }
+    char command [512];
+    snprintf (command, sizeof command, "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+              "127.0.0.1:%d --cluster-replicas 0 --cluster-yes >/dev/null 2>&1",
+              ports [0], ports [1], ports [2]);
+    int rc = system (command);
+    assert (rc == 0);
+    for (int attempt = 0; attempt < 500 && !s_ctest_all_ok (ports); attempt++)
+        usleep (20000);
+    assert (s_ctest_all_ok (ports));
+    if (verbose)
+        printf ("   cluster of %d masters up in %d ms\n", CTEST_NODES,
+                (int) (pl_mono_ms () - started));
+
+    //  Key slots as Redis computes them, hash tags included
+    for (int shard = 0; shard < CTEST_SHARDS; shard++) {
+        char key [64];
+        snprintf (key, sizeof key, "pclu:{%d}:stream", shard);
+        assert (s_test_query (ports [0], "CLUSTER KEYSLOT %s", key) == s_keyslot (key));
+        snprintf (key, sizeof key, "pclu:{%d}:dedup:room:u:c", shard);
+        assert (s_test_query (ports [0], "CLUSTER KEYSLOT %s", key) == s_keyslot (key));
+    }
+    assert (s_test_query (ports [0], "CLUSTER KEYSLOT %s", "pclu:dead") == s_keyslot ("pclu:dead"));
+    assert (s_test_query (ports [0], "CLUSTER KEYSLOT %s", "a{}b") == s_keyslot ("a{}b"));
+    assert (s_test_query (ports [0], "CLUSTER KEYSLOT %s", "{x}{y}") == s_keyslot ("{x}{y}"));
+
+    //  Two seeds, the first one wrong: the other gives the map
+    pl_config_t *config = pl_config_new_default ();
+    assert (config);
+    char url [128];
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d,127.0.0.1:%d", s_test_free_port (), ports [1]);
+    pl_config_set (config, "redis-url", url);
+    rc = pl_config_set (config, "redis-cluster", "true");
+    assert (rc == 0);
+    char number [16];
+    snprintf (number, sizeof number, "%d", CTEST_SHARDS);
+    pl_config_set (config, "shards", number);
+    pl_config_set (config, "read-count", "50");
+    pl_config_set (config, "block-ms", "100");
+    pl_config_set (config, "persist-inflight", "1000");
+    pl_config_set (config, "key-prefix", "pclu");
+    pl_config_set (config, "host-id", "clu-host");
+    probe_t *probe = calloc (1, sizeof (probe_t));
+    assert (probe);
+    probe->ack = true;
+    probe->streams = pl_streams_new (config, s_probe_fanout, s_probe_persist, probe);
+    assert (probe->streams);
+    assert (s_probe_run (probe, 10000, s_probe_connected));
+    assert (probe->streams->node_count == CTEST_NODES);
+
+    //  Appends over many rooms, pipelined to every master at once
+    ctest_slot_t *slots = calloc (CTEST_ROOMS * (CTEST_PER_ROOM + 10), sizeof (ctest_slot_t));
+    assert (slots);
+    for (int room = 0; room < CTEST_ROOMS; room++) {
+        char name [32];
+        snprintf (name, sizeof name, "croom-%d", room);
+        s_ctest_append_room (probe, slots + room * (CTEST_PER_ROOM + 10), name, 1, CTEST_PER_ROOM);
+    }
+    int total = CTEST_ROOMS * CTEST_PER_ROOM;
+    probe->appends_done = total;        //  s_ctest_appended does not count
+    assert (s_probe_run (probe, 10000, s_probe_cluster_done));
+    for (int room = 0; room < CTEST_ROOMS; room++)
+        for (int index = 0; index < CTEST_PER_ROOM; index++) {
+            ctest_slot_t *slot = &slots [room * (CTEST_PER_ROOM + 10) + index];
+            assert (slot->called && slot->result == 0 && slot->seq == index + 1);
+        }
+    //  The shard streams are spread over the masters
+    int owners [CTEST_NODES] = { 0 };
+    long long entries = 0;
+    for (int shard = 0; shard < CTEST_SHARDS; shard++) {
+        char key [64];
+        snprintf (key, sizeof key, "pclu:{%d}:stream", shard);
+        int owner = s_ctest_owner (ports, key);
+        for (int index = 0; index < CTEST_NODES; index++)
+            if (owner == ports [index])
+                owners [index]++;
+        entries += s_ctest_query (ports, "XLEN %s", key);
+        if (verbose)
+            printf ("   %s: slot %d on :%d\n", key, s_keyslot (key), owner);
+    }
+    assert (entries == total);
+    int used = 0;
+    for (int index = 0; index < CTEST_NODES; index++)
+        used += owners [index] > 0;
+    assert (used >= 2);
+    assert (probe->fanout_count == total && probe->persist_count == total);
+    if (verbose)
+        printf ("   %d appends over %d rooms gapless, fan-out and persist got all, "
+                "streams on %d masters\n", total, CTEST_ROOMS, used);
+
+    //  Replay from the room's master
+    s_probe_replay (probe, "croom-7", 5, 8);
+    s_probe_expect (probe, 6, 8, CTEST_PER_ROOM);
+
+    //  Move the slot of one shard to another master: MOVED is followed
+    int moved_shard = pl_streams_shard ("croom-3", CTEST_SHARDS);
+    char moved_key [64];
+    snprintf (moved_key, sizeof moved_key, "pclu:{%d}:stream", moved_shard);
+    int from = s_ctest_owner (ports, moved_key);
+    int to = from == ports [0]? ports [1]: ports [0];
+    pl_streams_stats_t before;
+    pl_streams_stats (probe->streams, &before);
+    s_ctest_move_slot (ports, s_keyslot (moved_key), from, to);
+    assert (s_ctest_owner (ports, moved_key) == to);
+    ctest_slot_t *more = slots + 3 * (CTEST_PER_ROOM + 10) + CTEST_PER_ROOM;
+    s_ctest_append_room (probe, more, "croom-3", CTEST_PER_ROOM + 1, 10);
+    probe->appends_done += 10;
+    assert (s_probe_run (probe, 10000, s_probe_cluster_done));
+    for (int index = 0; index < 10; index++)
+        assert (more [index].called && more [index].result == 0
+             && more [index].seq == CTEST_PER_ROOM + 1 + index);
+    pl_streams_stats_t after;
+    pl_streams_stats (probe->streams, &after);
+    assert (after.redirects > before.redirects);
+    assert (after.slot_map_loads > before.slot_map_loads);
+    s_probe_replay (probe, "croom-3", CTEST_PER_ROOM - 2, 5);
+    s_probe_expect (probe, CTEST_PER_ROOM - 1, 5, CTEST_PER_ROOM + 10);
+    assert (s_probe_run (probe, 5000, s_probe_connected));
+    if (verbose)
+        printf ("   slot %d moved :%d -> :%d: %" PRIu64 " redirects followed, map loaded "
+                "again, appends and readers go on\n", s_keyslot (moved_key), from, to,
+                after.redirects - before.redirects);
+
+    //  Dead letter: XADD to the dead stream's master, then XACK
+    probe->fail_left = 1;
+    ctest_slot_t dead_slot [1];
+    s_ctest_append_room (probe, dead_slot, "croom-9", CTEST_PER_ROOM + 1, 1);
+    probe->appends_done++;
+    assert (s_probe_run (probe, 10000, s_probe_cluster_done));
+    pl_streams_stats (probe->streams, &after);
+    assert (after.dead_lettered == 1);
+    assert (s_ctest_query (ports, "XLEN %s", "pclu:dead") == 1);
+    char dead_stream [64];
+    snprintf (dead_stream, sizeof dead_stream, "pclu:{%d}:stream",
+              pl_streams_shard ("croom-9", CTEST_SHARDS));
+    assert (s_ctest_query (ports, "XPENDING %s persist", dead_stream) == 0);
+    //  Host key on its own master
+    assert (s_ctest_query (ports, "EXISTS %s", "pclu:host:clu-host") == 1);
+
+    pl_streams_destroy (&probe->streams);
+    free (probe);
+    free (slots);
+    pl_config_destroy (&config);
+    for (int index = 0; index < CTEST_NODES; index++) {
+        s_test_redis_stop (pids [index]);
+        nftw (dirs [index], s_test_rm, 8, FTW_DEPTH | FTW_PHYS);
+    }
+    if (verbose)
+        printf ("   cluster part took %d ms\n", (int) (pl_mono_ms () - started));
+}
+
 void
 pl_streams_test (bool verbose)
 {
@@ -3172,6 +4186,24 @@ pl_streams_test (bool verbose)
         probe = (pl_streams_t) { 0 };
         assert (s_parse_url (&probe, "redis://host:99999") == -1);
         free (probe.host);
+        //  Cluster seeds
+        probe = (pl_streams_t) { 0 };
+        assert (s_parse_seeds (&probe, "redis://:pw@10.0.0.1:7000,[::1]:7001,h3") == 0);
+        assert (probe.seed_count == 3 && streq (probe.password, "pw"));
+        assert (streq (probe.seed_hosts [1], "::1") && probe.seed_ports [1] == 7001);
+        assert (streq (probe.seed_hosts [2], "h3") && probe.seed_ports [2] == 6379);
+        assert (streq (probe.host, "10.0.0.1") && probe.port == 7000);
+        for (int index = 0; index < probe.seed_count; index++)
+            free (probe.seed_hosts [index]);
+        free (probe.host);
+        free (probe.password);
+        probe = (pl_streams_t) { 0 };
+        assert (s_parse_seeds (&probe, "redis://h1:7000/2") == -1);
+        free (probe.host);
+        //  Key slots: hash tags as Redis Cluster reads them
+        assert (s_keyslot ("123456789") == 0x31C3 % CLUSTER_SLOTS);
+        assert (s_keyslot ("p:{7}:stream") == s_keyslot ("7"));
+        assert (s_keyslot ("{}x") == s_crc16 ("{}x", 3) % CLUSTER_SLOTS);
     }
 
     //  Our own Redis
@@ -3179,7 +4211,7 @@ pl_streams_test (bool verbose)
     char *made = mkdtemp (dir);
     assert (made);
     int port = s_test_free_port ();
-    pid_t redis = s_test_redis_start (port, dir);
+    pid_t redis = s_test_redis_start (port, dir, false);
 
     pl_config_t *config = pl_config_new_default ();
     assert (config);
@@ -3329,7 +4361,7 @@ pl_streams_test (bool verbose)
         assert (slot->result == -1);
     }
     s_test_run (test, 300, NULL);
-    redis = s_test_redis_start (port, dir);
+    redis = s_test_redis_start (port, dir, false);
     assert (s_test_run (test, 10000, s_test_is_connected));
     int expect [10];
     for (int index = 0; index < 10; index++) {
@@ -3379,6 +4411,7 @@ pl_streams_test (bool verbose)
     s_test_signal (port, verbose);
     s_test_claim (port, verbose);
     s_test_janitor (port, verbose);
+    s_test_cluster (verbose);
 
     s_test_redis_stop (redis);
     nftw (dir, s_test_rm, 8, FTW_DEPTH | FTW_PHYS);

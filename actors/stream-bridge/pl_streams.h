@@ -18,6 +18,17 @@
     still needs and destroys the fan-out groups of hosts gone for good, and
     this host's liveness key "<prefix>:host:<host_id>" is refreshed.
 
+    Redis Cluster (configuration redis-cluster = true, no auto-detection):
+    redis-url lists seed nodes, "redis://[[user]:password@]h1:p1,h2:p2,..."
+    (no /db: a cluster has only db 0). The slot map comes from CLUSTER
+    SLOTS on a seed; each master gets one command connection; each shard
+    gets its own fan-out and persist reader connection (XREADGROUP cannot
+    span slots), on the master owning the shard's slot. MOVED is followed
+    (map reloaded, command resent), ASK too (ASKING, then the command, map
+    unchanged), at most PL_STREAMS_REDIRECTS_MAX times per command. Every
+    script and transaction stays within one shard's hash tag; the dead-letter
+    path becomes XADD to "<prefix>:dead", then XACK once that answered OK.
+
     Callbacks run from inside pl_streams_handle (or pl_streams_destroy for
     requests that fail at teardown). They may call any function here except
     pl_streams_destroy.
@@ -29,8 +40,14 @@
 #include <czmq.h>
 #include "pl_config.h"
 
-//  Most poll items pl_streams_pollitems fills (command, fan-out, persist)
-#define PL_STREAMS_POLLITEMS_MAX 3
+//  Most poll items pl_streams_pollitems fills: single Redis uses 3
+//  (command, fan-out, persist); a cluster 1 + masters + 2 * shards, so
+//  redis-cluster allows at most (256 - 1 - 16) / 2 = 119 shards
+#define PL_STREAMS_POLLITEMS_MAX 256
+//  Most cluster masters the layer talks to
+#define PL_STREAMS_NODES_MAX 16
+//  Most MOVED/ASK redirects one command follows
+#define PL_STREAMS_REDIRECTS_MAX 5
 
 typedef struct {
     const char *room_id;
@@ -58,6 +75,8 @@ typedef struct {
     uint64_t trimmed;           //  entries the janitor removed
     uint64_t append_errors;     //  appends answered -1
     uint64_t reconnects;        //  connections set up again after a loss
+    uint64_t redirects;         //  cluster: MOVED/ASK replies followed
+    uint64_t slot_map_loads;    //  cluster: CLUSTER SLOTS replies applied
 } pl_streams_stats_t;
 
 //  result: 0 appended (seq set), 1 duplicate clientMsgId (seq = original

@@ -25,6 +25,10 @@ const binaries = {
     conn: 'parley-connection',
 };
 
+//  Actors built with AddressSanitizer: their resident memory says little
+//  (freed memory waits in ASan's quarantine)
+export const sanitized = buildDir.endsWith('-asan');
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 //  A sleep that does not keep the test process alive (for races)
 export const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());

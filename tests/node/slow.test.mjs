@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { Host, collect, sendWithReceipt, sleep, waitFor } from './harness.mjs';
+import { Host, collect, sanitized, sendWithReceipt, waitFor } from './harness.mjs';
 
 let host;
 after(async () => { await host?.down(); });
@@ -46,7 +46,10 @@ test('a client that stops reading is cut off, the others go on', async () => {
     console.log(`# ${TOTAL} messages of 2 KB to bob in ${elapsed} ms while sloth did not read; conn rss ${rssBefore} -> ${rssAfter} KiB`);
     assert.deepEqual(bobSees.map((m) => m.body.seq), Array.from({ length: TOTAL }, (_, i) => i + 1));
     //  6 MB went to the room; the actor kept far less than that for sloth
-    assert.ok(rssAfter - rssBefore < 4 * 1024, `conn memory grew by ${rssAfter - rssBefore} KiB`);
+    //  (under ASan freed memory stays resident in its quarantine: the
+    //  bound is checked by the plain build's run of this test)
+    if (!sanitized)
+        assert.ok(rssAfter - rssBefore < 4 * 1024, `conn memory grew by ${rssAfter - rssBefore} KiB`);
 
     sloth._socket.resume();
     await closed;
