@@ -251,8 +251,16 @@ pl_config_new (int argc, char **argv)
             value = equals + 1;
         }
         const opt_t *option = strcmp (name, "config")? s_option_find (name): NULL;
-        if (!value && option && option->type == OPT_BOOL)
-            value = "true";
+        if (!value && option && option->type == OPT_BOOL) {
+            //  "--verbose" alone, or "--verbose false" (so wrappers may
+            //  always pass option and value)
+            const char *next = arg + 1 < argc? argv [arg + 1]: "";
+            if (streq_safe (next, "true") || streq_safe (next, "false") || streq_safe (next, "yes")
+            ||  streq_safe (next, "no") || streq_safe (next, "1") || streq_safe (next, "0"))
+                value = argv [++arg];
+            else
+                value = "true";
+        }
         if (!value) {
             if (arg + 1 >= argc) {
                 fprintf (stderr, "parley: option --%s needs a value\n", name);
@@ -325,13 +333,14 @@ pl_config_test (bool verbose)
 {
     (void) verbose;
     char *argv [] = { "test", "--port", "9001", "--redis_url=redis://127.0.0.1:7000",
-                      "--runtime-dir", "/tmp/x", "--verbose", NULL };
-    pl_config_t *config = pl_config_new (7, argv);
+                      "--runtime-dir", "/tmp/x", "--verbose", "--redis-cluster", "false", NULL };
+    pl_config_t *config = pl_config_new (9, argv);
     assert (config);
     assert (config->port == 9001);
     assert (streq_safe (config->redis_url, "redis://127.0.0.1:7000"));
     assert (streq_safe (config->router_endpoint, "ipc:///tmp/x/router.ipc"));
     assert (config->verbose);
+    assert (!config->redis_cluster);
     assert (config->shards == 8);
     pl_config_destroy (&config);
     pl_config_destroy (&config);
