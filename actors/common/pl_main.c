@@ -5,6 +5,7 @@
 #include "pl_main.h"
 #include "pl_config.h"
 #include "pl_log.h"
+#include "pl_notify.h"
 
 #include <sys/stat.h>
 
@@ -40,6 +41,7 @@ pl_main_run (int argc, char **argv, const char *actor_name, zactor_fn *actor_fn)
     }
     zpoller_destroy (&poller);
     pl_log_info ("stopping");
+    pl_notify_stopping ("draining");
     zactor_destroy (&actor);
     pl_config_destroy (&config);
     return rc;

@@ -20,6 +20,7 @@
 #include "pl_log.h"
 #include "pl_msg.h"
 #include "pl_sockets.h"
+#include "pl_notify.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_util.h"
@@ -1668,6 +1669,15 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
     s_self_handle_pipe (self);
     s_self_drain_dealer (self);
     int64_t now = pl_mono_ms ();
+    pl_notify_watchdog ();
+    if (self->readiness == (PL_READY_STORE | PL_READY_BRIDGE)
+    &&  now - self->last_router_ms <= READY_WINDOW_MS)
+        pl_notify_ready ("listening; router, persistence and bridge reachable");
+    char status [160];
+    snprintf (status, sizeof status, "sessions %zu, rooms %zu, frames in %" PRIu64 ", out %" PRIu64
+              ", errors %" PRIu64, zlistx_size (self->session_list), zhashx_size (self->rooms),
+              self->metrics.frames_in, self->metrics.frames_out, self->metrics.errors);
+    pl_notify_status (status);
     if (self->shutting_down && now >= self->shutdown_deadline && !self->shutdown_forced) {
         //  Answers that did not come in time: tell everyone to go anyway
         self->shutdown_forced = true;

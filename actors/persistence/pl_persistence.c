@@ -6,6 +6,7 @@
 #include "pl_store.h"
 #include "pl_msg.h"
 #include "pl_sockets.h"
+#include "pl_notify.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -26,6 +27,8 @@ typedef struct {
     int64_t next_prepare;
     pl_msg_t **batch;           //  PERSIST messages of one bulk insert
     pl_store_message_t *rows;
+    uint64_t stored;            //  entries confirmed
+    uint64_t failed;            //  entries a bulk insert failed
     bool terminated;
 } self_t;
 
@@ -107,9 +110,12 @@ s_self_persist_batch (self_t *self)
         pl_msg_set_id (persisted, pl_msg_id (self->batch [index]));
         pl_msg_set_room (persisted, pl_msg_room (self->batch [index]));
         pl_msg_set_seq (persisted, pl_msg_seq (self->batch [index]));
-        if (self->rows [index].result == 0)
+        if (self->rows [index].result == 0) {
             pl_msg_set_status (persisted, 200);
+            self->stored++;
+        }
         else {
+            self->failed++;
             pl_msg_set_status (persisted, 500);
             pl_msg_set_body (persisted, self->rows [index].error, strlen (self->rows [index].error));
         }
@@ -234,8 +240,10 @@ s_self_handle_tick (self_t *self)
     int64_t now = pl_mono_ms ();
     if (!self->prepared && now >= self->next_prepare) {
         self->prepared = pl_store_prepare (self->store) == 0;
-        if (self->prepared)
+        if (self->prepared) {
             pl_log_info ("MongoDB ready at %s, database %s", self->config->mongo_url, self->config->mongo_db);
+            pl_notify_ready ("MongoDB reachable, indexes in place");
+        }
         else
             pl_log_warning ("MongoDB at %s not ready, retrying", self->config->mongo_url);
         self->next_prepare = pl_mono_ms () + PREPARE_RETRY_MS;
@@ -282,6 +290,11 @@ pl_persistence_actor (zsock_t *pipe, void *args)
             zstr_free (&command);
         }
         s_self_handle_tick (self);
+        pl_notify_watchdog ();
+        char status [120];
+        snprintf (status, sizeof status, "stored %" PRIu64 ", failed %" PRIu64 ", MongoDB %s",
+                  self->stored, self->failed, self->prepared? "ready": "not ready");
+        pl_notify_status (status);
         if (self->prepared)
             while (s_self_persist_batch (self) == self->config->store_batch)
                 s_self_handle_router (self);

@@ -5,6 +5,7 @@
 #include "pl_router.h"
 #include "pl_msg.h"
 #include "pl_sockets.h"
+#include "pl_notify.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -581,9 +582,17 @@ s_self_handle_tick (self_t *self)
         pl_msg_send (&hello, self->bridge);
         self->next_heartbeat = now + HEARTBEAT_MS;
     }
+    pl_notify_watchdog ();
     if (now < self->next_tick)
         return;
     self->next_tick = now + TICK_MS;
+    if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
+        pl_notify_ready ("routing: persistence and bridge reachable");
+    char status [160];
+    snprintf (status, sizeof status, "rooms %zu, connection actors %zu, persistence actors %zu, "
+              "undelivered %" PRIu64, zhashx_size (self->rooms), zhashx_size (self->conns),
+              zlistx_size (self->stores), self->dropped);
+    pl_notify_status (status);
 
     zlistx_t *gone = zlistx_new ();
     for (conn_t *conn = (conn_t *) zhashx_first (self->conns); conn;

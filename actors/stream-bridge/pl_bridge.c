@@ -6,6 +6,7 @@
 #include "pl_streams.h"
 #include "pl_msg.h"
 #include "pl_sockets.h"
+#include "pl_notify.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -572,6 +573,16 @@ static void
 s_self_handle_tick (self_t *self)
 {
     int64_t now = pl_mono_ms ();
+    if (self->router && pl_streams_connected (self->streams))
+        pl_notify_ready ("Redis connected, router known");
+    pl_streams_stats_t stats;
+    pl_streams_stats (self->streams, &stats);
+    char status [200];
+    snprintf (status, sizeof status, "appended %" PRIu64 ", fan-out %" PRIu64 ", persisted in flight %zu, "
+              "queued %zu, dead-lettered %" PRIu64 ", Redis %s", stats.appended, stats.fanout_read,
+              zhashx_size (self->work), zlistx_size (self->queue), self->dead_lettered,
+              pl_streams_connected (self->streams)? "up": "down");
+    pl_notify_status (status);
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
@@ -640,6 +651,7 @@ pl_bridge_actor (zsock_t *pipe, void *args)
             pl_msg_destroy (&message);
         }
         pl_streams_handle (self->streams, items + 2, redis_items);
+        pl_notify_watchdog ();
         s_self_release_held (self);
         s_self_dispatch (self);
         if (pl_mono_ms () >= next_tick) {

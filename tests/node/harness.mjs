@@ -59,7 +59,7 @@ export async function waitFor (what, check, timeoutMs = 20000) {
 //  connection actors sharing one port. Every host of a test shares the
 //  test's key prefix and database unless told otherwise.
 export class Host {
-    constructor ({ conn = 1, store = 1, hostId = 'h1', prefix, database, secret, redisUrl: redis, extra = [] } = {}) {
+    constructor ({ conn = 1, store = 1, hostId = 'h1', prefix, database, secret, redisUrl: redis, extra = [], env } = {}) {
         this.conn = conn;
         this.store = store;
         this.hostId = hostId;
@@ -67,6 +67,7 @@ export class Host {
         this.database = database ?? `parley_${this.prefix}`;
         this.secret = secret ?? randomBytes(24).toString('hex');
         this.extra = extra;
+        this.env = env ?? (() => ({}));        //  name -> extra environment of that actor
         this.redisUrl = redis ?? redisUrl;
         this.runtime = mkdtempSync(join(tmpdir(), 'parley-host-'));
         this.processes = new Map();
@@ -85,7 +86,7 @@ export class Host {
     start (name) {
         const [kind, instance = '0'] = name.split('-');
         const child = spawn(join(buildDir, binaries[kind]), this.args(Number(instance)),
-            { stdio: ['ignore', 'ignore', 'pipe'] });
+            { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...this.env(name) } });
         const log = this.logs.get(name) ?? [];
         child.stderr.on('data', (data) => {
             log.push(data.toString());
