@@ -34,3 +34,8 @@ endforeach ()
 
 #   systemd units: installed into a throwaway prefix, checked by systemd-analyze
 add_test (NAME systemd.verify COMMAND ${CMAKE_SOURCE_DIR}/tests/systemd-verify.sh ${CMAKE_BINARY_DIR})
+
+#   The installed example configuration is what the actors print: written
+#   by `parley-connection --print-config`, regenerated and compared here
+add_test (NAME config.example
+          COMMAND sh -c "$<TARGET_FILE:parley-connection> --print-config | diff -u ${CMAKE_SOURCE_DIR}/systemd/parley.conf.example - && $<TARGET_FILE:parley-room-router> --config ${CMAKE_SOURCE_DIR}/systemd/parley.conf.example --print-config >/dev/null")

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <czmq.h>
 
 typedef enum { OPT_STR, OPT_INT, OPT_BOOL } opt_type_t;
 
@@ -70,7 +72,8 @@ static const opt_t s_options [] = {
     { "store-batch",        I (store_batch),        "512", 1, 100000, "most entries in one bulk insert" },
     { "history-limit",      I (history_limit),      "200", 1, 10000, "largest history page" },
     { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
-    { "verbose",            B (verbose),            "0", 0, 0, "log every message" },
+    { "log-level",          S (log_level),          "info", 0, 0, "error, warning, info or debug" },
+    { "verbose",            B (verbose),            "0", 0, 0, "log every message (log-level debug)" },
 };
 #define OPTION_COUNT (sizeof (s_options) / sizeof (s_options [0]))
 
@@ -158,48 +161,54 @@ pl_config_new_default (void)
     return self;
 }
 
-//  Lines "key = value"; '#' starts a comment line.
+//  Set every leaf of a zconfig tree: "redis\n    url = x" sets redis-url.
+//  A top-level "parley" section is only a wrapper.
+static int
+s_config_load_tree (pl_config_t *self, zconfig_t *node, const char *prefix, const char *path)
+{
+    for (zconfig_t *child = zconfig_child (node); child; child = zconfig_next (child)) {
+        char name [128];
+        const char *own = zconfig_name (child);
+        if (*prefix == 0 && streq (own, "parley"))
+            snprintf (name, sizeof name, "%s", "");
+        else
+            snprintf (name, sizeof name, "%s%s%s", prefix, *prefix? "-": "", own);
+        if (zconfig_child (child)) {
+            if (s_config_load_tree (self, child, name, path))
+                return -1;
+        }
+        else
+        if (*name) {
+            const char *value = zconfig_value (child);
+            if (pl_config_set (self, name, value? value: "")) {
+                fprintf (stderr, "parley: %s: key '%s' is not valid here\n", path, name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+//  The file is czmq's zconfig format (ZPL): "key = value" lines, sections
+//  by indentation, '#' comments. A flat file of "key = value" lines is ZPL too.
 static int
 s_config_load_file (pl_config_t *self, const char *path)
 {
-    FILE *file = fopen (path, "r");
-    if (!file) {
+    if (access (path, R_OK)) {
         fprintf (stderr, "parley: cannot read config file %s: %s\n", path, strerror (errno));
         return -1;
     }
-    char line [4096];
-    int rc = 0;
-    int line_nbr = 0;
-    while (rc == 0 && fgets (line, sizeof line, file)) {
-        line_nbr++;
-        char *start = line;
-        while (isspace ((unsigned char) *start))
-            start++;
-        if (*start == '#' || *start == 0)
-            continue;
-        char *equals = strchr (start, '=');
-        if (!equals) {
-            fprintf (stderr, "parley: %s:%d: expected key = value\n", path, line_nbr);
-            rc = -1;
-            break;
-        }
-        char *key_end = equals;
-        while (key_end > start && isspace ((unsigned char) key_end [-1]))
-            key_end--;
-        *key_end = 0;
-        char *value = equals + 1;
-        while (isspace ((unsigned char) *value))
-            value++;
-        size_t length = strlen (value);
-        while (length && isspace ((unsigned char) value [length - 1]))
-            value [--length] = 0;
-        rc = pl_config_set (self, start, value);
+    zconfig_t *root = zconfig_load (path);
+    if (!root) {
+        fprintf (stderr, "parley: config file %s is not valid zconfig (ZPL)\n", path);
+        return -1;
     }
-    fclose (file);
+    int rc = s_config_load_tree (self, root, "", path);
+    zconfig_destroy (&root);
     return rc;
 }
 
-static void
+static int
 s_config_load_env (pl_config_t *self)
 {
     for (size_t index = 0; index < OPTION_COUNT; index++) {
@@ -209,9 +218,12 @@ s_config_load_env (pl_config_t *self)
             name [at++] = *c == '-'? '_': (char) toupper ((unsigned char) *c);
         name [at] = 0;
         const char *value = getenv (name);
-        if (value)
-            s_option_apply (self, &s_options [index], value);
+        if (value && s_option_apply (self, &s_options [index], value)) {
+            fprintf (stderr, "parley: environment variable %s is not valid\n", name);
+            return -1;
+        }
     }
+    return 0;
 }
 
 pl_config_t *
@@ -220,20 +232,27 @@ pl_config_new (int argc, char **argv)
     pl_config_t *self = pl_config_new_default ();
     if (!self)
         return NULL;
-    s_config_load_env (self);
-
-    //  A --config file is read before the other options, which override it
+    //  Defaults, then the file, then the environment, then the command line
     for (int arg = 1; arg < argc - 1; arg++)
         if (!strcmp (argv [arg], "--config") && s_config_load_file (self, argv [arg + 1])) {
             pl_config_destroy (&self);
             return NULL;
         }
+    if (s_config_load_env (self)) {
+        pl_config_destroy (&self);
+        return NULL;
+    }
     for (int arg = 1; arg < argc; arg++) {
         const char *word = argv [arg];
         if (!strcmp (word, "--help") || !strcmp (word, "-h")) {
             pl_config_usage (argv [0]);
-            pl_config_destroy (&self);
-            return NULL;
+            self->informational = true;
+            return self;
+        }
+        if (!strcmp (word, "--print-config")) {
+            pl_config_print_example (stdout);
+            self->informational = true;
+            return self;
         }
         if (strncmp (word, "--", 2)) {
             fprintf (stderr, "parley: unexpected argument '%s'\n", word);
@@ -296,6 +315,12 @@ pl_config_finish (pl_config_t *self)
         if (s_option_apply (self, s_option_find ("bridge-endpoint"), endpoint))
             return -1;
     }
+    if (strcmp (self->log_level, "error") && strcmp (self->log_level, "warning")
+    &&  strcmp (self->log_level, "info") && strcmp (self->log_level, "debug")) {
+        fprintf (stderr, "parley: log-level must be error, warning, info or debug, not '%s'\n",
+                 self->log_level);
+        return -1;
+    }
     if (strlen (self->host_id) == 0 || strlen (self->host_id) > 64
     ||  strspn (self->host_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
         != strlen (self->host_id)) {
@@ -303,6 +328,27 @@ pl_config_finish (pl_config_t *self)
         return -1;
     }
     return 0;
+}
+
+void
+pl_config_print_example (FILE *file)
+{
+    fprintf (file,
+        "#   parley configuration: one file for every actor of a host, in czmq's\n"
+        "#   zconfig format (ZPL). Written by `parley-connection --print-config`\n"
+        "#   with every key at its default; change what you need.\n"
+        "#   Each key can also be set in the environment (PARLEY_<KEY>, upper case,\n"
+        "#   '-' as '_'; secrets belong there, e.g. PARLEY_JWT_SECRET in\n"
+        "#   /etc/parley/parley.env) or on the command line (--key value), and\n"
+        "#   those win over this file. `bin/parley up` passes its flags on.\n"
+        "parley\n");
+    for (size_t index = 0; index < OPTION_COUNT; index++) {
+        const opt_t *option = &s_options [index];
+        fprintf (file, "    #   %s\n", option->help);
+        if (option->type == OPT_INT)
+            fprintf (file, "    #   (%d to %d)\n", option->min, option->max);
+        fprintf (file, "    %s = \"%s\"\n", option->name, option->fallback);
+    }
 }
 
 void
@@ -344,6 +390,29 @@ pl_config_test (bool verbose)
     assert (config->shards == 8);
     pl_config_destroy (&config);
     pl_config_destroy (&config);
+
+    //  A zconfig file, sections flattened into names; the command line wins
+    char path [] = "/tmp/pl_config_test-XXXXXX";
+    int fd = mkstemp (path);
+    assert (fd >= 0);
+    const char *text = "parley\n    port = 7000\n    redis\n        url = \"redis://10.0.0.1:7000\"\n"
+                       "    host-id = h7\n";
+    assert (write (fd, text, strlen (text)) == (ssize_t) strlen (text));
+    close (fd);
+    char *with_file [] = { "test", "--config", path, "--port", "7001", NULL };
+    config = pl_config_new (5, with_file);
+    assert (config);
+    assert (config->port == 7001);
+    assert (streq_safe (config->redis_url, "redis://10.0.0.1:7000"));
+    assert (streq_safe (config->host_id, "h7"));
+    pl_config_destroy (&config);
+    //  A bad value in the file names its key
+    FILE *bad_file = fopen (path, "w");
+    fprintf (bad_file, "parley\n    shards = lots\n");
+    fclose (bad_file);
+    char *with_bad [] = { "test", "--config", path, NULL };
+    assert (pl_config_new (3, with_bad) == NULL);
+    unlink (path);
 
     char *bad_number [] = { "test", "--port", "99999", NULL };
     assert (pl_config_new (3, bad_number) == NULL);

@@ -2,7 +2,7 @@
     pl_config - one host's configuration: endpoints, limits, secrets
 
     Every actor reads the same configuration: built-in defaults, then an
-    optional file (--config FILE, lines "key = value"), then environment
+    optional file (--config FILE, czmq's zconfig format), then environment
     variables PARLEY_<KEY> (upper case, '-' as '_'), then command-line
     options --key value. Later sources win. Endpoints and limits live here
     and nowhere else.
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     //  Identity and wiring
@@ -67,7 +68,11 @@ typedef struct {
     int   max_room_members;     //  most members of a group room
 
     //  Logging
-    bool  verbose;
+    char *log_level;            //  error, warning, info, debug
+    bool  verbose;              //  same as log_level debug
+
+    //  Set by --help and --print-config: the text was printed, run nothing
+    bool  informational;
 } pl_config_t;
 
 //  Create a configuration from defaults, PARLEY_* environment, an optional
@@ -89,6 +94,11 @@ int
 //  Returns 0 or -1 (and prints why).
 int
     pl_config_finish (pl_config_t *self);
+
+//  Write a configuration file (zconfig) with every key at its default and
+//  its description: the installed example.
+void
+    pl_config_print_example (FILE *file);
 
 //  Print the option list to stdout.
 void

@@ -10,6 +10,8 @@
 
 static __thread char s_actor [32] = "parley";
 static bool s_verbose = false;
+//  0 error, 1 warning, 2 info, 3 debug
+static int s_level = 2;
 
 void
 pl_log_set_actor (const char *name)
@@ -21,6 +23,21 @@ void
 pl_log_set_verbose (bool verbose)
 {
     s_verbose = verbose;
+    if (verbose)
+        s_level = 3;
+}
+
+int
+pl_log_set_level (const char *level)
+{
+    const char *names [] = { "error", "warning", "info", "debug" };
+    for (int index = 0; index < 4; index++)
+        if (!strcmp (level, names [index])) {
+            s_level = index;
+            s_verbose = index == 3;
+            return 0;
+        }
+    return -1;
 }
 
 bool
@@ -53,6 +70,6 @@ void function (const char *format, ...) \
 }
 
 LOG_FUNCTION (pl_log_error, "E", true)
-LOG_FUNCTION (pl_log_warning, "W", true)
-LOG_FUNCTION (pl_log_info, "I", true)
-LOG_FUNCTION (pl_log_debug, "D", s_verbose)
+LOG_FUNCTION (pl_log_warning, "W", s_level >= 1)
+LOG_FUNCTION (pl_log_info, "I", s_level >= 2)
+LOG_FUNCTION (pl_log_debug, "D", s_level >= 3)

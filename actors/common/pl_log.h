@@ -13,6 +13,8 @@
 //  Name this thread's actor for the log lines it writes ("bridge", ...).
 void pl_log_set_actor (const char *name);
 void pl_log_set_verbose (bool verbose);
+//  "error", "warning", "info" (default) or "debug". Returns 0 or -1.
+int  pl_log_set_level (const char *level);
 bool pl_log_verbose (void);
 
 void pl_log_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));

@@ -16,7 +16,13 @@ pl_main_run (int argc, char **argv, const char *actor_name, zactor_fn *actor_fn)
     pl_config_t *config = pl_config_new (argc, argv);
     if (!config)
         return 1;
-    pl_log_set_verbose (config->verbose);
+    if (config->informational) {
+        pl_config_destroy (&config);
+        return 0;
+    }
+    pl_log_set_level (config->log_level);
+    if (config->verbose)
+        pl_log_set_verbose (true);
     mkdir (config->runtime_dir, 0700);
 
     //  czmq turns SIGINT/SIGTERM into zsys_interrupted

@@ -268,7 +268,9 @@ void
 pl_persistence_actor (zsock_t *pipe, void *args)
 {
     const pl_config_t *config = (const pl_config_t *) args;
-    pl_log_set_actor ("store");
+    char name [32];
+    snprintf (name, sizeof name, "store-%d", config->instance);
+    pl_log_set_actor (name);
     self_t *self = s_self_new (pipe, config);
     if (!self) {
         zsock_signal (pipe, 1);
