@@ -14,6 +14,7 @@
 #include "pl_util.h"
 #include "pl_msg.h"
 #include "pl_notify.h"
+#include "pl_monitor.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_api.h"
@@ -36,6 +37,7 @@ static const selftest_t s_selftests [] = {
     { "pl_config",      pl_config_test },
     { "pl_msg",         pl_msg_test },
     { "pl_notify",      pl_notify_test },
+    { "pl_monitor",     pl_monitor_test },
     { "pl_stomp",       pl_stomp_test },
     { "pl_token",       pl_token_test },
     { "pl_api",         pl_api_test },

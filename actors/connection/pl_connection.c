@@ -21,6 +21,7 @@
 #include "pl_msg.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
+#include "pl_monitor.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_util.h"
@@ -172,6 +173,8 @@ struct _self_t {
     int64_t last_ping_ms;
     int64_t last_router_ms;     //  when the router last said anything
     uint32_t readiness;         //  PL_READY_* bits of the router's last PING
+    pl_monitor_t *monitor;      //  socket events and status for operators
+    int64_t last_status;
     unsigned char *scratch;     //  LWS_PRE + bytes for lws_write
     size_t scratch_size;
     struct {
@@ -1678,6 +1681,26 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
               ", errors %" PRIu64, zlistx_size (self->session_list), zhashx_size (self->rooms),
               self->metrics.frames_in, self->metrics.frames_out, self->metrics.errors);
     pl_notify_status (status);
+    if (self->monitor && now - self->last_status >= 1000) {
+        self->last_status = now;
+        size_t subscriptions = 0;
+        for (session_t *session = (session_t *) zlistx_first (self->session_list); session;
+             session = (session_t *) zlistx_next (self->session_list))
+            subscriptions += zhashx_size (session->subs);
+        pl_monitor_status (self->monitor, json_pack (
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "sessions", (json_int_t) zlistx_size (self->session_list),
+            "subscriptions", (json_int_t) subscriptions,
+            "rooms", (json_int_t) zhashx_size (self->rooms),
+            "requests_pending", (json_int_t) zhashx_size (self->pending),
+            "frames_in", (json_int_t) self->metrics.frames_in,
+            "frames_out", (json_int_t) self->metrics.frames_out,
+            "sends", (json_int_t) self->metrics.sends,
+            "deliveries", (json_int_t) self->metrics.deliveries,
+            "errors", (json_int_t) self->metrics.errors,
+            "slow_consumers", (json_int_t) self->metrics.slow_consumers,
+            "http_requests", (json_int_t) self->metrics.http_requests));
+    }
     if (self->shutting_down && now >= self->shutdown_deadline && !self->shutdown_forced) {
         //  Answers that did not come in time: tell everyone to go anyway
         self->shutdown_forced = true;
@@ -1943,6 +1966,7 @@ s_self_destroy (self_t **self_p)
     zlistx_destroy (&self->session_list);
     pl_token_verifier_destroy (&self->verifier);
     zsock_destroy (&self->dealer);
+    pl_monitor_destroy (&self->monitor);
     free (self->scratch);
     free (self);
     *self_p = NULL;
@@ -1972,7 +1996,10 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         s_self_destroy (&self);
         return NULL;
     }
+    self->monitor = pl_monitor_new (config, "conn", config->instance);
     self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint);
+    if (self->monitor)
+        pl_monitor_watch (self->monitor, self->dealer, "router");
     zsock_set_linger (self->dealer, 0);
     //  Never block the service thread: a full queue fails the request
     zsock_set_sndtimeo (self->dealer, 0);

@@ -7,6 +7,7 @@
 #include "pl_msg.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
+#include "pl_monitor.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -27,6 +28,8 @@ typedef struct {
     int64_t next_prepare;
     pl_msg_t **batch;           //  PERSIST messages of one bulk insert
     pl_store_message_t *rows;
+    pl_monitor_t *monitor;      //  socket events and status for operators
+    int64_t last_status;
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
     bool terminated;
@@ -47,7 +50,12 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     char identity [32];
     snprintf (identity, sizeof identity, "store-%d", config->instance);
     self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint);
+    self->monitor = pl_monitor_new (config, "store", config->instance);
     self->router = pl_dealer_socket_new (identity, config->router_endpoint);
+    if (self->monitor) {
+        pl_monitor_watch (self->monitor, self->bridge, "bridge");
+        pl_monitor_watch (self->monitor, self->router, "router");
+    }
     self->batch = (pl_msg_t **) zmalloc (sizeof (pl_msg_t *) * (size_t) config->store_batch);
     self->rows = (pl_store_message_t *) zmalloc (sizeof (pl_store_message_t) * (size_t) config->store_batch);
     assert (self->batch && self->rows);
@@ -61,6 +69,7 @@ s_self_destroy (self_t **self_p)
     if (self) {
         zsock_destroy (&self->bridge);
         zsock_destroy (&self->router);
+        pl_monitor_destroy (&self->monitor);
         pl_store_destroy (&self->store);
         free (self->batch);
         free (self->rows);
@@ -297,6 +306,12 @@ pl_persistence_actor (zsock_t *pipe, void *args)
         snprintf (status, sizeof status, "stored %" PRIu64 ", failed %" PRIu64 ", MongoDB %s",
                   self->stored, self->failed, self->prepared? "ready": "not ready");
         pl_notify_status (status);
+        if (self->monitor && pl_mono_ms () - self->last_status >= 1000) {
+            self->last_status = pl_mono_ms ();
+            pl_monitor_status (self->monitor, json_pack ("{s:I, s:I, s:b}",
+                "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
+                "mongodb_ready", self->prepared));
+        }
         if (self->prepared)
             while (s_self_persist_batch (self) == self->config->store_batch)
                 s_self_handle_router (self);

@@ -6,6 +6,7 @@
 #include "pl_msg.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
+#include "pl_monitor.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -16,6 +17,7 @@
 #define HEARTBEAT_MS      1000
 #define TICK_MS           100
 #define ROUTER_IDENTITY   "router"
+#define STATUS_MS         1000
 
 typedef struct {
     char *identity;
@@ -57,7 +59,9 @@ typedef struct {
     int64_t next_heartbeat;
     int64_t next_tick;
     uint64_t dropped;           //  messages a full or gone peer did not take
+    int64_t last_status;        //  last status record to the monitor
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
+    pl_monitor_t *monitor;      //  socket events and status for operators
     bool terminated;
 } self_t;
 
@@ -137,6 +141,11 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     }
     self->bridge = pl_dealer_socket_new (ROUTER_IDENTITY, config->bridge_endpoint);
+    self->monitor = pl_monitor_new (config, "router", 0);
+    if (self->monitor) {
+        pl_monitor_watch (self->monitor, self->frontend, "peers");
+        pl_monitor_watch (self->monitor, self->bridge, "bridge");
+    }
 
     self->conns = zhashx_new ();
     zhashx_set_destructor (self->conns, s_conn_destroy);
@@ -159,6 +168,8 @@ s_self_destroy (self_t **self_p)
         zlistx_destroy (&self->stores);
         zsock_destroy (&self->bridge);
         zsock_destroy (&self->frontend);
+        //  After the sockets it watches (see pl_monitor.h)
+        pl_monitor_destroy (&self->monitor);
         free (self);
         *self_p = NULL;
     }
@@ -593,6 +604,20 @@ s_self_handle_tick (self_t *self)
               "undelivered %" PRIu64, zhashx_size (self->rooms), zhashx_size (self->conns),
               zlistx_size (self->stores), self->dropped);
     pl_notify_status (status);
+    if (self->monitor && now - self->last_status >= STATUS_MS) {
+        self->last_status = now;
+        size_t members_cached = 0;
+        for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
+             room = (room_t *) zhashx_next (self->rooms))
+            members_cached += room->members != NULL;
+        pl_monitor_status (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
+            "rooms", (json_int_t) zhashx_size (self->rooms),
+            "rooms_with_members_cached", (json_int_t) members_cached,
+            "connection_actors", (json_int_t) zhashx_size (self->conns),
+            "persistence_actors", (json_int_t) zlistx_size (self->stores),
+            "undelivered", (json_int_t) self->dropped,
+            "bridge_ready", (s_self_readiness (self) & PL_READY_BRIDGE) != 0));
+    }
 
     zlistx_t *gone = zlistx_new ();
     for (conn_t *conn = (conn_t *) zhashx_first (self->conns); conn;

@@ -7,6 +7,7 @@
 #include "pl_msg.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
+#include "pl_monitor.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -55,6 +56,8 @@ struct _self_t {
     zlistx_t *queue;            //  work_t waiting for a store (not owned)
     size_t appends;             //  appends in flight
     uint64_t dead_lettered;
+    pl_monitor_t *monitor;      //  socket events and status for operators
+    int64_t last_status;
     zlistx_t *held;             //  SENDs held until the groups exist
     bool terminated;
 };
@@ -109,6 +112,9 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         free (self);
         return NULL;
     }
+    self->monitor = pl_monitor_new (config, "bridge", 0);
+    if (self->monitor)
+        pl_monitor_watch (self->monitor, self->frontend, "peers");
     //  Fan-out waits for the router's first HELLO
     pl_streams_fanout_hold (self->streams, true);
     self->stores = zlistx_new ();
@@ -134,6 +140,7 @@ s_self_destroy (self_t **self_p)
         zhashx_destroy (&self->work);
         zlistx_destroy (&self->stores);
         zsock_destroy (&self->frontend);
+        pl_monitor_destroy (&self->monitor);
         free (self->router);
         free (self);
         *self_p = NULL;
@@ -290,6 +297,8 @@ s_self_dispatch (self_t *self)
         work->store = best;
         work->deadline = now + self->config->persist_timeout_ms;
         best->outstanding++;
+        //  Ties go round: the next entry prefers the next store
+        zlistx_move_end (self->stores, zlistx_find (self->stores, best));
         zlistx_delete (self->queue, zlistx_cursor (self->queue));
         work = (work_t *) zlistx_first (self->queue);
     }
@@ -583,6 +592,21 @@ s_self_handle_tick (self_t *self)
               zhashx_size (self->work), zlistx_size (self->queue), self->dead_lettered,
               pl_streams_connected (self->streams)? "up": "down");
     pl_notify_status (status);
+    if (self->monitor && now - self->last_status >= 1000) {
+        self->last_status = now;
+        pl_monitor_status (self->monitor, json_pack (
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+            "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
+            "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
+            "claimed", (json_int_t) stats.claimed, "dead_lettered", (json_int_t) stats.dead_lettered,
+            "trimmed", (json_int_t) stats.trimmed, "append_errors", (json_int_t) stats.append_errors,
+            "redis_reconnects", (json_int_t) stats.reconnects,
+            "persist_unconfirmed", (json_int_t) zhashx_size (self->work),
+            "persist_queued", (json_int_t) zlistx_size (self->queue),
+            "persistence_actors", (json_int_t) zlistx_size (self->stores),
+            "appends_in_flight", (json_int_t) self->appends,
+            "redis_connected", pl_streams_connected (self->streams)));
+    }
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
