@@ -15,6 +15,8 @@
 #include "pl_msg.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
+#include "pl_histogram.h"
+#include "pl_metrics.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_api.h"
@@ -38,6 +40,8 @@ static const selftest_t s_selftests [] = {
     { "pl_msg",         pl_msg_test },
     { "pl_notify",      pl_notify_test },
     { "pl_monitor",     pl_monitor_test },
+    { "pl_histogram",   pl_histogram_test },
+    { "pl_metrics",     pl_metrics_test },
     { "pl_stomp",       pl_stomp_test },
     { "pl_token",       pl_token_test },
     { "pl_api",         pl_api_test },

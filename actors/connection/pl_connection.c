@@ -22,6 +22,8 @@
 #include "pl_sockets.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
+#include "pl_histogram.h"
+#include "pl_metrics.h"
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_util.h"
@@ -175,6 +177,8 @@ struct _self_t {
     uint32_t readiness;         //  PL_READY_* bits of the router's last PING
     pl_monitor_t *monitor;      //  socket events and status for operators
     int64_t last_status;
+    pl_metrics_t *host_metrics; //  every actor's status records, for /metrics
+    pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     unsigned char *scratch;     //  LWS_PRE + bytes for lws_write
     size_t scratch_size;
     struct {
@@ -1039,6 +1043,11 @@ s_self_metrics (self_t *self)
     METRIC ("pending_requests", "gauge", "Requests waiting for the router.", zhashx_size (self->pending));
     METRIC ("rooms", "gauge", "Rooms with local subscribers.", zhashx_size (self->rooms));
 #undef METRIC
+    //  And every actor of the host, from their status records
+    char *host = self->host_metrics? pl_metrics_render (self->host_metrics): NULL;
+    if (host)
+        pl_buf_append (&text, host, strlen (host));
+    free (host);
     char *result = strndup (pl_buf_head (&text), pl_buf_pending (&text));
     pl_buf_free (&text);
     return result;
@@ -1534,6 +1543,9 @@ s_self_handle_deliver (self_t *self, pl_msg_t *msg)
     self->metrics.deliveries++;
     const char *room = pl_msg_room (msg);
     if (*room) {
+        if (pl_msg_created (msg) > 0)
+            pl_histogram_observe (&self->delivery_latency,
+                                  (double) (pl_clock_ms () - pl_msg_created (msg)));
         zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, room);
         if (!list)
             return;
@@ -1688,7 +1700,7 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
              session = (session_t *) zlistx_next (self->session_list))
             subscriptions += zhashx_size (session->subs);
         pl_monitor_status (self->monitor, json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
             "sessions", (json_int_t) zlistx_size (self->session_list),
             "subscriptions", (json_int_t) subscriptions,
             "rooms", (json_int_t) zhashx_size (self->rooms),
@@ -1699,8 +1711,11 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
             "deliveries", (json_int_t) self->metrics.deliveries,
             "errors", (json_int_t) self->metrics.errors,
             "slow_consumers", (json_int_t) self->metrics.slow_consumers,
-            "http_requests", (json_int_t) self->metrics.http_requests));
+            "http_requests", (json_int_t) self->metrics.http_requests,
+            "delivery_latency_ms", pl_histogram_json (&self->delivery_latency)));
     }
+    if (self->host_metrics)
+        pl_metrics_poll (self->host_metrics);
     if (self->shutting_down && now >= self->shutdown_deadline && !self->shutdown_forced) {
         //  Answers that did not come in time: tell everyone to go anyway
         self->shutdown_forced = true;
@@ -1967,6 +1982,7 @@ s_self_destroy (self_t **self_p)
     pl_token_verifier_destroy (&self->verifier);
     zsock_destroy (&self->dealer);
     pl_monitor_destroy (&self->monitor);
+    pl_metrics_destroy (&self->host_metrics);
     free (self->scratch);
     free (self);
     *self_p = NULL;
@@ -1997,6 +2013,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     }
     self->monitor = pl_monitor_new (config, "conn", config->instance);
+    self->host_metrics = pl_metrics_new (config->runtime_dir);
     self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint);
     if (self->monitor)
         pl_monitor_watch (self->monitor, self->dealer, "router");

@@ -8,6 +8,7 @@
 #include "pl_sockets.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
+#include "pl_histogram.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -58,6 +59,7 @@ struct _self_t {
     uint64_t dead_lettered;
     pl_monitor_t *monitor;      //  socket events and status for operators
     int64_t last_status;
+    pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
     zlistx_t *held;             //  SENDs held until the groups exist
     bool terminated;
 };
@@ -315,6 +317,8 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
     if (work->store && work->store->outstanding)
         work->store->outstanding--;
     if (pl_msg_status (message) == 200) {
+        pl_histogram_observe (&self->persist_lag,
+                              (double) (pl_clock_ms () - pl_msg_created (work->persist)));
         pl_streams_persist_ack (self->streams, pl_msg_key (message), pl_msg_id (message));
         if (!work->store)
             zlistx_delete (self->queue, zlistx_find (self->queue, work));
@@ -595,7 +599,7 @@ s_self_handle_tick (self_t *self)
     if (self->monitor && now - self->last_status >= 1000) {
         self->last_status = now;
         pl_monitor_status (self->monitor, json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o}",
             "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
             "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
             "claimed", (json_int_t) stats.claimed, "dead_lettered", (json_int_t) stats.dead_lettered,
@@ -605,7 +609,8 @@ s_self_handle_tick (self_t *self)
             "persist_queued", (json_int_t) zlistx_size (self->queue),
             "persistence_actors", (json_int_t) zlistx_size (self->stores),
             "appends_in_flight", (json_int_t) self->appends,
-            "redis_connected", pl_streams_connected (self->streams)));
+            "redis_connected", pl_streams_connected (self->streams),
+            "persist_lag_ms", pl_histogram_json (&self->persist_lag)));
     }
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;

@@ -1,0 +1,30 @@
+/*  =========================================================================
+    pl_metrics - the host's figures in Prometheus text format
+
+    Subscribes to the status records every actor of the host publishes on
+    its monitor endpoint (ipc://RUNTIME/monitor-*.ipc, see MONITOR.md),
+    keeps the latest of each, and renders them for GET /metrics: every
+    number of a record's figures becomes parley_<kind>_<figure>{host,
+    instance}, every histogram (pl_histogram JSON) a Prometheus histogram.
+    So one scrape of any connection actor shows the whole host.
+    =========================================================================
+*/
+#ifndef PL_METRICS_H_INCLUDED
+#define PL_METRICS_H_INCLUDED
+
+#include <stdbool.h>
+
+typedef struct _pl_metrics_t pl_metrics_t;
+
+pl_metrics_t *pl_metrics_new (const char *runtime_dir);
+void pl_metrics_destroy (pl_metrics_t **self_p);
+//  Take in what arrived (never blocks); finds new actors every few seconds.
+void pl_metrics_poll (pl_metrics_t *self);
+//  Prometheus text of every actor heard from in the last seconds; malloc'd.
+char *pl_metrics_render (pl_metrics_t *self);
+//  Render one set of records (a JSON array of status records): for tests.
+char *pl_metrics_render_records (const char *records_json);
+
+void pl_metrics_test (bool verbose);
+
+#endif
