@@ -43,8 +43,9 @@ static int s_monitor (const s_command_t *command, int argc, char **argv);
 
 static const s_command_t s_commands [] = {
     { "token",
-      "--secret S --user U [--name N] [--ttl SECONDS]",
-      "print an HS256 token for user U (secret also from PARLEY_JWT_SECRET)",
+      "[--secret S | --config FILE] --user U [--name N] [--ttl SECONDS]",
+      "print an HS256 token for user U with the configured secret (--config FILE, "
+      "PARLEY_JWT_SECRET) or --secret",
       s_token },
     { "status",
       "[--runtime-dir DIR] [--json] [--wait MS]",
@@ -91,14 +92,17 @@ s_token (const s_command_t *command, int argc, char **argv)
 {
     static const struct option options [] = {
         { "secret", required_argument, NULL, 's' },
+        { "config", required_argument, NULL, 'c' },
         { "user",   required_argument, NULL, 'u' },
         { "name",   required_argument, NULL, 'n' },
         { "ttl",    required_argument, NULL, 't' },
         { "help",   no_argument,       NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
-    //  A secret on the command line shows in ps; the environment does not
-    const char *secret = getenv ("PARLEY_JWT_SECRET");
+    //  A secret on the command line shows in ps; the configuration (file,
+    //  then PARLEY_JWT_SECRET) is what the actors use
+    const char *secret = NULL;
+    const char *config_file = NULL;
     const char *user = NULL;
     const char *name = NULL;
     int64_t ttl = 86400;
@@ -109,6 +113,7 @@ s_token (const s_command_t *command, int argc, char **argv)
     while ((option = getopt_long (argc, argv, "+", options, NULL)) != -1) {
         switch (option) {
             case 's': secret = optarg; break;
+            case 'c': config_file = optarg; break;
             case 'u': user = optarg; break;
             case 'n': name = optarg; break;
             case 't':
@@ -127,13 +132,27 @@ s_token (const s_command_t *command, int argc, char **argv)
         fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
         return s_command_usage (command, stderr);
     }
-    if (!secret || !*secret || !user)
+    pl_config_t *config = NULL;
+    if (!secret) {
+        char *config_argv [] = { "parleyctl", "--config", (char *) config_file, NULL };
+        config = pl_config_new (config_file? 3: 1, config_argv);
+        if (!config)
+            return EXIT_USAGE;
+        secret = config->jwt_secret;
+    }
+    if (!secret || !*secret || !user) {
+        if (user && (!secret || !*secret))
+            fprintf (stderr, "parleyctl: no secret: --secret, jwt-secret in --config FILE, or PARLEY_JWT_SECRET\n");
+        pl_config_destroy (&config);
         return s_command_usage (command, stderr);
+    }
     if (!pl_id_valid (user)) {
         fprintf (stderr, "parleyctl: user must be 1..%d of [A-Za-z0-9_.:@-]\n", PL_ID_MAX);
+        pl_config_destroy (&config);
         return EXIT_USAGE;
     }
     char *token = pl_token_mint_hs256 (secret, user, name, ttl);
+    pl_config_destroy (&config);
     if (!token) {
         //  The other arguments were checked; what is left is the name or ttl
         fprintf (stderr, "parleyctl: cannot mint token (name must be 1..%d bytes of UTF-8"

@@ -218,7 +218,8 @@ s_config_load_env (pl_config_t *self)
             name [at++] = *c == '-'? '_': (char) toupper ((unsigned char) *c);
         name [at] = 0;
         const char *value = getenv (name);
-        if (value && s_option_apply (self, &s_options [index], value)) {
+        //  An empty variable counts as unset (shells and unit files leave them)
+        if (value && *value && s_option_apply (self, &s_options [index], value)) {
             fprintf (stderr, "parley: environment variable %s is not valid\n", name);
             return -1;
         }

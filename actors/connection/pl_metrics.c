@@ -208,6 +208,28 @@ s_render_record (zhashx_t *families, json_t *record)
             pl_buf_printf (&family->samples, " %.17g\n", number);
         }
         else
+        if (json_is_object (value) && !json_object_get (value, "buckets")) {
+            //  {"persist": {"pending": 3}, ...}: one family per inner
+            //  figure, the outer key as label "name"
+            const char *label;
+            json_t *inner;
+            json_object_foreach (value, label, inner) {
+                const char *field;
+                json_t *number;
+                json_object_foreach (inner, field, number) {
+                    if (!json_is_number (number))
+                        continue;
+                    char inner_name [300];
+                    snprintf (inner_name, sizeof inner_name, "%s_%s", name, field);
+                    s_name_clean (inner_name);
+                    family_t *family = s_family (families, inner_name, "gauge");
+                    pl_buf_append (&family->samples, inner_name, strlen (inner_name));
+                    s_labels (&family->samples, record, "name", label);
+                    pl_buf_printf (&family->samples, " %.17g\n", json_number_value (number));
+                }
+            }
+        }
+        else
         if (json_is_object (value) && json_is_object (json_object_get (value, "buckets"))) {
             family_t *family = s_family (families, name, "histogram");
             const char *bound;
@@ -293,7 +315,7 @@ pl_metrics_test (bool verbose)
         printf (" * pl_metrics: ");
     char *text = pl_metrics_render_records (
         "[{\"type\":\"status\",\"host\":\"h1\",\"kind\":\"conn\",\"instance\":0,"
-        "  \"figures\":{\"sessions\":3,\"ready\":true,\"latency_ms\":{\"buckets\":{\"1\":1,\"+Inf\":2},\"sum\":7.5,\"count\":2}}},"
+        "  \"figures\":{\"sessions\":3,\"ready\":true,\"groups\":{\"persist\":{\"pending\":5,\"lag\":0}},\"latency_ms\":{\"buckets\":{\"1\":1,\"+Inf\":2},\"sum\":7.5,\"count\":2}}},"
         " {\"type\":\"status\",\"host\":\"h\\\"1\",\"kind\":\"conn\",\"instance\":1,\"figures\":{\"sessions\":4}}]");
     assert (text);
     //  One TYPE line per family, all its samples after it
@@ -301,6 +323,7 @@ pl_metrics_test (bool verbose)
                           "parley_conn_sessions{host=\"h1\",instance=\"0\"} 3\n"
                           "parley_conn_sessions{host=\"h\\\"1\",instance=\"1\"} 4\n"));
     assert (strstr (text, "parley_conn_ready{host=\"h1\",instance=\"0\"} 1\n"));
+    assert (strstr (text, "parley_conn_groups_pending{host=\"h1\",instance=\"0\",name=\"persist\"} 5\n"));
     assert (strstr (text, "# TYPE parley_conn_latency_ms histogram\n"));
     assert (strstr (text, "parley_conn_latency_ms_bucket{host=\"h1\",instance=\"0\",le=\"+Inf\"} 2\n"));
     assert (strstr (text, "parley_conn_latency_ms_count{host=\"h1\",instance=\"0\"} 2\n"));

@@ -599,7 +599,7 @@ s_self_handle_tick (self_t *self)
     if (self->monitor && now - self->last_status >= 1000) {
         self->last_status = now;
         pl_monitor_status (self->monitor, json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o}",
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
             "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
             "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
             "claimed", (json_int_t) stats.claimed, "dead_lettered", (json_int_t) stats.dead_lettered,
@@ -610,7 +610,8 @@ s_self_handle_tick (self_t *self)
             "persistence_actors", (json_int_t) zlistx_size (self->stores),
             "appends_in_flight", (json_int_t) self->appends,
             "redis_connected", pl_streams_connected (self->streams),
-            "persist_lag_ms", pl_histogram_json (&self->persist_lag)));
+            "persist_lag_ms", pl_histogram_json (&self->persist_lag),
+            "groups", pl_streams_groups_json (self->streams)));
     }
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;

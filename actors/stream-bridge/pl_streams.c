@@ -153,6 +153,19 @@ typedef struct {
 
 typedef struct _jshard_t jshard_t;
 
+//  What the janitor last saw of one group on one shard, for status records
+typedef struct {
+    long long pending;          //  delivered, not acked
+    long long lag;              //  not yet delivered (-1: Redis did not say)
+} group_figures_t;
+
+static void
+s_free_item (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
 //  One consumer group as the janitor sees it
 typedef struct {
     jshard_t *jshard;
@@ -315,6 +328,7 @@ struct _pl_streams_t {
     int janitor_shards;         //  shards of the current round not decided yet
     uint64_t janitor_rounds;    //  rounds completed (the selftest waits on it)
     pl_streams_stats_t stats;
+    zhashx_t *group_figures;    //  "<shard>/<group>" -> group_figures_t, from the janitor
     bool dirty;                 //  work for the next pl_streams_handle
     bool destroying;
     bool fanout_held;           //  the caller cannot take fan-out entries now
@@ -2106,6 +2120,7 @@ s_janitor_add_group (jshard_t *jshard, redisReply *info)
     const char *name = NULL;
     const char *last = NULL;
     long long pending = 0;
+    long long lag = -1;
     for (size_t index = 0; info->type == REDIS_REPLY_ARRAY && index + 1 < info->elements; index += 2) {
         redisReply *key = info->element [index];
         redisReply *value = info->element [index + 1];
@@ -2119,6 +2134,19 @@ s_janitor_add_group (jshard_t *jshard, redisReply *info)
         else
         if (!strcmp (key->str, "last-delivered-id") && value->type == REDIS_REPLY_STRING)
             last = value->str;
+        else
+        if (!strcmp (key->str, "lag"))
+            lag = value->type == REDIS_REPLY_INTEGER? value->integer: -1;
+    }
+    if (name) {
+        group_figures_t *figures = (group_figures_t *) malloc (sizeof (group_figures_t));
+        if (figures) {
+            char key [256];
+            snprintf (key, sizeof key, "%d/%s", jshard->shard, name);
+            figures->pending = pending;
+            figures->lag = lag;
+            zhashx_update (self->group_figures, key, figures);
+        }
     }
     jgroup_t *group = &jshard->groups [jshard->group_count];
     if (!name || !last || strlen (last) >= ID_MAX || !(group->name = strdup (name))) {
@@ -2167,6 +2195,15 @@ s_janitor_groups_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         jshard->failed = true;
     }
     else {
+        //  Groups destroyed since the last round leave the figures
+        char prefix [16];
+        snprintf (prefix, sizeof prefix, "%d/", jshard->shard);
+        zlistx_t *keys = zhashx_keys (jshard->owner->group_figures);
+        for (const char *key = (const char *) zlistx_first (keys); key;
+             key = (const char *) zlistx_next (keys))
+            if (!strncmp (key, prefix, strlen (prefix)))
+                zhashx_delete (jshard->owner->group_figures, key);
+        zlistx_destroy (&keys);
         jshard->groups = calloc (reply->elements + 1, sizeof (jgroup_t));
         if (!jshard->groups)
             jshard->failed = true;
@@ -2257,6 +2294,8 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     self->stream_keys = calloc ((size_t) self->shards, sizeof (char *));
     self->seq_keys = calloc ((size_t) self->shards, sizeof (char *));
     self->inflight = zhashx_new ();
+    self->group_figures = zhashx_new ();
+    zhashx_set_destructor (self->group_figures, s_free_item);
     self->jshards = calloc ((size_t) self->shards, sizeof (jshard_t));
     if (!self->host_id || !self->key_prefix || !self->stream_keys || !self->seq_keys
     ||  !self->inflight || !self->jshards
@@ -2445,6 +2484,7 @@ pl_streams_destroy (pl_streams_t **self_p)
     free (self->stream_keys);
     free (self->seq_keys);
     zhashx_destroy (&self->inflight);
+    zhashx_destroy (&self->group_figures);
     free (self->host);
     free (self->password);
     free (self->host_id);
@@ -2838,6 +2878,28 @@ pl_streams_stats (pl_streams_t *self, pl_streams_stats_t *stats)
     assert (self);
     assert (stats);
     *stats = self->stats;
+}
+
+json_t *
+pl_streams_groups_json (pl_streams_t *self)
+{
+    assert (self);
+    json_t *groups = json_object ();
+    for (group_figures_t *figures = (group_figures_t *) zhashx_first (self->group_figures); figures;
+         figures = (group_figures_t *) zhashx_next (self->group_figures)) {
+        const char *name = strchr ((const char *) zhashx_cursor (self->group_figures), '/') + 1;
+        json_t *group = json_object_get (groups, name);
+        if (!group) {
+            group = json_pack ("{s:I, s:I}", "pending", (json_int_t) 0, "lag", (json_int_t) 0);
+            json_object_set_new (groups, name, group);
+        }
+        json_object_set_new (group, "pending", json_integer (
+            json_integer_value (json_object_get (group, "pending")) + figures->pending));
+        if (figures->lag >= 0)
+            json_object_set_new (group, "lag", json_integer (
+                json_integer_value (json_object_get (group, "lag")) + figures->lag));
+    }
+    return groups;
 }
 
 void

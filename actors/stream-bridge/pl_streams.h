@@ -38,6 +38,7 @@
 #define PL_STREAMS_H_INCLUDED
 
 #include <czmq.h>
+#include <jansson.h>
 #include "pl_config.h"
 
 //  Most poll items pl_streams_pollitems fills: single Redis uses 3
@@ -167,6 +168,12 @@ void
 //  held is read again first, in stream order, then new entries.
 void
     pl_streams_fanout_hold (pl_streams_t *self, bool hold);
+
+//  Per consumer group, summed over the shard streams, as the janitor last
+//  saw them: {"persist": {"pending": n, "lag": n}, "fanout:h1": {...}}.
+//  pending: delivered, not acked; lag: not yet delivered to the group.
+json_t *
+    pl_streams_groups_json (pl_streams_t *self);
 
 //  Entries handed to on_persist and not yet acked.
 size_t

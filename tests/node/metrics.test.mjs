@@ -20,7 +20,7 @@ function parse (text) {
 }
 
 test('/metrics shows every actor of the host, with latency histograms', async () => {
-    host = await new Host().up();
+    host = await new Host({ extra: ['--janitor-interval-ms', '500'] }).up();
     const room = await host.createRoom(host.token('alice'), { kind: 'direct', members: ['bob'] });
     const alice = await host.stomp(host.token('alice'));
     const bob = await host.stomp(host.token('bob'));
@@ -39,7 +39,8 @@ test('/metrics shows every actor of the host, with latency histograms', async ()
         const stored = families.parley_bridge_persist_lag_ms?.samples
             .find(([name]) => name === 'parley_bridge_persist_lag_ms_count');
         return delivered?.[2] >= 50 && stored?.[2] >= 50
-            && families.parley_store_stored?.samples[0][2] >= 50 && families.parley_router_rooms;
+            && families.parley_store_stored?.samples[0][2] >= 50 && families.parley_router_rooms
+            && families.parley_bridge_groups_pending;
     }, 15000);
     assert.equal(families.parley_conn_delivery_latency_ms.type, 'histogram');
     assert.equal(families.parley_bridge_persist_lag_ms.type, 'histogram');
@@ -48,6 +49,10 @@ test('/metrics shows every actor of the host, with latency histograms', async ()
     assert.deepEqual(labels, { host: 'h1', instance: '0' });
     assert.ok(families.parley_bridge_appended.samples[0][2] >= 50);
     assert.ok(families.parley_store_stored.samples[0][2] >= 50);
+    //  Per consumer group: what is delivered and not acked, what is not read yet
+    const groups = families.parley_bridge_groups_pending.samples.map(([, labels]) => labels.name).sort();
+    assert.deepEqual(groups, ['fanout:h1', 'persist']);
+    assert.ok(families.parley_bridge_groups_lag);
     assert.equal((await fetch(`${host.base}/healthz`)).status, 200);
     assert.equal((await fetch(`${host.base}/readyz`)).status, 200);
     await alice.deactivate();
