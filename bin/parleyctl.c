@@ -364,6 +364,28 @@ s_status_print_table (s_actors_t *actors, bool *alive)
     }
 }
 
+//  The runtime directory and the actors found there (of one kind, or all).
+//  Returns 0, EXIT_USAGE, or 1 after saying what is wrong: no directory is
+//  a wrong --runtime-dir more likely than a host that is about to start.
+static int
+s_actors_open (const char *runtime_option, const char *kind, s_actors_t *actors, char **runtime_dir_p)
+{
+    char *runtime_dir = s_runtime_dir (runtime_option);
+    if (!runtime_dir)
+        return EXIT_USAGE;
+    if (s_actors_scan (actors, runtime_dir, kind)) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            s_no_actors (runtime_dir);
+        else
+            fprintf (stderr, "parleyctl: cannot read %s: %s\n", runtime_dir, strerror (errno));
+        s_actors_free (actors);
+        free (runtime_dir);
+        return 1;
+    }
+    *runtime_dir_p = runtime_dir;
+    return 0;
+}
+
 static int
 s_status (const s_command_t *command, int argc, char **argv)
 {
@@ -401,19 +423,11 @@ s_status (const s_command_t *command, int argc, char **argv)
         fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
         return s_command_usage (command, stderr);
     }
-    char *runtime_dir = s_runtime_dir (runtime_option);
-    if (!runtime_dir)
-        return EXIT_USAGE;
+    char *runtime_dir = NULL;
     s_actors_t actors = { NULL, 0 };
-    if (s_actors_scan (&actors, runtime_dir, NULL)) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            s_no_actors (runtime_dir);
-        else
-            fprintf (stderr, "parleyctl: cannot read %s: %s\n", runtime_dir, strerror (errno));
-        s_actors_free (&actors);
-        free (runtime_dir);
-        return 1;
-    }
+    int rc = s_actors_open (runtime_option, NULL, &actors, &runtime_dir);
+    if (rc)
+        return rc;
     if (actors.count == 0) {
         s_no_actors (runtime_dir);
         free (runtime_dir);
@@ -467,7 +481,7 @@ s_status (const s_command_t *command, int argc, char **argv)
     zpoller_destroy (&poller);
     zsock_destroy (&subscriber);
 
-    int rc = 0;
+    rc = 0;
     if (interrupted)
         rc = 1;
     else {
@@ -616,21 +630,11 @@ s_monitor (const s_command_t *command, int argc, char **argv)
         fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
         return s_command_usage (command, stderr);
     }
-    char *runtime_dir = s_runtime_dir (runtime_option);
-    if (!runtime_dir)
-        return EXIT_USAGE;
+    char *runtime_dir = NULL;
     s_actors_t actors = { NULL, 0 };
-    if (s_actors_scan (&actors, runtime_dir, kind)) {
-        //  No directory at all is a wrong --runtime-dir more likely than
-        //  a host that is about to start
-        if (errno == ENOENT || errno == ENOTDIR)
-            s_no_actors (runtime_dir);
-        else
-            fprintf (stderr, "parleyctl: cannot read %s: %s\n", runtime_dir, strerror (errno));
-        s_actors_free (&actors);
-        free (runtime_dir);
-        return 1;
-    }
+    int rc = s_actors_open (runtime_option, kind, &actors, &runtime_dir);
+    if (rc)
+        return rc;
     if (actors.count == 0)
         fprintf (stderr, "parleyctl: no parley %s%sactors in %s yet; waiting for them (Ctrl-C stops)\n",
                  kind? kind: "", kind? " ": "", runtime_dir);

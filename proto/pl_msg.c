@@ -276,6 +276,17 @@ pl_msg_recv_nowait (zsock_t *socket, bool *malformed)
     return self;
 }
 
+pl_msg_t *
+pl_msg_recv_command (zsock_t *socket, pl_msg_command_t command)
+{
+    for (;;) {
+        pl_msg_t *message = pl_msg_recv (socket);
+        if (!message || pl_msg_command (message) == command)
+            return message;
+        pl_msg_destroy (&message);
+    }
+}
+
 int
 pl_msg_send_copy (pl_msg_t *self, zsock_t *socket, const char *routing_id)
 {

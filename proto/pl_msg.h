@@ -59,6 +59,10 @@ pl_msg_t *pl_msg_dup (const pl_msg_t *self);
 pl_msg_t *pl_msg_recv (zsock_t *socket);
 //  Receive like pl_msg_recv but never block: NULL when nothing is waiting.
 pl_msg_t *pl_msg_recv_nowait (zsock_t *socket, bool *malformed);
+//  Receive until a message of this command arrives, dropping others (peers'
+//  HELLOs and PINGs); NULL on the socket's receive timeout or interrupt.
+//  For tests that play a peer of an actor.
+pl_msg_t *pl_msg_recv_command (zsock_t *socket, pl_msg_command_t command);
 //  Send and destroy. On a ROUTER socket the routing id goes first. 0 / -1.
 int       pl_msg_send (pl_msg_t **self_p, zsock_t *socket);
 //  Send a copy, keep the message (for fan-out to several peers).

@@ -87,18 +87,6 @@ main (int argc, char **argv)
 //  real Redis and MongoDB: a fake connection actor sends, receives its
 //  RESULT and the DELIVER, and the message ends up in MongoDB once.
 
-static pl_msg_t *
-s_recv_command (zsock_t *socket, pl_msg_command_t command)
-{
-    for (;;) {
-        pl_msg_t *message = pl_msg_recv (socket);
-        assert (message);
-        if (pl_msg_command (message) == command)
-            return message;
-        pl_msg_destroy (&message);
-    }
-}
-
 static void
 pl_pipeline_test (bool verbose)
 {
@@ -147,7 +135,8 @@ pl_pipeline_test (bool verbose)
         const char *body = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
         pl_msg_set_body (message, body, strlen (body));
         pl_msg_send (&message, conn);
-        message = s_recv_command (conn, PL_MSG_RESULT);
+        message = pl_msg_recv_command (conn, PL_MSG_RESULT);
+        assert (message);
         if (pl_msg_status (message) == 201 || pl_msg_status (message) == 200) {
             const char *id = strstr (pl_msg_body (message), "\"id\":\"");
             assert (id);

@@ -321,19 +321,6 @@ pl_persistence_actor (zsock_t *pipe, void *args)
     s_self_destroy (&self);
 }
 
-//  Next message of this command, skipping HELLOs and the like.
-static pl_msg_t *
-s_test_expect (zsock_t *socket, pl_msg_command_t command)
-{
-    for (;;) {
-        pl_msg_t *message = pl_msg_recv (socket);
-        assert (message);
-        if (pl_msg_command (message) == command)
-            return message;
-        pl_msg_destroy (&message);
-    }
-}
-
 void
 pl_persistence_test (bool verbose)
 {
@@ -377,7 +364,8 @@ pl_persistence_test (bool verbose)
     const char *request = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
     pl_msg_set_body (query, request, strlen (request));
     pl_msg_send (&query, router);
-    pl_msg_t *result = s_test_expect (router, PL_MSG_RESULT);
+    pl_msg_t *result = pl_msg_recv_command (router, PL_MSG_RESULT);
+    assert (result);
     assert (pl_msg_status (result) == 201 && pl_msg_corr (result) == 7);
     assert (streq (pl_msg_route (result), "conn-0"));
     json_t *room = json_loads (pl_msg_body (result), 0, NULL);
@@ -420,7 +408,8 @@ pl_persistence_test (bool verbose)
     pl_msg_set_room (query, room_id);
     pl_msg_set_status (query, 1000);
     pl_msg_send (&query, router);
-    result = s_test_expect (router, PL_MSG_RESULT);
+    result = pl_msg_recv_command (router, PL_MSG_RESULT);
+    assert (result);
     assert (pl_msg_status (result) == 200);
     json_t *history = json_loads (pl_msg_body (result), 0, NULL);
     //  Capped by history-limit (default 200), newest first
