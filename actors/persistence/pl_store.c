@@ -458,6 +458,57 @@ s_message_failed (pl_store_message_t *message, const char *why)
     message->error [length] = 0;
 }
 
+//  A duplicate key is a redelivery only if the stored message is this one.
+//  Another message under the same seq means the seq was handed out twice:
+//  Redis lost its last writes (see README, Redis durability) and the room's
+//  counter went back. That entry fails, so it ends in the dead-letter
+//  stream with this error instead of vanishing behind the old text.
+//  One query for all duplicates of a batch; only runs when there are some.
+static void
+s_check_repeated (pl_store_t *self, pl_store_message_t **repeated, size_t count)
+{
+    bson_t filter = BSON_INITIALIZER, in, ids;
+    BSON_APPEND_DOCUMENT_BEGIN (&filter, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN (&in, "$in", &ids);
+    for (size_t index = 0; index < count; index++) {
+        char id [PL_ID_MAX + 24], key [24];
+        snprintf (id, sizeof id, "%s#%" PRId64, repeated [index]->room_id, repeated [index]->seq);
+        snprintf (key, sizeof key, "%zu", index);
+        BSON_APPEND_UTF8 (&ids, key, id);
+    }
+    bson_append_array_end (&in, &ids);
+    bson_append_document_end (&filter, &in);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->messages, &filter, NULL, NULL);
+    bool *matched = (bool *) calloc (count, sizeof (bool));
+    const bson_t *doc;
+    while (matched && mongoc_cursor_next (cursor, &doc)) {
+        const char *room_id = s_bson_str (doc, "roomId");
+        int64_t seq = s_bson_int64 (doc, "seq");
+        const char *sender = s_bson_str (doc, "senderId");
+        const char *content = s_bson_str (doc, "content");
+        const char *client_msg_id = s_bson_str (doc, "clientMsgId");
+        for (size_t index = 0; index < count; index++) {
+            pl_store_message_t *message = repeated [index];
+            if (message->seq != seq || !streq_safe (message->room_id, room_id))
+                continue;
+            matched [index] = true;
+            const char *wanted = message->client_msg_id? message->client_msg_id: "";
+            if (!streq_safe (message->sender_id, sender) || !streq_safe (message->content, content)
+            ||  strcmp (wanted, client_msg_id? client_msg_id: ""))
+                s_message_failed (message, "seq already taken by another message: Redis lost writes?");
+        }
+    }
+    bson_error_t error;
+    bool failed = mongoc_cursor_error (cursor, &error) || !matched;
+    //  Unsure (the query failed, or the duplicate is gone): let it come again
+    for (size_t index = 0; index < count; index++)
+        if (failed || !matched [index])
+            s_message_failed (repeated [index], failed? "duplicate check failed": "duplicate vanished");
+    free (matched);
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (&filter);
+}
+
 int
 pl_store_insert_messages (pl_store_t *self, pl_store_message_t *messages, size_t count)
 {
@@ -544,6 +595,7 @@ pl_store_insert_messages (pl_store_t *self, pl_store_message_t *messages, size_t
         }
         else {
             size_t duplicates = 0;
+            pl_store_message_t **repeated = (pl_store_message_t **) calloc (operations, sizeof (void *));
             bson_iter_t iter, child;
             if (write_errors && bson_iter_init_find (&iter, &reply, "writeErrors")
             &&  bson_iter_recurse (&iter, &child))
@@ -562,14 +614,24 @@ pl_store_insert_messages (pl_store_t *self, pl_store_message_t *messages, size_t
                     if (operation < 0 || (size_t) operation >= operations)
                         continue;
                     if (s_bson_int64 (&entry, "code") == PL_STORE_DUPLICATE_KEY) {
-                        duplicates++;   //  stored by an earlier delivery
+                        //  stored by an earlier delivery: checked below
+                        if (repeated)
+                            repeated [duplicates] = &messages [bulk_index [operation]];
+                        duplicates++;
                         continue;
                     }
                     const char *why = s_bson_str (&entry, "errmsg");
                     s_message_failed (&messages [bulk_index [operation]], why? why: "write error");
                 }
-            if (duplicates)
+            if (duplicates) {
                 pl_log_debug ("store: %zu of %zu messages were already stored", duplicates, operations);
+                if (repeated)
+                    s_check_repeated (self, repeated, duplicates);
+                else
+                    for (size_t index = 0; index < operations; index++)
+                        s_message_failed (&messages [bulk_index [index]], "out of memory");
+            }
+            free (repeated);
             if (concern_errors) {
                 //  Written but not confirmed as durable: report failure so
                 //  the caller retries (which then meets duplicates)
@@ -1503,6 +1565,16 @@ pl_store_test (bool verbose)
     s_check (pl_store_count_messages (self, group_id) == 1010);
     s_check (pl_store_count_messages (self, "nothing-here") == 0);
     s_check (pl_store_insert_messages (self, messages, 0) == 0);
+
+    //  Another message under a stored seq (Redis lost writes and handed the
+    //  seq out again) is not a redelivery: it fails, and the stored one stays
+    s_test_message (&messages [0], group_id, 1000);
+    s_test_message (&messages [1], group_id, 1001);
+    messages [1].content = "a different message";
+    s_check (pl_store_insert_messages (self, messages, 2) == 0);
+    s_check (messages [0].result == 0);
+    s_check (messages [1].result == -1 && strstr (messages [1].error, "seq already taken"));
+    s_check (pl_store_count_messages (self, group_id) == 1010);
 
     //  History paging, newest first
     json_t *page = s_test_call (200, pl_store_room_messages (self, "bob", group_id, 0, 10, &text_));
