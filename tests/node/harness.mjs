@@ -44,13 +44,21 @@ export async function freePort () {
     });
 }
 
+//  Every host a test started, so a timeout can show what the actors said
+const liveHosts = new Set();
+
 export async function waitFor (what, check, timeoutMs = 20000) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
         try {
             if (await check()) return;
         } catch { /* not yet */ }
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        if (Date.now() > deadline) {
+            for (const host of liveHosts)
+                for (const name of host.processes.keys())
+                    console.error(`--- ${host.hostId} ${name}, last lines:\n${host.log(name).split('\n').slice(-15).join('\n')}`);
+            throw new Error(`timed out waiting for ${what}`);
+        }
         await sleep(100);
     }
 }
@@ -70,6 +78,7 @@ export class Host {
         this.env = env ?? (() => ({}));        //  name -> extra environment of that actor
         this.redisUrl = redis ?? redisUrl;
         this.runtime = mkdtempSync(join(tmpdir(), 'parley-host-'));
+        liveHosts.add(this);
         this.processes = new Map();
         this.logs = new Map();
     }
@@ -141,6 +150,7 @@ export class Host {
             return result;
         }));
         rmSync(this.runtime, { recursive: true, force: true });
+        liveHosts.delete(this);
         const problems = codes.filter(({ code }) => code !== 0)
             .map(({ name, code, signal }) => `${name} exited with ${code ?? signal} after SIGTERM`);
         for (const name of this.processes.keys())

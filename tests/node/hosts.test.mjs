@@ -26,7 +26,7 @@ test('two hosts: every subscriber on either host sees every message in one order
     for (let i = 0; i < TOTAL; i++)
         receipts.push(sendWithReceipt(i % 2 ? bob : alice, room.id, `message ${i}`));
     await Promise.all(receipts);
-    await waitFor('delivery everywhere', () => seen.every((list) => list.length >= TOTAL), 30000);
+    await waitFor('delivery everywhere', () => seen.every((list) => list.length >= TOTAL), 60000);
     const expected = Array.from({ length: TOTAL }, (_, i) => i + 1);
     for (const list of seen) {
         assert.deepEqual(list.map((m) => m.body.seq), expected);
