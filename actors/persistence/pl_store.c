@@ -453,9 +453,7 @@ s_message_failed (pl_store_message_t *message, const char *why)
 {
     message->result = -1;
     //  Driver messages run to 504 bytes; the start says enough
-    size_t length = strnlen (why, sizeof message->error - 1);
-    memcpy (message->error, why, length);
-    message->error [length] = 0;
+    snprintf (message->error, sizeof message->error, "%.*s", (int) sizeof message->error - 1, why);
 }
 
 //  A duplicate key is a redelivery only if the stored message is this one.
