@@ -1309,6 +1309,11 @@ s_self_handle_result (self_t *self, pl_msg_t *msg)
     if (pending->kind == PENDING_AUTHZ) {
         session_t *session = pending->session;
         sub_t *sub = (sub_t *) zhashx_lookup (session->subs, pending->sub_id);
+        //  The router counted the room for us on 200: if the subscription
+        //  is gone and no other one here wants the room, take that back
+        if (status == 200 && !(sub && sub->corr == pending->corr && !session->closing)
+        &&  !zhashx_lookup (self->rooms, pl_msg_room (msg)) && pl_id_valid (pl_msg_room (msg)))
+            s_self_send_room (self, PL_MSG_LEAVE, pl_msg_room (msg));
         //  Unsubscribed (and perhaps re-subscribed) meanwhile: not ours
         if (sub && sub->corr == pending->corr && !session->closing) {
             if (status == 200) {

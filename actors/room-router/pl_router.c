@@ -65,6 +65,8 @@ typedef struct {
     bool terminated;
 } self_t;
 
+static void s_conn_join (self_t *self, const char *identity, const char *room_id);
+
 //  --------------------------------------------------------------------------
 //  Destructors for the containers
 
@@ -277,8 +279,14 @@ s_decide (self_t *self, room_t *room, pl_msg_t *request)
     else
     if (pl_msg_command (request) == PL_MSG_SEND || pl_msg_command (request) == PL_MSG_REPLAY)
         s_forward_send (self, request);
-    else
+    else {
+        //  The subscription counts from here: the connection actor wants
+        //  the room before its client hears RECEIPT, so no message that the
+        //  router sees after this answer can miss it (its own JOIN may
+        //  still be on the way)
+        s_conn_join (self, pl_msg_routing_id (request), room->room_id);
         s_reply (self, request, 200, NULL);
+    }
 }
 
 static void
@@ -413,6 +421,16 @@ s_conn_require (self_t *self, const char *identity)
     return conn;
 }
 
+//  A connection actor wants a room's messages (idempotent).
+static void
+s_conn_join (self_t *self, const char *identity, const char *room_id)
+{
+    conn_t *conn = s_conn_require (self, identity);
+    room_t *room = s_room_require (self, room_id);
+    zhashx_update (room->conns, identity, conn);
+    zhashx_update (conn->rooms, room_id, (void *) 1);
+}
+
 static void
 s_conn_leave (self_t *self, conn_t *conn, const char *room_id)
 {
@@ -513,12 +531,8 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
             }
             break;
         case PL_MSG_JOIN:
-            if (pl_id_valid (pl_msg_room (message))) {
-                conn_t *conn = s_conn_require (self, from);
-                room_t *room = s_room_require (self, pl_msg_room (message));
-                zhashx_update (room->conns, from, conn);
-                zhashx_update (conn->rooms, pl_msg_room (message), (void *) 1);
-            }
+            if (pl_id_valid (pl_msg_room (message)))
+                s_conn_join (self, from, pl_msg_room (message));
             break;
         case PL_MSG_LEAVE: {
             conn_t *conn = (conn_t *) zhashx_lookup (self->conns, from);
@@ -871,6 +885,25 @@ pl_router_test (bool verbose)
     assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_corr (message) == 30);
     pl_msg_destroy (&message);
 
+    //  A granted AUTHZ already counts as a JOIN: a DELIVER right after the
+    //  answer reaches the new subscriber's actor
+    message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, 35);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_user (message, "u2");
+    pl_msg_send (&message, other);
+    message = s_test_recv (other);
+    assert (pl_msg_corr (message) == 35 && pl_msg_status (message) == 200);
+    pl_msg_destroy (&message);
+    message = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
+    pl_msg_set_room (message, "r1");
+    pl_msg_set_seq (message, 2);
+    pl_msg_send (&message, bridge);
+    message = pl_msg_recv_command (other, PL_MSG_DELIVER);
+    assert (message && pl_msg_seq (message) == 2);
+    pl_msg_destroy (&message);
+
     //  Garbage is dropped and the router goes on
     zstr_send (conn, "garbage");
     message = pl_msg_new (PL_MSG_AUTHZ);
@@ -878,8 +911,8 @@ pl_router_test (bool verbose)
     pl_msg_set_room (message, "r1");
     pl_msg_set_user (message, "u2");
     pl_msg_send (&message, conn);
-    message = s_test_recv (conn);
-    assert (pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
+    message = pl_msg_recv_command (conn, PL_MSG_RESULT);      //  after the DELIVER of seq 2
+    assert (message && pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
     pl_msg_destroy (&message);
 
     zactor_destroy (&router);
