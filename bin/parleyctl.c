@@ -74,6 +74,24 @@ s_command_usage (const s_command_t *command, FILE *stream)
     return stream == stdout? 0: EXIT_USAGE;
 }
 
+//  What every subcommand says when getopt_long meets an unknown option
+static int
+s_option_unknown (const s_command_t *command, char **argv)
+{
+    fprintf (stderr, "parleyctl: unknown or incomplete option '%s'\n", argv [optind - 1]);
+    return s_command_usage (command, stderr);
+}
+
+//  After the options: no words may be left. 0, or the usage exit code.
+static int
+s_no_arguments_left (const s_command_t *command, int argc, char **argv)
+{
+    if (optind >= argc)
+        return 0;
+    fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
+    return s_command_usage (command, stderr);
+}
+
 //  strtoll that accepts only a whole, in-range decimal number
 static int
 s_parse_int64 (const char *text, int64_t *value_p)
@@ -124,14 +142,11 @@ s_token (const s_command_t *command, int argc, char **argv)
                 break;
             case 'h': return s_command_usage (command, stdout);
             default:
-                fprintf (stderr, "parleyctl: unknown or incomplete option '%s'\n", argv [optind - 1]);
-                return s_command_usage (command, stderr);
+                return s_option_unknown (command, argv);
         }
     }
-    if (optind < argc) {
-        fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
-        return s_command_usage (command, stderr);
-    }
+    if (s_no_arguments_left (command, argc, argv))
+        return EXIT_USAGE;
     pl_config_t *config = NULL;
     if (!secret) {
         char *config_argv [] = { "parleyctl", "--config", (char *) config_file, NULL };
@@ -415,14 +430,11 @@ s_status (const s_command_t *command, int argc, char **argv)
                 break;
             case 'h': return s_command_usage (command, stdout);
             default:
-                fprintf (stderr, "parleyctl: unknown or incomplete option '%s'\n", argv [optind - 1]);
-                return s_command_usage (command, stderr);
+                return s_option_unknown (command, argv);
         }
     }
-    if (optind < argc) {
-        fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
-        return s_command_usage (command, stderr);
-    }
+    if (s_no_arguments_left (command, argc, argv))
+        return EXIT_USAGE;
     char *runtime_dir = NULL;
     s_actors_t actors = { NULL, 0 };
     int rc = s_actors_open (runtime_option, NULL, &actors, &runtime_dir);
@@ -622,14 +634,11 @@ s_monitor (const s_command_t *command, int argc, char **argv)
             case 'j': json = true; break;
             case 'h': return s_command_usage (command, stdout);
             default:
-                fprintf (stderr, "parleyctl: unknown or incomplete option '%s'\n", argv [optind - 1]);
-                return s_command_usage (command, stderr);
+                return s_option_unknown (command, argv);
         }
     }
-    if (optind < argc) {
-        fprintf (stderr, "parleyctl: unexpected argument '%s'\n", argv [optind]);
-        return s_command_usage (command, stderr);
-    }
+    if (s_no_arguments_left (command, argc, argv))
+        return EXIT_USAGE;
     char *runtime_dir = NULL;
     s_actors_t actors = { NULL, 0 };
     int rc = s_actors_open (runtime_option, kind, &actors, &runtime_dir);

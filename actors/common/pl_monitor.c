@@ -10,6 +10,7 @@
     =========================================================================
 */
 #include "pl_monitor.h"
+#include "pl_notify.h"
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -410,6 +411,30 @@ pl_monitor_unwatch (pl_monitor_t *self, zsock_t *socket)
     assert (socket);
     //  libzmq sends MONITOR_STOPPED, on which the agent drops its PAIR
     zmq_socket_monitor (zsock_resolve (socket), NULL, 0);
+}
+
+void
+pl_monitor_report (pl_monitor_t *self, json_t *figures)
+{
+    char line [400] = "";
+    size_t used = 0;
+    const char *key;
+    json_t *value;
+    json_object_foreach (figures, key, value) {
+        if (!json_is_number (value) && !json_is_boolean (value))
+            continue;           //  histograms and groups: monitor only
+        int written = snprintf (line + used, sizeof line - used, "%s%s=%.15g", used? " ": "", key,
+                                json_is_boolean (value)? (json_is_true (value)? 1.0: 0.0)
+                                                       : json_number_value (value));
+        if (written < 0 || (size_t) written >= sizeof line - used)
+            break;              //  the line is for people: the start is enough
+        used += (size_t) written;
+    }
+    pl_notify_status (line);
+    if (self)
+        pl_monitor_status (self, figures);
+    else
+        json_decref (figures);
 }
 
 void

@@ -70,6 +70,13 @@ void
 void
     pl_monitor_status (pl_monitor_t *self, json_t *figures);
 
+//  An actor's once-a-second report of its figures, the one place they go
+//  out: the status record on the monitor (self may be NULL when the monitor
+//  could not start) and systemd's STATUS= line, made of the top-level
+//  numbers as "key=value" pairs. Takes ownership of figures.
+void
+    pl_monitor_report (pl_monitor_t *self, json_t *figures);
+
 //  Name of a ZeroMQ monitor event ("CONNECTED"...), "UNKNOWN" if none.
 const char *
     pl_monitor_event_name (int event);

@@ -302,13 +302,9 @@ pl_persistence_actor (zsock_t *pipe, void *args)
         }
         s_self_handle_tick (self);
         pl_notify_watchdog ();
-        char status [120];
-        snprintf (status, sizeof status, "stored %" PRIu64 ", failed %" PRIu64 ", MongoDB %s",
-                  self->stored, self->failed, self->prepared? "ready": "not ready");
-        pl_notify_status (status);
-        if (self->monitor && pl_mono_ms () - self->last_status >= 1000) {
+        if (pl_mono_ms () - self->last_status >= 1000) {
             self->last_status = pl_mono_ms ();
-            pl_monitor_status (self->monitor, json_pack ("{s:I, s:I, s:b}",
+            pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
                 "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
                 "mongodb_ready", self->prepared));
         }

@@ -613,18 +613,13 @@ s_self_handle_tick (self_t *self)
     self->next_tick = now + TICK_MS;
     if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
         pl_notify_ready ("routing: persistence and bridge reachable");
-    char status [160];
-    snprintf (status, sizeof status, "rooms %zu, connection actors %zu, persistence actors %zu, "
-              "undelivered %" PRIu64, zhashx_size (self->rooms), zhashx_size (self->conns),
-              zlistx_size (self->stores), self->dropped);
-    pl_notify_status (status);
-    if (self->monitor && now - self->last_status >= STATUS_MS) {
+    if (now - self->last_status >= STATUS_MS) {
         self->last_status = now;
         size_t members_cached = 0;
         for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
              room = (room_t *) zhashx_next (self->rooms))
             members_cached += room->members != NULL;
-        pl_monitor_status (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
+        pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
             "rooms", (json_int_t) zhashx_size (self->rooms),
             "rooms_with_members_cached", (json_int_t) members_cached,
             "connection_actors", (json_int_t) zhashx_size (self->conns),

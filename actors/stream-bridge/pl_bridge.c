@@ -40,10 +40,7 @@ typedef struct _self_t self_t;
 
 typedef struct {
     self_t *self;
-    char *router;               //  routing id of the router that asked
-    char *route;
-    uint64_t corr;
-    uint64_t session;
+    pl_msg_t *request;          //  the SEND, kept to answer it (routing id included)
 } append_t;
 
 struct _self_t {
@@ -56,7 +53,6 @@ struct _self_t {
     zhashx_t *work;             //  key -> work_t, every entry not yet acked
     zlistx_t *queue;            //  work_t waiting for a store (not owned)
     size_t appends;             //  appends in flight
-    uint64_t dead_lettered;
     pl_monitor_t *monitor;      //  socket events and status for operators
     int64_t last_status;
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
@@ -341,7 +337,6 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
             pl_log_error ("entry %s failed %d times, dead-lettered: %s", key, work->attempts,
                           pl_msg_body (message));
             pl_streams_persist_fail (self->streams, &entry, pl_msg_body (message));
-            self->dead_lettered++;
             zhashx_delete (self->work, key);
             return;
         }
@@ -356,73 +351,71 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
 //  --------------------------------------------------------------------------
 //  Appends: SEND from the router, RESULT back once Redis has the entry
 
+//  Answer a request of the router (SEND, REPLAY): RESULT to the router that
+//  asked, with the route and correlation of the request.
+static void
+s_self_answer (self_t *self, const pl_msg_t *request, uint32_t status, uint64_t seq,
+               const char *body, size_t size)
+{
+    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (reply, pl_msg_route (request));
+    pl_msg_set_corr (reply, pl_msg_corr (request));
+    pl_msg_set_session (reply, pl_msg_session (request));
+    pl_msg_set_status (reply, status);
+    pl_msg_set_seq (reply, seq);
+    pl_msg_set_body (reply, body, size);
+    if (self->frontend && pl_msg_send_copy (reply, self->frontend, pl_msg_routing_id (request)))
+        pl_log_debug ("RESULT not taken by the router: %s", zmq_strerror (zmq_errno ()));
+    pl_msg_destroy (&reply);
+}
+
+static void
+s_self_answer_text (self_t *self, const pl_msg_t *request, uint32_t status, const char *text)
+{
+    s_self_answer (self, request, status, 0, text, strlen (text));
+}
+
 static void
 s_append_done (void *arg, int result, int64_t seq, const char *error)
 {
     append_t *append = (append_t *) arg;
     self_t *self = append->self;
     self->appends--;
-    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (reply, append->route);
-    pl_msg_set_corr (reply, append->corr);
-    pl_msg_set_session (reply, append->session);
-    if (result >= 0) {
-        pl_msg_set_status (reply, 200);
-        pl_msg_set_seq (reply, (uint64_t) seq);
-    }
+    if (result >= 0)
+        s_self_answer (self, append->request, 200, (uint64_t) seq, NULL, 0);
     else {
         //  The outcome is unknown (Redis went away mid-way): the client's
         //  retry with the same clientMsgId is safe
-        const char *text = "message may not be stored, send it again with the same clientMsgId";
-        pl_msg_set_status (reply, 503);
-        pl_msg_set_body (reply, text, strlen (text));
         pl_log_warning ("append failed: %s", error? error: "unknown error");
+        s_self_answer_text (self, append->request, 503,
+                            "message may not be stored, send it again with the same clientMsgId");
     }
-    if (self->frontend && pl_msg_send_copy (reply, self->frontend, append->router))
-        pl_log_debug ("RESULT not taken by the router: %s", zmq_strerror (zmq_errno ()));
-    pl_msg_destroy (&reply);
-    free (append->router);
-    free (append->route);
+    pl_msg_destroy (&append->request);
     free (append);
 }
 
+//  Takes the request: it is answered once Redis has the entry.
 static void
-s_self_handle_send (self_t *self, pl_msg_t *message)
+s_self_handle_send (self_t *self, pl_msg_t **request_p)
 {
     append_t *append = (append_t *) zmalloc (sizeof (append_t));
     assert (append);
     append->self = self;
-    append->router = strdup (pl_msg_routing_id (message));
-    append->route = strdup (pl_msg_route (message));
-    append->corr = pl_msg_corr (message);
-    append->session = pl_msg_session (message);
+    append->request = *request_p;
+    *request_p = NULL;
+    pl_msg_t *request = append->request;
     pl_entry_t entry = {
-        .room_id = pl_msg_room (message),
-        .type = pl_msg_kind (message),
-        .sender_id = pl_msg_user (message),
-        .sender_name = pl_msg_name (message),
-        .content = pl_msg_body (message),
-        .client_msg_id = pl_msg_cmid (message),
+        .room_id = pl_msg_room (request),
+        .type = pl_msg_kind (request),
+        .sender_id = pl_msg_user (request),
+        .sender_name = pl_msg_name (request),
+        .content = pl_msg_body (request),
+        .client_msg_id = pl_msg_cmid (request),
         .created_ms = pl_clock_ms ()
     };
     self->appends++;
-    if (pl_streams_append (self->streams, &entry, s_append_done, append)) {
+    if (pl_streams_append (self->streams, &entry, s_append_done, append))
         s_append_done (append, -1, 0, "append refused");
-    }
-}
-
-static void
-s_reply_unavailable (self_t *self, pl_msg_t *message)
-{
-    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (reply, pl_msg_route (message));
-    pl_msg_set_corr (reply, pl_msg_corr (message));
-    pl_msg_set_session (reply, pl_msg_session (message));
-    pl_msg_set_status (reply, 503);
-    const char *text = "Redis not reachable, try again";
-    pl_msg_set_body (reply, text, strlen (text));
-    pl_msg_send_copy (reply, self->frontend, pl_msg_routing_id (message));
-    pl_msg_destroy (&reply);
 }
 
 //  Appends held while Redis was away go out once it is back.
@@ -431,10 +424,9 @@ s_self_release_held (self_t *self)
 {
     if (!zlistx_size (self->held) || !pl_streams_connected (self->streams))
         return;
-    for (pl_msg_t *message = (pl_msg_t *) zlistx_first (self->held); message;
-         message = (pl_msg_t *) zlistx_next (self->held))
-        s_self_handle_send (self, message);
-    zlistx_purge (self->held);
+    pl_msg_t *message;
+    while ((message = (pl_msg_t *) zlistx_detach (self->held, NULL)))
+        s_self_handle_send (self, &message);
 }
 
 //  --------------------------------------------------------------------------
@@ -442,10 +434,7 @@ s_self_release_held (self_t *self)
 
 typedef struct {
     self_t *self;
-    char *router;
-    char *route;
-    uint64_t corr;
-    uint64_t session;
+    pl_msg_t *request;          //  the REPLAY, kept to answer it
     pl_buf_t body;              //  JSON array of rendered messages
     size_t count;
 } replay_t;
@@ -469,45 +458,33 @@ s_replay_done (void *arg, int result, int64_t first_seq, int64_t last_seq)
 {
     replay_t *replay = (replay_t *) arg;
     (void) first_seq;
-    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (reply, replay->route);
-    pl_msg_set_corr (reply, replay->corr);
-    pl_msg_set_session (reply, replay->session);
     if (result == 0) {
         pl_buf_append (&replay->body, replay->count? "]": "[]", replay->count? 1: 2);
-        pl_msg_set_status (reply, 200);
-        pl_msg_set_seq (reply, (uint64_t) last_seq);
-        pl_msg_set_body (reply, pl_buf_head (&replay->body), pl_buf_pending (&replay->body));
+        s_self_answer (replay->self, replay->request, 200, (uint64_t) last_seq,
+                       pl_buf_head (&replay->body), pl_buf_pending (&replay->body));
     }
-    else {
-        const char *text = "Redis not reachable, try again";
-        pl_msg_set_status (reply, 503);
-        pl_msg_set_body (reply, text, strlen (text));
-    }
-    if (replay->self->frontend)
-        pl_msg_send_copy (reply, replay->self->frontend, replay->router);
-    pl_msg_destroy (&reply);
+    else
+        s_self_answer_text (replay->self, replay->request, 503, "Redis not reachable, try again");
+    pl_msg_destroy (&replay->request);
     pl_buf_free (&replay->body);
-    free (replay->router);
-    free (replay->route);
     free (replay);
 }
 
+//  Takes the request: it is answered once Redis gave the entries.
 static void
-s_self_handle_replay (self_t *self, pl_msg_t *message)
+s_self_handle_replay (self_t *self, pl_msg_t **request_p)
 {
     replay_t *replay = (replay_t *) zmalloc (sizeof (replay_t));
     assert (replay);
     replay->self = self;
-    replay->router = strdup (pl_msg_routing_id (message));
-    replay->route = strdup (pl_msg_route (message));
-    replay->corr = pl_msg_corr (message);
-    replay->session = pl_msg_session (message);
+    replay->request = *request_p;
+    *request_p = NULL;
     pl_buf_init (&replay->body);
-    int max = (int) pl_msg_status (message);
+    pl_msg_t *request = replay->request;
+    int max = (int) pl_msg_status (request);
     if (max <= 0 || max > self->config->history_limit)
         max = self->config->history_limit;
-    if (pl_streams_replay (self->streams, pl_msg_room (message), (int64_t) pl_msg_seq (message),
+    if (pl_streams_replay (self->streams, pl_msg_room (request), (int64_t) pl_msg_seq (request),
                            max, s_replay_entry, s_replay_done, replay))
         s_replay_done (replay, -1, 0, 0);
 }
@@ -515,9 +492,11 @@ s_self_handle_replay (self_t *self, pl_msg_t *message)
 //  --------------------------------------------------------------------------
 //  Peers and the loop
 
+//  Handlers that keep the message take it from *message_p.
 static void
-s_self_handle_frontend (self_t *self, pl_msg_t *message)
+s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
 {
+    pl_msg_t *message = *message_p;
     const char *from = pl_msg_routing_id (message);
     switch (pl_msg_command (message)) {
         case PL_MSG_HELLO:
@@ -555,21 +534,20 @@ s_self_handle_frontend (self_t *self, pl_msg_t *message)
             //  end), an append would not reach this host's subscribers
             if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
                 if (zlistx_size (self->held) < HELD_MAX) {
-                    pl_msg_t *copy = pl_msg_dup (message);
-                    pl_msg_set_routing_id (copy, from);     //  the answer goes there
-                    zlistx_add_end (self->held, copy);
+                    zlistx_add_end (self->held, message);
+                    *message_p = NULL;
                 }
                 else
-                    s_reply_unavailable (self, message);
+                    s_self_answer_text (self, message, 503, "Redis not reachable, try again");
             }
             else
-                s_self_handle_send (self, message);
+                s_self_handle_send (self, message_p);
             break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
             break;
         case PL_MSG_REPLAY:
-            s_self_handle_replay (self, message);
+            s_self_handle_replay (self, message_p);
             break;
         case PL_MSG_ROOM_CHANGED:
             //  Through the room's stream, so every host's router hears it
@@ -588,17 +566,11 @@ s_self_handle_tick (self_t *self)
     int64_t now = pl_mono_ms ();
     if (self->router && pl_streams_connected (self->streams))
         pl_notify_ready ("Redis connected, router known");
-    pl_streams_stats_t stats;
-    pl_streams_stats (self->streams, &stats);
-    char status [200];
-    snprintf (status, sizeof status, "appended %" PRIu64 ", fan-out %" PRIu64 ", persisted in flight %zu, "
-              "queued %zu, dead-lettered %" PRIu64 ", Redis %s", stats.appended, stats.fanout_read,
-              zhashx_size (self->work), zlistx_size (self->queue), self->dead_lettered,
-              pl_streams_connected (self->streams)? "up": "down");
-    pl_notify_status (status);
-    if (self->monitor && now - self->last_status >= 1000) {
+    if (now - self->last_status >= 1000) {
         self->last_status = now;
-        pl_monitor_status (self->monitor, json_pack (
+        pl_streams_stats_t stats;
+        pl_streams_stats (self->streams, &stats);
+        pl_monitor_report (self->monitor, json_pack (
             "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
             "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
             "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
@@ -677,7 +649,7 @@ pl_bridge_actor (zsock_t *pipe, void *args)
                     continue;
                 break;
             }
-            s_self_handle_frontend (self, message);
+            s_self_handle_frontend (self, &message);
             pl_msg_destroy (&message);
         }
         pl_streams_handle (self->streams, items + 2, redis_items);

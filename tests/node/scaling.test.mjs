@@ -33,7 +33,7 @@ test('three connection and two persistence actors share the work; one dies, its 
     const stored = { 'store-0': 0, 'store-1': 0 };
     readline.createInterface({ input: receiver.stdout }).on('line', (line) => {
         const { name, message } = JSON.parse(line);
-        const match = /STATUS=stored (\d+)/.exec(message);
+        const match = /^STATUS=.*\bstored=(\d+)/.exec(message);
         if (match) stored[name] = Number(match[1]);
     });
     host = await new Host({
