@@ -9,6 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
+//  A selftest's check: always evaluated and enforced, in every build type
+//  (Release defines NDEBUG, which compiles assert out). assert stays for
+//  programmer errors in the code itself.
+#define pl_check(condition) \
+    do { \
+        if (!(condition)) { \
+            fprintf (stderr, "%s:%d: %s: check failed: %s\n", \
+                     __FILE__, __LINE__, __func__, #condition); \
+            abort (); \
+        } \
+    } while (0)
+
 #ifndef streq_safe
 #   define streq_safe(a,b) ((a) && (b) && strcmp ((a), (b)) == 0)
 #endif
