@@ -13,6 +13,9 @@
 #include "pl_config.h"
 #include "pl_util.h"
 #include "pl_msg.h"
+#include "pl_drain.h"
+#include "pl_reply.h"
+#include "pl_peers.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
 #include "pl_histogram.h"
@@ -38,6 +41,9 @@ static const selftest_t s_selftests [] = {
     { "pl_util",        pl_util_test },
     { "pl_config",      pl_config_test },
     { "pl_msg",         pl_msg_test },
+    { "pl_drain",       pl_drain_test },
+    { "pl_reply",       pl_reply_test },
+    { "pl_peers",       pl_peers_test },
     { "pl_notify",      pl_notify_test },
     { "pl_monitor",     pl_monitor_test },
     { "pl_histogram",   pl_histogram_test },

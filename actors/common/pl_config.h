@@ -24,6 +24,12 @@ typedef struct {
     char *bridge_endpoint;      //  default ipc://<runtime_dir>/bridge.ipc
     int   instance;             //  index of this actor among its kind (--conn/--store N)
 
+    //  Every actor: liveness of peers, status cadence, fairness between sockets
+    int   peer_heartbeat_ms;    //  a DEALER says it is alive this often
+    int   peer_timeout_ms;      //  a peer silent this long is gone (one rule for every actor)
+    int   status_interval_ms;   //  cadence of the status record (monitor, systemd STATUS=)
+    int   drain_budget;         //  envelopes read from one socket per turn
+
     //  Connection actor
     char *listen_addr;          //  interface to bind, default 127.0.0.1
     int   port;                 //  HTTP + WebSocket port

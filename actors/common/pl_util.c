@@ -166,9 +166,42 @@ pl_buf_reset (pl_buf_t *self)
 }
 
 void
+pl_every_init (pl_every_t *self, int interval_ms)
+{
+    assert (self && interval_ms > 0);
+    self->interval_ms = interval_ms;
+    self->next_ms = 0;
+}
+
+bool
+pl_every_due (pl_every_t *self, int64_t now)
+{
+    assert (self);
+    if (now < self->next_ms)
+        return false;
+    //  Late turns do not pile up: the next is an interval after this one
+    self->next_ms = now + self->interval_ms;
+    return true;
+}
+
+int
+pl_every_wait_ms (const pl_every_t *self, int64_t now)
+{
+    assert (self);
+    return now >= self->next_ms? 0: (int) (self->next_ms - now);
+}
+
+void
 pl_util_test (bool verbose)
 {
     (void) verbose;
+    pl_every_t every;
+    pl_every_init (&every, 1000);
+    pl_check (pl_every_due (&every, 5000));
+    pl_check (!pl_every_due (&every, 5999));
+    pl_check (pl_every_wait_ms (&every, 5500) == 500);
+    pl_check (pl_every_due (&every, 6000));
+    pl_check (pl_every_due (&every, 9000) && pl_every_wait_ms (&every, 9000) == 1000);
     char date [32];
     pl_iso8601 (1795348800123LL, date, sizeof date);
     assert (strcmp (date, "2026-11-22T12:00:00.123Z") == 0);

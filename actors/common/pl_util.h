@@ -35,6 +35,19 @@ int64_t pl_mono_ms (void);
 //  Write "2026-11-22T12:00:00.000Z" for a wall-clock time; buffer >= 25 bytes.
 void pl_iso8601 (int64_t epoch_ms, char *buffer, size_t size);
 
+//  A cadence: due once per interval (status records, heartbeats, ticks),
+//  the first time at once. Written once so every actor keeps time alike.
+typedef struct {
+    int64_t interval_ms;
+    int64_t next_ms;            //  monotonic ms when due next (0: at once)
+} pl_every_t;
+
+void pl_every_init (pl_every_t *self, int interval_ms);
+//  True when due at monotonic time now; then the next is an interval later.
+bool pl_every_due (pl_every_t *self, int64_t now);
+//  Milliseconds until due (0 when due now), for a poll timeout.
+int  pl_every_wait_ms (const pl_every_t *self, int64_t now);
+
 //  A room or user id is 1..64 of [A-Za-z0-9_.:@-]: safe in Redis keys,
 //  STOMP destinations and URLs without escaping.
 #define PL_ID_MAX 64
