@@ -11,13 +11,23 @@
 struct _pl_peers_t {
     zlistx_t *peers;            //  pl_peer_t, the order of turns
     int timeout_ms;
+    pl_peer_data_free_fn *free_data;
 };
+
+//  zlistx destructors take no context, so the peer carries its own
+typedef struct {
+    pl_peer_t peer;
+    pl_peer_data_free_fn *free_data;
+} s_entry_t;
 
 static void
 s_peer_destroy (void **item_p)
 {
-    pl_peer_t *peer = (pl_peer_t *) *item_p;
-    if (peer) {
+    s_entry_t *entry = (s_entry_t *) *item_p;
+    if (entry) {
+        pl_peer_t *peer = &entry->peer;
+        if (entry->free_data && peer->data)
+            entry->free_data (&peer->data);
         free (peer->id);
         free (peer);
         *item_p = NULL;
@@ -25,7 +35,7 @@ s_peer_destroy (void **item_p)
 }
 
 pl_peers_t *
-pl_peers_new (int timeout_ms)
+pl_peers_new (int timeout_ms, pl_peer_data_free_fn *free_data)
 {
     assert (timeout_ms > 0);
     pl_peers_t *self = (pl_peers_t *) zmalloc (sizeof (pl_peers_t));
@@ -34,6 +44,7 @@ pl_peers_new (int timeout_ms)
     assert (self->peers);
     zlistx_set_destructor (self->peers, s_peer_destroy);
     self->timeout_ms = timeout_ms;
+    self->free_data = free_data;
     return self;
 }
 
@@ -67,8 +78,10 @@ pl_peers_seen (pl_peers_t *self, const char *id, int64_t now, bool *added)
     if (added)
         *added = peer == NULL;
     if (!peer) {
-        peer = (pl_peer_t *) zmalloc (sizeof (pl_peer_t));
-        assert (peer);
+        s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
+        assert (entry);
+        entry->free_data = self->free_data;
+        peer = &entry->peer;
         peer->id = strdup (id);
         assert (peer->id);
         zlistx_add_end (self->peers, peer);
@@ -133,17 +146,25 @@ pl_peers_expired (pl_peers_t *self, int64_t now)
     return NULL;
 }
 
+static void
+s_test_free_data (void **data_p)
+{
+    free (*data_p);
+    *data_p = NULL;
+}
+
 void
 pl_peers_test (bool verbose)
 {
     if (verbose)
         printf (" * pl_peers: ");
-    pl_peers_t *peers = pl_peers_new (1000);
+    pl_peers_t *peers = pl_peers_new (1000, s_test_free_data);
     bool added = false;
     pl_peer_t *a = pl_peers_seen (peers, "store-0", 100, &added);
     pl_check (a && added && streq (a->id, "store-0"));
     pl_peer_t *b = pl_peers_seen (peers, "store-1", 100, &added);
     pl_check (b && added);
+    b->data = strdup ("freed with its peer");
     pl_check (pl_peers_seen (peers, "store-0", 500, &added) == a && !added);
     pl_check (a->last_seen == 500 && pl_peers_size (peers) == 2);
     pl_check (pl_peers_find (peers, "store-1") == b);

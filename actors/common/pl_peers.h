@@ -24,13 +24,17 @@ typedef struct {
     char *id;                   //  routing id
     int64_t last_seen;          //  monotonic ms of the last message from it
     size_t outstanding;         //  work handed to it, unconfirmed (owner's count)
+    void *data;                 //  the owner's, freed by its destructor
 } pl_peer_t;
 
 typedef struct _pl_peers_t pl_peers_t;
 
-//  Peers silent for longer than timeout_ms are gone.
+//  Frees a peer's data (called when the peer is removed or destroyed).
+typedef void (pl_peer_data_free_fn) (void **data_p);
+
+//  Peers silent for longer than timeout_ms are gone. free_data may be NULL.
 pl_peers_t *
-    pl_peers_new (int timeout_ms);
+    pl_peers_new (int timeout_ms, pl_peer_data_free_fn *free_data);
 
 void
     pl_peers_destroy (pl_peers_t **self_p);

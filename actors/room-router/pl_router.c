@@ -4,6 +4,9 @@
 */
 #include "pl_router.h"
 #include "pl_msg.h"
+#include "pl_drain.h"
+#include "pl_reply.h"
+#include "pl_peers.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
@@ -12,18 +15,12 @@
 
 #include <jansson.h>
 
-//  A peer silent this long is forgotten (peers HELLO or PING every second)
-#define PEER_TIMEOUT_MS   10000
-#define HEARTBEAT_MS      1000
+//  Deadlines and idle rooms are checked this often (not a limit)
 #define TICK_MS           100
 #define ROUTER_IDENTITY   "router"
-#define STATUS_MS         1000
 
-typedef struct {
-    char *identity;
-    int64_t last_seen;
-    zhashx_t *rooms;            //  rooms this connection actor joined (set)
-} conn_t;
+//  A connection actor is a pl_peer_t whose data is the set of rooms it
+//  joined (zhashx_t of room ids).
 
 typedef struct {
     pl_msg_t *request;          //  AUTHZ or SEND waiting for the member list
@@ -32,7 +29,7 @@ typedef struct {
 
 typedef struct {
     char *room_id;
-    zhashx_t *conns;            //  identity -> conn_t (not owned)
+    zhashx_t *conns;            //  identity -> pl_peer_t of a connection actor (not owned)
     zhashx_t *members;          //  member set, NULL until loaded
     bool exists;                //  false when the store said: no such room
     int64_t loaded_at;
@@ -42,24 +39,19 @@ typedef struct {
 } room_t;
 
 typedef struct {
-    char *identity;
-    int64_t last_seen;
-} store_t;
-
-typedef struct {
     const pl_config_t *config;
     zsock_t *pipe;
     zsock_t *frontend;          //  ROUTER: connection and persistence actors
     zsock_t *bridge;            //  DEALER to the stream bridge
-    zhashx_t *conns;            //  identity -> conn_t
+    pl_peers_t *conns;          //  connection actors; data: the rooms each joined
     zhashx_t *rooms;            //  room id -> room_t
     zhashx_t *loading;          //  corr (text) -> room_t (not owned)
-    zlistx_t *stores;           //  store_t, round-robin order
+    pl_peers_t *stores;         //  persistence actors, taking queries in turn
     uint64_t next_corr;
-    int64_t next_heartbeat;
-    int64_t next_tick;
+    pl_every_t heartbeat;       //  HELLO to the bridge
+    pl_every_t tick;            //  deadlines, silent peers, idle rooms
+    pl_every_t status;          //  status record to the monitor
     uint64_t dropped;           //  messages a full or gone peer did not take
-    int64_t last_status;        //  last status record to the monitor
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
     pl_monitor_t *monitor;      //  socket events and status for operators
     bool terminated;
@@ -71,15 +63,9 @@ static void s_conn_join (self_t *self, const char *identity, const char *room_id
 //  Destructors for the containers
 
 static void
-s_conn_destroy (void **item_p)
+s_conn_rooms_destroy (void **rooms_p)
 {
-    conn_t *conn = (conn_t *) *item_p;
-    if (conn) {
-        zhashx_destroy (&conn->rooms);
-        free (conn->identity);
-        free (conn);
-        *item_p = NULL;
-    }
+    zhashx_destroy ((zhashx_t **) rooms_p);
 }
 
 static void
@@ -103,17 +89,6 @@ s_room_destroy (void **item_p)
         zlistx_destroy (&room->waiters);
         free (room->room_id);
         free (room);
-        *item_p = NULL;
-    }
-}
-
-static void
-s_store_destroy (void **item_p)
-{
-    store_t *store = (store_t *) *item_p;
-    if (store) {
-        free (store->identity);
-        free (store);
         *item_p = NULL;
     }
 }
@@ -149,13 +124,14 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         pl_monitor_watch (self->monitor, self->bridge, "bridge");
     }
 
-    self->conns = zhashx_new ();
-    zhashx_set_destructor (self->conns, s_conn_destroy);
+    self->conns = pl_peers_new (config->peer_timeout_ms, s_conn_rooms_destroy);
     self->rooms = zhashx_new ();
     zhashx_set_destructor (self->rooms, s_room_destroy);
     self->loading = zhashx_new ();
-    self->stores = zlistx_new ();
-    zlistx_set_destructor (self->stores, s_store_destroy);
+    self->stores = pl_peers_new (config->peer_timeout_ms, NULL);
+    pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
+    pl_every_init (&self->tick, TICK_MS);
+    pl_every_init (&self->status, config->status_interval_ms);
     return self;
 }
 
@@ -166,8 +142,8 @@ s_self_destroy (self_t **self_p)
     if (self) {
         zhashx_destroy (&self->loading);
         zhashx_destroy (&self->rooms);
-        zhashx_destroy (&self->conns);
-        zlistx_destroy (&self->stores);
+        pl_peers_destroy (&self->conns);
+        pl_peers_destroy (&self->stores);
         zsock_destroy (&self->bridge);
         zsock_destroy (&self->frontend);
         //  After the sockets it watches (see pl_monitor.h)
@@ -197,13 +173,7 @@ s_send_to (self_t *self, pl_msg_t *message, const char *identity)
 static void
 s_reply (self_t *self, const pl_msg_t *request, uint32_t status, const char *text)
 {
-    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_corr (result, pl_msg_corr (request));
-    pl_msg_set_session (result, pl_msg_session (request));
-    pl_msg_set_room (result, pl_msg_room (request));
-    pl_msg_set_status (result, status);
-    if (text)
-        pl_msg_set_body (result, text, strlen (text));
+    pl_msg_t *result = pl_reply_new (request, status, text);
     s_send_to (self, result, pl_msg_routing_id (request));
     pl_msg_destroy (&result);
 }
@@ -212,16 +182,14 @@ s_reply (self_t *self, const pl_msg_t *request, uint32_t status, const char *tex
 static int
 s_send_to_store (self_t *self, pl_msg_t *message)
 {
-    size_t tries = zlistx_size (self->stores);
+    size_t tries = pl_peers_size (self->stores);
     while (tries--) {
-        store_t *store = (store_t *) zlistx_first (self->stores);
-        //  Rotate so the next request goes to the next store
-        zlistx_move_end (self->stores, zlistx_cursor (self->stores));
-        if (pl_msg_send_copy (message, self->frontend, store->identity) == 0)
+        pl_peer_t *store = pl_peers_pick (self->stores, 0);
+        if (pl_msg_send_copy (message, self->frontend, store->id) == 0)
             return 0;
         if (zmq_errno () == EHOSTUNREACH) {
-            pl_log_info ("persistence actor %s is gone", store->identity);
-            zlistx_delete (self->stores, zlistx_find (self->stores, store));
+            pl_log_info ("persistence actor %s is gone", store->id);
+            pl_peers_remove (self->stores, store);
         }
     }
     return -1;
@@ -406,18 +374,14 @@ s_self_forget_members (self_t *self, const char *room_id)
 //  --------------------------------------------------------------------------
 //  Peers
 
-static conn_t *
+//  A connection actor was heard from: known (with an empty room set) now.
+static pl_peer_t *
 s_conn_require (self_t *self, const char *identity)
 {
-    conn_t *conn = (conn_t *) zhashx_lookup (self->conns, identity);
-    if (!conn) {
-        conn = (conn_t *) zmalloc (sizeof (conn_t));
-        assert (conn);
-        conn->identity = strdup (identity);
-        conn->rooms = s_set_new ();
-        zhashx_insert (self->conns, identity, conn);
-    }
-    conn->last_seen = pl_mono_ms ();
+    bool added = false;
+    pl_peer_t *conn = pl_peers_seen (self->conns, identity, pl_mono_ms (), &added);
+    if (added)
+        conn->data = s_set_new ();
     return conn;
 }
 
@@ -425,47 +389,39 @@ s_conn_require (self_t *self, const char *identity)
 static void
 s_conn_join (self_t *self, const char *identity, const char *room_id)
 {
-    conn_t *conn = s_conn_require (self, identity);
+    pl_peer_t *conn = s_conn_require (self, identity);
     room_t *room = s_room_require (self, room_id);
     zhashx_update (room->conns, identity, conn);
-    zhashx_update (conn->rooms, room_id, (void *) 1);
+    zhashx_update ((zhashx_t *) conn->data, room_id, (void *) 1);
 }
 
 static void
-s_conn_leave (self_t *self, conn_t *conn, const char *room_id)
+s_conn_leave (self_t *self, pl_peer_t *conn, const char *room_id)
 {
     room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
     if (room)
-        zhashx_delete (room->conns, conn->identity);
-    zhashx_delete (conn->rooms, room_id);
+        zhashx_delete (room->conns, conn->id);
+    zhashx_delete ((zhashx_t *) conn->data, room_id);
 }
 
 //  Forget a connection actor and all the rooms it wanted.
 static void
-s_conn_forget (self_t *self, const char *identity)
+s_conn_forget (self_t *self, pl_peer_t *conn)
 {
-    conn_t *conn = (conn_t *) zhashx_lookup (self->conns, identity);
-    if (!conn)
-        return;
-    zlistx_t *rooms = zhashx_keys (conn->rooms);
+    zlistx_t *rooms = zhashx_keys ((zhashx_t *) conn->data);
     for (const char *room_id = (const char *) zlistx_first (rooms); room_id;
          room_id = (const char *) zlistx_next (rooms))
         s_conn_leave (self, conn, room_id);
     zlistx_destroy (&rooms);
-    zhashx_delete (self->conns, identity);
+    pl_peers_remove (self->conns, conn);
 }
 
 static void
 s_store_seen (self_t *self, const char *identity)
 {
-    store_t *store = (store_t *) zlistx_first (self->stores);
-    while (store && strcmp (store->identity, identity))
-        store = (store_t *) zlistx_next (self->stores);
-    if (!store) {
-        store = (store_t *) zmalloc (sizeof (store_t));
-        assert (store);
-        store->identity = strdup (identity);
-        zlistx_add_end (self->stores, store);
+    bool added = false;
+    pl_peers_seen (self->stores, identity, pl_mono_ms (), &added);
+    if (added) {
         pl_log_info ("persistence actor %s connected", identity);
         //  Rooms that waited for a store can ask now
         room_t *room = (room_t *) zhashx_first (self->rooms);
@@ -479,7 +435,6 @@ s_store_seen (self_t *self, const char *identity)
             s_room_load_members (self, room);
         zlistx_destroy (&pending);
     }
-    store->last_seen = pl_mono_ms ();
 }
 
 //  --------------------------------------------------------------------------
@@ -491,16 +446,19 @@ static uint32_t
 s_self_readiness (self_t *self)
 {
     uint32_t readiness = 0;
-    if (zlistx_size (self->stores))
+    if (pl_peers_size (self->stores))
         readiness |= PL_READY_STORE;
-    if (self->bridge_ready_at && pl_mono_ms () - self->bridge_ready_at < 3 * HEARTBEAT_MS)
+    //  The bridge answers every heartbeat; the one liveness rule applies
+    if (self->bridge_ready_at && pl_mono_ms () - self->bridge_ready_at <= self->config->peer_timeout_ms)
         readiness |= PL_READY_BRIDGE;
     return readiness;
 }
 
+//  A message from a connection or persistence actor (a pl_drain_fn).
 static void
-s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
+s_self_handle_frontend (void *actor, pl_msg_t **message_p)
 {
+    self_t *self = (self_t *) actor;
     pl_msg_t *message = *message_p;
     const char *from = pl_msg_routing_id (message);
     switch (pl_msg_command (message)) {
@@ -510,13 +468,15 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
             else
             if (streq (pl_msg_kind (message), "conn")) {
                 //  A (re)started connection actor: it sends its JOINs next
-                s_conn_forget (self, from);
+                pl_peer_t *conn = pl_peers_find (self->conns, from);
+                if (conn)
+                    s_conn_forget (self, conn);
                 s_conn_require (self, from);
                 pl_log_info ("connection actor %s connected", from);
             }
             break;
         case PL_MSG_PING:
-            if (zhashx_lookup (self->conns, from)) {
+            if (pl_peers_find (self->conns, from)) {
                 //  The answer tells the connection actor its router is alive
                 s_conn_require (self, from);
                 pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
@@ -535,7 +495,7 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
                 s_conn_join (self, from, pl_msg_room (message));
             break;
         case PL_MSG_LEAVE: {
-            conn_t *conn = (conn_t *) zhashx_lookup (self->conns, from);
+            pl_peer_t *conn = pl_peers_find (self->conns, from);
             if (conn)
                 s_conn_leave (self, conn, pl_msg_room (message));
             break;
@@ -568,16 +528,19 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
     pl_msg_destroy (message_p);
 }
 
+//  A message from the stream bridge (a pl_drain_fn).
 static void
-s_self_handle_bridge (self_t *self, pl_msg_t *message)
+s_self_handle_bridge (void *actor, pl_msg_t **message_p)
 {
+    self_t *self = (self_t *) actor;
+    pl_msg_t *message = *message_p;
     if (pl_msg_command (message) == PL_MSG_DELIVER) {
         room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
         if (!room)
             return;
-        for (conn_t *conn = (conn_t *) zhashx_first (room->conns); conn;
-             conn = (conn_t *) zhashx_next (room->conns))
-            s_send_to (self, message, conn->identity);
+        for (pl_peer_t *conn = (pl_peer_t *) zhashx_first (room->conns); conn;
+             conn = (pl_peer_t *) zhashx_next (room->conns))
+            s_send_to (self, message, conn->id);
     }
     else
     if (pl_msg_command (message) == PL_MSG_RESULT)
@@ -594,63 +557,45 @@ s_self_handle_bridge (self_t *self, pl_msg_t *message)
         pl_log_warning ("unexpected %s from the bridge", pl_msg_command_name (pl_msg_command (message)));
 }
 
-//  Timers: heart-beat to the bridge, deadlines, peers that went silent,
-//  member lists nobody needs.
+//  The status record: what an operator sees in parleyctl and /metrics.
 static void
-s_self_handle_tick (self_t *self)
+s_self_report (self_t *self)
 {
-    int64_t now = pl_mono_ms ();
-    if (now >= self->next_heartbeat) {
-        pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
-        pl_msg_set_kind (hello, "router");
-        pl_msg_set_name (hello, self->config->host_id);
-        pl_msg_send (&hello, self->bridge);
-        self->next_heartbeat = now + HEARTBEAT_MS;
-    }
-    pl_notify_watchdog ();
-    if (now < self->next_tick)
-        return;
-    self->next_tick = now + TICK_MS;
-    if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
-        pl_notify_ready ("routing: persistence and bridge reachable");
-    if (now - self->last_status >= STATUS_MS) {
-        self->last_status = now;
-        size_t members_cached = 0;
-        for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
-             room = (room_t *) zhashx_next (self->rooms))
-            members_cached += room->members != NULL;
-        pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
-            "rooms", (json_int_t) zhashx_size (self->rooms),
-            "rooms_with_members_cached", (json_int_t) members_cached,
-            "connection_actors", (json_int_t) zhashx_size (self->conns),
-            "persistence_actors", (json_int_t) zlistx_size (self->stores),
-            "undelivered", (json_int_t) self->dropped,
-            "bridge_ready", (s_self_readiness (self) & PL_READY_BRIDGE) != 0));
-    }
+    size_t members_cached = 0;
+    for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
+         room = (room_t *) zhashx_next (self->rooms))
+        members_cached += room->members != NULL;
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
+        "rooms", (json_int_t) zhashx_size (self->rooms),
+        "rooms_with_members_cached", (json_int_t) members_cached,
+        "connection_actors", (json_int_t) pl_peers_size (self->conns),
+        "persistence_actors", (json_int_t) pl_peers_size (self->stores),
+        "undelivered", (json_int_t) self->dropped,
+        "bridge_ready", (s_self_readiness (self) & PL_READY_BRIDGE) != 0));
+}
 
+//  Peers silent past the peer timeout are gone: a connection actor's rooms
+//  with it, a persistence actor from the turns.
+static void
+s_self_expire_peers (self_t *self, int64_t now)
+{
+    pl_peer_t *peer;
+    while ((peer = pl_peers_expired (self->conns, now))) {
+        pl_log_info ("connection actor %s went silent", peer->id);
+        s_conn_forget (self, peer);
+    }
+    while ((peer = pl_peers_expired (self->stores, now))) {
+        pl_log_info ("persistence actor %s went silent", peer->id);
+        pl_peers_remove (self->stores, peer);
+    }
+}
+
+//  Member loads and waiters past their deadline fail with 503; rooms that
+//  nobody wants any more are dropped.
+static void
+s_self_expire_rooms (self_t *self, int64_t now)
+{
     zlistx_t *gone = zlistx_new ();
-    for (conn_t *conn = (conn_t *) zhashx_first (self->conns); conn;
-         conn = (conn_t *) zhashx_next (self->conns))
-        if (now - conn->last_seen > PEER_TIMEOUT_MS)
-            zlistx_add_end (gone, conn->identity);
-    for (char *identity = (char *) zlistx_first (gone); identity;
-         identity = (char *) zlistx_next (gone)) {
-        pl_log_info ("connection actor %s went silent", identity);
-        s_conn_forget (self, identity);
-    }
-    zlistx_purge (gone);
-
-    for (store_t *store = (store_t *) zlistx_first (self->stores); store;
-         store = (store_t *) zlistx_next (self->stores))
-        if (now - store->last_seen > PEER_TIMEOUT_MS / 2)
-            zlistx_add_end (gone, store);
-    for (store_t *store = (store_t *) zlistx_first (gone); store;
-         store = (store_t *) zlistx_next (gone)) {
-        pl_log_info ("persistence actor %s went silent", store->identity);
-        zlistx_delete (self->stores, zlistx_find (self->stores, store));
-    }
-    zlistx_purge (gone);
-
     for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
          room = (room_t *) zhashx_next (self->rooms)) {
         if (room->loading_corr && now >= room->loading_deadline) {
@@ -678,31 +623,26 @@ s_self_handle_tick (self_t *self)
     zlistx_destroy (&gone);
 }
 
-//  Read while the socket has messages: ZMQ_FD is edge-triggered and a
-//  poller may not wake again for what is already queued.
+//  Timers: heart-beat to the bridge, status, deadlines, silent peers.
 static void
-s_self_drain (self_t *self, zsock_t *socket)
+s_self_handle_tick (self_t *self)
 {
-    for (int budget = 10000; budget > 0; budget--) {
-        bool malformed = false;
-        pl_msg_t *message = pl_msg_recv_nowait (socket, &malformed);
-        if (!message) {
-            if (malformed)
-                continue;
-            break;
-        }
-        if (pl_log_verbose ()) {
-            char line [256];
-            pl_msg_print (message, line, sizeof line);
-            pl_log_debug ("%s %s", socket == self->bridge? "bridge:": pl_msg_routing_id (message), line);
-        }
-        if (socket == self->frontend)
-            s_self_handle_frontend (self, &message);
-        else {
-            s_self_handle_bridge (self, message);
-            pl_msg_destroy (&message);
-        }
+    int64_t now = pl_mono_ms ();
+    if (pl_every_due (&self->heartbeat, now)) {
+        pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
+        pl_msg_set_kind (hello, "router");
+        pl_msg_set_name (hello, self->config->host_id);
+        pl_msg_send (&hello, self->bridge);
     }
+    pl_notify_watchdog ();
+    if (!pl_every_due (&self->tick, now))
+        return;
+    if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
+        pl_notify_ready ("routing: persistence and bridge reachable");
+    if (pl_every_due (&self->status, now))
+        s_self_report (self);
+    s_self_expire_peers (self, now);
+    s_self_expire_rooms (self, now);
 }
 
 void
@@ -730,8 +670,10 @@ pl_router_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        s_self_drain (self, self->frontend);
-        s_self_drain (self, self->bridge);
+        //  zpoller checks ZMQ_EVENTS, so what a budget leaves wakes it again
+        int budget = self->config->drain_budget;
+        pl_drain (self->frontend, budget, "peers", s_self_handle_frontend, self);
+        pl_drain (self->bridge, budget, "bridge", s_self_handle_bridge, self);
         s_self_handle_tick (self);
     }
     zpoller_destroy (&poller);
@@ -747,7 +689,7 @@ s_test_recv (zsock_t *socket)
 {
     zsock_set_rcvtimeo (socket, 2000);
     pl_msg_t *message = pl_msg_recv (socket);
-    assert (message);
+    pl_check (message);
     return message;
 }
 
@@ -760,11 +702,11 @@ pl_router_test (bool verbose)
     pl_config_set (config, "router-endpoint", "inproc://pl_router_test-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_router_test-bridge");
     pl_config_set (config, "request-timeout-ms", "500");
-    assert (pl_config_finish (config) == 0);
+    pl_check (pl_config_finish (config) == 0);
 
     zsock_t *bridge = zsock_new_router ("inproc://pl_router_test-bridge");
     zactor_t *router = zactor_new (pl_router_actor, config);
-    assert (router);
+    pl_check (router);
 
     zsock_t *conn = zsock_new (ZMQ_DEALER);
     zsock_set_identity (conn, "conn-0");
@@ -778,7 +720,7 @@ pl_router_test (bool verbose)
 
     //  The bridge hears the router's HELLO
     pl_msg_t *message = s_test_recv (bridge);
-    assert (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_kind (message), "router"));
+    pl_check (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_kind (message), "router"));
     pl_msg_destroy (&message);
 
     //  Without a store, a membership question fails after its deadline
@@ -788,7 +730,7 @@ pl_router_test (bool verbose)
     pl_msg_set_user (message, "u1");
     pl_msg_send (&message, conn);
     message = s_test_recv (conn);
-    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_status (message) == 503);
+    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_status (message) == 503);
     pl_msg_destroy (&message);
 
     message = pl_msg_new (PL_MSG_HELLO);
@@ -807,8 +749,8 @@ pl_router_test (bool verbose)
         pl_msg_send (&message, conn);
         if (round == 0) {
             pl_msg_t *query = s_test_recv (store);
-            assert (pl_msg_command (query) == PL_MSG_QUERY);
-            assert (streq (pl_msg_kind (query), "room.members") && streq (pl_msg_room (query), "r1"));
+            pl_check (pl_msg_command (query) == PL_MSG_QUERY);
+            pl_check (streq (pl_msg_kind (query), "room.members") && streq (pl_msg_room (query), "r1"));
             pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
             pl_msg_set_corr (answer, pl_msg_corr (query));
             pl_msg_set_status (answer, 200);
@@ -817,8 +759,8 @@ pl_router_test (bool verbose)
             pl_msg_destroy (&query);
         }
         message = s_test_recv (conn);
-        assert (pl_msg_corr (message) == (uint64_t) (10 + round));
-        assert (pl_msg_status (message) == (round == 0? 200: 403));
+        pl_check (pl_msg_corr (message) == (uint64_t) (10 + round));
+        pl_check (pl_msg_status (message) == (round == 0? 200: 403));
         pl_msg_destroy (&message);
     }
     //  SEND of a member goes to the bridge with the route back
@@ -829,7 +771,7 @@ pl_router_test (bool verbose)
     pl_msg_set_body (message, "hi", 2);
     pl_msg_send (&message, conn);
     message = s_test_recv (bridge);
-    assert (pl_msg_command (message) == PL_MSG_SEND && streq (pl_msg_route (message), "conn-0"));
+    pl_check (pl_msg_command (message) == PL_MSG_SEND && streq (pl_msg_route (message), "conn-0"));
     pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
     pl_msg_set_routing_id (result, pl_msg_routing_id (message));
     pl_msg_set_route (result, "conn-0");
@@ -839,7 +781,7 @@ pl_router_test (bool verbose)
     pl_msg_destroy (&message);
     pl_msg_send (&result, bridge);
     message = s_test_recv (conn);
-    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_seq (message) == 1);
+    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_seq (message) == 1);
     pl_msg_destroy (&message);
 
     //  DELIVER reaches only the connection actor that joined the room
@@ -849,7 +791,7 @@ pl_router_test (bool verbose)
     message = pl_msg_new (PL_MSG_PING);
     pl_msg_send (&message, other);
     message = s_test_recv (other);
-    assert (pl_msg_command (message) == PL_MSG_RESYNC);
+    pl_check (pl_msg_command (message) == PL_MSG_RESYNC);
     pl_msg_destroy (&message);
     zclock_sleep (50);
     message = pl_msg_new (PL_MSG_DELIVER);
@@ -858,10 +800,10 @@ pl_router_test (bool verbose)
     pl_msg_set_seq (message, 1);
     pl_msg_send (&message, bridge);
     message = s_test_recv (conn);
-    assert (pl_msg_command (message) == PL_MSG_DELIVER && pl_msg_seq (message) == 1);
+    pl_check (pl_msg_command (message) == PL_MSG_DELIVER && pl_msg_seq (message) == 1);
     pl_msg_destroy (&message);
     zsock_set_rcvtimeo (other, 100);
-    assert (pl_msg_recv (other) == NULL);
+    pl_check (pl_msg_recv (other) == NULL);
 
     //  A QUERY goes to the store and its RESULT back to the asker
     message = pl_msg_new (PL_MSG_QUERY);
@@ -869,7 +811,7 @@ pl_router_test (bool verbose)
     pl_msg_set_kind (message, "room.get");
     pl_msg_send (&message, other);
     message = s_test_recv (store);
-    assert (streq (pl_msg_route (message), "conn-1"));
+    pl_check (streq (pl_msg_route (message), "conn-1"));
     pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
     pl_msg_set_route (answer, pl_msg_route (message));
     pl_msg_set_corr (answer, pl_msg_corr (message));
@@ -877,7 +819,7 @@ pl_router_test (bool verbose)
     pl_msg_destroy (&message);
     pl_msg_send (&answer, store);
     message = s_test_recv (other);
-    assert (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_corr (message) == 30);
+    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_corr (message) == 30);
     pl_msg_destroy (&message);
 
     //  A granted AUTHZ already counts as a JOIN: a DELIVER right after the
@@ -888,7 +830,7 @@ pl_router_test (bool verbose)
     pl_msg_set_user (message, "u2");
     pl_msg_send (&message, other);
     message = s_test_recv (other);
-    assert (pl_msg_corr (message) == 35 && pl_msg_status (message) == 200);
+    pl_check (pl_msg_corr (message) == 35 && pl_msg_status (message) == 200);
     pl_msg_destroy (&message);
     message = pl_msg_new (PL_MSG_DELIVER);
     pl_msg_set_routing_id (message, ROUTER_IDENTITY);
@@ -896,7 +838,7 @@ pl_router_test (bool verbose)
     pl_msg_set_seq (message, 2);
     pl_msg_send (&message, bridge);
     message = pl_msg_recv_command (other, PL_MSG_DELIVER);
-    assert (message && pl_msg_seq (message) == 2);
+    pl_check (message && pl_msg_seq (message) == 2);
     pl_msg_destroy (&message);
 
     //  Garbage is dropped and the router goes on
@@ -907,7 +849,7 @@ pl_router_test (bool verbose)
     pl_msg_set_user (message, "u2");
     pl_msg_send (&message, conn);
     message = pl_msg_recv_command (conn, PL_MSG_RESULT);      //  after the DELIVER of seq 2
-    assert (message && pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
+    pl_check (message && pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
     pl_msg_destroy (&message);
 
     zactor_destroy (&router);
