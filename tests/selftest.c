@@ -102,7 +102,7 @@ pl_pipeline_test (bool verbose)
     const char *mongo_url = getenv ("PARLEY_TEST_MONGO_URL");
     if (!redis_url || !mongo_url) {
         fprintf (stderr, "pl_pipeline_test needs PARLEY_TEST_REDIS_URL and PARLEY_TEST_MONGO_URL\n");
-        assert (false);
+        pl_check (false);
     }
     char unique [17];
     pl_random_hex (unique, 8);
@@ -117,7 +117,7 @@ pl_pipeline_test (bool verbose)
     pl_config_set (config, "router-endpoint", "inproc://pl_pipeline-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_pipeline-bridge");
     pl_config_set (config, "block-ms", "100");
-    assert (pl_config_finish (config) == 0);
+    pl_check (pl_config_finish (config) == 0);
 
     //  Any start order works: the bridge binds last
     zactor_t *store = zactor_new (pl_persistence_actor, config);
@@ -142,10 +142,10 @@ pl_pipeline_test (bool verbose)
         pl_msg_set_body (message, body, strlen (body));
         pl_msg_send (&message, conn);
         message = pl_msg_recv_command (conn, PL_MSG_RESULT);
-        assert (message);
+        pl_check (message);
         if (pl_msg_status (message) == 201 || pl_msg_status (message) == 200) {
             const char *id = strstr (pl_msg_body (message), "\"id\":\"");
-            assert (id);
+            pl_check (id);
             room_id = strndup (id + 6, strcspn (id + 6, "\""));
         }
         else
@@ -176,14 +176,14 @@ pl_pipeline_test (bool verbose)
     }
     while (results < 100 || delivered < 100) {
         message = pl_msg_recv (conn);
-        assert (message);
+        pl_check (message);
         if (pl_msg_command (message) == PL_MSG_RESULT) {
-            assert (pl_msg_status (message) == 200);
+            pl_check (pl_msg_status (message) == 200);
             results++;
         }
         else
         if (pl_msg_command (message) == PL_MSG_DELIVER) {
-            assert (pl_msg_seq (message) == last_seq + 1);
+            pl_check (pl_msg_seq (message) == last_seq + 1);
             last_seq = pl_msg_seq (message);
             delivered++;
         }
@@ -194,7 +194,7 @@ pl_pipeline_test (bool verbose)
     int64_t deadline = zclock_mono () + 15000;
     while (pl_store_count_messages (mongo, room_id) < 100 && zclock_mono () < deadline)
         zclock_sleep (100);
-    assert (pl_store_count_messages (mongo, room_id) == 100);
+    pl_check (pl_store_count_messages (mongo, room_id) == 100);
     pl_store_destroy (&mongo);
 
     free (room_id);

@@ -386,43 +386,43 @@ pl_config_test (bool verbose)
     char *argv [] = { "test", "--port", "9001", "--redis_url=redis://127.0.0.1:7000",
                       "--runtime-dir", "/tmp/x", "--verbose", "--redis-cluster", "false", NULL };
     pl_config_t *config = pl_config_new (9, argv);
-    assert (config);
-    assert (config->port == 9001);
-    assert (streq_safe (config->redis_url, "redis://127.0.0.1:7000"));
-    assert (streq_safe (config->router_endpoint, "ipc:///tmp/x/router.ipc"));
-    assert (config->verbose);
-    assert (!config->redis_cluster);
-    assert (config->shards == 8);
+    pl_check (config);
+    pl_check (config->port == 9001);
+    pl_check (streq_safe (config->redis_url, "redis://127.0.0.1:7000"));
+    pl_check (streq_safe (config->router_endpoint, "ipc:///tmp/x/router.ipc"));
+    pl_check (config->verbose);
+    pl_check (!config->redis_cluster);
+    pl_check (config->shards == 8);
     pl_config_destroy (&config);
     pl_config_destroy (&config);
 
     //  A zconfig file, sections flattened into names; the command line wins
     char path [] = "/tmp/pl_config_test-XXXXXX";
     int fd = mkstemp (path);
-    assert (fd >= 0);
+    pl_check (fd >= 0);
     const char *text = "parley\n    port = 7000\n    redis\n        url = \"redis://10.0.0.1:7000\"\n"
                        "    host-id = h7\n";
-    assert (write (fd, text, strlen (text)) == (ssize_t) strlen (text));
+    pl_check (write (fd, text, strlen (text)) == (ssize_t) strlen (text));
     close (fd);
     char *with_file [] = { "test", "--config", path, "--port", "7001", NULL };
     config = pl_config_new (5, with_file);
-    assert (config);
-    assert (config->port == 7001);
-    assert (streq_safe (config->redis_url, "redis://10.0.0.1:7000"));
-    assert (streq_safe (config->host_id, "h7"));
+    pl_check (config);
+    pl_check (config->port == 7001);
+    pl_check (streq_safe (config->redis_url, "redis://10.0.0.1:7000"));
+    pl_check (streq_safe (config->host_id, "h7"));
     pl_config_destroy (&config);
     //  A bad value in the file names its key
     FILE *bad_file = fopen (path, "w");
     fprintf (bad_file, "parley\n    shards = lots\n");
     fclose (bad_file);
     char *with_bad [] = { "test", "--config", path, NULL };
-    assert (pl_config_new (3, with_bad) == NULL);
+    pl_check (pl_config_new (3, with_bad) == NULL);
     unlink (path);
 
     char *bad_number [] = { "test", "--port", "99999", NULL };
-    assert (pl_config_new (3, bad_number) == NULL);
+    pl_check (pl_config_new (3, bad_number) == NULL);
     char *unknown [] = { "test", "--no-such-option", "1", NULL };
-    assert (pl_config_new (3, unknown) == NULL);
+    pl_check (pl_config_new (3, unknown) == NULL);
     char *bad_host [] = { "test", "--host-id", "a/b", NULL };
-    assert (pl_config_new (3, bad_host) == NULL);
+    pl_check (pl_config_new (3, bad_host) == NULL);
 }

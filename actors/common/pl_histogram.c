@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "pl_histogram.h"
+#include "pl_util.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -56,12 +57,12 @@ pl_histogram_test (bool verbose)
     pl_histogram_observe (&histogram, -4);
     json_t *json = pl_histogram_json (&histogram);
     json_t *buckets = json_object_get (json, "buckets");
-    assert (json_integer_value (json_object_get (buckets, "1")) == 2);
-    assert (json_integer_value (json_object_get (buckets, "5")) == 3);
-    assert (json_integer_value (json_object_get (buckets, "10000")) == 3);
-    assert (json_integer_value (json_object_get (buckets, "+Inf")) == 4);
-    assert (json_integer_value (json_object_get (json, "count")) == 4);
-    assert (json_real_value (json_object_get (json, "sum")) == 20003.5);
+    pl_check (json_integer_value (json_object_get (buckets, "1")) == 2);
+    pl_check (json_integer_value (json_object_get (buckets, "5")) == 3);
+    pl_check (json_integer_value (json_object_get (buckets, "10000")) == 3);
+    pl_check (json_integer_value (json_object_get (buckets, "+Inf")) == 4);
+    pl_check (json_integer_value (json_object_get (json, "count")) == 4);
+    pl_check (json_real_value (json_object_get (json, "sum")) == 20003.5);
     json_decref (json);
     if (verbose)
         printf ("OK\n");

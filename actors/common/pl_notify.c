@@ -118,13 +118,13 @@ pl_notify_test (bool verbose)
     char name [64];
     snprintf (name, sizeof name, "@pl_notify_test-%d", (int) getpid ());
     int fd = socket (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert (fd >= 0);
+    pl_check (fd >= 0);
     struct sockaddr_un address = { .sun_family = AF_UNIX };
     memcpy (address.sun_path, name, strlen (name));
     address.sun_path [0] = 0;
     int rc = bind (fd, (struct sockaddr *) &address,
                    (socklen_t) (offsetof (struct sockaddr_un, sun_path) + strlen (name)));
-    assert (rc == 0);
+    pl_check (rc == 0);
     struct timeval timeout = { 1, 0 };
     setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 
@@ -133,25 +133,25 @@ pl_notify_test (bool verbose)
     char buffer [600];
     pl_notify_ready ("bound");
     ssize_t size = recv (fd, buffer, sizeof buffer - 1, 0);
-    assert (size > 0);
+    pl_check (size > 0);
     buffer [size] = 0;
-    assert (strcmp (buffer, "READY=1\nSTATUS=bound") == 0);
-    assert (pl_notify_is_ready ());
+    pl_check (strcmp (buffer, "READY=1\nSTATUS=bound") == 0);
+    pl_check (pl_notify_is_ready ());
     pl_notify_ready ("again");          //  only once
     pl_notify_watchdog ();
     size = recv (fd, buffer, sizeof buffer - 1, 0);
-    assert (size > 0);
+    pl_check (size > 0);
     buffer [size] = 0;
-    assert (strcmp (buffer, "WATCHDOG=1") == 0);
+    pl_check (strcmp (buffer, "WATCHDOG=1") == 0);
     pl_notify_stopping ("draining");
     size = recv (fd, buffer, sizeof buffer - 1, 0);
-    assert (size > 0);
+    pl_check (size > 0);
     buffer [size] = 0;
-    assert (strcmp (buffer, "STOPPING=1\nSTATUS=draining") == 0);
+    pl_check (strcmp (buffer, "STOPPING=1\nSTATUS=draining") == 0);
     unsetenv ("NOTIFY_SOCKET");
     unsetenv ("WATCHDOG_USEC");
     //  Not under systemd: nothing happens, nothing fails
-    assert (pl_notify ("READY=1") == 0);
+    pl_check (pl_notify ("READY=1") == 0);
     close (fd);
     if (verbose)
         printf ("OK\n");

@@ -671,16 +671,16 @@ pl_bridge_test (bool verbose)
         printf (" * pl_bridge: ");
     char *text = pl_bridge_render ("r1", 42, "TALK", "u1", "Alice", "hi \"there\"\n", "c1",
                                    1795348800000LL);
-    assert (text);
-    assert (streq (text, "{\"roomId\":\"r1\",\"seq\":42,\"type\":\"TALK\",\"senderId\":\"u1\","
+    pl_check (text);
+    pl_check (streq (text, "{\"roomId\":\"r1\",\"seq\":42,\"type\":\"TALK\",\"senderId\":\"u1\","
                          "\"senderName\":\"Alice\",\"content\":\"hi \\\"there\\\"\\n\","
                          "\"clientMsgId\":\"c1\",\"createdAt\":\"2026-11-22T12:00:00.000Z\"}"));
     free (text);
     text = pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "x", "", 0);
-    assert (text && !strstr (text, "clientMsgId"));
+    pl_check (text && !strstr (text, "clientMsgId"));
     free (text);
     //  Invalid UTF-8 is refused, not rendered as broken JSON
-    assert (pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "\xff", "", 0) == NULL);
+    pl_check (pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "\xff", "", 0) == NULL);
     if (verbose)
         printf ("OK\n");
 }
