@@ -61,6 +61,9 @@ typedef struct {
     int   replay_ttl_s;         //  a room's replay index expires this long after its last append
     int   claim_interval_ms;    //  how often pending persist work of others is claimed
     int   persist_attempts;     //  failed stores of one entry before it is dead-lettered
+    int   persist_retry_ms;     //  pause before a failed entry is handed out again (doubles)
+    int   persist_retry_max_ms; //  the longest such pause
+    int   held_sends_max;       //  SENDs held while Redis is away; more get 503
     int   claim_idle_ms;        //  pending this long without an ack: its consumer is taken as dead
     int   janitor_interval_ms;  //  how often the shard streams are trimmed
     int   host_gone_s;          //  a host silent this long loses its fan-out group

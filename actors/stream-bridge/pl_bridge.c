@@ -5,6 +5,9 @@
 #include "pl_bridge.h"
 #include "pl_streams.h"
 #include "pl_msg.h"
+#include "pl_drain.h"
+#include "pl_reply.h"
+#include "pl_peers.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
@@ -14,23 +17,15 @@
 
 #include <jansson.h>
 
+//  Deadlines and silent stores are checked this often (not a limit)
 #define TICK_MS         100
-//  A store that failed an entry gets it again after this pause
-#define RETRY_PAUSE_MS  1000
-#define RETRY_PAUSE_MAX_MS 30000
-//  SENDs held while Redis is not reachable; more are refused at once
-#define HELD_MAX        10000
 
-typedef struct {
-    char *identity;
-    int64_t last_seen;
-    size_t outstanding;         //  entries handed to it, unconfirmed
-} store_t;
-
+//  A persistence actor is a pl_peer_t; its outstanding count is the entries
+//  handed to it and not yet confirmed.
 typedef struct {
     char *key;                  //  "<stream>/<entry id>"
     pl_msg_t *persist;          //  the PERSIST message
-    store_t *store;             //  where it went, NULL while queued
+    pl_peer_t *store;           //  where it went, NULL while queued
     int64_t deadline;           //  hand to another store after this
     int64_t not_before;         //  retry pause after a failure
     int attempts;               //  stores that failed it
@@ -49,27 +44,17 @@ struct _self_t {
     zsock_t *frontend;          //  ROUTER: room-router and persistence actors
     pl_streams_t *streams;
     char *router;               //  routing id of this host's room-router
-    zlistx_t *stores;           //  store_t
+    pl_peers_t *stores;         //  persistence actors
     zhashx_t *work;             //  key -> work_t, every entry not yet acked
     zlistx_t *queue;            //  work_t waiting for a store (not owned)
     size_t appends;             //  appends in flight
     pl_monitor_t *monitor;      //  socket events and status for operators
-    int64_t last_status;
+    pl_every_t status;          //  status record cadence
+    pl_every_t tick;            //  deadlines, silent stores
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
     zlistx_t *held;             //  SENDs held until the groups exist
     bool terminated;
 };
-
-static void
-s_store_destroy (void **item_p)
-{
-    store_t *store = (store_t *) *item_p;
-    if (store) {
-        free (store->identity);
-        free (store);
-        *item_p = NULL;
-    }
-}
 
 static void
 s_work_destroy (void **item_p)
@@ -115,8 +100,9 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         pl_monitor_watch (self->monitor, self->frontend, "peers");
     //  Fan-out waits for the router's first HELLO
     pl_streams_fanout_hold (self->streams, true);
-    self->stores = zlistx_new ();
-    zlistx_set_destructor (self->stores, s_store_destroy);
+    self->stores = pl_peers_new (config->peer_timeout_ms, NULL);
+    pl_every_init (&self->status, config->status_interval_ms);
+    pl_every_init (&self->tick, TICK_MS);
     self->work = zhashx_new ();
     zhashx_set_destructor (self->work, s_work_destroy);
     self->queue = zlistx_new ();
@@ -136,7 +122,7 @@ s_self_destroy (self_t **self_p)
         zlistx_destroy (&self->queue);
         zlistx_destroy (&self->held);
         zhashx_destroy (&self->work);
-        zlistx_destroy (&self->stores);
+        pl_peers_destroy (&self->stores);
         zsock_destroy (&self->frontend);
         pl_monitor_destroy (&self->monitor);
         free (self->router);
@@ -234,19 +220,9 @@ s_on_persist (void *arg, const pl_entry_t *entry)
     zlistx_add_end (self->queue, work);
 }
 
-static store_t *
-s_store_find (self_t *self, const char *identity)
-{
-    for (store_t *store = (store_t *) zlistx_first (self->stores); store;
-         store = (store_t *) zlistx_next (self->stores))
-        if (streq (store->identity, identity))
-            return store;
-    return NULL;
-}
-
 //  Put a store's unconfirmed work back in the queue (it restarted or left).
 static void
-s_store_requeue (self_t *self, store_t *store)
+s_store_requeue (self_t *self, pl_peer_t *store)
 {
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
@@ -258,11 +234,11 @@ s_store_requeue (self_t *self, store_t *store)
 }
 
 static void
-s_store_forget (self_t *self, store_t *store)
+s_store_forget (self_t *self, pl_peer_t *store)
 {
-    pl_log_info ("persistence actor %s is gone", store->identity);
+    pl_log_info ("persistence actor %s is gone", store->id);
     s_store_requeue (self, store);
-    zlistx_delete (self->stores, zlistx_find (self->stores, store));
+    pl_peers_remove (self->stores, store);
 }
 
 //  Hand queued work to the least busy stores.
@@ -277,14 +253,11 @@ s_self_dispatch (self_t *self)
             work = (work_t *) zlistx_next (self->queue);
             continue;
         }
-        store_t *best = NULL;
-        for (store_t *store = (store_t *) zlistx_first (self->stores); store;
-             store = (store_t *) zlistx_next (self->stores))
-            if (store->outstanding < limit && (!best || store->outstanding < best->outstanding))
-                best = store;
+        //  The least busy store; ties go round
+        pl_peer_t *best = pl_peers_pick (self->stores, limit);
         if (!best)
             break;              //  every store is full or none is there
-        if (pl_msg_send_copy (work->persist, self->frontend, best->identity)) {
+        if (pl_msg_send_copy (work->persist, self->frontend, best->id)) {
             if (zmq_errno () == EHOSTUNREACH)
                 s_store_forget (self, best);
             else
@@ -295,8 +268,6 @@ s_self_dispatch (self_t *self)
         work->store = best;
         work->deadline = now + self->config->persist_timeout_ms;
         best->outstanding++;
-        //  Ties go round: the next entry prefers the next store
-        zlistx_move_end (self->stores, zlistx_find (self->stores, best));
         zlistx_delete (self->queue, zlistx_cursor (self->queue));
         work = (work_t *) zlistx_first (self->queue);
     }
@@ -340,8 +311,11 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
             zhashx_delete (self->work, key);
             return;
         }
-        int64_t pause = (int64_t) RETRY_PAUSE_MS << (work->attempts - 1);
-        work->not_before = pl_mono_ms () + (pause < RETRY_PAUSE_MAX_MS? pause: RETRY_PAUSE_MAX_MS);
+        int shift = work->attempts - 1 < 20? work->attempts - 1: 20;
+        int64_t pause = (int64_t) self->config->persist_retry_ms << shift;
+        if (pause > self->config->persist_retry_max_ms)
+            pause = self->config->persist_retry_max_ms;
+        work->not_before = pl_mono_ms () + pause;
         pl_log_warning ("store %s failed %s (attempt %d): %s", pl_msg_routing_id (message), key,
                         work->attempts, pl_msg_body (message));
         zlistx_add_end (self->queue, work);
@@ -357,11 +331,7 @@ static void
 s_self_answer (self_t *self, const pl_msg_t *request, uint32_t status, uint64_t seq,
                const char *body, size_t size)
 {
-    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (reply, pl_msg_route (request));
-    pl_msg_set_corr (reply, pl_msg_corr (request));
-    pl_msg_set_session (reply, pl_msg_session (request));
-    pl_msg_set_status (reply, status);
+    pl_msg_t *reply = pl_reply_new (request, status, NULL);
     pl_msg_set_seq (reply, seq);
     pl_msg_set_body (reply, body, size);
     if (self->frontend && pl_msg_send_copy (reply, self->frontend, pl_msg_routing_id (request)))
@@ -492,10 +462,12 @@ s_self_handle_replay (self_t *self, pl_msg_t **request_p)
 //  --------------------------------------------------------------------------
 //  Peers and the loop
 
+//  A message from the room-router or a persistence actor (a pl_drain_fn).
 //  Handlers that keep the message take it from *message_p.
 static void
-s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
+s_self_handle_frontend (void *actor, pl_msg_t **message_p)
 {
+    self_t *self = (self_t *) actor;
     pl_msg_t *message = *message_p;
     const char *from = pl_msg_routing_id (message);
     switch (pl_msg_command (message)) {
@@ -514,26 +486,21 @@ s_self_handle_frontend (self_t *self, pl_msg_t **message_p)
             }
             else
             if (streq (pl_msg_kind (message), "store")) {
-                store_t *store = s_store_find (self, from);
-                if (!store) {
-                    store = (store_t *) zmalloc (sizeof (store_t));
-                    assert (store);
-                    store->identity = strdup (from);
-                    zlistx_add_end (self->stores, store);
+                bool added = false;
+                pl_peer_t *store = pl_peers_seen (self->stores, from, pl_mono_ms (), &added);
+                if (added)
                     pl_log_info ("persistence actor %s connected", from);
-                }
                 else
                 if (pl_msg_status (message) == 1)
                     //  It restarted: what it held is lost with it
                     s_store_requeue (self, store);
-                store->last_seen = pl_mono_ms ();
             }
             break;
         case PL_MSG_SEND:
             //  Until this host's fan-out group exists (it starts at the live
             //  end), an append would not reach this host's subscribers
             if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
-                if (zlistx_size (self->held) < HELD_MAX) {
+                if (zlistx_size (self->held) < (size_t) self->config->held_sends_max) {
                     zlistx_add_end (self->held, message);
                     *message_p = NULL;
                 }
@@ -566,8 +533,7 @@ s_self_handle_tick (self_t *self)
     int64_t now = pl_mono_ms ();
     if (self->router && pl_streams_connected (self->streams))
         pl_notify_ready ("Redis connected, router known");
-    if (now - self->last_status >= 1000) {
-        self->last_status = now;
+    if (pl_every_due (&self->status, now)) {
         pl_streams_stats_t stats;
         pl_streams_stats (self->streams, &stats);
         pl_monitor_report (self->monitor, json_pack (
@@ -579,7 +545,7 @@ s_self_handle_tick (self_t *self)
             "redis_reconnects", (json_int_t) stats.reconnects,
             "persist_unconfirmed", (json_int_t) zhashx_size (self->work),
             "persist_queued", (json_int_t) zlistx_size (self->queue),
-            "persistence_actors", (json_int_t) zlistx_size (self->stores),
+            "persistence_actors", (json_int_t) pl_peers_size (self->stores),
             "appends_in_flight", (json_int_t) self->appends,
             "redis_connected", pl_streams_connected (self->streams),
             "persist_lag_ms", pl_histogram_json (&self->persist_lag),
@@ -589,21 +555,15 @@ s_self_handle_tick (self_t *self)
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
         if (work->store && now >= work->deadline) {
-            pl_log_warning ("store %s did not confirm %s in time", work->store->identity, work->key);
+            pl_log_warning ("store %s did not confirm %s in time", work->store->id, work->key);
             if (work->store->outstanding)
                 work->store->outstanding--;
             work->store = NULL;
             zlistx_add_end (self->queue, work);
         }
-    store_t *store = (store_t *) zlistx_first (self->stores);
-    while (store) {
-        if (now - store->last_seen > self->config->persist_timeout_ms) {
-            s_store_forget (self, store);
-            store = (store_t *) zlistx_first (self->stores);
-        }
-        else
-            store = (store_t *) zlistx_next (self->stores);
-    }
+    pl_peer_t *store;
+    while ((store = pl_peers_expired (self->stores, now)))
+        s_store_forget (self, store);
 }
 
 void
@@ -619,7 +579,6 @@ pl_bridge_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     pl_log_info ("listening on %s, Redis at %s, %d shards", config->bridge_endpoint,
                  config->redis_url, config->shards);
-    int64_t next_tick = 0;
     while (!self->terminated) {
         zmq_pollitem_t items [2 + PL_STREAMS_POLLITEMS_MAX] = {
             { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
@@ -630,7 +589,7 @@ pl_bridge_actor (zsock_t *pipe, void *args)
         int streams_timeout = pl_streams_timeout (self->streams);
         if (streams_timeout >= 0 && streams_timeout < timeout)
             timeout = streams_timeout;
-        if (zlistx_size (self->queue) && zlistx_size (self->stores))
+        if (zlistx_size (self->queue) && pl_peers_size (self->stores))
             timeout = timeout < 10? timeout: 10;
         if (zmq_poll (items, 2 + redis_items, timeout) == -1 && zmq_errno () != EINTR)
             break;
@@ -640,26 +599,15 @@ pl_bridge_actor (zsock_t *pipe, void *args)
                 self->terminated = true;
             zstr_free (&command);
         }
-        //  Bounded per turn so Redis replies are read in between
-        for (int budget = 5000; budget > 0; budget--) {
-            bool malformed = false;
-            pl_msg_t *message = pl_msg_recv_nowait (self->frontend, &malformed);
-            if (!message) {
-                if (malformed)
-                    continue;
-                break;
-            }
-            s_self_handle_frontend (self, &message);
-            pl_msg_destroy (&message);
-        }
+        //  Bounded per turn so Redis replies are read in between; zmq_poll
+        //  checks ZMQ_EVENTS, so what the budget leaves wakes it at once
+        pl_drain (self->frontend, config->drain_budget, "peers", s_self_handle_frontend, self);
         pl_streams_handle (self->streams, items + 2, redis_items);
         pl_notify_watchdog ();
         s_self_release_held (self);
         s_self_dispatch (self);
-        if (pl_mono_ms () >= next_tick) {
+        if (pl_every_due (&self->tick, pl_mono_ms ()))
             s_self_handle_tick (self);
-            next_tick = pl_mono_ms () + TICK_MS;
-        }
     }
     s_self_destroy (&self);
 }
