@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Parse Prometheus text (stdin) with the reference client library's parser
 and print the families as JSON: {name: {"type": t, "samples": [[name,
-labels, value], ...]}}. A text the parser refuses exits non-zero."""
+labels, value], ...]}}, named as the library names families: a counter
+without its "_total" (parley_store_stored), its samples with it
+(parley_store_stored_total). A text the parser refuses exits non-zero."""
 import json
 import sys
 

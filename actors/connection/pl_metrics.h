@@ -3,10 +3,14 @@
 
     Subscribes to the status records every actor of the host publishes on
     its monitor endpoint (ipc://RUNTIME/monitor-*.ipc, see MONITOR.md),
-    keeps the latest of each, and renders them for GET /metrics: every
-    number of a record's figures becomes parley_<kind>_<figure>{host,
-    instance}, every histogram (pl_histogram JSON) a Prometheus histogram.
-    So one scrape of any connection actor shows the whole host.
+    keeps the latest of each, and renders them for GET /metrics. One table
+    (s_families in pl_metrics.c) gives each figure its family: name
+    (parley_<kind>_..., counters ..._total, base units: a figure in ms is
+    exported in seconds), type (gauge, counter, histogram) and help text;
+    samples carry labels host and instance (and name for per-item figures
+    such as the bridge's groups). A figure the table does not know is left
+    out, logged once, and counted in parley_metrics_figures_skipped{host,
+    instance,kind}. So one scrape of any connection actor shows the host.
     =========================================================================
 */
 #ifndef PL_METRICS_H_INCLUDED
