@@ -9,6 +9,12 @@
     Integers are big-endian. A frame with a foreign signature, another
     version, an unknown command or a length that does not add up is logged
     and dropped by pl_msg_recv: it never reaches the actor's logic.
+
+    PL_MSG_PROTOCOL below is the one description of what each command means:
+    who sends it to whom and which fields it carries, each a name for one
+    wire slot. The accessors are generated from it and refuse (assert) a
+    field the message's command does not declare. proto/SPEC.md carries the
+    same tables for people; the pl_msg selftest fails when the two differ.
     =========================================================================
 */
 #ifndef PL_MSG_H_INCLUDED
@@ -20,25 +26,160 @@
 
 #define PL_MSG_VERSION 1
 
+//  The wire slots in frame order after the command byte: X (slot, type).
+//  Types: u64, i64, u32 (big-endian integers), string (u16 length + bytes,
+//  no NUL inside), bytes (u32 length + bytes).
+#define PL_MSG_SLOTS(X) \
+    X (session, u64) X (corr, u64) X (seq, u64) X (created, i64) X (status, u32) \
+    X (route, string) X (room, string) X (user, string) X (name, string) X (kind, string) \
+    X (sub, string) X (key, string) X (id, string) X (cmid, string) \
+    X (body, bytes)
+
+//  Named fields: X (field, slot, type). One name is one meaning, always in
+//  the same slot with the slot's type; a slot that means different things
+//  in different commands has one name per meaning.
+#define PL_MSG_FIELDS(X) \
+    X (session,     session, u64)       \
+    X (corr,        corr,    u64)       \
+    X (seq,         seq,     u64)       \
+    X (before,      seq,     u64)       \
+    X (after,       seq,     u64)       \
+    X (created,     created, i64)       \
+    X (status,      status,  u32)       \
+    X (readiness,   status,  u32)       \
+    X (limit,       status,  u32)       \
+    X (first_hello, status,  u32)       \
+    X (route,       route,   string)    \
+    X (room,        room,    string)    \
+    X (user,        user,    string)    \
+    X (actor_name,  name,    string)    \
+    X (sender_name, name,    string)    \
+    X (caller_name, name,    string)    \
+    X (role,        kind,    string)    \
+    X (action,      kind,    string)    \
+    X (type,        kind,    string)    \
+    X (operation,   kind,    string)    \
+    X (target_user, sub,     string)    \
+    X (stream,      key,     string)    \
+    X (entry_id,    id,      string)    \
+    X (cmid,        cmid,    string)    \
+    X (body,        body,    bytes)
+
+//  The protocol: every command, who sends it to whom, and the fields it
+//  declares with their meaning in that command. Fields no row declares
+//  stay empty (0, "") on the wire.
+//      C (COMMAND, number, "path", "summary")
+//      F (COMMAND, field, "meaning")
+//  A path is one or more legs "a → b" or "a → b → c", separated by "; ",
+//  between conn, router, store and bridge. Meanings hold no '|' (they are
+//  markdown table cells in SPEC.md). Commands are only ever added at the
+//  end, with the next number.
+#define PL_MSG_PROTOCOL(C, F) \
+    C (HELLO, 1, "conn → router; store → router; store → bridge; router → bridge", \
+       "a peer announces itself; a store and the router repeat it every second as a heart-beat") \
+    F (HELLO, role,        "`conn`, `store` or `router`: what the receiver files the peer as") \
+    F (HELLO, actor_name,  "for logs, not read: `<host>/conn-<i>` from a conn, the host id from a store or the router") \
+    F (HELLO, first_hello, "store only: 1 in its first HELLO since it started, else 0") \
+    C (PING, 2, "conn → router; router → conn; bridge → router", \
+       "a conn's heart-beat; the answer says what the host is ready for") \
+    F (PING, readiness,    "answers only: bit `PL_READY_STORE` (1) a store is connected, bit `PL_READY_BRIDGE` (2) the bridge has Redis; the bridge sets only bit 2") \
+    C (RESYNC, 3, "router → conn", \
+       "the router does not know this conn (it restarted): announce yourself and your rooms again") \
+    C (JOIN, 4, "conn → router", \
+       "the conn has its first local subscriber of a room") \
+    F (JOIN, room,         "the room") \
+    C (LEAVE, 5, "conn → router", \
+       "the conn's last local subscriber of a room is gone") \
+    F (LEAVE, room,        "the room") \
+    C (AUTHZ, 6, "conn → router", \
+       "may this user subscribe to this room?") \
+    F (AUTHZ, corr,        "chosen by the conn, echoed in the RESULT") \
+    F (AUTHZ, session,     "the subscriber's session, echoed in the RESULT") \
+    F (AUTHZ, user,        "the subscriber's user id (from its token)") \
+    F (AUTHZ, room,        "the room to subscribe to") \
+    F (AUTHZ, action,      "`subscribe` (not read by the router)") \
+    C (SEND, 7, "conn → router → bridge", \
+       "append a message to a room") \
+    F (SEND, corr,         "chosen by the conn, echoed in the RESULT") \
+    F (SEND, session,      "the sender's session, echoed in the RESULT") \
+    F (SEND, user,         "senderId (from the token)") \
+    F (SEND, sender_name,  "senderName (from the token)") \
+    F (SEND, room,         "the room") \
+    F (SEND, type,         "message type: `TALK`") \
+    F (SEND, cmid,         "clientMsgId, or empty: one repeated within `dedup-ttl-s` is not appended again") \
+    F (SEND, body,         "the content") \
+    F (SEND, route,        "set by the router: the conn's routing id, copied into the RESULT") \
+    C (RESULT, 8, "router → conn; bridge → router → conn; store → router → conn; store → router", \
+       "the answer to AUTHZ, SEND, QUERY or REPLAY") \
+    F (RESULT, route,      "from the bridge or a store: the conn the router forwards it to; empty from a store: the answer to the router's own QUERY") \
+    F (RESULT, corr,       "the request's corr") \
+    F (RESULT, session,    "the request's session") \
+    F (RESULT, room,       "the request's room, from the router and a store (the conn reads it in an AUTHZ answer)") \
+    F (RESULT, status,     "HTTP-style: 2xx done, 4xx refused, 503 unavailable (try again)") \
+    F (RESULT, seq,        "SEND: the message's room seq (also for a repeated clientMsgId); REPLAY: the room's last seq in the stream; else 0") \
+    F (RESULT, body,       "AUTHZ, SEND: text for the client when refused; QUERY: JSON; REPLAY: JSON array of DELIVER bodies") \
+    C (DELIVER, 9, "bridge → router → conn", \
+       "a room message for the conn's subscribers (or a user event)") \
+    F (DELIVER, room,      "the room; empty in a user event") \
+    F (DELIVER, seq,       "the message's room seq") \
+    F (DELIVER, created,   "createdAt, milliseconds since the epoch (delivery latency)") \
+    F (DELIVER, user,      "a user event (room empty): the user whose sessions get it on `/user/queue/events`; no actor sends one yet") \
+    F (DELIVER, body,      "the JSON the client gets (`{\"roomId\":…,\"seq\":…}`), rendered once by the bridge") \
+    C (PERSIST, 10, "bridge → store", \
+       "store this stream entry in MongoDB") \
+    F (PERSIST, stream,    "the shard stream that holds the entry") \
+    F (PERSIST, entry_id,  "the entry's id in that stream") \
+    F (PERSIST, room,      "roomId") \
+    F (PERSIST, seq,       "the message's room seq") \
+    F (PERSIST, type,      "message type") \
+    F (PERSIST, user,      "senderId") \
+    F (PERSIST, sender_name, "senderName") \
+    F (PERSIST, cmid,      "clientMsgId, or empty") \
+    F (PERSIST, created,   "createdAt, milliseconds since the epoch") \
+    F (PERSIST, body,      "the content") \
+    C (PERSISTED, 11, "store → bridge", \
+       "the entry is stored, or failed") \
+    F (PERSISTED, stream,  "the PERSIST's stream") \
+    F (PERSISTED, entry_id, "the PERSIST's entry id") \
+    F (PERSISTED, room,    "the PERSIST's room (not read)") \
+    F (PERSISTED, seq,     "the PERSIST's seq (not read)") \
+    F (PERSISTED, status,  "200 stored (or stored before); 500 failed") \
+    F (PERSISTED, body,    "on 500: the error") \
+    C (QUERY, 12, "conn → router → store; router → store", \
+       "work for MongoDB: the HTTP API, a resume's history, the router's member lists") \
+    F (QUERY, corr,        "chosen by the requester, echoed in the RESULT") \
+    F (QUERY, session,     "`room.since`: the subscriber's session; else 0") \
+    F (QUERY, route,       "set by the router: the conn's routing id, copied into the RESULT; empty in the router's own") \
+    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `member.add` or `member.remove`") \
+    F (QUERY, user,        "the caller (from its token); empty in `room.members`") \
+    F (QUERY, caller_name, "the caller's name (from its token; not read)") \
+    F (QUERY, room,        "the room of the operation") \
+    F (QUERY, target_user, "`member.remove`: the user to remove") \
+    F (QUERY, before,      "`room.messages`: only seq < before, newest first (0: no bound)") \
+    F (QUERY, after,       "`room.since`: only seq > after, oldest first") \
+    F (QUERY, limit,       "`room.messages`, `room.since`: at most this many (0 or over `history-limit`: `history-limit`)") \
+    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object") \
+    C (ROOM_CHANGED, 13, "store → router → bridge; bridge → router", \
+       "a room's members changed: every host's router drops its cached list") \
+    F (ROOM_CHANGED, room, "the room") \
+    C (REPLAY, 14, "conn → router → bridge", \
+       "a room's messages after a seq that are still in its shard stream (resume)") \
+    F (REPLAY, corr,       "chosen by the conn, echoed in the RESULT") \
+    F (REPLAY, session,    "the subscriber's session, echoed in the RESULT") \
+    F (REPLAY, route,      "set by the router: the conn's routing id, copied into the RESULT") \
+    F (REPLAY, user,       "the subscriber (the router checks membership)") \
+    F (REPLAY, room,       "the room") \
+    F (REPLAY, after,      "only seq > after, oldest first") \
+    F (REPLAY, limit,      "at most this many (0 or over `history-limit`: `history-limit`)")
+
+#define PL_MSG_COMMAND_ENUM(command, number, path, summary) PL_MSG_##command = number,
+#define PL_MSG_NO_FIELD(command, field, meaning)
 typedef enum {
-    PL_MSG_HELLO = 1,           //  peer announces itself (kind = role)
-    PL_MSG_PING,                //  connection -> router, keeps interest alive
-    PL_MSG_RESYNC,              //  router -> connection: send your interest again
-    PL_MSG_JOIN,                //  connection -> router: has subscribers for room
-    PL_MSG_LEAVE,               //  connection -> router: has none left for room
-    PL_MSG_AUTHZ,               //  connection -> router: may user subscribe to room?
-    PL_MSG_SEND,                //  connection -> router -> bridge: append a message
-    PL_MSG_RESULT,              //  answer to AUTHZ, SEND, QUERY (status, seq, body)
-    PL_MSG_DELIVER,             //  bridge -> router -> connection: a room message
-    PL_MSG_PERSIST,             //  bridge -> persistence: store this stream entry
-    PL_MSG_PERSISTED,           //  persistence -> bridge: entry stored (or failed)
-    PL_MSG_QUERY,               //  connection -> router -> persistence: HTTP API work
-    PL_MSG_ROOM_CHANGED,        //  persistence -> router -> bridge: members of room changed
-    PL_MSG_REPLAY,              //  connection -> router -> bridge: room entries after seq
+    PL_MSG_PROTOCOL (PL_MSG_COMMAND_ENUM, PL_MSG_NO_FIELD)
     PL_MSG_COMMAND_LIMIT
 } pl_msg_command_t;
 
-//  Readiness bits in the status of a PING answer (see SPEC.md)
+//  Readiness bits of a PING answer
 #define PL_READY_STORE  1       //  a persistence actor is connected
 #define PL_READY_BRIDGE 2       //  the stream bridge has Redis
 
@@ -79,33 +220,55 @@ const char *pl_msg_command_name (pl_msg_command_t command);
 const char *pl_msg_routing_id (const pl_msg_t *self);
 void        pl_msg_set_routing_id (pl_msg_t *self, const char *routing_id);
 
-//  Numbers
-uint64_t pl_msg_session (const pl_msg_t *self);
-void     pl_msg_set_session (pl_msg_t *self, uint64_t session);
-uint64_t pl_msg_corr (const pl_msg_t *self);
-void     pl_msg_set_corr (pl_msg_t *self, uint64_t corr);
-uint64_t pl_msg_seq (const pl_msg_t *self);
-void     pl_msg_set_seq (pl_msg_t *self, uint64_t seq);
-int64_t  pl_msg_created (const pl_msg_t *self);
-void     pl_msg_set_created (pl_msg_t *self, int64_t created);
-uint32_t pl_msg_status (const pl_msg_t *self);
-void     pl_msg_set_status (pl_msg_t *self, uint32_t status);
-
-//  Short strings: never NULL ("" when unset). Setting NULL sets "".
-//  Values longer than PL_MSG_STRING_MAX are truncated by the setter; callers
-//  enforce their own, smaller limits on input.
-#define PL_MSG_STRING_FIELDS(X) X(route) X(room) X(user) X(name) X(kind) X(sub) X(key) X(id) X(cmid)
-#define PL_MSG_DECLARE_STRING(field) \
+//  Every named field of PL_MSG_FIELDS has a getter and a setter:
+//      pl_msg_<field> (msg)            pl_msg_set_<field> (msg, value)
+//  e.g. pl_msg_limit (query), pl_msg_set_readiness (ping, bits). Both
+//  assert that the message's command declares the field. Strings are never
+//  NULL ("" when unset); setting NULL sets "", and values longer than
+//  PL_MSG_STRING_MAX are truncated (callers enforce their own, smaller
+//  limits on input). The body is any bytes, kept NUL-terminated:
+//      pl_msg_body (msg), pl_msg_body_size (msg), pl_msg_set_body (msg, data, size)
+#define PL_MSG_DECLARE_NUMBER(field, ctype) \
+    ctype pl_msg_##field (const pl_msg_t *self); \
+    void  pl_msg_set_##field (pl_msg_t *self, ctype value);
+#define PL_MSG_DECLARE_u64(field) PL_MSG_DECLARE_NUMBER (field, uint64_t)
+#define PL_MSG_DECLARE_i64(field) PL_MSG_DECLARE_NUMBER (field, int64_t)
+#define PL_MSG_DECLARE_u32(field) PL_MSG_DECLARE_NUMBER (field, uint32_t)
+#define PL_MSG_DECLARE_string(field) \
     const char *pl_msg_##field (const pl_msg_t *self); \
     void        pl_msg_set_##field (pl_msg_t *self, const char *value);
-PL_MSG_STRING_FIELDS (PL_MSG_DECLARE_STRING)
+#define PL_MSG_DECLARE_bytes(field) \
+    const char *pl_msg_##field (const pl_msg_t *self); \
+    size_t      pl_msg_##field##_size (const pl_msg_t *self); \
+    void        pl_msg_set_##field (pl_msg_t *self, const char *data, size_t size);
+#define PL_MSG_DECLARE_FIELD(field, slot, type) PL_MSG_DECLARE_##type (field)
+PL_MSG_FIELDS (PL_MSG_DECLARE_FIELD)
 
-//  Body: any bytes, kept NUL-terminated for convenience.
-const char *pl_msg_body (const pl_msg_t *self);
-size_t      pl_msg_body_size (const pl_msg_t *self);
-void        pl_msg_set_body (pl_msg_t *self, const char *data, size_t size);
+#ifndef PL_MSG_NO_LEGACY
+//  --------------------------------------------------------------------------
+//  Legacy slot accessors: to be removed once callers use the named ones.
+//  Unchecked: they read and write the slot whatever the command. Replace
+//      pl_msg_kind   by role (HELLO), action (AUTHZ), type (SEND, PERSIST),
+//                    operation (QUERY)
+//      pl_msg_name   by actor_name (HELLO), sender_name (SEND, PERSIST),
+//                    caller_name (QUERY)
+//      pl_msg_sub    by target_user (QUERY)
+//      pl_msg_key    by stream (PERSIST, PERSISTED)
+//      pl_msg_id     by entry_id (PERSIST, PERSISTED)
+//  and, as long as this section exists, pl_msg_status and pl_msg_seq skip
+//  their check too, since callers still use them for
+//      pl_msg_status by first_hello (HELLO), readiness (PING), limit (QUERY,
+//                    REPLAY); it stays for RESULT and PERSISTED
+//      pl_msg_seq    by before, after (QUERY), after (REPLAY); it stays for
+//                    RESULT, DELIVER, PERSIST and PERSISTED
+//  Build with -DPL_MSG_NO_LEGACY to see which callers are left: the first
+//  five stop compiling, and the selftests abort on a status or seq left in
+//  a command that does not declare it.
+#define PL_MSG_LEGACY_SLOTS(X) X (name) X (kind) X (sub) X (key) X (id)
+PL_MSG_LEGACY_SLOTS (PL_MSG_DECLARE_string)
+#endif
 
-//  One line for logs
+//  One line for logs: the command and its named fields.
 void pl_msg_print (const pl_msg_t *self, char *buffer, size_t size);
 
 void pl_msg_test (bool verbose);
