@@ -142,6 +142,16 @@ s_check (const pl_msg_t *self, field_t field)
 }
 #endif
 
+bool
+pl_msg_declares (pl_msg_command_t command, const char *field)
+{
+    assert (command > 0 && command < PL_MSG_COMMAND_LIMIT && field);
+    for (int index = 0; index < FIELD_LIMIT; index++)
+        if (streq (s_fields [index].name, field))
+            return s_declares [command][index];
+    return false;
+}
+
 pl_msg_t *
 pl_msg_new (pl_msg_command_t command)
 {

@@ -216,6 +216,10 @@ pl_msg_t *pl_msg_decode (const byte *data, size_t size, const char **error);
 pl_msg_command_t pl_msg_command (const pl_msg_t *self);
 const char *pl_msg_command_name (pl_msg_command_t command);
 
+//  Whether a command declares the named field (code that serves several
+//  commands alike, such as the RESULT builder, asks before it reads).
+bool pl_msg_declares (pl_msg_command_t command, const char *field);
+
 //  Routing id (ROUTER sockets): the peer it came from / goes to.
 const char *pl_msg_routing_id (const pl_msg_t *self);
 void        pl_msg_set_routing_id (pl_msg_t *self, const char *routing_id);

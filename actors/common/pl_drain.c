@@ -60,13 +60,13 @@ pl_drain_test (bool verbose)
     zsock_t *push = zsock_new_push (">inproc://pl-drain-test");
     pl_check (pull && push);
     for (uint64_t corr = 1; corr <= 5; corr++) {
-        pl_msg_t *message = pl_msg_new (PL_MSG_PING);
+        pl_msg_t *message = pl_msg_new (PL_MSG_QUERY);
         pl_msg_set_corr (message, corr);
         pl_check (pl_msg_send (&message, push) == 0);
     }
     //  A malformed frame in between is skipped, not the end of the turn
     zstr_send (push, "not an envelope");
-    pl_msg_t *message = pl_msg_new (PL_MSG_PING);
+    pl_msg_t *message = pl_msg_new (PL_MSG_QUERY);
     pl_check (pl_msg_send (&message, push) == 0);
     zclock_sleep (50);
 

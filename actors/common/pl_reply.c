@@ -11,10 +11,14 @@ pl_reply_new (const pl_msg_t *request, uint32_t status, const char *body)
     assert (request);
     pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
     pl_msg_set_routing_id (reply, pl_msg_routing_id (request));
-    pl_msg_set_route (reply, pl_msg_route (request));
+    //  A request forwarded by the router names the conn to go back to
+    if (pl_msg_declares (pl_msg_command (request), "route"))
+        pl_msg_set_route (reply, pl_msg_route (request));
     pl_msg_set_corr (reply, pl_msg_corr (request));
-    pl_msg_set_session (reply, pl_msg_session (request));
-    pl_msg_set_room (reply, pl_msg_room (request));
+    if (pl_msg_declares (pl_msg_command (request), "session"))
+        pl_msg_set_session (reply, pl_msg_session (request));
+    if (pl_msg_declares (pl_msg_command (request), "room"))
+        pl_msg_set_room (reply, pl_msg_room (request));
     pl_msg_set_status (reply, status);
     if (body)
         pl_msg_set_body (reply, body, strlen (body));
@@ -48,8 +52,12 @@ pl_reply_test (bool verbose)
     pl_check (streq (pl_msg_room (reply), "r1"));
     pl_check (pl_msg_status (reply) == 403);
     pl_check (streq (pl_msg_body (reply), "not a member"));
-    //  Only the answer's fields: the requester knows its own user
-    pl_check (streq (pl_msg_user (reply), ""));
+    pl_msg_destroy (&reply);
+    pl_msg_t *authz = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (authz, 9);
+    reply = pl_reply_new (authz, 200, NULL);
+    pl_check (pl_msg_corr (reply) == 9 && streq (pl_msg_route (reply), ""));
+    pl_msg_destroy (&authz);
     pl_msg_destroy (&reply);
     reply = pl_reply_new (request, 200, NULL);
     pl_check (pl_msg_body_size (reply) == 0);
