@@ -25,6 +25,7 @@
 #include "pl_api.h"
 #include "pl_connection.h"
 #include "pl_router.h"
+#include "pl_rooms.h"
 #include "pl_store.h"
 #include "pl_persistence.h"
 #include "pl_streams.h"
@@ -53,6 +54,7 @@ static const selftest_t s_selftests [] = {
     { "pl_api",         pl_api_test },
     { "pl_connection",  pl_connection_test },
     { "pl_router",      pl_router_test },
+    { "pl_rooms",       pl_rooms_test },
     { "pl_store",       pl_store_test },
     { "pl_persistence", pl_persistence_test },
     { "pl_streams",     pl_streams_test },

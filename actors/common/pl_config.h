@@ -75,6 +75,9 @@ typedef struct {
     int   store_batch;          //  most entries in one bulk insert
     int   history_limit;        //  largest page of GET .../messages
     int   max_room_members;     //  most members of a group room
+    int   max_room_name_chars;  //  longest group room name (characters)
+    int   store_heartbeat_ms;   //  HELLO interval of a store to bridge and router
+    int   store_prepare_retry_ms;   //  pause between attempts to reach MongoDB
 
     //  Logging
     char *log_level;            //  error, warning, info, debug

@@ -1,8 +1,15 @@
 /*  =========================================================================
     pl_persistence - the persistence actor: MongoDB writes and queries
+
+    Glue between the envelope and the two halves below it: PERSIST entries
+    from the bridge go to pl_store in bulk and come back as PERSISTED; a
+    QUERY from the router is checked by pl_rooms (the rules), answered
+    from pl_store (the data) and goes back as a RESULT. Sockets, receive
+    loop, heartbeat and RESULT building are one function each.
     =========================================================================
 */
 #include "pl_persistence.h"
+#include "pl_rooms.h"
 #include "pl_store.h"
 #include "pl_msg.h"
 #include "pl_sockets.h"
@@ -13,13 +20,15 @@
 
 #include <jansson.h>
 
-#define HEARTBEAT_MS    1000
-#define PREPARE_RETRY_MS 1000
+#define POLL_MS         200     //  longest wait: the heartbeat and retries run between
+#define STATUS_MS       1000    //  figures for operators, as every actor sends them
+#define ROUTER_BUDGET   1000    //  queries handled in one turn before the bridge's work
 
 typedef struct {
     const pl_config_t *config;
     zsock_t *pipe;
-    pl_store_t *store;
+    pl_store_t *store;          //  the data: MongoDB
+    pl_rooms_t *rooms;          //  the rules: who may do what, the answers
     zsock_t *bridge;            //  DEALER: PERSIST in, PERSISTED out
     zsock_t *router;            //  DEALER: QUERY in, RESULT and ROOM_CHANGED out
     bool prepared;              //  indexes exist
@@ -41,12 +50,13 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_store_t *store = pl_store_new (config->mongo_url, config->mongo_db, config->write_concern);
     if (!store)
         return NULL;
-    pl_store_set_max_members (store, config->max_room_members);
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     assert (self);
     self->config = config;
     self->pipe = pipe;
     self->store = store;
+    self->rooms = pl_rooms_new (config);
+    assert (self->rooms);
     char identity [32];
     snprintf (identity, sizeof identity, "store-%d", config->instance);
     self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint);
@@ -71,11 +81,39 @@ s_self_destroy (self_t **self_p)
         zsock_destroy (&self->router);
         pl_monitor_destroy (&self->monitor);
         pl_store_destroy (&self->store);
+        pl_rooms_destroy (&self->rooms);
         free (self->batch);
         free (self->rows);
         free (self);
         *self_p = NULL;
     }
+}
+
+
+//  --------------------------------------------------------------------------
+//  PERSIST from the bridge: one bulk insert per batch, PERSISTED for each
+
+//  Confirm one entry of a batch to the bridge
+static void
+s_self_confirm (self_t *self, pl_msg_t *entry, const pl_store_message_t *row)
+{
+    pl_msg_t *persisted = pl_msg_new (PL_MSG_PERSISTED);
+    pl_msg_set_key (persisted, pl_msg_key (entry));
+    pl_msg_set_id (persisted, pl_msg_id (entry));
+    pl_msg_set_room (persisted, pl_msg_room (entry));
+    pl_msg_set_seq (persisted, pl_msg_seq (entry));
+    if (row->result == 0) {
+        pl_msg_set_status (persisted, 200);
+        self->stored++;
+    }
+    else {
+        self->failed++;
+        pl_msg_set_status (persisted, 500);
+        pl_msg_set_body (persisted, row->error, strlen (row->error));
+    }
+    //  A confirmation the bridge does not get is harmless: it hands the
+    //  entry out again and the duplicate insert counts as stored
+    pl_msg_send (&persisted, self->bridge);
 }
 
 //  Read up to one batch of PERSIST entries, store them in one bulk insert
@@ -97,16 +135,17 @@ s_self_persist_batch (self_t *self)
             pl_msg_destroy (&message);
             continue;
         }
-        pl_store_message_t *row = &self->rows [count];
-        memset (row, 0, sizeof *row);
-        row->room_id = pl_msg_room (message);
-        row->seq = (int64_t) pl_msg_seq (message);
-        row->type = pl_msg_kind (message);
-        row->sender_id = pl_msg_user (message);
-        row->sender_name = pl_msg_name (message);
-        row->content = pl_msg_body (message);
-        row->client_msg_id = pl_msg_cmid (message);
-        row->created_ms = pl_msg_created (message);
+        memset (&self->rows [count], 0, sizeof self->rows [count]);
+        self->rows [count].message = (pl_room_message_t) {
+            .room_id = pl_msg_room (message),
+            .seq = (int64_t) pl_msg_seq (message),
+            .type = pl_msg_kind (message),
+            .sender_id = pl_msg_user (message),
+            .sender_name = pl_msg_name (message),
+            .content = pl_msg_body (message),
+            .client_msg_id = pl_msg_cmid (message),
+            .created_ms = pl_msg_created (message)
+        };
         self->batch [count++] = message;
     }
     if (count == 0)
@@ -114,27 +153,16 @@ s_self_persist_batch (self_t *self)
     if (pl_store_insert_messages (self->store, self->rows, count))
         pl_log_warning ("bulk insert of %zu entries failed: %s", count, self->rows [0].error);
     for (size_t index = 0; index < count; index++) {
-        pl_msg_t *persisted = pl_msg_new (PL_MSG_PERSISTED);
-        pl_msg_set_key (persisted, pl_msg_key (self->batch [index]));
-        pl_msg_set_id (persisted, pl_msg_id (self->batch [index]));
-        pl_msg_set_room (persisted, pl_msg_room (self->batch [index]));
-        pl_msg_set_seq (persisted, pl_msg_seq (self->batch [index]));
-        if (self->rows [index].result == 0) {
-            pl_msg_set_status (persisted, 200);
-            self->stored++;
-        }
-        else {
-            self->failed++;
-            pl_msg_set_status (persisted, 500);
-            pl_msg_set_body (persisted, self->rows [index].error, strlen (self->rows [index].error));
-        }
-        //  A confirmation the bridge does not get is harmless: it hands the
-        //  entry out again and the duplicate insert counts as stored
-        pl_msg_send (&persisted, self->bridge);
+        s_self_confirm (self, self->batch [index], &self->rows [index]);
         pl_msg_destroy (&self->batch [index]);
     }
     return (int) count;
 }
+
+
+//  --------------------------------------------------------------------------
+//  QUERY from the router: rules first (pl_rooms), then data (pl_store).
+//  Each handler returns the HTTP status and sets *json_p.
 
 //  Tell the router that a room's members changed, so it reloads them.
 static void
@@ -147,87 +175,246 @@ s_self_room_changed (self_t *self, const char *room_id)
     pl_msg_send (&changed, self->router);
 }
 
-//  The room id of a JSON room answer.
-static void
-s_self_room_changed_json (self_t *self, const char *json)
+//  Load the room a query names, for a caller who must be a member.
+//  Returns 0 with *room loaded, or a status with *json_p set.
+static int
+s_self_member_room (self_t *self, const char *caller, const char *room_id, pl_room_t *room, char **json_p)
 {
-    json_t *room = json_loads (json, 0, NULL);
-    s_self_room_changed (self, json_string_value (json_object_get (room, "id")));
-    json_decref (room);
+    memset (room, 0, sizeof *room);
+    int status = pl_rooms_room_request (room_id, json_p);
+    if (status)
+        return status;
+    int found = pl_store_room_load (self->store, room_id, room);
+    if (found == PL_STORE_FAILED)
+        return pl_rooms_unavailable (json_p);
+    return pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, caller, json_p);
+}
+
+//  Answer with a room as it is now, with its last seq (after a change)
+static int
+s_self_room_answer (self_t *self, const char *room_id, int status, char **json_p)
+{
+    pl_room_t room;
+    int found = pl_store_room_load (self->store, room_id, &room);
+    if (found == PL_STORE_OK && pl_store_room_last_seq (self->store, &room) == 0)
+        status = pl_rooms_room_answer (&room, status, json_p);
+    else
+    if (found == PL_STORE_MISSING)
+        status = pl_rooms_room_answer (NULL, status, json_p);
+    else
+        status = pl_rooms_unavailable (json_p);
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+static int
+s_query_room_members (self_t *self, pl_msg_t *query, char **json_p)
+{
+    pl_room_t room;
+    int status = pl_rooms_room_request (pl_msg_room (query), json_p);
+    if (status)
+        return status;
+    int found = pl_store_room_load (self->store, pl_msg_room (query), &room);
+    if (found == PL_STORE_FAILED)
+        return pl_rooms_unavailable (json_p);
+    status = pl_rooms_members_answer (found == PL_STORE_OK? &room: NULL, json_p);
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+static int
+s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
+{
+    pl_room_t room;
+    int status = pl_rooms_create_request (self->rooms, pl_msg_user (query), pl_msg_body (query),
+                                          pl_msg_body_size (query), &room, json_p);
+    if (status)
+        return status;
+    int inserted = pl_store_room_insert (self->store, &room);
+    if (inserted == PL_STORE_OK)
+        status = pl_rooms_room_answer (&room, 201, json_p);
+    else
+    if (inserted == PL_STORE_EXISTED)
+        //  A direct room of this pair: as it was first made
+        status = s_self_room_answer (self, room.id, 200, json_p);
+    else
+        status = pl_rooms_unavailable (json_p);
+    if (status == 200 || status == 201)
+        s_self_room_changed (self, room.id);
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+static int
+s_query_room_get (self_t *self, pl_msg_t *query, char **json_p)
+{
+    pl_room_t room;
+    int status = s_self_member_room (self, pl_msg_user (query), pl_msg_room (query), &room, json_p);
+    if (status == 0) {
+        if (pl_store_room_read_seqs (self->store, &room) || pl_store_room_last_seq (self->store, &room))
+            status = pl_rooms_unavailable (json_p);
+        else
+            status = pl_rooms_detail_answer (&room, json_p);
+    }
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+static int
+s_query_room_list (self_t *self, pl_msg_t *query, char **json_p)
+{
+    const char *caller = pl_msg_user (query);
+    int status = pl_rooms_list_request (caller, json_p);
+    if (status)
+        return status;
+    pl_room_t *rooms;
+    size_t count;
+    if (pl_store_rooms_of_user (self->store, caller, &rooms, &count))
+        return pl_rooms_unavailable (json_p);
+    status = pl_rooms_list_answer (rooms, count, caller, json_p);
+    pl_rooms_list_destroy (&rooms, count);
+    return status;
+}
+
+//  Collects a page of messages as the JSON array of the answer
+static int
+s_page_append (const pl_room_message_t *message, void *page)
+{
+    return json_array_append_new ((json_t *) page, pl_rooms_message_json (message));
+}
+
+//  History (newest first, seq < the query's seq; none: no bound) or resume
+//  (oldest first, seq > the query's seq); the query's status asks a limit
+static int
+s_self_page (self_t *self, pl_msg_t *query, bool resume, char **json_p)
+{
+    const char *room_id = pl_msg_room (query);
+    pl_room_t room;
+    int status = s_self_member_room (self, pl_msg_user (query), room_id, &room, json_p);
+    pl_rooms_room_reset (&room);
+    if (status)
+        return status;
+    int limit = pl_rooms_page_limit (self->rooms, (int) pl_msg_status (query));
+    int64_t bound = (int64_t) pl_msg_seq (query);
+    json_t *page = json_array ();
+    int rc = resume? pl_store_messages_after (self->store, room_id, bound, limit, s_page_append, page)
+                   : pl_store_messages_before (self->store, room_id, bound, limit, s_page_append, page);
+    if (rc) {
+        json_decref (page);
+        return pl_rooms_unavailable (json_p);
+    }
+    return pl_rooms_answer (json_p, 200, page);
+}
+
+static int
+s_query_room_messages (self_t *self, pl_msg_t *query, char **json_p)
+{
+    return s_self_page (self, query, false, json_p);
+}
+
+static int
+s_query_room_since (self_t *self, pl_msg_t *query, char **json_p)
+{
+    return s_self_page (self, query, true, json_p);
+}
+
+static int
+s_query_member_add (self_t *self, pl_msg_t *query, char **json_p)
+{
+    char user [PL_ID_MAX + 1];
+    int status = pl_rooms_add_request (pl_msg_body (query), pl_msg_body_size (query), user, json_p);
+    if (status)
+        return status;
+    pl_room_t room;
+    status = s_self_member_room (self, pl_msg_user (query), pl_msg_room (query), &room, json_p);
+    if (status == 0)
+        status = pl_rooms_may_add (self->rooms, &room, user, json_p);
+    if (status == 200)
+        //  A member already: the room as it is
+        status = pl_store_room_last_seq (self->store, &room)? pl_rooms_unavailable (json_p)
+                                                             : pl_rooms_room_answer (&room, 200, json_p);
+    else
+    if (status == 0)
+        status = pl_store_member_add (self->store, room.id, user)? pl_rooms_unavailable (json_p)
+                                                                 : s_self_room_answer (self, room.id, 200, json_p);
+    if (status == 200 || status == 201)
+        s_self_room_changed (self, pl_msg_room (query));
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+static int
+s_query_member_remove (self_t *self, pl_msg_t *query, char **json_p)
+{
+    const char *user = pl_msg_sub (query);
+    int status = pl_rooms_remove_request (user, json_p);
+    if (status)
+        return status;
+    pl_room_t room;
+    status = s_self_member_room (self, pl_msg_user (query), pl_msg_room (query), &room, json_p);
+    if (status == 0)
+        status = pl_rooms_may_remove (&room, pl_msg_user (query), user, json_p);
+    if (status == 0)
+        status = pl_store_member_remove (self->store, room.id, user)? pl_rooms_unavailable (json_p)
+                                                                    : s_self_room_answer (self, room.id, 200, json_p);
+    if (status == 200 || status == 204)
+        s_self_room_changed (self, pl_msg_room (query));
+    pl_rooms_room_reset (&room);
+    return status;
+}
+
+//  The kinds of QUERY (proto/SPEC.md) and their handlers
+static const struct {
+    const char *kind;
+    int (*handler) (self_t *self, pl_msg_t *query, char **json_p);
+} s_queries [] = {
+    { "room.members",   s_query_room_members },
+    { "room.create",    s_query_room_create },
+    { "room.get",       s_query_room_get },
+    { "room.list",      s_query_room_list },
+    { "room.messages",  s_query_room_messages },
+    { "room.since",     s_query_room_since },
+    { "member.add",     s_query_member_add },
+    { "member.remove",  s_query_member_remove },
+};
+
+//  Answer a QUERY with a RESULT: its route, correlation and session, the
+//  room it named, the status and the JSON body
+static void
+s_self_send_result (self_t *self, pl_msg_t *query, int status, const char *json)
+{
+    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_route (result, pl_msg_route (query));
+    pl_msg_set_corr (result, pl_msg_corr (query));
+    pl_msg_set_session (result, pl_msg_session (query));
+    pl_msg_set_room (result, pl_msg_room (query));
+    pl_msg_set_status (result, (uint32_t) status);
+    if (json)
+        pl_msg_set_body (result, json, strlen (json));
+    pl_msg_send (&result, self->router);
 }
 
 static void
 s_self_handle_query (self_t *self, pl_msg_t *query)
 {
-    const char *kind = pl_msg_kind (query);
-    const char *caller = pl_msg_user (query);
-    const char *room_id = pl_msg_room (query);
     char *json = NULL;
-    int status;
-    if (streq (kind, "room.members"))
-        status = pl_store_room_members (self->store, room_id, &json);
-    else
-    if (streq (kind, "room.create")) {
-        status = pl_store_room_create (self->store, caller, pl_msg_body (query), pl_msg_body_size (query),
-                                       self->config->max_room_members, &json);
-        if (status == 200 || status == 201)
-            s_self_room_changed_json (self, json);
-    }
-    else
-    if (streq (kind, "room.get"))
-        status = pl_store_room_get (self->store, caller, room_id, &json);
-    else
-    if (streq (kind, "room.list"))
-        status = pl_store_rooms_of_user (self->store, caller, &json);
-    else
-    if (streq (kind, "room.messages")) {
-        int limit = (int) pl_msg_status (query);
-        if (limit <= 0 || limit > self->config->history_limit)
-            limit = self->config->history_limit;
-        status = pl_store_room_messages (self->store, caller, room_id, (int64_t) pl_msg_seq (query),
-                                         limit, &json);
-    }
-    else
-    if (streq (kind, "room.since")) {
-        int limit = (int) pl_msg_status (query);
-        if (limit <= 0 || limit > self->config->history_limit)
-            limit = self->config->history_limit;
-        status = pl_store_room_since (self->store, caller, room_id, (int64_t) pl_msg_seq (query),
-                                      limit, &json);
-    }
-    else
-    if (streq (kind, "member.add")) {
-        status = pl_store_member_add (self->store, caller, room_id, pl_msg_body (query),
-                                      pl_msg_body_size (query), &json);
-        if (status == 200 || status == 201)
-            s_self_room_changed (self, room_id);
-    }
-    else
-    if (streq (kind, "member.remove")) {
-        status = pl_store_member_remove (self->store, caller, room_id, pl_msg_sub (query), &json);
-        if (status == 200 || status == 204)
-            s_self_room_changed (self, room_id);
-    }
-    else {
-        status = 400;
-        json = strdup ("{\"error\":\"unknown query\"}");
-    }
-    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (result, pl_msg_route (query));
-    pl_msg_set_corr (result, pl_msg_corr (query));
-    pl_msg_set_session (result, pl_msg_session (query));
-    pl_msg_set_room (result, room_id);
-    pl_msg_set_status (result, (uint32_t) status);
-    if (json)
-        pl_msg_set_body (result, json, strlen (json));
+    int status = -1;
+    for (size_t index = 0; index < sizeof s_queries / sizeof s_queries [0]; index++)
+        if (streq (pl_msg_kind (query), s_queries [index].kind)) {
+            status = s_queries [index].handler (self, query, &json);
+            break;
+        }
+    if (status == -1)
+        status = pl_rooms_unknown_query (&json);
+    s_self_send_result (self, query, status, json);
     free (json);
-    pl_msg_send (&result, self->router);
 }
 
+//  Handle the router's queries, up to a budget per turn
 static void
 s_self_handle_router (self_t *self)
 {
-    for (int budget = 1000; budget > 0; budget--) {
+    for (int budget = ROUTER_BUDGET; budget > 0; budget--) {
         bool malformed = false;
         pl_msg_t *message = pl_msg_recv_nowait (self->router, &malformed);
         if (!message) {
@@ -243,34 +430,88 @@ s_self_handle_router (self_t *self)
     }
 }
 
+
+//  --------------------------------------------------------------------------
+//  Plumbing: readiness, heartbeat, status, the receive loop
+
+//  Until MongoDB answered and the indexes exist, try again every
+//  store-prepare-retry-ms
 static void
-s_self_handle_tick (self_t *self)
+s_self_prepare (self_t *self)
+{
+    if (self->prepared || pl_mono_ms () < self->next_prepare)
+        return;
+    self->prepared = pl_store_prepare (self->store) == 0;
+    if (self->prepared) {
+        pl_log_info ("MongoDB ready at %s, database %s", self->config->mongo_url, self->config->mongo_db);
+        pl_notify_ready ("MongoDB reachable, indexes in place");
+    }
+    else
+        pl_log_warning ("MongoDB at %s not ready, retrying", self->config->mongo_url);
+    self->next_prepare = pl_mono_ms () + self->config->store_prepare_retry_ms;
+}
+
+//  HELLO to bridge and router every store-heartbeat-ms; the first one says
+//  this store (re)started. Only once indexes exist: the unique index is
+//  what makes a redelivered entry a harmless duplicate.
+static void
+s_self_heartbeat (self_t *self)
 {
     int64_t now = pl_mono_ms ();
-    if (!self->prepared && now >= self->next_prepare) {
-        self->prepared = pl_store_prepare (self->store) == 0;
-        if (self->prepared) {
-            pl_log_info ("MongoDB ready at %s, database %s", self->config->mongo_url, self->config->mongo_db);
-            pl_notify_ready ("MongoDB reachable, indexes in place");
-        }
-        else
-            pl_log_warning ("MongoDB at %s not ready, retrying", self->config->mongo_url);
-        self->next_prepare = pl_mono_ms () + PREPARE_RETRY_MS;
+    if (!self->prepared || now < self->next_hello)
+        return;
+    zsock_t *peers [] = { self->bridge, self->router };
+    for (int index = 0; index < 2; index++) {
+        pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
+        pl_msg_set_kind (hello, "store");
+        pl_msg_set_name (hello, self->config->host_id);
+        pl_msg_set_status (hello, self->greeted? 0: 1);
+        pl_msg_send (&hello, peers [index]);
     }
-    //  Offer work only once indexes exist: the unique index is what makes a
-    //  redelivered entry a harmless duplicate
-    if (self->prepared && now >= self->next_hello) {
-        zsock_t *peers [] = { self->bridge, self->router };
-        for (int index = 0; index < 2; index++) {
-            pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
-            pl_msg_set_kind (hello, "store");
-            pl_msg_set_name (hello, self->config->host_id);
-            pl_msg_set_status (hello, self->greeted? 0: 1);
-            pl_msg_send (&hello, peers [index]);
+    self->greeted = true;
+    self->next_hello = now + self->config->store_heartbeat_ms;
+}
+
+//  Figures for operators (monitor socket, systemd STATUS)
+static void
+s_self_report (self_t *self)
+{
+    if (pl_mono_ms () - self->last_status < STATUS_MS)
+        return;
+    self->last_status = pl_mono_ms ();
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
+        "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
+        "mongodb_ready", self->prepared));
+}
+
+//  Poll pipe, bridge and router until $TERM. Each turn runs the timers,
+//  then stores whole batches (with queries between them, so history
+//  stays answered under load), then the queries.
+static void
+s_self_receive_loop (self_t *self)
+{
+    zpoller_t *poller = zpoller_new (self->pipe, self->bridge, self->router, NULL);
+    //  Signals are the main thread's business: it sends $TERM, and the
+    //  actor drains and stops only then
+    zpoller_set_nonstop (poller, true);
+    while (!self->terminated) {
+        zsock_t *which = (zsock_t *) zpoller_wait (poller, POLL_MS);
+        if (which == self->pipe) {
+            char *command = zstr_recv (self->pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            zstr_free (&command);
         }
-        self->greeted = true;
-        self->next_hello = now + HEARTBEAT_MS;
+        s_self_prepare (self);
+        s_self_heartbeat (self);
+        pl_notify_watchdog ();
+        s_self_report (self);
+        if (self->prepared)
+            while (s_self_persist_batch (self) == self->config->store_batch)
+                s_self_handle_router (self);
+        s_self_handle_router (self);
     }
+    zpoller_destroy (&poller);
 }
 
 void
@@ -288,87 +529,78 @@ pl_persistence_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     pl_log_info ("store-%d: bridge at %s, router at %s", config->instance,
                  config->bridge_endpoint, config->router_endpoint);
-    zpoller_t *poller = zpoller_new (pipe, self->bridge, self->router, NULL);
-    //  Signals are the main thread's business: it sends $TERM, and the
-    //  actor drains and stops only then
-    zpoller_set_nonstop (poller, true);
-    while (!self->terminated) {
-        zsock_t *which = (zsock_t *) zpoller_wait (poller, 200);
-        if (which == pipe) {
-            char *command = zstr_recv (pipe);
-            if (!command || streq (command, "$TERM"))
-                self->terminated = true;
-            zstr_free (&command);
-        }
-        s_self_handle_tick (self);
-        pl_notify_watchdog ();
-        if (pl_mono_ms () - self->last_status >= 1000) {
-            self->last_status = pl_mono_ms ();
-            pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
-                "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
-                "mongodb_ready", self->prepared));
-        }
-        if (self->prepared)
-            while (s_self_persist_batch (self) == self->config->store_batch)
-                s_self_handle_router (self);
-        s_self_handle_router (self);
-    }
-    zpoller_destroy (&poller);
+    s_self_receive_loop (self);
     s_self_destroy (&self);
 }
 
-void
-pl_persistence_test (bool verbose)
+
+//  --------------------------------------------------------------------------
+//  Selftest
+
+//  One QUERY as the router sends it
+typedef struct {
+    const char *kind;
+    const char *user;
+    const char *room;
+    const char *body;
+    const char *sub;
+    uint32_t limit;
+    uint64_t seq;
+} s_test_query_t;
+
+//  Send a query, read up to its RESULT: check the status and whether a
+//  ROOM_CHANGED for the query's room came first; return the parsed body
+static json_t *
+s_test_query (zsock_t *router, s_test_query_t spec, int expected, bool changed, int line)
 {
-    //  The actor against a real MongoDB-compatible server: fake bridge and
-    //  router sockets over inproc hand it work and read its answers
-    if (verbose)
-        printf (" * pl_persistence: ");
-    const char *mongo_url = getenv ("PARLEY_TEST_MONGO_URL");
-    if (!mongo_url) {
-        fprintf (stderr, "pl_persistence_test needs PARLEY_TEST_MONGO_URL (bin/parley test sets it)\n");
-        assert (false);
-    }
-    pl_config_t *config = pl_config_new_default ();
-    char database [48];
-    char random [17];
-    pl_random_hex (random, 8);
-    snprintf (database, sizeof database, "parley_persistence_%s", random);
-    pl_config_set (config, "mongo-url", mongo_url);
-    pl_config_set (config, "mongo-db", database);
-    pl_config_set (config, "router-endpoint", "inproc://pl_persistence_test-router");
-    pl_config_set (config, "bridge-endpoint", "inproc://pl_persistence_test-bridge");
-    assert (pl_config_finish (config) == 0);
-    zsock_t *bridge = zsock_new_router ("inproc://pl_persistence_test-bridge");
-    zsock_t *router = zsock_new_router ("inproc://pl_persistence_test-router");
-    zsock_set_rcvtimeo (bridge, 10000);
-    zsock_set_rcvtimeo (router, 10000);
-    zactor_t *actor = zactor_new (pl_persistence_actor, config);
-
-    //  The first HELLO says it (re)started
-    pl_msg_t *hello = pl_msg_recv (bridge);
-    assert (hello && pl_msg_command (hello) == PL_MSG_HELLO && pl_msg_status (hello) == 1);
-    pl_msg_destroy (&hello);
-
-    //  Create a room through a QUERY, then persist 300 entries twice
     pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
     pl_msg_set_routing_id (query, "store-0");
-    pl_msg_set_kind (query, "room.create");
-    pl_msg_set_user (query, "u1");
+    pl_msg_set_kind (query, spec.kind);
+    pl_msg_set_user (query, spec.user? spec.user: "");
+    pl_msg_set_room (query, spec.room? spec.room: "");
+    pl_msg_set_sub (query, spec.sub? spec.sub: "");
+    pl_msg_set_status (query, spec.limit);
+    pl_msg_set_seq (query, spec.seq);
     pl_msg_set_route (query, "conn-0");
-    pl_msg_set_corr (query, 7);
-    const char *request = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
-    pl_msg_set_body (query, request, strlen (request));
+    if (spec.body)
+        pl_msg_set_body (query, spec.body, strlen (spec.body));
     pl_msg_send (&query, router);
-    pl_msg_t *result = pl_msg_recv_command (router, PL_MSG_RESULT);
-    assert (result);
-    assert (pl_msg_status (result) == 201 && pl_msg_corr (result) == 7);
-    assert (streq (pl_msg_route (result), "conn-0"));
-    json_t *room = json_loads (pl_msg_body (result), 0, NULL);
-    char *room_id = strdup (json_string_value (json_object_get (room, "id")));
-    json_decref (room);
+    bool seen_change = false;
+    pl_msg_t *result = NULL;
+    while (!result) {
+        pl_msg_t *message = pl_msg_recv (router);
+        pl_check (message);
+        if (pl_msg_command (message) == PL_MSG_RESULT)
+            result = message;
+        else {
+            if (pl_msg_command (message) == PL_MSG_ROOM_CHANGED)
+                seen_change = true;
+            pl_msg_destroy (&message);
+        }
+    }
+    if ((int) pl_msg_status (result) != expected || seen_change != changed)
+        fprintf (stderr, "pl_persistence_test: line %d: %s: expected %d, got %d %s%s\n", line, spec.kind,
+                 expected, (int) pl_msg_status (result), pl_msg_body (result),
+                 seen_change != changed? " (ROOM_CHANGED unlike expected)": "");
+    pl_check ((int) pl_msg_status (result) == expected && seen_change == changed);
+    pl_check (streq (pl_msg_route (result), "conn-0"));
+    json_t *json = json_loads (pl_msg_body (result), 0, NULL);
+    pl_check (json);
+    if (expected >= 400)
+        pl_check (json_string_value (json_object_get (json, "error")));
     pl_msg_destroy (&result);
+    return json;
+}
 
+#define s_test_ask(router, expected, changed, ...) \
+    s_test_query ((router), (s_test_query_t) { __VA_ARGS__ }, (expected), (changed), __LINE__)
+#define s_test_refused(router, expected, ...) \
+    json_decref (s_test_ask ((router), (expected), false, __VA_ARGS__))
+
+//  Persist 300 entries twice: every one confirmed, stored once
+static void
+s_test_persist (zsock_t *bridge, const char *room_id)
+{
     for (int round = 0; round < 2; round++)
         for (int seq = 1; seq <= 300; seq++) {
             pl_msg_t *persist = pl_msg_new (PL_MSG_PERSIST);
@@ -389,34 +621,151 @@ pl_persistence_test (bool verbose)
     int confirmed = 0;
     while (confirmed < 600) {
         pl_msg_t *message = pl_msg_recv (bridge);
-        assert (message);
+        pl_check (message);
         if (pl_msg_command (message) == PL_MSG_PERSISTED) {
-            assert (pl_msg_status (message) == 200);
+            pl_check (pl_msg_status (message) == 200);
             confirmed++;
         }
         pl_msg_destroy (&message);
     }
-    //  History through the router side
-    query = pl_msg_new (PL_MSG_QUERY);
-    pl_msg_set_routing_id (query, "store-0");
-    pl_msg_set_kind (query, "room.messages");
-    pl_msg_set_user (query, "u2");
-    pl_msg_set_room (query, room_id);
-    pl_msg_set_status (query, 1000);
-    pl_msg_send (&query, router);
-    result = pl_msg_recv_command (router, PL_MSG_RESULT);
-    assert (result);
-    assert (pl_msg_status (result) == 200);
-    json_t *history = json_loads (pl_msg_body (result), 0, NULL);
+}
+
+//  History and resume through the router side
+static void
+s_test_history (zsock_t *router, const char *room_id)
+{
     //  Capped by history-limit (default 200), newest first
-    assert (json_array_size (history) == 200);
-    assert (json_integer_value (json_object_get (json_array_get (history, 0), "seq")) == 300);
-    json_decref (history);
+    json_t *page = s_test_ask (router, 200, false, .kind = "room.messages", .user = "u2", .room = room_id,
+                               .limit = 1000);
+    pl_check (json_array_size (page) == 200);
+    pl_check (json_integer_value (json_object_get (json_array_get (page, 0), "seq")) == 300);
+    json_decref (page);
+    page = s_test_ask (router, 200, false, .kind = "room.messages", .user = "u1", .room = room_id,
+                       .limit = 5, .seq = 100);
+    pl_check (json_array_size (page) == 5);
+    pl_check (json_integer_value (json_object_get (json_array_get (page, 0), "seq")) == 99);
+    json_decref (page);
+    //  Resume: oldest first after a seq
+    page = s_test_ask (router, 200, false, .kind = "room.since", .user = "u1", .room = room_id, .seq = 295);
+    pl_check (json_array_size (page) == 5);
+    pl_check (json_integer_value (json_object_get (json_array_get (page, 0), "seq")) == 296);
+    pl_check (streq (json_string_value (json_object_get (json_array_get (page, 0), "senderName")), "Alice"));
+    json_decref (page);
+    s_test_refused (router, 403, .kind = "room.messages", .user = "u3", .room = room_id);
+    s_test_refused (router, 403, .kind = "room.since", .user = "u3", .room = room_id);
+    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "not/an/id");
+}
+
+//  Rooms: create, read, list; members come and go
+static void
+s_test_rooms (zsock_t *router, const char *direct_id)
+{
+    //  The other one of the pair gets the same room, as it was made
+    json_t *room = s_test_ask (router, 200, true, .kind = "room.create", .user = "u2",
+                               .body = "{\"kind\":\"direct\",\"members\":[\"u1\"]}");
+    pl_check (streq (json_string_value (json_object_get (room, "id")), direct_id));
+    pl_check (json_integer_value (json_object_get (room, "lastSeq")) == 300);
+    json_decref (room);
+    s_test_refused (router, 400, .kind = "room.create", .user = "u1", .body = "{\"kind\":\"channel\"}");
+    s_test_refused (router, 400, .kind = "room.create", .user = "", .body = "{\"kind\":\"group\"}");
+    room = s_test_ask (router, 201, true, .kind = "room.create", .user = "u1",
+                       .body = "{\"kind\":\"group\",\"name\":\"Team\",\"members\":[\"u2\"]}");
+    char *group_id = strdup (json_string_value (json_object_get (room, "id")));
+    json_decref (room);
+
+    room = s_test_ask (router, 200, false, .kind = "room.get", .user = "u2", .room = direct_id);
+    pl_check (json_object_size (json_object_get (room, "readSeq")) == 2);
+    json_decref (room);
+    s_test_refused (router, 403, .kind = "room.get", .user = "u3", .room = direct_id);
+    s_test_refused (router, 404, .kind = "room.get", .user = "u1", .room = "g:nothing");
+    json_t *list = s_test_ask (router, 200, false, .kind = "room.list", .user = "u2");
+    pl_check (json_array_size (list) == 2);
+    json_decref (list);
+    s_test_refused (router, 400, .kind = "room.list", .user = "not an id");
+    json_t *members = s_test_ask (router, 200, false, .kind = "room.members", .room = group_id);
+    pl_check (json_array_size (members) == 2);
+    json_decref (members);
+    s_test_refused (router, 404, .kind = "room.members", .room = "g:nothing");
+
+    const char *add_u3 = "{\"userId\":\"u3\"}";
+    room = s_test_ask (router, 200, true, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3);
+    pl_check (json_array_size (json_object_get (room, "members")) == 3);
+    json_decref (room);
+    json_decref (s_test_ask (router, 200, true, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3));
+    s_test_refused (router, 400, .kind = "member.add", .user = "u2", .room = group_id, .body = "{]");
+    s_test_refused (router, 400, .kind = "member.add", .user = "u2", .room = direct_id, .body = add_u3);
+    s_test_refused (router, 403, .kind = "member.add", .user = "u4", .room = group_id, .body = add_u3);
+    s_test_refused (router, 403, .kind = "member.remove", .user = "u3", .room = group_id, .sub = "u2");
+    s_test_refused (router, 400, .kind = "member.remove", .user = "u1", .room = direct_id, .sub = "u2");
+    s_test_refused (router, 404, .kind = "member.remove", .user = "u1", .room = group_id, .sub = "u4");
+    s_test_refused (router, 400, .kind = "member.remove", .user = "u1", .room = group_id, .sub = "a b");
+    room = s_test_ask (router, 200, true, .kind = "member.remove", .user = "u1", .room = group_id, .sub = "u3");
+    pl_check (json_array_size (json_object_get (room, "members")) == 2);
+    json_decref (room);
+    s_test_refused (router, 400, .kind = "room.rename", .user = "u1", .room = group_id);
+    free (group_id);
+}
+
+void
+pl_persistence_test (bool verbose)
+{
+    //  The actor against a real MongoDB-compatible server: fake bridge and
+    //  router sockets over inproc hand it work and read its answers
+    if (verbose)
+        printf (" * pl_persistence: ");
+    const char *mongo_url = getenv ("PARLEY_TEST_MONGO_URL");
+    if (!mongo_url) {
+        fprintf (stderr, "pl_persistence_test needs PARLEY_TEST_MONGO_URL (bin/parley test sets it)\n");
+        pl_check (false);
+    }
+    pl_config_t *config = pl_config_new_default ();
+    char database [48];
+    char random [17];
+    pl_random_hex (random, 8);
+    snprintf (database, sizeof database, "parley_persistence_%s", random);
+    pl_config_set (config, "mongo-url", mongo_url);
+    pl_config_set (config, "mongo-db", database);
+    pl_config_set (config, "router-endpoint", "inproc://pl_persistence_test-router");
+    pl_config_set (config, "bridge-endpoint", "inproc://pl_persistence_test-bridge");
+    pl_check (pl_config_finish (config) == 0);
+    zsock_t *bridge = zsock_new_router ("inproc://pl_persistence_test-bridge");
+    zsock_t *router = zsock_new_router ("inproc://pl_persistence_test-router");
+    zsock_set_rcvtimeo (bridge, 10000);
+    zsock_set_rcvtimeo (router, 10000);
+    zactor_t *actor = zactor_new (pl_persistence_actor, config);
+
+    //  The first HELLO says it (re)started
+    pl_msg_t *hello = pl_msg_recv (bridge);
+    pl_check (hello && pl_msg_command (hello) == PL_MSG_HELLO && pl_msg_status (hello) == 1);
+    pl_msg_destroy (&hello);
+
+    //  Create a room through a QUERY: the RESULT goes back where it came from
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_routing_id (query, "store-0");
+    pl_msg_set_kind (query, "room.create");
+    pl_msg_set_user (query, "u1");
+    pl_msg_set_route (query, "conn-0");
+    pl_msg_set_corr (query, 7);
+    const char *request = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
+    pl_msg_set_body (query, request, strlen (request));
+    pl_msg_send (&query, router);
+    pl_msg_t *result = pl_msg_recv_command (router, PL_MSG_RESULT);
+    pl_check (result);
+    pl_check (pl_msg_status (result) == 201 && pl_msg_corr (result) == 7);
+    pl_check (streq (pl_msg_route (result), "conn-0"));
+    json_t *room = json_loads (pl_msg_body (result), 0, NULL);
+    char *room_id = strdup (json_string_value (json_object_get (room, "id")));
+    json_decref (room);
     pl_msg_destroy (&result);
+
+    s_test_persist (bridge, room_id);
+    s_test_history (router, room_id);
+    s_test_rooms (router, room_id);
 
     zactor_destroy (&actor);
     pl_store_t *store = pl_store_new (mongo_url, database, "majority");
-    assert (pl_store_count_messages (store, room_id) == 300);
+    pl_check (pl_store_count_messages (store, room_id) == 300);
     pl_store_destroy (&store);
     free (room_id);
     zsock_destroy (&bridge);

@@ -4,7 +4,8 @@
     Takes PERSIST entries from the stream bridge, writes them to MongoDB in
     one unordered bulk insert per batch (through pl_store, the only MongoDB
     code) and confirms each with PERSISTED; answers the HTTP API's QUERY
-    messages that the room-router hands it. Several may run on one host.
+    messages that the room-router hands it, by the rules of pl_rooms with
+    the data of pl_store. Several may run on one host.
     =========================================================================
 */
 #ifndef PL_PERSISTENCE_H_INCLUDED

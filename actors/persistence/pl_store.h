@@ -1,9 +1,17 @@
 /*  =========================================================================
     pl_store - the MongoDB layer: messages, rooms and their members
 
-    The only code of parley that speaks to MongoDB (or FerretDB). Failures of
-    the mongo-c-driver become return codes and short messages here; callers
-    never see a bson_error_t.
+    The only code of parley that speaks to MongoDB (or FerretDB). It reads
+    and writes documents for inputs its callers have checked (pl_rooms
+    holds the rules); failures of the mongo-c-driver are logged here and
+    become return codes, callers never see a bson_error_t.
+
+    Return codes:
+      PL_STORE_OK        0   done; for a lookup: found
+      PL_STORE_FAILED   -1   MongoDB unreachable, timed out, refused the
+                             command, or memory ran out: try again later
+      PL_STORE_MISSING   1   a lookup found no such document
+      PL_STORE_EXISTED   2   pl_store_room_insert: the room was there already
 
     A store owns one mongoc_client_t, which is not thread-safe: use a store
     from one thread at a time (one store per persistence actor).
@@ -24,6 +32,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "pl_rooms.h"
+
+#define PL_STORE_OK         0
+#define PL_STORE_FAILED    -1
+#define PL_STORE_MISSING    1
+#define PL_STORE_EXISTED    2
 
 typedef struct _pl_store_t pl_store_t;
 
@@ -39,94 +53,97 @@ pl_store_t *
 void
     pl_store_destroy (pl_store_t **self_p);
 
-//  Limit group size for pl_store_member_add (0, the default: no limit;
-//  pl_store_room_create takes its own limit).
-void
-    pl_store_set_max_members (pl_store_t *self, int max_members);
-
 //  Create the indexes (idempotent). Returns 0, or -1 when the server is
 //  unreachable or refused (the caller retries later).
 int
     pl_store_prepare (pl_store_t *self);
 
+//  --------------------------------------------------------------------------
+//  Messages
+
+//  One entry of a bulk insert: the message (client_msg_id NULL or "":
+//  none) and what became of it
 typedef struct {
-    const char *room_id;
-    int64_t seq;
-    const char *type;
-    const char *sender_id;
-    const char *sender_name;
-    const char *content;
-    const char *client_msg_id;      //  may be NULL or ""
-    int64_t created_ms;
+    pl_room_message_t message;
     int result;                     //  out: 0 stored or already stored, -1 failed
     char error [128];               //  out: why it failed
 } pl_store_message_t;
 
 //  Store messages with ONE unordered bulk insert. A duplicate key on an entry
-//  is success for that entry (a redelivery). Returns 0 when the server
-//  answered (see each .result), -1 when the whole batch failed (network...,
-//  every .result is -1).
+//  is success for that entry (a redelivery) when the stored message is the
+//  same; another message under that seq fails it. An entry with an invalid
+//  room id, a negative seq, a missing field or text that is not UTF-8
+//  fails alone. Returns 0 when the server answered (see each .result), -1
+//  when the whole batch failed (network..., every .result is -1).
 int
     pl_store_insert_messages (pl_store_t *self, pl_store_message_t *messages, size_t count);
+
+//  Called for each message of a page, oldest or newest first; the message
+//  lives until it returns. Returns 0, or -1 to fail the page.
+typedef int (pl_store_message_fn) (const pl_room_message_t *message, void *arg);
+
+//  A room's messages with seq < before (before <= 0: no bound), newest
+//  first, at most limit (>= 1). Returns 0 or -1.
+int
+    pl_store_messages_before (pl_store_t *self, const char *room_id, int64_t before, int limit,
+                              pl_store_message_fn *handler, void *arg);
+
+//  A room's messages with seq > after (after < 0: from the first), oldest
+//  first, at most limit (>= 1). Returns 0 or -1.
+int
+    pl_store_messages_after (pl_store_t *self, const char *room_id, int64_t after, int limit,
+                             pl_store_message_fn *handler, void *arg);
+
+//  Number of documents of a room in messages, or -1 on failure.
+int64_t
+    pl_store_count_messages (pl_store_t *self, const char *room_id);
+
+//  --------------------------------------------------------------------------
+//  Rooms and members
+
+//  Insert a new room and a member document (readSeq 0) for each member.
+//  A direct room whose pair has one already returns PL_STORE_EXISTED (its
+//  member documents ensured again, which repairs a create that failed
+//  between the two writes). Else PL_STORE_OK or PL_STORE_FAILED.
+int
+    pl_store_room_insert (pl_store_t *self, const pl_room_t *room);
+
+//  Load a room into *room (members sorted; last_seq and read_seqs not
+//  loaded). Returns PL_STORE_OK, PL_STORE_MISSING or PL_STORE_FAILED; *room
+//  is empty unless found. Release it with pl_rooms_room_reset.
+int
+    pl_store_room_load (pl_store_t *self, const char *room_id, pl_room_t *room);
+
+//  Set room->last_seq: the highest stored seq of the room, 0 if none.
+//  Returns 0 or -1.
+int
+    pl_store_room_last_seq (pl_store_t *self, pl_room_t *room);
+
+//  Set room->read_seqs from the room's member documents (0 for a member
+//  without one). Returns 0 or -1.
+int
+    pl_store_room_read_seqs (pl_store_t *self, pl_room_t *room);
+
+//  The rooms listing user, by id, each with last_seq and read_seqs holding
+//  user's read cursor. Sets *rooms_p (release with pl_rooms_list_destroy)
+//  and *count_p. Returns 0 or -1 (then *rooms_p is NULL).
+int
+    pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p);
+
+//  Add user to a room's members (a member document first, then the room's
+//  list; adding twice lists once). Returns 0 or -1.
+int
+    pl_store_member_add (pl_store_t *self, const char *room_id, const char *user);
+
+//  Remove user from a room's members and delete its member document (its
+//  read cursor: a later add starts at 0). Returns 0 or -1.
+int
+    pl_store_member_remove (pl_store_t *self, const char *room_id, const char *user);
 
 //  Move a member's read cursor forward, never back. Returns 0 (also when the
 //  user is not a member: nothing to move), -1 on failure.
 int
     pl_store_read_cursor (pl_store_t *self, const char *room_id, const char *user_id, int64_t seq);
-
-//  HTTP-facing queries. Each returns an HTTP status (200, 201, 400, 403, 404,
-//  503) and sets *json_p to a malloc'd JSON text (free it): the resource, or
-//  {"error":"..."}. 503 means MongoDB is unreachable or failed.
-
-//  POST /api/rooms {"kind":"direct","members":["u2"]} or
-//  {"kind":"group","name":"..","members":[..]}. The caller is always a member.
-//  A direct room has exactly one other user and no name; one pair always gets
-//  the same room (201 created, 200 existed). A group has a name of 1..100
-//  characters and 1..max_members members counting the caller.
-int
-    pl_store_room_create (pl_store_t *self, const char *caller, const char *body, size_t body_size,
-                          int max_members, char **json_p);
-
-//  GET /api/rooms/{id}: room JSON plus "readSeq":{"u1":N,..}. 404, 403.
-int
-    pl_store_room_get (pl_store_t *self, const char *caller, const char *room_id, char **json_p);
-
-//  GET /api/rooms: array of the caller's rooms, each with "unread".
-int
-    pl_store_rooms_of_user (pl_store_t *self, const char *caller, char **json_p);
-
-//  GET /api/rooms/{id}/messages?before=SEQ&limit=N: newest first, seq < before
-//  (before <= 0: no bound), at most limit (limit < 1: 400). 404, 403.
-int
-    pl_store_room_messages (pl_store_t *self, const char *caller, const char *room_id,
-                            int64_t before, int limit, char **json_p);
-
-//  The member list for the router's cache: 200 with an array of user ids, 404.
-//  Resume after a seq: a JSON array oldest first, seq > after, at most
-//  limit (same shape as history). 404 unknown room, 403 not a member.
-int
-    pl_store_room_since (pl_store_t *self, const char *caller, const char *room_id,
-                         int64_t after, int limit, char **json_p);
-
-int
-    pl_store_room_members (pl_store_t *self, const char *room_id, char **json_p);
-
-//  POST /api/rooms/{id}/members {"userId":"u3"}: any member adds to a group
-//  (direct rooms: 400). 200 with the room JSON, also when already a member.
-int
-    pl_store_member_add (pl_store_t *self, const char *caller, const char *room_id,
-                         const char *body, size_t body_size, char **json_p);
-
-//  DELETE /api/rooms/{id}/members/{userId}: the creator removes anyone, a
-//  member only itself (403 else); direct rooms: 400; not a member: 404.
-//  200 with the room JSON.
-int
-    pl_store_member_remove (pl_store_t *self, const char *caller, const char *room_id,
-                            const char *user_id, char **json_p);
-
-//  Number of documents of a room in messages, or -1 on failure.
-int64_t
-    pl_store_count_messages (pl_store_t *self, const char *room_id);
 
 //  Selftest; needs PARLEY_TEST_MONGO_URL (fails without it).
 void

@@ -1,0 +1,568 @@
+/*  =========================================================================
+    pl_store_rooms - the rooms and members collections of pl_store
+
+    Rooms are the truth about membership; a member document per member
+    holds its read cursor. pl_store.c lists where FerretDB and MongoDB
+    differ; the notes here say where it matters.
+    =========================================================================
+*/
+#include "pl_store_internal.h"
+#include "pl_log.h"
+#include "pl_util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+//  --------------------------------------------------------------------------
+//  Rooms
+
+//  Find one document. Returns PL_STORE_OK (a copy in *doc_p),
+//  PL_STORE_MISSING or PL_STORE_FAILED (error set).
+static int
+s_find_one (mongoc_collection_t *collection, const bson_t *filter, const bson_t *sort,
+            bson_t **doc_p, bson_error_t *error)
+{
+    bson_t options = BSON_INITIALIZER;
+    if (sort)
+        BSON_APPEND_DOCUMENT (&options, "sort", sort);
+    BSON_APPEND_INT64 (&options, "limit", 1);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (collection, filter, &options, NULL);
+    const bson_t *doc;
+    int rc = PL_STORE_MISSING;
+    *doc_p = NULL;
+    if (mongoc_cursor_next (cursor, &doc)) {
+        *doc_p = bson_copy (doc);
+        rc = PL_STORE_OK;
+    }
+    else
+    if (mongoc_cursor_error (cursor, error))
+        rc = PL_STORE_FAILED;
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (&options);
+    return rc;
+}
+
+//  Read a room document. Returns 0, or -1 when out of memory (room reset).
+static int
+s_room_parse (const bson_t *doc, pl_room_t *room)
+{
+    memset (room, 0, sizeof *room);
+    const char *id = pl_store_bson_str (doc, "_id");
+    const char *kind = pl_store_bson_str (doc, "kind");
+    const char *name = pl_store_bson_str (doc, "name");
+    const char *created_by = pl_store_bson_str (doc, "createdBy");
+    room->id = strdup (id? id: "");
+    room->kind = strdup (kind? kind: "group");
+    room->name = name? strdup (name): NULL;
+    room->created_by = strdup (created_by? created_by: "");
+    room->created_ms = pl_store_bson_date (doc, "createdAt");
+    bool failed = !room->id || !room->kind || (name && !room->name) || !room->created_by;
+    bson_iter_t iter, child;
+    if (bson_iter_init_find (&iter, doc, "members") && BSON_ITER_HOLDS_ARRAY (&iter)
+    &&  bson_iter_recurse (&iter, &child))
+        while (bson_iter_next (&child))
+            if (BSON_ITER_HOLDS_UTF8 (&child)
+            &&  pl_rooms_member_push (room, bson_iter_utf8 (&child, NULL)))
+                failed = true;
+    pl_rooms_member_sort (room);
+    if (failed)
+        pl_rooms_room_reset (room);
+    return failed? -1: 0;
+}
+
+int
+pl_store_room_load (pl_store_t *self, const char *room_id, pl_room_t *room)
+{
+    assert (self && room_id && room);
+    memset (room, 0, sizeof *room);
+    bson_t *filter = BCON_NEW ("_id", BCON_UTF8 (room_id));
+    bson_t *doc;
+    bson_error_t error;
+    int rc = s_find_one (self->rooms, filter, NULL, &doc, &error);
+    bson_destroy (filter);
+    if (rc == PL_STORE_FAILED)
+        return pl_store_failed ("room lookup", &error);
+    if (rc == PL_STORE_OK) {
+        if (s_room_parse (doc, room)) {
+            pl_log_warning ("store: room lookup failed: out of memory");
+            rc = PL_STORE_FAILED;
+        }
+        bson_destroy (doc);
+    }
+    return rc;
+}
+
+//  FerretDB: on SQLite only _id equality is pushed down, so this scans and
+//  sorts the room's messages in memory; MongoDB uses room_seq.
+int
+pl_store_room_last_seq (pl_store_t *self, pl_room_t *room)
+{
+    assert (self && room && room->id);
+    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id));
+    bson_t *sort = BCON_NEW ("seq", BCON_INT32 (-1));
+    bson_t *doc;
+    bson_error_t error;
+    int rc = s_find_one (self->messages, filter, sort, &doc, &error);
+    room->last_seq = 0;
+    if (rc == PL_STORE_OK) {
+        room->last_seq = pl_store_bson_int64 (doc, "seq");
+        bson_destroy (doc);
+    }
+    bson_destroy (sort);
+    bson_destroy (filter);
+    return rc == PL_STORE_FAILED? pl_store_failed ("last seq", &error): 0;
+}
+
+static int
+s_compare_rooms (const void *a, const void *b)
+{
+    return strcmp (((const pl_room_t *) a)->id, ((const pl_room_t *) b)->id);
+}
+
+//  Fill read_seqs of rooms (sorted by id) from the member documents that
+//  match {key: value}: 0 for a member without one; a document of a user
+//  the room no longer lists is ignored. Returns 0 or -1.
+static int
+s_read_cursors (pl_store_t *self, const char *key, const char *value, pl_room_t *rooms, size_t count)
+{
+    for (size_t index = 0; index < count; index++) {
+        free (rooms [index].read_seqs);
+        rooms [index].read_seqs = (int64_t *) calloc (rooms [index].member_count + 1, sizeof (int64_t));
+        if (!rooms [index].read_seqs)
+            return -1;
+    }
+    bson_t *filter = BCON_NEW (key, BCON_UTF8 (value));
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->members, filter, NULL, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next (cursor, &doc)) {
+        pl_room_t probe = { .id = (char *) pl_store_bson_str (doc, "roomId") };
+        pl_room_t *room = probe.id? (pl_room_t *) bsearch (&probe, rooms, count, sizeof (pl_room_t),
+                                                           s_compare_rooms): NULL;
+        int member = room? pl_rooms_member_index (room, pl_store_bson_str (doc, "userId")): -1;
+        if (member >= 0)
+            room->read_seqs [member] = pl_store_bson_int64 (doc, "readSeq");
+    }
+    bson_error_t error;
+    int rc = mongoc_cursor_error (cursor, &error)? pl_store_failed ("read cursors", &error): 0;
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (filter);
+    return rc;
+}
+
+int
+pl_store_room_read_seqs (pl_store_t *self, pl_room_t *room)
+{
+    assert (self && room && room->id);
+    return s_read_cursors (self, "roomId", room->id, room, 1);
+}
+
+//  Create member documents for users (upserts, so repeating is harmless;
+//  readSeq of an existing member is kept). Returns 0 or -1 (error set).
+static int
+s_members_ensure (pl_store_t *self, const char *room_id, char * const *users, size_t count,
+                  bson_error_t *error)
+{
+    bson_t *options = BCON_NEW ("ordered", BCON_BOOL (false));
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (self->members, options);
+    bson_destroy (options);
+    bson_t *upsert = BCON_NEW ("upsert", BCON_BOOL (true));
+    bool ok = true;
+    for (size_t index = 0; ok && index < count; index++) {
+        char id [2 * PL_ID_MAX + 2];
+        snprintf (id, sizeof id, "%s#%s", room_id, users [index]);
+        bson_t *selector = BCON_NEW ("_id", BCON_UTF8 (id));
+        //  FerretDB: $setOnInsert and upserts with an _id selector work as on MongoDB
+        bson_t *update = BCON_NEW ("$setOnInsert", "{",
+                                       "roomId", BCON_UTF8 (room_id),
+                                       "userId", BCON_UTF8 (users [index]),
+                                       "readSeq", BCON_INT64 (0),
+                                   "}");
+        ok = mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, upsert, error);
+        bson_destroy (update);
+        bson_destroy (selector);
+    }
+    if (ok) {
+        bson_t reply;
+        ok = mongoc_bulk_operation_execute (bulk, &reply, error) != 0;
+        //  Two concurrent upserts of one _id: MongoDB may answer 11000 to the
+        //  loser, whose document then exists
+        if (!ok && pl_store_is_duplicate (error) && !pl_store_has_items (&reply, "writeConcernErrors")) {
+            ok = true;
+            bson_iter_t iter, child;
+            if (bson_iter_init_find (&iter, &reply, "writeErrors") && bson_iter_recurse (&iter, &child))
+                while (bson_iter_next (&child)) {
+                    bson_iter_t code;
+                    if (!bson_iter_recurse (&child, &code) || !bson_iter_find (&code, "code")
+                    ||  bson_iter_as_int64 (&code) != PL_STORE_DUPLICATE_KEY)
+                        ok = false;
+                }
+        }
+        bson_destroy (&reply);
+    }
+    bson_destroy (upsert);
+    mongoc_bulk_operation_destroy (bulk);
+    return ok? 0: -1;
+}
+
+//  The document of a new room
+static void
+s_room_doc (const pl_room_t *room, bson_t *doc)
+{
+    bson_init (doc);
+    BSON_APPEND_UTF8 (doc, "_id", room->id);
+    BSON_APPEND_UTF8 (doc, "kind", room->kind);
+    if (room->name)
+        BSON_APPEND_UTF8 (doc, "name", room->name);
+    else
+        BSON_APPEND_NULL (doc, "name");
+    bson_t array;
+    BSON_APPEND_ARRAY_BEGIN (doc, "members", &array);
+    for (size_t index = 0; index < room->member_count; index++) {
+        char key [16];
+        const char *key_p;
+        bson_uint32_to_string ((uint32_t) index, &key_p, key, sizeof key);
+        bson_append_utf8 (&array, key_p, -1, room->members [index], -1);
+    }
+    bson_append_array_end (doc, &array);
+    BSON_APPEND_UTF8 (doc, "createdBy", room->created_by);
+    BSON_APPEND_DATE_TIME (doc, "createdAt", room->created_ms);
+}
+
+int
+pl_store_room_insert (pl_store_t *self, const pl_room_t *room)
+{
+    assert (self && room && room->id && room->kind && room->created_by);
+    bson_t doc;
+    s_room_doc (room, &doc);
+    bson_error_t error;
+    int rc = PL_STORE_OK;
+    if (streq_safe (room->kind, "direct")) {
+        //  The id is the pair's, so a second create meets a duplicate key:
+        //  the room exists (also when both users ask at the same time).
+        //  Member documents are ensured either way.
+        if (!mongoc_collection_insert_one (self->rooms, &doc, NULL, NULL, &error))
+            rc = pl_store_is_duplicate (&error)? PL_STORE_EXISTED: pl_store_failed ("room insert", &error);
+        if (rc != PL_STORE_FAILED
+        &&  s_members_ensure (self, room->id, room->members, room->member_count, &error))
+            rc = pl_store_failed ("member insert", &error);
+    }
+    else {
+        //  Members first: a room never lists someone without a member
+        //  document; if the room insert fails the orphans are removed
+        if (s_members_ensure (self, room->id, room->members, room->member_count, &error))
+            rc = pl_store_failed ("member insert", &error);
+        else
+        if (!mongoc_collection_insert_one (self->rooms, &doc, NULL, NULL, &error)) {
+            rc = pl_store_failed ("room insert", &error);
+            bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id));
+            mongoc_collection_delete_many (self->members, filter, NULL, NULL, NULL);
+            bson_destroy (filter);
+        }
+    }
+    bson_destroy (&doc);
+    return rc;
+}
+
+//  The rooms listing user, sorted by id. Returns 0 or -1.
+//  FerretDB: {members: u} matches array elements as on MongoDB.
+static int
+s_rooms_listing (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p)
+{
+    bson_t *filter = BCON_NEW ("members", BCON_UTF8 (user));
+    bson_t *options = BCON_NEW ("sort", "{", "_id", BCON_INT32 (1), "}");
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->rooms, filter, options, NULL);
+    size_t capacity = 0;
+    bool failed = false;
+    const bson_t *doc;
+    while (!failed && mongoc_cursor_next (cursor, &doc)) {
+        if (*count_p == capacity) {
+            capacity = capacity? capacity * 2: 16;
+            pl_room_t *bigger = (pl_room_t *) realloc (*rooms_p, capacity * sizeof (pl_room_t));
+            failed = !bigger;
+            if (failed)
+                break;
+            *rooms_p = bigger;
+        }
+        failed = s_room_parse (doc, &(*rooms_p) [*count_p]) != 0;
+        if (!failed)
+            (*count_p)++;
+    }
+    bson_error_t error;
+    int rc = mongoc_cursor_error (cursor, &error)? pl_store_failed ("rooms of user", &error): 0;
+    if (rc == 0 && failed) {
+        pl_log_warning ("store: rooms of user failed: out of memory");
+        rc = -1;
+    }
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (options);
+    bson_destroy (filter);
+    //  Ids are ASCII, so the server's order is strcmp's; sorted again so
+    //  that a lookup by id can rely on it
+    if (rc == 0 && *count_p > 1)
+        qsort (*rooms_p, *count_p, sizeof (pl_room_t), s_compare_rooms);
+    return rc;
+}
+
+int
+pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p)
+{
+    assert (self && user && rooms_p && count_p);
+    *rooms_p = NULL;
+    *count_p = 0;
+    //  Rooms, not member documents, are the truth about membership
+    int rc = s_rooms_listing (self, user, rooms_p, count_p);
+    if (rc == 0)
+        rc = s_read_cursors (self, "userId", user, *rooms_p, *count_p);
+    for (size_t index = 0; rc == 0 && index < *count_p; index++)
+        rc = pl_store_room_last_seq (self, &(*rooms_p) [index]);
+    if (rc) {
+        pl_rooms_list_destroy (rooms_p, *count_p);
+        *count_p = 0;
+    }
+    return rc;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Members
+
+int
+pl_store_member_add (pl_store_t *self, const char *room_id, const char *user)
+{
+    assert (self && room_id && user);
+    bson_error_t error;
+    //  Member document first, as in room insert
+    char *users [] = { (char *) user };
+    if (s_members_ensure (self, room_id, users, 1, &error))
+        return pl_store_failed ("member insert", &error);
+    //  $addToSet: adding twice at once lists the user once.
+    //  FerretDB: supports $addToSet as MongoDB does.
+    bson_t *selector = BCON_NEW ("_id", BCON_UTF8 (room_id));
+    bson_t *update = BCON_NEW ("$addToSet", "{", "members", BCON_UTF8 (user), "}");
+    int rc = 0;
+    if (!mongoc_collection_update_one (self->rooms, selector, update, NULL, NULL, &error))
+        rc = pl_store_failed ("member add", &error);
+    bson_destroy (update);
+    bson_destroy (selector);
+    return rc;
+}
+
+int
+pl_store_member_remove (pl_store_t *self, const char *room_id, const char *user)
+{
+    assert (self && room_id && user);
+    //  Room first: it is the truth about membership; a member document
+    //  left over by a failure is harmless (and reused on a later add)
+    bson_t *selector = BCON_NEW ("_id", BCON_UTF8 (room_id));
+    bson_t *update = BCON_NEW ("$pull", "{", "members", BCON_UTF8 (user), "}");
+    char id [2 * PL_ID_MAX + 2];
+    snprintf (id, sizeof id, "%s#%s", room_id, user);
+    bson_t *member = BCON_NEW ("_id", BCON_UTF8 (id));
+    bson_error_t error;
+    int rc = 0;
+    //  FerretDB: supports $pull of a plain value as MongoDB does
+    if (!mongoc_collection_update_one (self->rooms, selector, update, NULL, NULL, &error))
+        rc = pl_store_failed ("member remove", &error);
+    else
+    if (!mongoc_collection_delete_one (self->members, member, NULL, NULL, &error))
+        rc = pl_store_failed ("member document remove", &error);
+    bson_destroy (member);
+    bson_destroy (update);
+    bson_destroy (selector);
+    return rc;
+}
+
+int
+pl_store_read_cursor (pl_store_t *self, const char *room_id, const char *user_id, int64_t seq)
+{
+    assert (self);
+    if (!pl_id_valid (room_id) || !pl_id_valid (user_id))
+        return -1;
+    char id [2 * PL_ID_MAX + 2];
+    snprintf (id, sizeof id, "%s#%s", room_id, user_id);
+    //  No upsert: a late acknowledgement must not revive a removed member.
+    //  FerretDB: $max behaves as on MongoDB (no change when not greater).
+    bson_t *selector = BCON_NEW ("_id", BCON_UTF8 (id));
+    bson_t *update = BCON_NEW ("$max", "{", "readSeq", BCON_INT64 (seq), "}");
+    bson_error_t error;
+    bool ok = mongoc_collection_update_one (self->members, selector, update, NULL, NULL, &error);
+    if (!ok)
+        pl_log_warning ("store: read cursor of %s failed: %s", id, error.message);
+    bson_destroy (update);
+    bson_destroy (selector);
+    return ok? 0: -1;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest (run by pl_store_test)
+
+//  A new room: members separated by spaces, the first one its creator
+static void
+s_test_room (pl_room_t *room, const char *id, const char *kind, const char *name, const char *members)
+{
+    memset (room, 0, sizeof *room);
+    room->id = strdup (id);
+    room->kind = strdup (kind);
+    room->name = name? strdup (name): NULL;
+    room->created_ms = 1795348800000LL;
+    char *list = strdup (members);
+    for (char *save, *user = strtok_r (list, " ", &save); user; user = strtok_r (NULL, " ", &save))
+        pl_check (pl_rooms_member_push (room, user) == 0);
+    room->created_by = strdup (room->members [0]);
+    pl_rooms_member_sort (room);
+    free (list);
+}
+
+//  Rooms as stored: a direct room is inserted once
+static void
+s_test_rooms (pl_store_t *self, const char *group_id)
+{
+    pl_room_t room;
+    pl_check (pl_store_room_load (self, group_id, &room) == PL_STORE_OK);
+    pl_check (streq_safe (room.id, group_id) && streq_safe (room.kind, "group"));
+    pl_check (streq_safe (room.name, "Team") && streq_safe (room.created_by, "bob"));
+    pl_check (room.member_count == 2 && streq_safe (room.members [0], "alice"));
+    pl_check (room.created_ms == 1795348800000LL && !room.read_seqs);
+    pl_check (pl_store_room_last_seq (self, &room) == 0 && room.last_seq == 1010);
+    pl_check (pl_store_room_read_seqs (self, &room) == 0);
+    pl_check (room.read_seqs [0] == 0 && room.read_seqs [1] == 0);
+    pl_rooms_room_reset (&room);
+    pl_check (pl_store_room_load (self, "g:000000000000000000000000", &room) == PL_STORE_MISSING);
+    pl_check (!room.id);
+
+    s_test_room (&room, "d:pair", "direct", NULL, "alice bob");
+    pl_check (pl_store_room_insert (self, &room) == PL_STORE_OK);
+    pl_rooms_room_reset (&room);
+    s_test_room (&room, "d:pair", "direct", NULL, "bob alice");
+    room.created_ms++;
+    pl_check (pl_store_room_insert (self, &room) == PL_STORE_EXISTED);
+    pl_rooms_room_reset (&room);
+    pl_check (pl_store_room_load (self, "d:pair", &room) == PL_STORE_OK);
+    pl_check (room.created_ms == 1795348800000LL && streq_safe (room.created_by, "alice"));
+    pl_check (!room.name && room.member_count == 2);
+    pl_check (pl_store_room_last_seq (self, &room) == 0 && room.last_seq == 0);
+    pl_rooms_room_reset (&room);
+    s_test_room (&room, "g:x", "group", "x", "alice bob carol");
+    pl_check (pl_store_room_insert (self, &room) == PL_STORE_OK);
+    pl_rooms_room_reset (&room);
+}
+
+//  Read cursors move forward only; a user's rooms carry its cursor
+static void
+s_test_cursors (pl_store_t *self, const char *group_id)
+{
+    pl_check (pl_store_read_cursor (self, group_id, "bob", 500) == 0);
+    pl_check (pl_store_read_cursor (self, group_id, "bob", 100) == 0);
+    pl_check (pl_store_read_cursor (self, group_id, "carol", 100) == 0);      //  not a member: nothing
+    pl_check (pl_store_read_cursor (self, group_id, "bad id", 100) == -1);
+    pl_room_t room;
+    pl_check (pl_store_room_load (self, group_id, &room) == PL_STORE_OK);
+    pl_check (pl_store_room_read_seqs (self, &room) == 0);
+    pl_check (room.read_seqs [pl_rooms_member_index (&room, "bob")] == 500);
+    pl_check (room.read_seqs [pl_rooms_member_index (&room, "alice")] == 0);
+    pl_rooms_room_reset (&room);
+
+    pl_room_t *rooms;
+    size_t count;
+    pl_check (pl_store_rooms_of_user (self, "bob", &rooms, &count) == 0);
+    pl_check (count == 3);
+    for (size_t index = 1; index < count; index++)
+        pl_check (strcmp (rooms [index - 1].id, rooms [index].id) < 0);
+    bool seen_group = false;
+    for (size_t index = 0; index < count; index++) {
+        pl_room_t *entry = &rooms [index];
+        int64_t read_seq = entry->read_seqs [pl_rooms_member_index (entry, "bob")];
+        if (streq_safe (entry->id, group_id)) {
+            pl_check (entry->last_seq == 1010 && read_seq == 500);
+            seen_group = true;
+        }
+        else
+            pl_check (entry->last_seq == 0 && read_seq == 0);
+    }
+    pl_check (seen_group);
+    pl_rooms_list_destroy (&rooms, count);
+    pl_check (pl_store_rooms_of_user (self, "nobody", &rooms, &count) == 0 && count == 0);
+    pl_rooms_list_destroy (&rooms, count);
+}
+
+static void
+s_test_members_are (pl_store_t *self, const char *room_id, const char *expected)
+{
+    pl_room_t room;
+    pl_check (pl_store_room_load (self, room_id, &room) == PL_STORE_OK);
+    char list [256] = "";
+    for (size_t index = 0; index < room.member_count; index++)
+        snprintf (list + strlen (list), sizeof list - strlen (list), "%s%s", index? " ": "", room.members [index]);
+    if (strcmp (list, expected))
+        fprintf (stderr, "pl_store_test: members '%s', expected '%s'\n", list, expected);
+    pl_check (strcmp (list, expected) == 0);
+    pl_rooms_room_reset (&room);
+}
+
+//  Members come and go with their member documents
+static void
+s_test_members (pl_store_t *self, const char *group_id)
+{
+    pl_check (pl_store_member_add (self, group_id, "carol") == 0);
+    s_test_members_are (self, group_id, "alice bob carol");
+    pl_check (pl_store_member_add (self, group_id, "carol") == 0);
+    s_test_members_are (self, group_id, "alice bob carol");
+    pl_room_t room;
+    pl_check (pl_store_room_load (self, group_id, &room) == PL_STORE_OK);
+    pl_check (pl_store_room_read_seqs (self, &room) == 0 && room.read_seqs [2] == 0);
+    pl_rooms_room_reset (&room);
+
+    pl_check (pl_store_member_remove (self, group_id, "carol") == 0);
+    s_test_members_are (self, group_id, "alice bob");
+    pl_check (pl_store_member_remove (self, group_id, "bob") == 0);
+    s_test_members_are (self, group_id, "alice");
+    pl_room_t *rooms;
+    size_t count;
+    pl_check (pl_store_rooms_of_user (self, "bob", &rooms, &count) == 0 && count == 2);
+    pl_rooms_list_destroy (&rooms, count);
+    //  The removed member's document is gone: a re-add starts at readSeq 0
+    pl_check (pl_store_member_add (self, group_id, "bob") == 0);
+    pl_check (pl_store_room_load (self, group_id, &room) == PL_STORE_OK);
+    pl_check (pl_store_room_read_seqs (self, &room) == 0);
+    pl_check (room.read_seqs [pl_rooms_member_index (&room, "bob")] == 0);
+    pl_rooms_room_reset (&room);
+}
+
+void
+pl_store_rooms_test (pl_store_t *self, const char *room_id, bool verbose)
+{
+    pl_room_t group;
+    s_test_room (&group, room_id, "group", "Team", "bob alice");
+    pl_check (pl_store_room_insert (self, &group) == PL_STORE_OK);
+    if (verbose)
+        printf ("   group %s\n", group.id);
+    s_test_rooms (self, group.id);
+    s_test_cursors (self, group.id);
+    s_test_members (self, group.id);
+    pl_rooms_room_reset (&group);
+}
+
+void
+pl_store_rooms_test_unreachable (pl_store_t *self)
+{
+    pl_room_t room;
+    pl_check (pl_store_room_load (self, "g:x", &room) == PL_STORE_FAILED && !room.id);
+    s_test_room (&room, "d:pair", "direct", NULL, "alice bob");
+    pl_check (pl_store_room_insert (self, &room) == PL_STORE_FAILED);
+    pl_check (pl_store_room_last_seq (self, &room) == -1);
+    pl_check (pl_store_room_read_seqs (self, &room) == -1);
+    pl_rooms_room_reset (&room);
+    s_test_room (&room, "g:y", "group", "y", "alice");
+    pl_check (pl_store_room_insert (self, &room) == PL_STORE_FAILED);
+    pl_rooms_room_reset (&room);
+    pl_room_t *rooms;
+    size_t count;
+    pl_check (pl_store_rooms_of_user (self, "alice", &rooms, &count) == -1 && !rooms && !count);
+    pl_check (pl_store_member_add (self, "g:x", "carol") == -1);
+    pl_check (pl_store_member_remove (self, "g:x", "alice") == -1);
+    pl_check (pl_store_read_cursor (self, "g:x", "alice", 5) == -1);
+}
