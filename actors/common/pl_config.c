@@ -80,7 +80,6 @@ static const opt_t s_options [] = {
     { "history-limit",      I (history_limit),      "200", 1, 10000, "largest history page" },
     { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
     { "max-room-name-chars", I (max_room_name_chars), "100", 1, 10000, "longest group room name, in characters" },
-    { "store-heartbeat-ms", I (store_heartbeat_ms), "1000", 100, 5000, "how often a store says HELLO to bridge and router (they forget a peer silent 10 s)" },
     { "store-prepare-retry-ms", I (store_prepare_retry_ms), "1000", 100, 60000, "pause before a store retries reaching MongoDB and creating indexes" },
     { "log-level",          S (log_level),          "info", 0, 0, "error, warning, info or debug" },
     { "verbose",            B (verbose),            "0", 0, 0, "log every message (log-level debug)" },

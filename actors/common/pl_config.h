@@ -76,7 +76,6 @@ typedef struct {
     int   history_limit;        //  largest page of GET .../messages
     int   max_room_members;     //  most members of a group room
     int   max_room_name_chars;  //  longest group room name (characters)
-    int   store_heartbeat_ms;   //  HELLO interval of a store to bridge and router
     int   store_prepare_retry_ms;   //  pause between attempts to reach MongoDB
 
     //  Logging

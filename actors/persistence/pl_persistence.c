@@ -12,6 +12,8 @@
 #include "pl_rooms.h"
 #include "pl_store.h"
 #include "pl_msg.h"
+#include "pl_drain.h"
+#include "pl_reply.h"
 #include "pl_sockets.h"
 #include "pl_notify.h"
 #include "pl_monitor.h"
@@ -21,8 +23,6 @@
 #include <jansson.h>
 
 #define POLL_MS         200     //  longest wait: the heartbeat and retries run between
-#define STATUS_MS       1000    //  figures for operators, as every actor sends them
-#define ROUTER_BUDGET   1000    //  queries handled in one turn before the bridge's work
 
 typedef struct {
     const pl_config_t *config;
@@ -33,12 +33,13 @@ typedef struct {
     zsock_t *router;            //  DEALER: QUERY in, RESULT and ROOM_CHANGED out
     bool prepared;              //  indexes exist
     bool greeted;               //  first HELLO sent (it says: I restarted)
-    int64_t next_hello;
+    pl_every_t heartbeat;       //  HELLO to bridge and router
+    pl_every_t status;          //  status record to the monitor
     int64_t next_prepare;
     pl_msg_t **batch;           //  PERSIST messages of one bulk insert
     pl_store_message_t *rows;
+    size_t batch_size;          //  entries in batch and rows
     pl_monitor_t *monitor;      //  socket events and status for operators
-    int64_t last_status;
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
     bool terminated;
@@ -69,6 +70,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->batch = (pl_msg_t **) zmalloc (sizeof (pl_msg_t *) * (size_t) config->store_batch);
     self->rows = (pl_store_message_t *) zmalloc (sizeof (pl_store_message_t) * (size_t) config->store_batch);
     assert (self->batch && self->rows);
+    pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
+    pl_every_init (&self->status, config->status_interval_ms);
     return self;
 }
 
@@ -116,38 +119,42 @@ s_self_confirm (self_t *self, pl_msg_t *entry, const pl_store_message_t *row)
     pl_msg_send (&persisted, self->bridge);
 }
 
+//  One PERSIST from the bridge joins the batch (a pl_drain_fn).
+static void
+s_self_batch_add (void *actor, pl_msg_t **message_p)
+{
+    self_t *self = (self_t *) actor;
+    pl_msg_t *message = *message_p;
+    if (pl_msg_command (message) != PL_MSG_PERSIST) {
+        pl_log_warning ("unexpected %s from the bridge", pl_msg_command_name (pl_msg_command (message)));
+        return;
+    }
+    size_t count = self->batch_size;
+    assert (count < (size_t) self->config->store_batch);
+    memset (&self->rows [count], 0, sizeof self->rows [count]);
+    self->rows [count].message = (pl_room_message_t) {
+        .room_id = pl_msg_room (message),
+        .seq = (int64_t) pl_msg_seq (message),
+        .type = pl_msg_kind (message),
+        .sender_id = pl_msg_user (message),
+        .sender_name = pl_msg_name (message),
+        .content = pl_msg_body (message),
+        .client_msg_id = pl_msg_cmid (message),
+        .created_ms = pl_msg_created (message)
+    };
+    self->batch [count] = message;
+    self->batch_size = count + 1;
+    *message_p = NULL;
+}
+
 //  Read up to one batch of PERSIST entries, store them in one bulk insert
 //  and confirm each. Returns how many were read.
 static int
 s_self_persist_batch (self_t *self)
 {
-    size_t count = 0;
-    while (count < (size_t) self->config->store_batch) {
-        bool malformed = false;
-        pl_msg_t *message = pl_msg_recv_nowait (self->bridge, &malformed);
-        if (!message) {
-            if (malformed)
-                continue;
-            break;
-        }
-        if (pl_msg_command (message) != PL_MSG_PERSIST) {
-            pl_log_warning ("unexpected %s from the bridge", pl_msg_command_name (pl_msg_command (message)));
-            pl_msg_destroy (&message);
-            continue;
-        }
-        memset (&self->rows [count], 0, sizeof self->rows [count]);
-        self->rows [count].message = (pl_room_message_t) {
-            .room_id = pl_msg_room (message),
-            .seq = (int64_t) pl_msg_seq (message),
-            .type = pl_msg_kind (message),
-            .sender_id = pl_msg_user (message),
-            .sender_name = pl_msg_name (message),
-            .content = pl_msg_body (message),
-            .client_msg_id = pl_msg_cmid (message),
-            .created_ms = pl_msg_created (message)
-        };
-        self->batch [count++] = message;
-    }
+    self->batch_size = 0;
+    pl_drain (self->bridge, self->config->store_batch, "bridge", s_self_batch_add, self);
+    size_t count = self->batch_size;
     if (count == 0)
         return 0;
     if (pl_store_insert_messages (self->store, self->rows, count))
@@ -383,15 +390,7 @@ static const struct {
 static void
 s_self_send_result (self_t *self, pl_msg_t *query, int status, const char *json)
 {
-    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (result, pl_msg_route (query));
-    pl_msg_set_corr (result, pl_msg_corr (query));
-    pl_msg_set_session (result, pl_msg_session (query));
-    pl_msg_set_room (result, pl_msg_room (query));
-    pl_msg_set_status (result, (uint32_t) status);
-    if (json)
-        pl_msg_set_body (result, json, strlen (json));
-    pl_msg_send (&result, self->router);
+    pl_reply_send (self->router, query, (uint32_t) status, json);
 }
 
 static void
@@ -410,24 +409,22 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
     free (json);
 }
 
+//  One message from the router (a pl_drain_fn)
+static void
+s_self_handle_router_message (void *actor, pl_msg_t **message_p)
+{
+    self_t *self = (self_t *) actor;
+    if (pl_msg_command (*message_p) == PL_MSG_QUERY)
+        s_self_handle_query (self, *message_p);
+    else
+        pl_log_warning ("unexpected %s from the router", pl_msg_command_name (pl_msg_command (*message_p)));
+}
+
 //  Handle the router's queries, up to a budget per turn
 static void
 s_self_handle_router (self_t *self)
 {
-    for (int budget = ROUTER_BUDGET; budget > 0; budget--) {
-        bool malformed = false;
-        pl_msg_t *message = pl_msg_recv_nowait (self->router, &malformed);
-        if (!message) {
-            if (malformed)
-                continue;
-            break;
-        }
-        if (pl_msg_command (message) == PL_MSG_QUERY)
-            s_self_handle_query (self, message);
-        else
-            pl_log_warning ("unexpected %s from the router", pl_msg_command_name (pl_msg_command (message)));
-        pl_msg_destroy (&message);
-    }
+    pl_drain (self->router, self->config->drain_budget, "router", s_self_handle_router_message, self);
 }
 
 
@@ -451,14 +448,13 @@ s_self_prepare (self_t *self)
     self->next_prepare = pl_mono_ms () + self->config->store_prepare_retry_ms;
 }
 
-//  HELLO to bridge and router every store-heartbeat-ms; the first one says
+//  HELLO to bridge and router every peer-heartbeat-ms; the first one says
 //  this store (re)started. Only once indexes exist: the unique index is
 //  what makes a redelivered entry a harmless duplicate.
 static void
 s_self_heartbeat (self_t *self)
 {
-    int64_t now = pl_mono_ms ();
-    if (!self->prepared || now < self->next_hello)
+    if (!self->prepared || !pl_every_due (&self->heartbeat, pl_mono_ms ()))
         return;
     zsock_t *peers [] = { self->bridge, self->router };
     for (int index = 0; index < 2; index++) {
@@ -469,16 +465,14 @@ s_self_heartbeat (self_t *self)
         pl_msg_send (&hello, peers [index]);
     }
     self->greeted = true;
-    self->next_hello = now + self->config->store_heartbeat_ms;
 }
 
 //  Figures for operators (monitor socket, systemd STATUS)
 static void
 s_self_report (self_t *self)
 {
-    if (pl_mono_ms () - self->last_status < STATUS_MS)
+    if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    self->last_status = pl_mono_ms ();
     pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
         "mongodb_ready", self->prepared));
