@@ -131,14 +131,14 @@ pl_pipeline_test (bool verbose)
     zsock_set_rcvtimeo (conn, 15000);
     zsock_connect (conn, "inproc://pl_pipeline-router");
     pl_msg_t *message = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_kind (message, "conn");
+    pl_msg_set_role (message, "conn");
     pl_msg_send (&message, conn);
 
     //  Create a room; retry until the store is connected and ready
     char *room_id = NULL;
     while (!room_id) {
         message = pl_msg_new (PL_MSG_QUERY);
-        pl_msg_set_kind (message, "room.create");
+        pl_msg_set_operation (message, "room.create");
         pl_msg_set_user (message, "u1");
         const char *body = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
         pl_msg_set_body (message, body, strlen (body));
@@ -168,8 +168,8 @@ pl_pipeline_test (bool verbose)
         pl_msg_set_corr (message, (uint64_t) index + 1);
         pl_msg_set_room (message, room_id);
         pl_msg_set_user (message, "u2");
-        pl_msg_set_name (message, "Bob");
-        pl_msg_set_kind (message, "TALK");
+        pl_msg_set_sender_name (message, "Bob");
+        pl_msg_set_type (message, "TALK");
         char cmid [16];
         snprintf (cmid, sizeof cmid, "c%d", index);
         pl_msg_set_cmid (message, cmid);

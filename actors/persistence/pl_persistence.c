@@ -101,8 +101,8 @@ static void
 s_self_confirm (self_t *self, pl_msg_t *entry, const pl_store_message_t *row)
 {
     pl_msg_t *persisted = pl_msg_new (PL_MSG_PERSISTED);
-    pl_msg_set_key (persisted, pl_msg_key (entry));
-    pl_msg_set_id (persisted, pl_msg_id (entry));
+    pl_msg_set_stream (persisted, pl_msg_stream (entry));
+    pl_msg_set_entry_id (persisted, pl_msg_entry_id (entry));
     pl_msg_set_room (persisted, pl_msg_room (entry));
     pl_msg_set_seq (persisted, pl_msg_seq (entry));
     if (row->result == 0) {
@@ -135,9 +135,9 @@ s_self_batch_add (void *actor, pl_msg_t **message_p)
     self->rows [count].message = (pl_room_message_t) {
         .room_id = pl_msg_room (message),
         .seq = (int64_t) pl_msg_seq (message),
-        .type = pl_msg_kind (message),
+        .type = pl_msg_type (message),
         .sender_id = pl_msg_user (message),
-        .sender_name = pl_msg_name (message),
+        .sender_name = pl_msg_sender_name (message),
         .content = pl_msg_body (message),
         .client_msg_id = pl_msg_cmid (message),
         .created_ms = pl_msg_created (message)
@@ -301,8 +301,9 @@ s_self_page (self_t *self, pl_msg_t *query, bool resume, char **json_p)
     pl_rooms_room_reset (&room);
     if (status)
         return status;
-    int limit = pl_rooms_page_limit (self->rooms, (int) pl_msg_status (query));
-    int64_t bound = (int64_t) pl_msg_seq (query);
+    int limit = pl_rooms_page_limit (self->rooms, (int) pl_msg_limit (query));
+    //  room.since pages forward from after, room.messages back from before
+    int64_t bound = (int64_t) (resume? pl_msg_after (query): pl_msg_before (query));
     json_t *page = json_array ();
     int rc = resume? pl_store_messages_after (self->store, room_id, bound, limit, s_page_append, page)
                    : pl_store_messages_before (self->store, room_id, bound, limit, s_page_append, page);
@@ -353,7 +354,7 @@ s_query_member_add (self_t *self, pl_msg_t *query, char **json_p)
 static int
 s_query_member_remove (self_t *self, pl_msg_t *query, char **json_p)
 {
-    const char *user = pl_msg_sub (query);
+    const char *user = pl_msg_target_user (query);
     int status = pl_rooms_remove_request (user, json_p);
     if (status)
         return status;
@@ -399,7 +400,7 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
     char *json = NULL;
     int status = -1;
     for (size_t index = 0; index < sizeof s_queries / sizeof s_queries [0]; index++)
-        if (streq (pl_msg_kind (query), s_queries [index].kind)) {
+        if (streq (pl_msg_operation (query), s_queries [index].kind)) {
             status = s_queries [index].handler (self, query, &json);
             break;
         }
@@ -459,9 +460,9 @@ s_self_heartbeat (self_t *self)
     zsock_t *peers [] = { self->bridge, self->router };
     for (int index = 0; index < 2; index++) {
         pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
-        pl_msg_set_kind (hello, "store");
-        pl_msg_set_name (hello, self->config->host_id);
-        pl_msg_set_status (hello, self->greeted? 0: 1);
+        pl_msg_set_role (hello, "store");
+        pl_msg_set_actor_name (hello, self->config->host_id);
+        pl_msg_set_first_hello (hello, self->greeted? 0: 1);
         pl_msg_send (&hello, peers [index]);
     }
     self->greeted = true;
@@ -549,12 +550,16 @@ s_test_query (zsock_t *router, s_test_query_t spec, int expected, bool changed, 
 {
     pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
     pl_msg_set_routing_id (query, "store-0");
-    pl_msg_set_kind (query, spec.kind);
+    pl_msg_set_operation (query, spec.kind);
     pl_msg_set_user (query, spec.user? spec.user: "");
     pl_msg_set_room (query, spec.room? spec.room: "");
-    pl_msg_set_sub (query, spec.sub? spec.sub: "");
-    pl_msg_set_status (query, spec.limit);
-    pl_msg_set_seq (query, spec.seq);
+    pl_msg_set_target_user (query, spec.sub? spec.sub: "");
+    pl_msg_set_limit (query, spec.limit);
+    //  One slot: before for room.messages, after for room.since
+    if (streq (spec.kind, "room.since"))
+        pl_msg_set_after (query, spec.seq);
+    else
+        pl_msg_set_before (query, spec.seq);
     pl_msg_set_route (query, "conn-0");
     if (spec.body)
         pl_msg_set_body (query, spec.body, strlen (spec.body));
@@ -599,15 +604,15 @@ s_test_persist (zsock_t *bridge, const char *room_id)
         for (int seq = 1; seq <= 300; seq++) {
             pl_msg_t *persist = pl_msg_new (PL_MSG_PERSIST);
             pl_msg_set_routing_id (persist, "store-0");
-            pl_msg_set_key (persist, "s");
+            pl_msg_set_stream (persist, "s");
             char entry_id [32];
             snprintf (entry_id, sizeof entry_id, "%d-0", seq);
-            pl_msg_set_id (persist, entry_id);
+            pl_msg_set_entry_id (persist, entry_id);
             pl_msg_set_room (persist, room_id);
             pl_msg_set_seq (persist, (uint64_t) seq);
-            pl_msg_set_kind (persist, "TALK");
+            pl_msg_set_type (persist, "TALK");
             pl_msg_set_user (persist, "u1");
-            pl_msg_set_name (persist, "Alice");
+            pl_msg_set_sender_name (persist, "Alice");
             pl_msg_set_body (persist, "hello", 5);
             pl_msg_set_created (persist, pl_clock_ms ());
             pl_msg_send (&persist, bridge);
@@ -731,13 +736,13 @@ pl_persistence_test (bool verbose)
 
     //  The first HELLO says it (re)started
     pl_msg_t *hello = pl_msg_recv (bridge);
-    pl_check (hello && pl_msg_command (hello) == PL_MSG_HELLO && pl_msg_status (hello) == 1);
+    pl_check (hello && pl_msg_command (hello) == PL_MSG_HELLO && pl_msg_first_hello (hello) == 1);
     pl_msg_destroy (&hello);
 
     //  Create a room through a QUERY: the RESULT goes back where it came from
     pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
     pl_msg_set_routing_id (query, "store-0");
-    pl_msg_set_kind (query, "room.create");
+    pl_msg_set_operation (query, "room.create");
     pl_msg_set_user (query, "u1");
     pl_msg_set_route (query, "conn-0");
     pl_msg_set_corr (query, 7);

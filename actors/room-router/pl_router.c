@@ -283,7 +283,7 @@ s_room_load_members (self_t *self, room_t *room)
     if (room->loading_corr)
         return;
     pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
-    pl_msg_set_kind (query, "room.members");
+    pl_msg_set_operation (query, "room.members");
     pl_msg_set_room (query, room->room_id);
     pl_msg_set_corr (query, ++self->next_corr);
     if (s_send_to_store (self, query) == 0) {
@@ -463,10 +463,10 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     const char *from = pl_msg_routing_id (message);
     switch (pl_msg_command (message)) {
         case PL_MSG_HELLO:
-            if (streq (pl_msg_kind (message), "store"))
+            if (streq (pl_msg_role (message), "store"))
                 s_store_seen (self, from);
             else
-            if (streq (pl_msg_kind (message), "conn")) {
+            if (streq (pl_msg_role (message), "conn")) {
                 //  A (re)started connection actor: it sends its JOINs next
                 pl_peer_t *conn = pl_peers_find (self->conns, from);
                 if (conn)
@@ -480,7 +480,7 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
                 //  The answer tells the connection actor its router is alive
                 s_conn_require (self, from);
                 pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
-                pl_msg_set_status (pong, s_self_readiness (self));
+                pl_msg_set_readiness (pong, s_self_readiness (self));
                 s_send_to (self, pong, from);
                 pl_msg_destroy (&pong);
             }
@@ -550,7 +550,7 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
         s_self_forget_members (self, pl_msg_room (message));
     else
     if (pl_msg_command (message) == PL_MSG_PING) {
-        if (pl_msg_status (message) & PL_READY_BRIDGE)
+        if (pl_msg_readiness (message) & PL_READY_BRIDGE)
             self->bridge_ready_at = pl_mono_ms ();
     }
     else
@@ -630,8 +630,8 @@ s_self_handle_tick (self_t *self)
     int64_t now = pl_mono_ms ();
     if (pl_every_due (&self->heartbeat, now)) {
         pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
-        pl_msg_set_kind (hello, "router");
-        pl_msg_set_name (hello, self->config->host_id);
+        pl_msg_set_role (hello, "router");
+        pl_msg_set_actor_name (hello, self->config->host_id);
         pl_msg_send (&hello, self->bridge);
     }
     pl_notify_watchdog ();
@@ -720,7 +720,7 @@ pl_router_test (bool verbose)
 
     //  The bridge hears the router's HELLO
     pl_msg_t *message = s_test_recv (bridge);
-    pl_check (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_kind (message), "router"));
+    pl_check (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_role (message), "router"));
     pl_msg_destroy (&message);
 
     //  Without a store, a membership question fails after its deadline
@@ -734,10 +734,10 @@ pl_router_test (bool verbose)
     pl_msg_destroy (&message);
 
     message = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_kind (message, "store");
+    pl_msg_set_role (message, "store");
     pl_msg_send (&message, store);
     message = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_kind (message, "conn");
+    pl_msg_set_role (message, "conn");
     pl_msg_send (&message, conn);
 
     //  AUTHZ: the router asks the store once, then answers from its cache
@@ -750,7 +750,7 @@ pl_router_test (bool verbose)
         if (round == 0) {
             pl_msg_t *query = s_test_recv (store);
             pl_check (pl_msg_command (query) == PL_MSG_QUERY);
-            pl_check (streq (pl_msg_kind (query), "room.members") && streq (pl_msg_room (query), "r1"));
+            pl_check (streq (pl_msg_operation (query), "room.members") && streq (pl_msg_room (query), "r1"));
             pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
             pl_msg_set_corr (answer, pl_msg_corr (query));
             pl_msg_set_status (answer, 200);
@@ -808,7 +808,7 @@ pl_router_test (bool verbose)
     //  A QUERY goes to the store and its RESULT back to the asker
     message = pl_msg_new (PL_MSG_QUERY);
     pl_msg_set_corr (message, 30);
-    pl_msg_set_kind (message, "room.get");
+    pl_msg_set_operation (message, "room.get");
     pl_msg_send (&message, other);
     message = s_test_recv (store);
     pl_check (streq (pl_msg_route (message), "conn-1"));

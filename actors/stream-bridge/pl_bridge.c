@@ -201,13 +201,13 @@ s_on_persist (void *arg, const pl_entry_t *entry)
     if (zhashx_lookup (self->work, key))
         return;                 //  read again while we still hold it
     pl_msg_t *persist = pl_msg_new (PL_MSG_PERSIST);
-    pl_msg_set_key (persist, entry->stream_key);
-    pl_msg_set_id (persist, entry->entry_id);
+    pl_msg_set_stream (persist, entry->stream_key);
+    pl_msg_set_entry_id (persist, entry->entry_id);
     pl_msg_set_room (persist, entry->room_id);
     pl_msg_set_seq (persist, (uint64_t) entry->seq);
-    pl_msg_set_kind (persist, entry->type);
+    pl_msg_set_type (persist, entry->type);
     pl_msg_set_user (persist, entry->sender_id);
-    pl_msg_set_name (persist, entry->sender_name);
+    pl_msg_set_sender_name (persist, entry->sender_name);
     pl_msg_set_cmid (persist, entry->client_msg_id);
     pl_msg_set_created (persist, entry->created_ms);
     pl_msg_set_body (persist, entry->content, strlen (entry->content));
@@ -277,7 +277,7 @@ static void
 s_self_handle_persisted (self_t *self, pl_msg_t *message)
 {
     char key [512];
-    snprintf (key, sizeof key, "%s/%s", pl_msg_key (message), pl_msg_id (message));
+    snprintf (key, sizeof key, "%s/%s", pl_msg_stream (message), pl_msg_entry_id (message));
     work_t *work = (work_t *) zhashx_lookup (self->work, key);
     if (!work)
         return;                 //  confirmed twice (handed out twice)
@@ -286,7 +286,7 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
     if (pl_msg_status (message) == 200) {
         pl_histogram_observe (&self->persist_lag,
                               (double) (pl_clock_ms () - pl_msg_created (work->persist)));
-        pl_streams_persist_ack (self->streams, pl_msg_key (message), pl_msg_id (message));
+        pl_streams_persist_ack (self->streams, pl_msg_stream (message), pl_msg_entry_id (message));
         if (!work->store)
             zlistx_delete (self->queue, zlistx_find (self->queue, work));
         zhashx_delete (self->work, key);
@@ -299,11 +299,11 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
             //  It will not store: out of the way, kept with its error
             pl_msg_t *persist = work->persist;
             pl_entry_t entry = {
-                .room_id = pl_msg_room (persist), .type = pl_msg_kind (persist),
-                .sender_id = pl_msg_user (persist), .sender_name = pl_msg_name (persist),
+                .room_id = pl_msg_room (persist), .type = pl_msg_type (persist),
+                .sender_id = pl_msg_user (persist), .sender_name = pl_msg_sender_name (persist),
                 .content = pl_msg_body (persist), .client_msg_id = pl_msg_cmid (persist),
                 .created_ms = pl_msg_created (persist), .seq = (int64_t) pl_msg_seq (persist),
-                .stream_key = pl_msg_key (persist), .entry_id = pl_msg_id (persist)
+                .stream_key = pl_msg_stream (persist), .entry_id = pl_msg_entry_id (persist)
             };
             pl_log_error ("entry %s failed %d times, dead-lettered: %s", key, work->attempts,
                           pl_msg_body (message));
@@ -376,9 +376,9 @@ s_self_handle_send (self_t *self, pl_msg_t **request_p)
     pl_msg_t *request = append->request;
     pl_entry_t entry = {
         .room_id = pl_msg_room (request),
-        .type = pl_msg_kind (request),
+        .type = pl_msg_type (request),
         .sender_id = pl_msg_user (request),
-        .sender_name = pl_msg_name (request),
+        .sender_name = pl_msg_sender_name (request),
         .content = pl_msg_body (request),
         .client_msg_id = pl_msg_cmid (request),
         .created_ms = pl_clock_ms ()
@@ -451,10 +451,10 @@ s_self_handle_replay (self_t *self, pl_msg_t **request_p)
     *request_p = NULL;
     pl_buf_init (&replay->body);
     pl_msg_t *request = replay->request;
-    int max = (int) pl_msg_status (request);
+    int max = (int) pl_msg_limit (request);
     if (max <= 0 || max > self->config->history_limit)
         max = self->config->history_limit;
-    if (pl_streams_replay (self->streams, pl_msg_room (request), (int64_t) pl_msg_seq (request),
+    if (pl_streams_replay (self->streams, pl_msg_room (request), (int64_t) pl_msg_after (request),
                            max, s_replay_entry, s_replay_done, replay))
         s_replay_done (replay, -1, 0, 0);
 }
@@ -472,26 +472,26 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     const char *from = pl_msg_routing_id (message);
     switch (pl_msg_command (message)) {
         case PL_MSG_HELLO:
-            if (streq (pl_msg_kind (message), "router")) {
+            if (streq (pl_msg_role (message), "router")) {
                 if (!streq_safe (self->router, from)) {
                     free (self->router);
                     self->router = strdup (from);
                     pl_log_info ("room-router %s connected", from);
                 }
                 pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
-                pl_msg_set_status (pong, pl_streams_connected (self->streams)? PL_READY_BRIDGE: 0);
+                pl_msg_set_readiness (pong, pl_streams_connected (self->streams)? PL_READY_BRIDGE: 0);
                 if (pl_msg_send_copy (pong, self->frontend, from) == 0)
                     pl_streams_fanout_hold (self->streams, false);
                 pl_msg_destroy (&pong);
             }
             else
-            if (streq (pl_msg_kind (message), "store")) {
+            if (streq (pl_msg_role (message), "store")) {
                 bool added = false;
                 pl_peer_t *store = pl_peers_seen (self->stores, from, pl_mono_ms (), &added);
                 if (added)
                     pl_log_info ("persistence actor %s connected", from);
                 else
-                if (pl_msg_status (message) == 1)
+                if (pl_msg_first_hello (message))
                     //  It restarted: what it held is lost with it
                     s_store_requeue (self, store);
             }
