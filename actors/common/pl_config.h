@@ -67,6 +67,13 @@ typedef struct {
     int   claim_idle_ms;        //  pending this long without an ack: its consumer is taken as dead
     int   janitor_interval_ms;  //  how often the shard streams are trimmed
     int   host_gone_s;          //  a host silent this long loses its fan-out group
+    int   redis_backoff_min_ms; //  first wait before a lost Redis link is tried again
+    int   redis_backoff_max_ms; //  the wait doubles up to this
+    int   redis_retry_ms;       //  a reader waits this long after an error reply
+    int   ack_batch;            //  most entry ids in one XACK
+    int   subset_block_ms;      //  BLOCK of a read that covers only some shards
+    int   stop_flush_ms;        //  at stop, how long the last XACKs may take
+    int   host_refresh_ms;      //  how often the host key is refreshed (at most host-gone-s / 3)
 
     //  Persistence
     char *mongo_url;            //  mongodb://host:port

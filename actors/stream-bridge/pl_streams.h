@@ -32,6 +32,9 @@
     Callbacks run from inside pl_streams_handle (or pl_streams_destroy for
     requests that fail at teardown). They may call any function here except
     pl_streams_destroy.
+
+    The code lives in streams/, one concern a file: streams/pl_streams.c
+    opens with a map of them. Limits and timeouts come from pl_config.
     =========================================================================
 */
 #ifndef PL_STREAMS_H_INCLUDED
@@ -98,7 +101,8 @@ pl_streams_t *
     pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
                     pl_entry_fn *on_persist, void *arg);
 
-//  Flush batched XACKs (waits at most 500 ms), fail queued appends, close.
+//  Flush batched XACKs (waits at most stop-flush-ms), fail queued appends,
+//  close.
 void
     pl_streams_destroy (pl_streams_t **self_p);
 
