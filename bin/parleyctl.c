@@ -401,6 +401,107 @@ s_actors_open (const char *runtime_option, const char *kind, s_actors_t *actors,
     return 0;
 }
 
+//  Give the actor that published this status record its record.
+//  Returns true when it was one we waited for.
+static bool
+s_status_take (s_actors_t *actors, const char *text)
+{
+    bool taken = false;
+    json_t *record = json_loads (text, 0, NULL);
+    const char *kind = json_string_value (json_object_get (record, "kind"));
+    json_t *instance = json_object_get (record, "instance");
+    for (size_t index = 0; kind && json_is_integer (instance) && index < actors->count; index++) {
+        s_actor_t *actor = &actors->actors [index];
+        if (!actor->record && streq (actor->kind, kind)
+        &&  actor->instance == json_integer_value (instance)) {
+            actor->record = json_incref (record);
+            taken = true;
+            break;
+        }
+    }
+    json_decref (record);
+    return taken;
+}
+
+//  Actors publish a status record about once a second; one SUB socket
+//  connected to every endpoint collects one record from each, until all
+//  answered or wait_ms passed. Returns how many answered, -1 on interrupt.
+static int
+s_status_collect (s_actors_t *actors, int64_t wait_ms)
+{
+    zsock_t *subscriber = zsock_new (ZMQ_SUB);
+    assert (subscriber);
+    zsock_set_subscribe (subscriber, PL_MONITOR_TOPIC_STATUS);
+    for (size_t index = 0; index < actors->count; index++)
+        if (zsock_connect (subscriber, "ipc://%s", actors->actors [index].path))
+            fprintf (stderr, "parleyctl: cannot connect to %s: %s\n",
+                     actors->actors [index].path, zmq_strerror (zmq_errno ()));
+    zpoller_t *poller = zpoller_new (subscriber, NULL);
+    assert (poller);
+    int answered = 0;
+    int64_t deadline = pl_mono_ms () + wait_ms;
+    while ((size_t) answered < actors->count) {
+        int64_t left = deadline - pl_mono_ms ();
+        if (left <= 0)
+            break;
+        if (!zpoller_wait (poller, (int) left)) {
+            if (zpoller_terminated (poller)) {
+                answered = -1;
+                break;
+            }
+            continue;
+        }
+        char *topic = NULL, *text = NULL;
+        if (zstr_recvx (subscriber, &topic, &text, NULL) == 2 && s_status_take (actors, text))
+            answered++;
+        zstr_free (&topic);
+        zstr_free (&text);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&subscriber);
+    return answered;
+}
+
+//  Every actor's record as one JSON array; the silent ones say why.
+static void
+s_status_print_json (s_actors_t *actors, bool *alive)
+{
+    json_t *array = json_array ();
+    for (size_t index = 0; index < actors->count; index++) {
+        s_actor_t *actor = &actors->actors [index];
+        json_array_append_new (array, actor->record? json_incref (actor->record):
+            json_pack ("{s:s, s:s, s:i, s:s}", "type", "status", "kind", actor->kind,
+                       "instance", actor->instance,
+                       "error", alive [index]? "no answer": "stale endpoint"));
+    }
+    char *text = json_dumps (array, JSON_COMPACT);
+    printf ("%s\n", text? text: "[]");
+    free (text);
+    json_decref (array);
+}
+
+//  Print what was collected. Returns 0 when every actor answered.
+static int
+s_status_print (s_actors_t *actors, bool json)
+{
+    //  An actor without a record may be slow or not running at all: a
+    //  stale endpoint file is told apart by connecting to it
+    bool *alive = calloc (actors->count, sizeof (bool));
+    assert (alive);
+    bool all_answered = true;
+    for (size_t index = 0; index < actors->count; index++) {
+        alive [index] = actors->actors [index].record
+                     || s_endpoint_alive (actors->actors [index].path);
+        all_answered &= actors->actors [index].record != NULL;
+    }
+    if (json)
+        s_status_print_json (actors, alive);
+    else
+        s_status_print_table (actors, alive);
+    free (alive);
+    return fflush (stdout) || !all_answered? 1: 0;
+}
+
 static int
 s_status (const s_command_t *command, int argc, char **argv)
 {
@@ -445,85 +546,7 @@ s_status (const s_command_t *command, int argc, char **argv)
         free (runtime_dir);
         return 1;
     }
-
-    //  Actors publish a status record about once a second; one SUB socket
-    //  connected to every endpoint collects one record from each
-    zsock_t *subscriber = zsock_new (ZMQ_SUB);
-    assert (subscriber);
-    zsock_set_subscribe (subscriber, PL_MONITOR_TOPIC_STATUS);
-    for (size_t index = 0; index < actors.count; index++)
-        if (zsock_connect (subscriber, "ipc://%s", actors.actors [index].path))
-            fprintf (stderr, "parleyctl: cannot connect to %s: %s\n",
-                     actors.actors [index].path, zmq_strerror (zmq_errno ()));
-    zpoller_t *poller = zpoller_new (subscriber, NULL);
-    assert (poller);
-    size_t answered = 0;
-    int64_t deadline = pl_mono_ms () + wait_ms;
-    bool interrupted = false;
-    while (answered < actors.count) {
-        int64_t left = deadline - pl_mono_ms ();
-        if (left <= 0)
-            break;
-        if (!zpoller_wait (poller, (int) left)) {
-            if (zpoller_terminated (poller)) {
-                interrupted = true;
-                break;
-            }
-            continue;
-        }
-        char *topic = NULL, *text = NULL;
-        if (zstr_recvx (subscriber, &topic, &text, NULL) == 2) {
-            json_t *record = json_loads (text, 0, NULL);
-            const char *kind = json_string_value (json_object_get (record, "kind"));
-            json_t *instance = json_object_get (record, "instance");
-            for (size_t index = 0; kind && json_is_integer (instance) && index < actors.count; index++) {
-                s_actor_t *actor = &actors.actors [index];
-                if (!actor->record && streq (actor->kind, kind)
-                &&  actor->instance == json_integer_value (instance)) {
-                    actor->record = json_incref (record);
-                    answered++;
-                    break;
-                }
-            }
-            json_decref (record);
-        }
-        zstr_free (&topic);
-        zstr_free (&text);
-    }
-    zpoller_destroy (&poller);
-    zsock_destroy (&subscriber);
-
-    rc = 0;
-    if (interrupted)
-        rc = 1;
-    else {
-        bool *alive = calloc (actors.count, sizeof (bool));
-        assert (alive);
-        for (size_t index = 0; index < actors.count; index++)
-            alive [index] = actors.actors [index].record
-                         || s_endpoint_alive (actors.actors [index].path);
-        if (json) {
-            json_t *array = json_array ();
-            for (size_t index = 0; index < actors.count; index++) {
-                s_actor_t *actor = &actors.actors [index];
-                json_array_append_new (array, actor->record? json_incref (actor->record):
-                    json_pack ("{s:s, s:s, s:i, s:s}", "type", "status", "kind", actor->kind,
-                               "instance", actor->instance,
-                               "error", alive [index]? "no answer": "stale endpoint"));
-            }
-            char *text = json_dumps (array, JSON_COMPACT);
-            printf ("%s\n", text? text: "[]");
-            free (text);
-            json_decref (array);
-        }
-        else
-            s_status_print_table (&actors, alive);
-        free (alive);
-        if (answered < actors.count)
-            rc = 1;
-        if (fflush (stdout))
-            rc = 1;
-    }
+    rc = s_status_collect (&actors, wait_ms) < 0? 1: s_status_print (&actors, json);
     s_actors_free (&actors);
     free (runtime_dir);
     return rc;
@@ -603,6 +626,46 @@ s_monitor_rescan (zsock_t *subscriber, zhash_t *watched, const char *runtime_dir
     s_actors_free (&actors);
 }
 
+//  Print the events of the actors (of one kind, or all) as they happen,
+//  picking up actors that start later, until Ctrl-C.
+static void
+s_monitor_follow (const char *runtime_dir, const char *kind, bool json)
+{
+    //  Lines go out as they happen, also into a pipe
+    setvbuf (stdout, NULL, _IOLBF, 0);
+    zsock_t *subscriber = zsock_new (ZMQ_SUB);
+    assert (subscriber);
+    char topic [64];
+    snprintf (topic, sizeof topic, "%s%s%s", PL_MONITOR_TOPIC_EVENT, kind? kind: "", kind? ".": "");
+    zsock_set_subscribe (subscriber, topic);
+    zhash_t *watched = zhash_new ();           //  endpoint file -> "kind-instance"
+    assert (watched);
+    zhash_autofree (watched);
+    zpoller_t *poller = zpoller_new (subscriber, NULL);
+    assert (poller);
+    int64_t next_scan = 0;
+    while (true) {
+        if (pl_mono_ms () >= next_scan) {
+            s_monitor_rescan (subscriber, watched, runtime_dir, kind);
+            next_scan = pl_mono_ms () + 1000;
+        }
+        int64_t left = next_scan - pl_mono_ms ();
+        if (!zpoller_wait (poller, left > 0? (int) left: 0)) {
+            if (zpoller_terminated (poller))
+                break;          //  Ctrl-C
+            continue;
+        }
+        char *event_topic = NULL, *text = NULL;
+        if (zstr_recvx (subscriber, &event_topic, &text, NULL) == 2)
+            s_monitor_print_event (text, json);
+        zstr_free (&event_topic);
+        zstr_free (&text);
+    }
+    zpoller_destroy (&poller);
+    zhash_destroy (&watched);
+    zsock_destroy (&subscriber);
+}
+
 static int
 s_monitor (const s_command_t *command, int argc, char **argv)
 {
@@ -648,40 +711,7 @@ s_monitor (const s_command_t *command, int argc, char **argv)
         fprintf (stderr, "parleyctl: no parley %s%sactors in %s yet; waiting for them (Ctrl-C stops)\n",
                  kind? kind: "", kind? " ": "", runtime_dir);
     s_actors_free (&actors);
-
-    //  Lines go out as they happen, also into a pipe
-    setvbuf (stdout, NULL, _IOLBF, 0);
-    zsock_t *subscriber = zsock_new (ZMQ_SUB);
-    assert (subscriber);
-    char topic [64];
-    snprintf (topic, sizeof topic, "%s%s%s", PL_MONITOR_TOPIC_EVENT, kind? kind: "", kind? ".": "");
-    zsock_set_subscribe (subscriber, topic);
-    zhash_t *watched = zhash_new ();           //  endpoint file -> "kind-instance"
-    assert (watched);
-    zhash_autofree (watched);
-    zpoller_t *poller = zpoller_new (subscriber, NULL);
-    assert (poller);
-    int64_t next_scan = 0;
-    while (true) {
-        if (pl_mono_ms () >= next_scan) {
-            s_monitor_rescan (subscriber, watched, runtime_dir, kind);
-            next_scan = pl_mono_ms () + 1000;
-        }
-        int64_t left = next_scan - pl_mono_ms ();
-        if (!zpoller_wait (poller, left > 0? (int) left: 0)) {
-            if (zpoller_terminated (poller))
-                break;          //  Ctrl-C
-            continue;
-        }
-        char *event_topic = NULL, *text = NULL;
-        if (zstr_recvx (subscriber, &event_topic, &text, NULL) == 2)
-            s_monitor_print_event (text, json);
-        zstr_free (&event_topic);
-        zstr_free (&text);
-    }
-    zpoller_destroy (&poller);
-    zhash_destroy (&watched);
-    zsock_destroy (&subscriber);
+    s_monitor_follow (runtime_dir, kind, json);
     free (runtime_dir);
     return 0;
 }
