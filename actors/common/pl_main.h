@@ -13,6 +13,10 @@
 
 //  Returns the process exit code: 0 after a clean stop, 1 when the
 //  configuration is bad or the actor could not start.
+//  The actor's thread has ended before this returns, also when a second
+//  signal interrupts the stop.
 int pl_main_run (int argc, char **argv, const char *actor_name, zactor_fn *actor);
+
+void pl_main_test (bool verbose);
 
 #endif
