@@ -20,6 +20,11 @@
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_api.h"
+#include "pl_pending.h"
+#include "pl_resume.h"
+#include "pl_link.h"
+#include "pl_http.h"
+#include "pl_session.h"
 #include "pl_connection.h"
 #include "pl_router.h"
 #include "pl_store.h"
@@ -45,6 +50,11 @@ static const selftest_t s_selftests [] = {
     { "pl_stomp",       pl_stomp_test },
     { "pl_token",       pl_token_test },
     { "pl_api",         pl_api_test },
+    { "pl_pending",     pl_pending_test },
+    { "pl_resume",      pl_resume_test },
+    { "pl_link",        pl_link_test },
+    { "pl_http",        pl_http_test },
+    { "pl_session",     pl_session_test },
     { "pl_connection",  pl_connection_test },
     { "pl_router",      pl_router_test },
     { "pl_store",       pl_store_test },

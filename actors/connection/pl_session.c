@@ -1,0 +1,1050 @@
+/*  =========================================================================
+    pl_session - the STOMP sessions of one connection actor
+
+    A subscription to a room is active once the router said yes to its
+    AUTHZ; only active ones are in the room table and get DELIVERs. Each
+    has a pl_resume that keeps its seq cursor and, with since-seq, fills the
+    gap before live messages flow.
+    =========================================================================
+*/
+#include "pl_session.h"
+#include "pl_log.h"
+#include "pl_resume.h"
+#include "pl_stomp.h"
+#include "pl_util.h"
+
+#include <jansson.h>
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_ROOMS         "/topic/rooms/"
+#define APP_ROOMS           "/app/rooms/"
+#define USER_EVENTS         "/user/queue/events"
+#define SHUTDOWN_MESSAGE    "server shutting down: reconnect and resume with since-seq"
+
+struct _pl_sessions_t {
+    pl_link_t *link;
+    uint64_t next_number;
+    bool shutting_down;         //  no new frames; sessions end when answered
+    zlistx_t *list;             //  pl_session_t, not owned
+    zhashx_t *rooms;            //  room -> zlistx_t of active sub_t
+    pl_sessions_counts_t counts;
+};
+
+struct _pl_session_t {
+    pl_sessions_t *owner;
+    void *conn;
+    uint64_t number;
+    int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
+    int version;                //  negotiated at CONNECT, 0 before
+    bool connected;
+    bool closing;               //  ERROR queued or DISCONNECT: no more input
+    pl_stomp_parser_t *parser;
+    pl_identity_t identity;
+    zhashx_t *subs;             //  id -> sub_t
+    pl_buf_t out;
+    int64_t created_ms;
+    int64_t last_in_ms;
+    int64_t last_out_ms;
+    int in_interval_ms;         //  client promised to send this often (0: never)
+    int out_interval_ms;        //  we send heart-beats this often (0: never)
+    void *list_handle;          //  in owner->list
+};
+
+//  One subscription of a session
+typedef struct {
+    pl_session_t *session;
+    char *id;                   //  client's subscription id
+    char *destination;
+    char room [PL_ID_MAX + 1];  //  "" for the user queue
+    bool active;                //  AUTHZ answered 200 (or no AUTHZ needed)
+    uint64_t corr;              //  AUTHZ or resume request in flight
+    void *room_handle;          //  in the room's list, when active
+    int64_t since;              //  since-seq asked for, -1 when none
+    pl_resume_t *resume;        //  a room's: cursor and resume
+} sub_t;
+
+static void s_session_error (pl_session_t *self, const char *message, const char *receipt);
+static void s_session_shutdown (pl_session_t *self);
+
+static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_resume_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_request_expire (pl_pending_request_t *request);
+static const pl_pending_kind_t s_authz_kind = { "AUTHZ", s_authz_answer, s_request_expire };
+static const pl_pending_kind_t s_send_kind = { "SEND", s_send_answer, s_request_expire };
+static const pl_pending_kind_t s_resume_kind = { "RESUME", s_resume_answer, s_request_expire };
+
+
+//  --------------------------------------------------------------------------
+//  Rooms: which active subscriptions want which room
+
+static void
+s_room_list_destroy (zlistx_t **list_p)
+{
+    zlistx_destroy (list_p);
+}
+
+static void
+s_sessions_send_room (pl_sessions_t *self, pl_msg_command_t command, const char *room)
+{
+    pl_msg_t *msg = pl_msg_new (command);
+    if (!msg)
+        return;
+    pl_msg_set_room (msg, room);
+    self->link->send (self->link->arg, &msg);
+}
+
+static void
+s_sessions_room_add (pl_sessions_t *self, sub_t *sub)
+{
+    zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, sub->room);
+    if (!list) {
+        list = zlistx_new ();
+        if (!list)
+            return;
+        zhashx_insert (self->rooms, sub->room, list);
+        s_sessions_send_room (self, PL_MSG_JOIN, sub->room);
+    }
+    sub->room_handle = zlistx_add_end (list, sub);
+}
+
+static void
+s_sessions_room_remove (pl_sessions_t *self, sub_t *sub)
+{
+    if (!sub->room_handle)
+        return;
+    zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, sub->room);
+    assert (list);
+    zlistx_delete (list, sub->room_handle);
+    sub->room_handle = NULL;
+    if (zlistx_size (list) == 0) {
+        //  Copy: the key is about to go with the entry
+        char room [PL_ID_MAX + 1];
+        snprintf (room, sizeof room, "%s", sub->room);
+        zhashx_delete (self->rooms, room);
+        s_sessions_send_room (self, PL_MSG_LEAVE, room);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  The outbound queue, ERROR and RECEIPT
+
+static int
+s_session_version (pl_session_t *self)
+{
+    //  Before CONNECTED nothing is escaped, so an ERROR reads plainly
+    return self->version? self->version: 10;
+}
+
+static void
+s_session_want_write (pl_session_t *self)
+{
+    self->owner->link->want_write (self->owner->link->arg, self->conn);
+}
+
+//  The client has close-grace-s to read what is queued before we close
+static void
+s_session_close_after_flush (pl_session_t *self)
+{
+    self->closing = true;
+    pl_link_t *link = self->owner->link;
+    link->timeout (link->arg, self->conn, link->config->close_grace_s);
+    s_session_want_write (self);
+}
+
+//  Close at once, with nothing more to say
+static void
+s_session_close_now (pl_session_t *self)
+{
+    self->closing = true;
+    self->owner->link->timeout (self->owner->link->arg, self->conn, PL_LINK_CLOSE_NOW);
+}
+
+//  Append one frame and ask for a write. Over the queue bound the client
+//  is too slow to follow: drop what it has not read, tell it so and close;
+//  it resumes with since-seq.
+static void
+s_session_queue (pl_session_t *self, const char *command,
+                 const char *const *headers, const char *body, size_t body_size)
+{
+    if (self->closing)
+        return;
+    pl_sessions_t *owner = self->owner;
+    if (pl_stomp_write (&self->out, s_session_version (self), command,
+                        headers, body, body_size)) {
+        s_session_error (self, "server out of memory", NULL);
+        return;
+    }
+    owner->counts.frames_out++;
+    int max_outbound = owner->link->config->max_outbound_bytes;
+    if (pl_buf_pending (&self->out) > (size_t) max_outbound) {
+        owner->counts.slow_consumers++;
+        pl_buf_reset (&self->out);
+        char message [160];
+        snprintf (message, sizeof message,
+                  "slow consumer: outbound queue over %d bytes; reconnect and resume",
+                  max_outbound);
+        pl_log_info ("session %" PRIu64 ": %s", self->number, message);
+        s_session_error (self, message, NULL);
+        return;
+    }
+    s_session_want_write (self);
+}
+
+//  Queue an ERROR and close once it is out. STOMP ends a session after
+//  any ERROR.
+static void
+s_session_error (pl_session_t *self, const char *message, const char *receipt)
+{
+    if (self->closing)
+        return;
+    self->owner->counts.errors++;
+    self->owner->counts.frames_out++;
+    pl_log_debug ("session %" PRIu64 ": ERROR %s", self->number, message);
+    if (pl_stomp_write_error (&self->out, s_session_version (self), message, NULL, receipt))
+        pl_buf_reset (&self->out);
+    //  A client that does not read never makes us writable: bound the wait
+    s_session_close_after_flush (self);
+}
+
+static void
+s_session_receipt (pl_session_t *self, const char *receipt, const char *seq)
+{
+    if (!receipt)
+        return;
+    const char *headers [] = { "receipt-id", receipt, seq? "seq": NULL, seq, NULL };
+    s_session_queue (self, "RECEIPT", headers, NULL, 0);
+}
+
+//  Queue one MESSAGE of a room (seq > 0) or of the user queue ("") for a
+//  subscription. Returns -1 when the session is closing.
+static int
+s_sub_message (sub_t *sub, const char *room, uint64_t seq, const char *body, size_t size)
+{
+    char message_id [PL_ID_MAX + 24], seq_text [24];
+    snprintf (seq_text, sizeof seq_text, "%" PRIu64, seq);
+    snprintf (message_id, sizeof message_id, "%s:%s", *room? room: "user", seq_text);
+    const char *headers [] = {
+        "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
+        "content-type", "application/json", "seq", seq_text, NULL
+    };
+    //  User events carry no seq
+    if (!*room)
+        headers [8] = NULL;
+    s_session_queue (sub->session, "MESSAGE", headers, body, size);
+    return sub->session->closing? -1: 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests to the router, answered through the pending table
+
+//  Send a request for the session: corr, session and user are set here.
+//  track (may be NULL) gets the corr before the message goes out, as the
+//  answer may be handled before the send returns. On failure the session
+//  gets an ERROR. Returns the corr, or 0.
+static uint64_t
+s_session_request (pl_session_t *self, const pl_pending_kind_t *kind, pl_msg_t **msg_p,
+                   const char *sub_id, const char *receipt, uint64_t *track)
+{
+    pl_link_t *link = self->owner->link;
+    uint64_t corr = *msg_p? pl_pending_add (link->pending, kind, self, sub_id, receipt): 0;
+    if (!corr) {
+        pl_msg_destroy (msg_p);
+        s_session_error (self, "server out of memory", receipt);
+        return 0;
+    }
+    if (track)
+        *track = corr;
+    pl_msg_set_corr (*msg_p, corr);
+    pl_msg_set_session (*msg_p, self->number);
+    pl_msg_set_user (*msg_p, self->identity.user_id);
+    if (link->send (link->arg, msg_p)) {
+        pl_pending_cancel (link->pending, corr);
+        s_session_error (self, "server busy, try again", receipt);
+        return 0;
+    }
+    return corr;
+}
+
+//  After an answer: a draining session with nothing left in flight is
+//  told to reconnect now.
+static void
+s_session_answered (pl_session_t *self)
+{
+    if (self->owner->shutting_down && pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_shutdown (self);
+}
+
+static void
+s_request_expire (pl_pending_request_t *request)
+{
+    s_session_error ((pl_session_t *) request->owner, "server busy, try again", request->receipt);
+}
+
+//  The subscription a request is for, when it is still the one that asked
+//  and its session goes on; NULL otherwise.
+static sub_t *
+s_request_sub (pl_pending_request_t *request)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    sub_t *sub = (sub_t *) zhashx_lookup (session->subs, request->sub_id);
+    return sub && sub->corr == request->corr && !session->closing? sub: NULL;
+}
+
+static void
+s_authz_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    pl_sessions_t *owner = session->owner;
+    sub_t *sub = s_request_sub (request);
+    const char *room = pl_msg_room (result);
+    //  The router counted the room for us on 200: if the subscription is
+    //  gone (unsubscribed, perhaps re-subscribed) and no other one here
+    //  wants the room, take that back
+    if (pl_msg_status (result) == 200 && !sub
+    &&  !zhashx_lookup (owner->rooms, room) && pl_id_valid (room))
+        s_sessions_send_room (owner, PL_MSG_LEAVE, room);
+    if (sub && pl_msg_status (result) == 200) {
+        sub->active = true;
+        sub->corr = 0;
+        //  Joined first, so nothing live slips between gap and live
+        s_sessions_room_add (owner, sub);
+        s_session_receipt (session, request->receipt, NULL);
+        if (sub->since >= 0)
+            pl_resume_start (sub->resume, (uint64_t) sub->since);
+    }
+    else
+    if (sub) {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        zhashx_delete (session->subs, request->sub_id);
+        s_session_error (session, reason, request->receipt);
+    }
+    s_session_answered (session);
+}
+
+static void
+s_send_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    if (pl_msg_status (result) == 200) {
+        char seq [24];
+        snprintf (seq, sizeof seq, "%" PRIu64, pl_msg_seq (result));
+        s_session_receipt (session, request->receipt, seq);
+    }
+    else {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        s_session_error (session, reason, request->receipt);
+    }
+    s_session_answered (session);
+}
+
+static void
+s_resume_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    sub_t *sub = s_request_sub (request);
+    if (sub && pl_resume_active (sub->resume))
+        pl_resume_answer (sub->resume, result);
+    s_session_answered ((pl_session_t *) request->owner);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Subscriptions
+
+static int
+s_resume_deliver (void *arg, uint64_t seq, const char *body, size_t size)
+{
+    sub_t *sub = (sub_t *) arg;
+    return s_sub_message (sub, sub->room, seq, body, size);
+}
+
+//  Ask MongoDB (through a persistence actor) or the bridge for the next
+//  messages after the cursor: see proto/SPEC.md, "Resume".
+static void
+s_resume_ask (void *arg, uint64_t cursor, bool from_store)
+{
+    sub_t *sub = (sub_t *) arg;
+    pl_msg_t *request = pl_msg_new (from_store? PL_MSG_QUERY: PL_MSG_REPLAY);
+    if (request) {
+        pl_msg_set_room (request, sub->room);
+        pl_msg_set_seq (request, cursor);
+        pl_msg_set_status (request, (uint32_t) sub->session->owner->link->config->history_limit);
+        if (from_store)
+            pl_msg_set_kind (request, "room.since");
+    }
+    s_session_request (sub->session, &s_resume_kind, &request, sub->id, NULL, &sub->corr);
+}
+
+static void
+s_resume_fail (void *arg, const char *message)
+{
+    s_session_error (((sub_t *) arg)->session, message, NULL);
+}
+
+static const pl_resume_ops_t s_resume_ops = { s_resume_deliver, s_resume_ask, s_resume_fail };
+
+//  zhashx wants destructors of this shape
+static void
+s_sub_destroy (sub_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->id);
+        free ((*self_p)->destination);
+        pl_resume_destroy (&(*self_p)->resume);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  A new subscription; room is NULL for the user queue. NULL when out of
+//  memory.
+static sub_t *
+s_sub_new (pl_session_t *session, const char *id, const char *destination, const char *room)
+{
+    const pl_config_t *config = session->owner->link->config;
+    sub_t *sub = (sub_t *) calloc (1, sizeof (sub_t));
+    if (!sub)
+        return NULL;
+    sub->session = session;
+    sub->since = -1;
+    sub->id = strdup (id);
+    sub->destination = strdup (destination);
+    if (room) {
+        snprintf (sub->room, sizeof sub->room, "%s", room);
+        sub->resume = pl_resume_new (room, config->resume_held_max, config->resume_idle_max,
+                                     config->history_limit, &s_resume_ops, sub);
+    }
+    if (!sub->id || !sub->destination || (room && !sub->resume))
+        s_sub_destroy (&sub);
+    return sub;
+}
+
+//  Queue a DELIVER for one subscription: a room's through its cursor, a
+//  user event at once.
+static void
+s_sub_deliver (sub_t *sub, pl_msg_t *msg)
+{
+    if (sub->resume)
+        pl_resume_live (sub->resume, msg);
+    else
+        s_sub_message (sub, "", pl_msg_seq (msg), pl_msg_body (msg), pl_msg_body_size (msg));
+}
+
+
+//  --------------------------------------------------------------------------
+//  Frames from the client
+
+//  Highest version both sides speak. accept-version absent means 1.0, or
+//  the subprotocol's version when the client picked one.
+static int
+s_negotiate_version (const char *accept_version, int subprotocol)
+{
+    if (!accept_version)
+        return subprotocol? subprotocol: 10;
+    int best = 0;
+    const char *at = accept_version;
+    while (*at) {
+        while (*at == ' ' || *at == ',')
+            at++;
+        size_t length = strcspn (at, ", ");
+        int version = 0;
+        if (length == 3 && strncmp (at, "1.2", 3) == 0)
+            version = 12;
+        else
+        if (length == 3 && strncmp (at, "1.1", 3) == 0)
+            version = 11;
+        else
+        if (length == 3 && strncmp (at, "1.0", 3) == 0)
+            version = 10;
+        if (version > best)
+            best = version;
+        at += length;
+    }
+    return best;
+}
+
+//  "cx,cy" -> two numbers; 0 / -1
+static int
+s_parse_heart_beat (const char *text, int *cx, int *cy)
+{
+    *cx = *cy = 0;
+    if (!text)
+        return 0;
+    long a = 0, b = 0;
+    int used = 0;
+    if (sscanf (text, " %ld , %ld %n", &a, &b, &used) != 2 || text [used] != 0
+    ||  a < 0 || b < 0 || a > 86400000 || b > 86400000)
+        return -1;
+    *cx = (int) a;
+    *cy = (int) b;
+    return 0;
+}
+
+//  The token of a CONNECT, verified into the session's identity. Returns
+//  0, or -1 after an ERROR.
+static int
+s_session_authenticate (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const char *token = pl_stomp_frame_header (frame, "Authorization");
+    if (!token)
+        token = pl_stomp_frame_header (frame, "authorization");
+    if (!token)
+        token = pl_stomp_frame_header (frame, "passcode");
+    if (!token || !*token) {
+        s_session_error (self,
+            "authentication failed: no token (send Authorization: Bearer <jwt>)", NULL);
+        return -1;
+    }
+    char reason [128] = "";
+    if (pl_token_verify (self->owner->link->verifier, token, &self->identity,
+                         reason, sizeof reason)) {
+        char message [200];
+        snprintf (message, sizeof message, "authentication failed: %s",
+                  *reason? reason: "invalid token");
+        s_session_error (self, message, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    pl_link_t *link = self->owner->link;
+    if (self->connected) {
+        s_session_error (self, "already connected", NULL);
+        return;
+    }
+    int version = s_negotiate_version (pl_stomp_frame_header (frame, "accept-version"),
+                                       self->subprotocol);
+    if (version == 0) {
+        s_session_error (self, "supported protocol versions are 1.0 1.1 1.2", NULL);
+        return;
+    }
+    int cx, cy;
+    if (s_parse_heart_beat (pl_stomp_frame_header (frame, "heart-beat"), &cx, &cy)) {
+        s_session_error (self, "bad heart-beat header", NULL);
+        return;
+    }
+    if (s_session_authenticate (self, frame))
+        return;
+    self->version = version;
+    self->connected = true;
+    pl_stomp_parser_set_version (self->parser, version);
+    //  We offer and want heartbeat-ms; each side's interval is the larger
+    //  of what one can send and the other wants.
+    int sx = link->config->heartbeat_ms, sy = link->config->heartbeat_ms;
+    self->out_interval_ms = (sx && cy)? (sx > cy? sx: cy): 0;
+    self->in_interval_ms = (cx && sy)? (cx > sy? cx: sy): 0;
+
+    char version_text [16], heart_beat [32], session_id [96];
+    snprintf (version_text, sizeof version_text, "1.%d", version - 10);
+    snprintf (heart_beat, sizeof heart_beat, "%d,%d", sx, sy);
+    snprintf (session_id, sizeof session_id, "%s-%s-%" PRIu64,
+              link->config->host_id, link->name, self->number);
+    const char *headers [] = {
+        "version", version_text, "heart-beat", heart_beat, "server", "parley",
+        "session", session_id, "user-name", self->identity.name, NULL
+    };
+    s_session_queue (self, "CONNECTED", headers, NULL, 0);
+    pl_log_debug ("session %" PRIu64 ": user %s connected, STOMP %s",
+                  self->number, self->identity.user_id, version_text);
+}
+
+//  What a SUBSCRIBE frame asks for, checked. Returns an error message for
+//  the client, or NULL; *room is the room, or NULL for the user queue.
+static const char *
+s_subscribe_check (pl_session_t *self, pl_stomp_frame_t *frame, const char **room,
+                   char *message, size_t size)
+{
+    const char *id = pl_stomp_frame_header (frame, "id");
+    const char *destination = pl_stomp_frame_header (frame, "destination");
+    *room = NULL;
+    if (!id || !*id)
+        return "SUBSCRIBE needs an id header";
+    if (strlen (id) > 255)
+        return "subscription id too long";
+    if (!destination)
+        return "SUBSCRIBE needs a destination header";
+    if (zhashx_lookup (self->subs, id))
+        return "subscription id already in use";
+    int max_subscriptions = self->owner->link->config->max_subscriptions;
+    if (zhashx_size (self->subs) >= (size_t) max_subscriptions) {
+        snprintf (message, size, "too many subscriptions (at most %d)", max_subscriptions);
+        return message;
+    }
+    if (streq (destination, USER_EVENTS))
+        return NULL;
+    if (strncmp (destination, TOPIC_ROOMS, strlen (TOPIC_ROOMS))
+    ||  !pl_id_valid (destination + strlen (TOPIC_ROOMS)))
+        return "unknown destination";
+    *room = destination + strlen (TOPIC_ROOMS);
+    const char *since = pl_stomp_frame_header (frame, "since-seq");
+    size_t digits = since? strspn (since, "0123456789"): 1;
+    if (digits == 0 || digits > 15 || (since && since [digits]))
+        return "since-seq must be a number of 1 to 15 digits";
+    return NULL;
+}
+
+static void
+s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    const char *room;
+    char text [80];
+    const char *failure = s_subscribe_check (self, frame, &room, text, sizeof text);
+    if (failure) {
+        s_session_error (self, failure, receipt);
+        return;
+    }
+    const char *id = pl_stomp_frame_header (frame, "id");
+    sub_t *sub = s_sub_new (self, id, pl_stomp_frame_header (frame, "destination"), room);
+    if (!sub) {
+        s_session_error (self, "server out of memory", receipt);
+        return;
+    }
+    const char *since = pl_stomp_frame_header (frame, "since-seq");
+    if (since && room)
+        sub->since = strtoll (since, NULL, 10);
+    zhashx_insert (self->subs, id, sub);
+    if (!room) {
+        //  The router delivers user events; nothing to ask
+        sub->active = true;
+        s_session_receipt (self, receipt, NULL);
+        return;
+    }
+    pl_msg_t *authz = pl_msg_new (PL_MSG_AUTHZ);
+    if (authz) {
+        pl_msg_set_room (authz, sub->room);
+        pl_msg_set_kind (authz, "subscribe");
+    }
+    if (!s_session_request (self, &s_authz_kind, &authz, id, receipt, &sub->corr))
+        zhashx_delete (self->subs, id);
+}
+
+static void
+s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const char *id = pl_stomp_frame_header (frame, "id");
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    if (!id || !*id) {
+        s_session_error (self, "UNSUBSCRIBE needs an id header", receipt);
+        return;
+    }
+    sub_t *sub = (sub_t *) zhashx_lookup (self->subs, id);
+    if (sub) {
+        //  A pending AUTHZ finds no subscription with its corr and is dropped
+        s_sessions_room_remove (self->owner, sub);
+        zhashx_delete (self->subs, id);
+    }
+    //  Unknown ids are not an error: the client may race a failed SUBSCRIBE
+    s_session_receipt (self, receipt, NULL);
+}
+
+//  Count UTF-8 code points (jansson has checked the encoding).
+static size_t
+s_utf8_chars (const char *text, size_t size)
+{
+    size_t count = 0;
+    for (size_t index = 0; index < size; index++)
+        if (((unsigned char) text [index] & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+//  Check a SEND body (a JSON object). Returns an error message for the
+//  client, or NULL.
+static const char *
+s_send_check (const pl_config_t *config, json_t *json, char *message, size_t size)
+{
+    if (!json || !json_is_object (json))
+        return "body must be a JSON object";
+    const char *type = json_string_value (json_object_get (json, "type"));
+    json_t *content = json_object_get (json, "content");
+    json_t *cmid = json_object_get (json, "clientMsgId");
+    if (!type)
+        return "type must be a string";
+    if (streq (type, "READ") || streq (type, "TYPING")) {
+        snprintf (message, size, "message type %s is not supported yet", type);
+        return message;
+    }
+    if (!streq (type, "TALK"))
+        return "type must be TALK, READ or TYPING";
+    if (!json_is_string (content))
+        return "content must be a string";
+    if (json_string_length (content) == 0)
+        return "content must not be empty";
+    if (s_utf8_chars (json_string_value (content), json_string_length (content))
+        > (size_t) config->max_content_chars) {
+        snprintf (message, size, "content over %d characters", config->max_content_chars);
+        return message;
+    }
+    if (cmid && !json_is_null (cmid)
+    &&  (!json_is_string (cmid) || !pl_id_valid (json_string_value (cmid))))
+        return "clientMsgId must be 1 to 64 of [A-Za-z0-9_.:@-]";
+    return NULL;
+}
+
+static void
+s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const pl_config_t *config = self->owner->link->config;
+    const char *destination = pl_stomp_frame_header (frame, "destination");
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    char message [200];
+    if (!destination
+    ||  strncmp (destination, APP_ROOMS, strlen (APP_ROOMS))
+    ||  !pl_id_valid (destination + strlen (APP_ROOMS))) {
+        s_session_error (self, "unknown destination", receipt);
+        return;
+    }
+    if (frame->body_size > (size_t) config->max_body_bytes) {
+        snprintf (message, sizeof message, "message body over %d bytes", config->max_body_bytes);
+        s_session_error (self, message, receipt);
+        return;
+    }
+    json_error_t json_error;
+    json_t *json = json_loadb (frame->body, frame->body_size, JSON_ALLOW_NUL, &json_error);
+    const char *failure = s_send_check (config, json, message, sizeof message);
+    if (failure) {
+        s_session_error (self, failure, receipt);
+        json_decref (json);
+        return;
+    }
+    json_t *content = json_object_get (json, "content");
+    json_t *cmid = json_object_get (json, "clientMsgId");
+    pl_msg_t *send = pl_msg_new (PL_MSG_SEND);
+    if (send) {
+        //  Sender id and name come from the token, never from the body
+        pl_msg_set_name (send, self->identity.name);
+        pl_msg_set_room (send, destination + strlen (APP_ROOMS));
+        pl_msg_set_kind (send, "TALK");
+        pl_msg_set_cmid (send, json_is_string (cmid)? json_string_value (cmid): "");
+        pl_msg_set_body (send, json_string_value (content), json_string_length (content));
+        self->owner->counts.sends++;
+    }
+    json_decref (json);
+    s_session_request (self, &s_send_kind, &send, NULL, receipt, NULL);
+}
+
+//  The parser calls this once per complete frame.
+static int
+s_session_handle_frame (void *arg, pl_stomp_frame_t *frame)
+{
+    pl_session_t *self = (pl_session_t *) arg;
+    self->owner->counts.frames_in++;
+    //  Draining: nothing new starts, what is in flight finishes; the ERROR
+    //  that follows tells the client to send again what has no receipt
+    if (self->owner->shutting_down)
+        return 0;
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    if (!self->connected
+    &&  frame->command != PL_STOMP_CONNECT && frame->command != PL_STOMP_STOMP) {
+        s_session_error (self, "not connected: send CONNECT first", receipt);
+        return -1;
+    }
+    switch (frame->command) {
+        case PL_STOMP_CONNECT:
+        case PL_STOMP_STOMP:
+            s_session_handle_connect (self, frame);
+            break;
+        case PL_STOMP_SUBSCRIBE:
+            s_session_handle_subscribe (self, frame);
+            break;
+        case PL_STOMP_UNSUBSCRIBE:
+            s_session_handle_unsubscribe (self, frame);
+            break;
+        case PL_STOMP_SEND:
+            s_session_handle_send (self, frame);
+            break;
+        case PL_STOMP_ACK:
+        case PL_STOMP_NACK:
+            //  Subscriptions are ack:auto; accepted and ignored
+            s_session_receipt (self, receipt, NULL);
+            break;
+        case PL_STOMP_BEGIN:
+        case PL_STOMP_COMMIT:
+        case PL_STOMP_ABORT:
+            s_session_error (self, "transactions are not supported", receipt);
+            break;
+        case PL_STOMP_DISCONNECT:
+            s_session_receipt (self, receipt, NULL);
+            s_session_close_after_flush (self);
+            break;
+    }
+    return self->closing? -1: 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  One session
+
+pl_session_t *
+pl_session_new (pl_sessions_t *sessions, void *conn, int subprotocol)
+{
+    assert (sessions);
+    const pl_config_t *config = sessions->link->config;
+    pl_session_t *self = (pl_session_t *) calloc (1, sizeof (pl_session_t));
+    if (!self)
+        return NULL;
+    self->owner = sessions;
+    self->conn = conn;
+    self->number = ++sessions->next_number;
+    self->subprotocol = subprotocol;
+    self->parser = pl_stomp_parser_new ((size_t) config->max_frame_bytes,
+                                        (size_t) config->max_headers);
+    self->subs = zhashx_new ();
+    if (!self->parser || !self->subs) {
+        pl_stomp_parser_destroy (&self->parser);
+        zhashx_destroy (&self->subs);
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->subs, (zhashx_destructor_fn *) s_sub_destroy);
+    pl_buf_init (&self->out);
+    self->created_ms = self->last_in_ms = self->last_out_ms = pl_mono_ms ();
+    self->list_handle = zlistx_add_end (sessions->list, self);
+    sessions->counts.sessions_total++;
+    pl_log_debug ("session %" PRIu64 " opened", self->number);
+    return self;
+}
+
+void
+pl_session_destroy (pl_session_t **self_p)
+{
+    pl_session_t *self = *self_p;
+    if (!self)
+        return;
+    pl_sessions_t *owner = self->owner;
+    for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub;
+         sub = (sub_t *) zhashx_next (self->subs))
+        s_sessions_room_remove (owner, sub);
+    zhashx_destroy (&self->subs);
+    pl_pending_drop (owner->link->pending, self);
+    if (self->list_handle)
+        zlistx_delete (owner->list, self->list_handle);
+    pl_stomp_parser_destroy (&self->parser);
+    pl_buf_free (&self->out);
+    pl_log_debug ("session %" PRIu64 " closed", self->number);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+pl_session_input (pl_session_t *self, const char *data, size_t size)
+{
+    if (self->closing)
+        return;                 //  after ERROR or DISCONNECT input is ignored
+    self->last_in_ms = pl_mono_ms ();
+    if (pl_stomp_parser_feed (self->parser, data, size, s_session_handle_frame, self)
+    &&  !self->closing) {
+        const char *reason = pl_stomp_parser_error (self->parser);
+        s_session_error (self, reason? reason: "protocol error", NULL);
+    }
+}
+
+const char *
+pl_session_outbound (pl_session_t *self, size_t *size)
+{
+    *size = pl_buf_pending (&self->out);
+    return *size? pl_buf_head (&self->out): NULL;
+}
+
+void
+pl_session_sent (pl_session_t *self, size_t size)
+{
+    pl_buf_consume (&self->out, size);
+    self->last_out_ms = pl_mono_ms ();
+}
+
+bool
+pl_session_closing (pl_session_t *self)
+{
+    return self->closing;
+}
+
+//  A session without requests in flight is told to go elsewhere now; one
+//  with requests waits for their answers (its receipts) first.
+static void
+s_session_shutdown (pl_session_t *self)
+{
+    if (self->closing)
+        return;
+    if (!self->connected)
+        s_session_close_now (self);
+    else
+    if (pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, SHUTDOWN_MESSAGE, NULL);
+}
+
+//  Heart-beats and silence, once a tick
+static void
+s_session_tick (pl_session_t *self, int64_t now)
+{
+    if (self->closing)
+        return;
+    if (!self->connected) {
+        //  A socket that never says CONNECT does not hold a slot forever
+        if (now - self->created_ms > self->owner->link->config->request_timeout_ms) {
+            pl_log_debug ("session %" PRIu64 ": no CONNECT in time", self->number);
+            s_session_close_now (self);
+        }
+        return;
+    }
+    if (self->in_interval_ms && now - self->last_in_ms > 2 * (int64_t) self->in_interval_ms) {
+        pl_log_info ("session %" PRIu64 ": client silent for %" PRId64 " ms, closing",
+                     self->number, now - self->last_in_ms);
+        s_session_close_now (self);
+        return;
+    }
+    if (self->out_interval_ms && pl_buf_pending (&self->out) == 0
+    &&  now - self->last_out_ms >= self->out_interval_ms) {
+        pl_buf_append (&self->out, "\n", 1);
+        s_session_want_write (self);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Every session of the actor
+
+pl_sessions_t *
+pl_sessions_new (pl_link_t *link)
+{
+    assert (link);
+    pl_sessions_t *self = (pl_sessions_t *) calloc (1, sizeof (pl_sessions_t));
+    if (!self)
+        return NULL;
+    self->link = link;
+    self->list = zlistx_new ();
+    self->rooms = zhashx_new ();
+    if (!self->list || !self->rooms) {
+        pl_sessions_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->rooms, (zhashx_destructor_fn *) s_room_list_destroy);
+    return self;
+}
+
+void
+pl_sessions_destroy (pl_sessions_t **self_p)
+{
+    pl_sessions_t *self = *self_p;
+    if (self) {
+        assert (!self->list || zlistx_size (self->list) == 0);
+        zlistx_destroy (&self->list);
+        zhashx_destroy (&self->rooms);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
+{
+    self->counts.deliveries++;
+    const char *room = pl_msg_room (msg);
+    if (*room) {
+        zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, room);
+        if (!list)
+            return;
+        //  Queueing never changes the room lists: closing happens later
+        for (sub_t *sub = (sub_t *) zlistx_first (list); sub; sub = (sub_t *) zlistx_next (list))
+            s_sub_deliver (sub, msg);
+    }
+    else
+    if (*pl_msg_user (msg)) {
+        //  A user event: every session of that user on its events queue
+        for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+             session = (pl_session_t *) zlistx_next (self->list)) {
+            if (!session->connected || !streq (session->identity.user_id, pl_msg_user (msg)))
+                continue;
+            for (sub_t *sub = (sub_t *) zhashx_first (session->subs); sub;
+                 sub = (sub_t *) zhashx_next (session->subs))
+                if (sub->active && !*sub->room)
+                    s_sub_deliver (sub, msg);
+        }
+    }
+}
+
+void
+pl_sessions_resync (pl_sessions_t *self)
+{
+    for (void *list = zhashx_first (self->rooms); list; list = zhashx_next (self->rooms))
+        s_sessions_send_room (self, PL_MSG_JOIN, (const char *) zhashx_cursor (self->rooms));
+}
+
+void
+pl_sessions_tick (pl_sessions_t *self, int64_t now)
+{
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_tick (session, now);
+}
+
+void
+pl_sessions_drain (pl_sessions_t *self)
+{
+    self->shutting_down = true;
+    pl_log_info ("draining %zu sessions", zlistx_size (self->list));
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_shutdown (session);
+}
+
+void
+pl_sessions_drain_now (pl_sessions_t *self)
+{
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_error (session, SHUTDOWN_MESSAGE, NULL);
+}
+
+size_t
+pl_sessions_size (pl_sessions_t *self)
+{
+    return zlistx_size (self->list);
+}
+
+size_t
+pl_sessions_subscriptions (pl_sessions_t *self)
+{
+    size_t count = 0;
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        count += zhashx_size (session->subs);
+    return count;
+}
+
+size_t
+pl_sessions_rooms (pl_sessions_t *self)
+{
+    return zhashx_size (self->rooms);
+}
+
+const pl_sessions_counts_t *
+pl_sessions_counts (pl_sessions_t *self)
+{
+    return &self->counts;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest
+
+void
+pl_session_test (bool verbose)
+{
+    printf (" * pl_session: ");
+    if (verbose)
+        printf ("\n");
+    printf ("OK\n");
+}
