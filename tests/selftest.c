@@ -24,7 +24,10 @@
 #include "pl_resume.h"
 #include "pl_link.h"
 #include "pl_http.h"
+#include "pl_handshake.h"
+#include "pl_rooms.h"
 #include "pl_session.h"
+#include "pl_wsclient.h"
 #include "pl_connection.h"
 #include "pl_router.h"
 #include "pl_store.h"
@@ -54,7 +57,10 @@ static const selftest_t s_selftests [] = {
     { "pl_resume",      pl_resume_test },
     { "pl_link",        pl_link_test },
     { "pl_http",        pl_http_test },
+    { "pl_handshake",   pl_handshake_test },
+    { "pl_rooms",       pl_rooms_test },
     { "pl_session",     pl_session_test },
+    { "pl_wsclient",    pl_wsclient_test },
     { "pl_connection",  pl_connection_test },
     { "pl_router",      pl_router_test },
     { "pl_store",       pl_store_test },

@@ -858,297 +858,15 @@ pl_connection_actor (zsock_t *pipe, void *args)
 
 //  --------------------------------------------------------------------------
 //  Selftest: the actor in a thread, a ROUTER playing the room-router and a
-//  raw TCP client speaking HTTP and WebSocket by hand
+//  raw TCP client (pl_wsclient) speaking HTTP and WebSocket by hand. What
+//  the lws-free classes decide, their own selftests prove case by case;
+//  this one proves the glue: sockets, headers, writes, timer, DEALER.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include "pl_stomp.h"
+#include "pl_wsclient.h"
 
 #define TEST_ROUTER   "inproc://pl_connection_test-router"
 #define TEST_SECRET   "pl_connection_test-secret-of-32-bytes-or-more"
-
-static int
-s_test_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    pl_check (fd >= 0);
-    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = 0 };
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    pl_check (bind (fd, (struct sockaddr *) &address, sizeof address) == 0);
-    socklen_t size = sizeof address;
-    pl_check (getsockname (fd, (struct sockaddr *) &address, &size) == 0);
-    close (fd);
-    return ntohs (address.sin_port);
-}
-
-static int
-s_test_connect (int port)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    pl_check (fd >= 0);
-    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port) };
-    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    pl_check (connect (fd, (struct sockaddr *) &address, sizeof address) == 0);
-    struct timeval timeout = { .tv_sec = 5 };
-    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    return fd;
-}
-
-static void
-s_test_write (int fd, const void *data, size_t size)
-{
-    pl_check (send (fd, data, size, MSG_NOSIGNAL) == (ssize_t) size);
-}
-
-//  Read until the peer closes; the whole response as a string.
-static char *
-s_test_read_all (int fd)
-{
-    pl_buf_t buf;
-    pl_buf_init (&buf);
-    char chunk [4096];
-    ssize_t got;
-    while ((got = recv (fd, chunk, sizeof chunk, 0)) > 0)
-        pl_buf_append (&buf, chunk, (size_t) got);
-    char *text = strndup (pl_buf_head (&buf), pl_buf_pending (&buf));
-    pl_buf_free (&buf);
-    return text;
-}
-
-//  Send an HTTP request (Connection: close); returns the socket
-static int
-s_test_http_send (int port, const char *method, const char *path,
-                  const char *token, const char *body)
-{
-    int fd = s_test_connect (port);
-    pl_buf_t request;
-    pl_buf_init (&request);
-    pl_buf_printf (&request,
-        "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        "%s%s%s" "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-        method, path, token? "Authorization: Bearer ": "", token? token: "", token? "\r\n": "",
-        body? strlen (body): 0, body? body: "");
-    s_test_write (fd, pl_buf_head (&request), pl_buf_pending (&request));
-    pl_buf_free (&request);
-    return fd;
-}
-
-static char *
-s_test_http_read (int fd, int *status)
-{
-    char *response = s_test_read_all (fd);
-    close (fd);
-    *status = 0;
-    sscanf (response, "HTTP/1.1 %d", status);
-    return response;
-}
-
-static char *
-s_test_http (int port, const char *method, const char *path, const char *token,
-             const char *body, int *status)
-{
-    return s_test_http_read (s_test_http_send (port, method, path, token, body), status);
-}
-
-typedef struct {
-    int fd;
-    pl_buf_t in;                //  STOMP bytes received, not yet returned
-    bool closed;
-} test_client_t;
-
-static void
-s_test_ws_open (test_client_t *client, int port, const char *subprotocol)
-{
-    memset (client, 0, sizeof *client);
-    pl_buf_init (&client->in);
-    client->fd = s_test_connect (port);
-    char request [1024];
-    int size = snprintf (request, sizeof request,
-        "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "%s%s%s\r\n",
-        subprotocol? "Sec-WebSocket-Protocol: ": "", subprotocol? subprotocol: "",
-        subprotocol? "\r\n": "");
-    s_test_write (client->fd, request, (size_t) size);
-    //  Read the handshake answer byte by byte up to the blank line
-    char answer [1024];
-    size_t used = 0;
-    while (used < sizeof answer - 1) {
-        pl_check (recv (client->fd, answer + used, 1, 0) == 1);
-        used++;
-        if (used >= 4 && memcmp (answer + used - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    answer [used] = 0;
-    pl_check (strncmp (answer, "HTTP/1.1 101", 12) == 0);
-    pl_check (strstr (answer, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
-}
-
-static void
-s_test_ws_send (test_client_t *client, const char *data, size_t size)
-{
-    unsigned char header [14];
-    size_t used = 0;
-    header [used++] = 0x81;                         //  FIN + text
-    if (size < 126)
-        header [used++] = (unsigned char) (0x80 | size);
-    else
-    if (size < 65536) {
-        header [used++] = 0x80 | 126;
-        header [used++] = (unsigned char) (size >> 8);
-        header [used++] = (unsigned char) size;
-    }
-    else {
-        header [used++] = 0x80 | 127;
-        for (int shift = 56; shift >= 0; shift -= 8)
-            header [used++] = (unsigned char) ((uint64_t) size >> shift);
-    }
-    const unsigned char mask [4] = { 0x12, 0x34, 0x56, 0x78 };
-    memcpy (header + used, mask, 4);
-    used += 4;
-    unsigned char *frame = (unsigned char *) malloc (used + size);
-    pl_check (frame);
-    memcpy (frame, header, used);
-    for (size_t index = 0; index < size; index++)
-        frame [used + index] = (unsigned char) data [index] ^ mask [index % 4];
-    s_test_write (client->fd, frame, used + size);
-    free (frame);
-}
-
-static void
-s_test_stomp_send (test_client_t *client, const char *frame)
-{
-    //  The frame text plus its NUL
-    s_test_ws_send (client, frame, strlen (frame) + 1);
-}
-
-static int
-s_test_recv_exact (int fd, void *data, size_t size)
-{
-    size_t used = 0;
-    while (used < size) {
-        ssize_t got = recv (fd, (char *) data + used, size - used, 0);
-        if (got <= 0)
-            return -1;
-        used += (size_t) got;
-    }
-    return 0;
-}
-
-//  Read one WebSocket frame into client->in. -1 on close or timeout.
-static int
-s_test_ws_recv (test_client_t *client)
-{
-    unsigned char header [2];
-    if (s_test_recv_exact (client->fd, header, 2))
-        return -1;
-    uint64_t size = header [1] & 0x7F;
-    pl_check (!(header [1] & 0x80));                  //  server frames are not masked
-    if (size == 126 || size == 127) {
-        unsigned char extended [8];
-        size_t bytes = size == 126? 2: 8;
-        if (s_test_recv_exact (client->fd, extended, bytes))
-            return -1;
-        size = 0;
-        for (size_t index = 0; index < bytes; index++)
-            size = (size << 8) | extended [index];
-    }
-    char *payload = (char *) malloc (size + 1);
-    pl_check (payload);
-    if (s_test_recv_exact (client->fd, payload, size)) {
-        free (payload);
-        return -1;
-    }
-    int opcode = header [0] & 0x0F;
-    if (opcode == 8)
-        client->closed = true;
-    else
-    if (opcode <= 2)
-        pl_buf_append (&client->in, payload, size);
-    free (payload);
-    return client->closed? -1: 0;
-}
-
-//  Next STOMP frame as text (without its NUL), heart-beats skipped; NULL
-//  when the connection closed or nothing came in time.
-static char *
-s_test_stomp_recv (test_client_t *client)
-{
-    while (true) {
-        while (pl_buf_pending (&client->in)
-        &&    (*pl_buf_head (&client->in) == '\n' || *pl_buf_head (&client->in) == '\r'))
-            pl_buf_consume (&client->in, 1);
-        const char *head = pl_buf_head (&client->in);
-        const char *nul = (const char *) memchr (head, 0, pl_buf_pending (&client->in));
-        if (nul) {
-            char *frame = strndup (head, (size_t) (nul - head));
-            pl_buf_consume (&client->in, (size_t) (nul - head) + 1);
-            return frame;
-        }
-        if (s_test_ws_recv (client))
-            return NULL;
-    }
-}
-
-//  Value of a header of a frame in text form, or NULL
-static char *
-s_test_header (const char *frame, const char *name)
-{
-    const char *end = strstr (frame, "\n\n");
-    size_t length = strlen (name);
-    for (const char *line = strchr (frame, '\n'); line && (!end || line < end);
-         line = strchr (line + 1, '\n'))
-        if (strncmp (line + 1, name, length) == 0 && line [1 + length] == ':') {
-            //  Undo STOMP 1.1/1.2 escaping, as a client does
-            const char *value = line + 2 + length;
-            char *result = strndup (value, strcspn (value, "\r\n"));
-            char *to = result;
-            for (const char *from = result; *from; from++) {
-                if (*from == '\\' && from [1]) {
-                    from++;
-                    *to++ = *from == 'c'? ':': *from == 'n'? '\n': *from == 'r'? '\r': *from;
-                }
-                else
-                    *to++ = *from;
-            }
-            *to = 0;
-            return result;
-        }
-    return NULL;
-}
-
-static void
-s_test_expect (const char *frame, const char *command, const char *name, const char *value)
-{
-    if (!frame || strncmp (frame, command, strlen (command)) != 0) {
-        fprintf (stderr, "expected %s, got: %s\n", command, frame? frame: "(nothing)");
-        pl_check (false);
-    }
-    if (name) {
-        char *actual = s_test_header (frame, name);
-        if (!actual || (value && !streq (actual, value))) {
-            fprintf (stderr, "expected %s:%s in %s\n", name, value? value: "*", frame);
-            pl_check (false);
-        }
-        free (actual);
-    }
-}
-
-static void
-s_test_ws_close (test_client_t *client)
-{
-    close (client->fd);
-    pl_buf_free (&client->in);
-}
-
-//  After an ERROR the server closes: nothing more but the close
-static void
-s_test_expect_closed (test_client_t *client)
-{
-    char *frame = s_test_stomp_recv (client);
-    pl_check (frame == NULL);
-}
 
 //  Next message from the actor that is not a PING (or HELLO / JOIN / LEAVE
 //  unless asked for).
@@ -1189,19 +907,251 @@ s_test_router_reply (zsock_t *router, pl_msg_t *request, uint32_t status,
     pl_check (pl_msg_send (&reply, router) == 0);
 }
 
-//  Open a WebSocket and CONNECT with a token; expect CONNECTED.
+//  A DELIVER to the actor: a room's message (seq) or a user event (room "")
 static void
-s_test_stomp_connect (test_client_t *client, int port, const char *token)
+s_test_router_deliver (zsock_t *router, const char *room, const char *user, uint64_t seq,
+                       const char *body, size_t size)
 {
-    s_test_ws_open (client, port, "v12.stomp");
+    pl_msg_t *msg = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_routing_id (msg, "conn-0");
+    pl_msg_set_room (msg, room);
+    pl_msg_set_user (msg, user);
+    pl_msg_set_seq (msg, seq);
+    pl_msg_set_body (msg, body, size);
+    pl_check (pl_msg_send (&msg, router) == 0);
+}
+
+//  Expect the next STOMP frame, as pl_stomp_text_expect
+static void
+s_test_expect (pl_wsclient_t *client, const char *command, const char *name, const char *value)
+{
+    char *frame = pl_wsclient_recv_stomp (client);
+    pl_stomp_text_expect (frame, command, name, value);
+    free (frame);
+}
+
+//  Open a WebSocket and CONNECT with a token; expect CONNECTED.
+static pl_wsclient_t *
+s_test_stomp_connect (int port, const char *token)
+{
+    pl_wsclient_t *client = pl_wsclient_new (port, "v12.stomp");
     char connect [9000];
     snprintf (connect, sizeof connect,
               "CONNECT\naccept-version:1.1,1.2\nhost:localhost\nheart-beat:0,0\n"
               "Authorization:Bearer %s\n\n", token);
-    s_test_stomp_send (client, connect);
-    char *frame = s_test_stomp_recv (client);
-    s_test_expect (frame, "CONNECTED", "version", "1.2");
+    pl_wsclient_send_stomp (client, connect);
+    s_test_expect (client, "CONNECTED", "version", "1.2");
+    return client;
+}
+
+//  HTTP: headers and bodies as lws writes them, QUERYs through the DEALER,
+//  the timer's deadline, readiness from the router's PING
+static void
+s_test_http (int port, zsock_t *router, const char *alice)
+{
+    int status;
+    char *response = pl_wsclient_http (port, "GET", "/healthz", NULL, NULL, &status);
+    pl_check (status == 200);
+    pl_check (strstr (response, "{\"status\":\"ok\"}"));
+    pl_check (strstr (response, "access-control-allow-origin: *"));
+    free (response);
+    response = pl_wsclient_http (port, "OPTIONS", "/api/rooms", NULL, NULL, &status);
+    pl_check (status == 204);
+    pl_check (strstr (response, "access-control-allow-methods"));
+    free (response);
+    char big [20000];
+    memset (big, 'x', sizeof big - 1);
+    big [sizeof big - 1] = 0;
+    response = pl_wsclient_http (port, "POST", "/api/rooms", alice, big, &status);
+    pl_check (status == 413);
+    free (response);
+
+    const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
+    int fd = pl_wsclient_http_send (port, "POST", "/api/rooms", alice, create);
+    pl_msg_t *msg = s_test_router_expect (router, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (msg), "room.create"));
+    pl_check (streq (pl_msg_user (msg), "u1"));
+    pl_check (streq (pl_msg_body (msg), create));
+    s_test_router_reply (router, msg, 201, 0, "{\"id\":\"d:u1:u2\",\"kind\":\"direct\"}");
+    pl_msg_destroy (&msg);
+    response = pl_wsclient_http_read (fd, &status);
+    pl_check (status == 201);
+    pl_check (strstr (response, "\"id\":\"d:u1:u2\""));
+    pl_check (strstr (response, "content-type: application/json"));
+    free (response);
+
+    //  The query string as lws splits it
+    fd = pl_wsclient_http_send (port, "GET", "/api/rooms/r1/messages?before=10&limit=5", alice, NULL);
+    msg = s_test_router_expect (router, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (msg), "room.messages"));
+    pl_check (pl_msg_seq (msg) == 10 && pl_msg_status (msg) == 5);
+    s_test_router_reply (router, msg, 403, 0, "not a member of room r1");
+    pl_msg_destroy (&msg);
+    response = pl_wsclient_http_read (fd, &status);
+    pl_check (status == 403);
+    pl_check (strstr (response, "{\"error\":\"not a member of room r1\"}"));
+    free (response);
+
+    //  No answer in time: 503
+    fd = pl_wsclient_http_send (port, "GET", "/api/rooms", alice, NULL);
+    msg = s_test_router_expect (router, PL_MSG_QUERY);
+    pl_msg_destroy (&msg);
+    response = pl_wsclient_http_read (fd, &status);
+    pl_check (status == 503);
+    free (response);
+
+    //  Ready only once the router says a store and the bridge are there
+    response = pl_wsclient_http (port, "GET", "/readyz", NULL, NULL, &status);
+    pl_check (status == 503 && strstr (response, "persistence"));
+    free (response);
+    pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
+    pl_msg_set_status (pong, PL_READY_STORE | PL_READY_BRIDGE);
+    pl_msg_set_routing_id (pong, "conn-0");
+    pl_msg_send (&pong, router);
+    zclock_sleep (100);
+    response = pl_wsclient_http (port, "GET", "/readyz", NULL, NULL, &status);
+    pl_check (status == 200);
+    free (response);
+}
+
+//  STOMP: a session's way through the actor, end to end
+static void
+s_test_stomp (int port, zsock_t *router, const char *alice)
+{
+    pl_wsclient_t *client = s_test_stomp_connect (port, alice);
+    pl_wsclient_send_stomp (client,
+        "SUBSCRIBE\nid:sub-0\ndestination:/topic/rooms/r1\nreceipt:s1\n\n");
+    pl_msg_t *msg = s_test_router_expect (router, PL_MSG_AUTHZ);
+    pl_check (streq (pl_msg_user (msg), "u1"));
+    pl_check (streq (pl_msg_room (msg), "r1"));
+    pl_check (streq (pl_msg_kind (msg), "subscribe"));
+    s_test_router_reply (router, msg, 200, 0, NULL);
+    pl_msg_destroy (&msg);
+    msg = s_test_router_expect (router, PL_MSG_JOIN);
+    pl_check (streq (pl_msg_room (msg), "r1"));
+    pl_msg_destroy (&msg);
+    s_test_expect (client, "RECEIPT", "receipt-id", "s1");
+
+    pl_wsclient_send_stomp (client, "SUBSCRIBE\nid:sub-1\ndestination:/user/queue/events\nreceipt:s2\n\n");
+    s_test_expect (client, "RECEIPT", "receipt-id", "s2");
+
+    pl_wsclient_send_stomp (client,
+        "SEND\ndestination:/app/rooms/r1\nreceipt:m1\ncontent-type:application/json\n\n"
+        "{\"type\":\"TALK\",\"content\":\"h\xc3\xa9llo\",\"clientMsgId\":\"c-1\","
+        "\"senderId\":\"mallory\",\"senderName\":\"Mallory\"}");
+    msg = s_test_router_expect (router, PL_MSG_SEND);
+    pl_check (streq (pl_msg_user (msg), "u1"));
+    pl_check (streq (pl_msg_name (msg), "Alice"));
+    pl_check (streq (pl_msg_room (msg), "r1"));
+    pl_check (streq (pl_msg_kind (msg), "TALK"));
+    pl_check (streq (pl_msg_cmid (msg), "c-1"));
+    pl_check (streq (pl_msg_body (msg), "h\xc3\xa9llo"));
+    s_test_router_reply (router, msg, 200, 42, NULL);
+    pl_msg_destroy (&msg);
+    char *frame = pl_wsclient_recv_stomp (client);
+    pl_stomp_text_expect (frame, "RECEIPT", "receipt-id", "m1");
+    pl_stomp_text_expect (frame, "RECEIPT", "seq", "42");
     free (frame);
+
+    const char *body = "{\"roomId\":\"r1\",\"seq\":42,\"type\":\"TALK\",\"content\":\"h\xc3\xa9llo\"}";
+    s_test_router_deliver (router, "r1", "", 42, body, strlen (body));
+    frame = pl_wsclient_recv_stomp (client);
+    pl_stomp_text_expect (frame, "MESSAGE", "subscription", "sub-0");
+    pl_stomp_text_expect (frame, "MESSAGE", "message-id", "r1:42");
+    pl_stomp_text_expect (frame, "MESSAGE", "destination", "/topic/rooms/r1");
+    pl_stomp_text_expect (frame, "MESSAGE", "content-type", "application/json");
+    pl_stomp_text_expect (frame, "MESSAGE", "seq", "42");
+    pl_check (streq (strstr (frame, "\n\n") + 2, body));
+    free (frame);
+
+    //  A user event reaches the events queue
+    s_test_router_deliver (router, "", "u1", 0, "{\"type\":\"UNREAD\"}", 17);
+    s_test_expect (client, "MESSAGE", "subscription", "sub-1");
+
+    //  /metrics shows this actor's own status record (sent once a second)
+    bool counted = false;
+    for (int attempt = 0; attempt < 40 && !counted; attempt++) {
+        int status;
+        char *response = pl_wsclient_http (port, "GET", "/metrics", NULL, NULL, &status);
+        pl_check (status == 200);
+        counted = strstr (response, "parley_conn_sessions{host=\"h1\",instance=\"0\"} 1\n") != NULL;
+        free (response);
+        if (!counted)
+            zclock_sleep (100);
+    }
+    pl_check (counted);
+
+    //  Not yet supported: ERROR and close; the router sees LEAVE r1
+    pl_wsclient_send_stomp (client,
+        "SEND\ndestination:/app/rooms/r1\nreceipt:m2\n\n{\"type\":\"READ\",\"seq\":1}");
+    frame = pl_wsclient_recv_stomp (client);
+    pl_stomp_text_expect (frame, "ERROR", "message", "message type READ is not supported yet");
+    pl_stomp_text_expect (frame, "ERROR", "receipt-id", "m2");
+    free (frame);
+    pl_wsclient_expect_closed (client);
+    pl_wsclient_destroy (&client);
+    msg = s_test_router_expect (router, PL_MSG_LEAVE);
+    pl_check (streq (pl_msg_room (msg), "r1"));
+    pl_msg_destroy (&msg);
+
+    //  A session's refusals and timeouts: pl_session_test
+}
+
+//  The wire: subprotocols, closes, heart-beats, slow readers, drops
+static void
+s_test_wire (int port, zsock_t *router, const char *alice)
+{
+    //  DISCONNECT with receipt, from a client that offered no subprotocol
+    pl_wsclient_t *client = pl_wsclient_new (port, NULL);
+    char connect [9000];
+    snprintf (connect, sizeof connect, "STOMP\naccept-version:1.0,1.1\nAuthorization:Bearer %s\n\n", alice);
+    pl_wsclient_send_stomp (client, connect);
+    s_test_expect (client, "CONNECTED", "version", "1.1");
+    pl_wsclient_send_stomp (client, "DISCONNECT\nreceipt:bye\n\n");
+    s_test_expect (client, "RECEIPT", "receipt-id", "bye");
+    pl_wsclient_expect_closed (client);
+    pl_wsclient_destroy (&client);
+
+    //  Heart-beats: the server sends EOLs, and closes a silent client
+    client = pl_wsclient_new (port, "v12.stomp");
+    snprintf (connect, sizeof connect,
+              "CONNECT\naccept-version:1.2\nheart-beat:300,300\npasscode:%s\n\n", alice);
+    pl_wsclient_send_stomp (client, connect);
+    s_test_expect (client, "CONNECTED", "heart-beat", "300,300");
+    pl_check (pl_wsclient_recv (client) == 0);
+    size_t size;
+    const char *received = pl_wsclient_received (client, &size);
+    pl_check (size == 1 && *received == '\n');
+    int64_t silent_since = zclock_mono ();
+    pl_check (pl_wsclient_recv_stomp (client) == NULL);
+    pl_check (zclock_mono () - silent_since < 2000);
+    pl_wsclient_destroy (&client);
+
+    //  A client that cannot keep up: over max-outbound-bytes, ERROR and close
+    client = s_test_stomp_connect (port, alice);
+    pl_wsclient_send_stomp (client, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r5\nreceipt:r\n\n");
+    pl_msg_t *msg = s_test_router_expect (router, PL_MSG_AUTHZ);
+    s_test_router_reply (router, msg, 200, 0, NULL);
+    pl_msg_destroy (&msg);
+    s_test_expect (client, "RECEIPT", "receipt-id", "r");
+    char flood [5000];
+    memset (flood, 'f', sizeof flood);
+    s_test_router_deliver (router, "r5", "", 1, flood, sizeof flood);
+    char *frame = pl_wsclient_recv_stomp (client);
+    pl_stomp_text_expect (frame, "ERROR", "message", NULL);
+    pl_check (strstr (frame, "slow consumer"));
+    free (frame);
+    pl_wsclient_expect_closed (client);
+    pl_wsclient_destroy (&client);
+
+    //  Someone drops the connection mid-request: no leak, no crash
+    client = s_test_stomp_connect (port, alice);
+    pl_wsclient_send_stomp (client, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r3\n\n");
+    msg = s_test_router_expect (router, PL_MSG_AUTHZ);
+    pl_wsclient_destroy (&client);
+    zclock_sleep (100);
+    s_test_router_reply (router, msg, 200, 0, NULL);
+    pl_msg_destroy (&msg);
 }
 
 void
@@ -1213,7 +1163,7 @@ pl_connection_test (bool verbose)
 
     pl_config_t *config = pl_config_new_default ();
     pl_check (config);
-    int port = s_test_free_port ();
+    int port = pl_wsclient_free_port ();
     char port_text [16];
     snprintf (port_text, sizeof port_text, "%d", port);
     pl_check (pl_config_set (config, "port", port_text) == 0);
@@ -1240,343 +1190,9 @@ pl_connection_test (bool verbose)
 
     char *alice = pl_token_mint_hs256 (TEST_SECRET, "u1", "Alice", 3600);
     pl_check (alice);
-
-    //  HTTP: local answers
-    int status;
-    char *response = s_test_http (port, "GET", "/healthz", NULL, NULL, &status);
-    pl_check (status == 200);
-    pl_check (strstr (response, "{\"status\":\"ok\"}"));
-    pl_check (strstr (response, "access-control-allow-origin: *"));
-    free (response);
-    response = s_test_http (port, "POST", "/api/rooms", NULL, "{\"kind\":\"group\"}", &status);
-    pl_check (status == 401);
-    pl_check (strstr (response, "{\"error\":"));
-    free (response);
-    response = s_test_http (port, "POST", "/api/rooms", "not-a-token", "{}", &status);
-    pl_check (status == 401);
-    free (response);
-    response = s_test_http (port, "GET", "/nowhere", NULL, NULL, &status);
-    pl_check (status == 404);
-    free (response);
-    response = s_test_http (port, "GET", "/api/rooms/r1/messages?limit=x", alice, NULL, &status);
-    pl_check (status == 400);
-    free (response);
-    response = s_test_http (port, "OPTIONS", "/api/rooms", NULL, NULL, &status);
-    pl_check (status == 204);
-    pl_check (strstr (response, "access-control-allow-methods"));
-    free (response);
-    char big [20000];
-    memset (big, 'x', sizeof big - 1);
-    big [sizeof big - 1] = 0;
-    response = s_test_http (port, "POST", "/api/rooms", alice, big, &status);
-    pl_check (status == 413);
-    free (response);
-
-    //  HTTP: a QUERY answered by the test router
-    const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
-    int fd = s_test_http_send (port, "POST", "/api/rooms", alice, create);
-    msg = s_test_router_expect (router, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.create"));
-    pl_check (streq (pl_msg_user (msg), "u1"));
-    pl_check (streq (pl_msg_body (msg), create));
-    s_test_router_reply (router, msg, 201, 0, "{\"id\":\"d:u1:u2\",\"kind\":\"direct\"}");
-    pl_msg_destroy (&msg);
-    response = s_test_http_read (fd, &status);
-    pl_check (status == 201);
-    pl_check (strstr (response, "\"id\":\"d:u1:u2\""));
-    pl_check (strstr (response, "content-type: application/json"));
-    free (response);
-
-    fd = s_test_http_send (port, "GET", "/api/rooms/r1/messages?before=10&limit=5", alice, NULL);
-    msg = s_test_router_expect (router, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.messages"));
-    pl_check (pl_msg_seq (msg) == 10 && pl_msg_status (msg) == 5);
-    s_test_router_reply (router, msg, 403, 0, "not a member of room r1");
-    pl_msg_destroy (&msg);
-    response = s_test_http_read (fd, &status);
-    pl_check (status == 403);
-    pl_check (strstr (response, "{\"error\":\"not a member of room r1\"}"));
-    free (response);
-
-    //  No answer in time: 503
-    fd = s_test_http_send (port, "GET", "/api/rooms", alice, NULL);
-    msg = s_test_router_expect (router, PL_MSG_QUERY);
-    pl_msg_destroy (&msg);
-    response = s_test_http_read (fd, &status);
-    pl_check (status == 503);
-    free (response);
-
-    //  Ready only once the router says a store and the bridge are there
-    response = s_test_http (port, "GET", "/readyz", NULL, NULL, &status);
-    pl_check (status == 503 && strstr (response, "persistence"));
-    free (response);
-    pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
-    pl_msg_set_status (pong, PL_READY_STORE | PL_READY_BRIDGE);
-    pl_msg_set_routing_id (pong, "conn-0");
-    pl_msg_send (&pong, router);
-    zclock_sleep (100);
-    response = s_test_http (port, "GET", "/readyz", NULL, NULL, &status);
-    pl_check (status == 200);
-    free (response);
-
-    //  STOMP: the happy path
-    test_client_t client;
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client,
-        "SUBSCRIBE\nid:sub-0\ndestination:/topic/rooms/r1\nreceipt:s1\n\n");
-    msg = s_test_router_expect (router, PL_MSG_AUTHZ);
-    pl_check (streq (pl_msg_user (msg), "u1"));
-    pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_check (streq (pl_msg_kind (msg), "subscribe"));
-    s_test_router_reply (router, msg, 200, 0, NULL);
-    pl_msg_destroy (&msg);
-    msg = s_test_router_expect (router, PL_MSG_JOIN);
-    pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_msg_destroy (&msg);
-    char *frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "RECEIPT", "receipt-id", "s1");
-    free (frame);
-
-    s_test_stomp_send (&client, "SUBSCRIBE\nid:sub-1\ndestination:/user/queue/events\nreceipt:s2\n\n");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "RECEIPT", "receipt-id", "s2");
-    free (frame);
-
-    s_test_stomp_send (&client,
-        "SEND\ndestination:/app/rooms/r1\nreceipt:m1\ncontent-type:application/json\n\n"
-        "{\"type\":\"TALK\",\"content\":\"h\xc3\xa9llo\",\"clientMsgId\":\"c-1\","
-        "\"senderId\":\"mallory\",\"senderName\":\"Mallory\"}");
-    msg = s_test_router_expect (router, PL_MSG_SEND);
-    pl_check (streq (pl_msg_user (msg), "u1"));
-    pl_check (streq (pl_msg_name (msg), "Alice"));
-    pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_check (streq (pl_msg_kind (msg), "TALK"));
-    pl_check (streq (pl_msg_cmid (msg), "c-1"));
-    pl_check (streq (pl_msg_body (msg), "h\xc3\xa9llo"));
-    s_test_router_reply (router, msg, 200, 42, NULL);
-    pl_msg_destroy (&msg);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "RECEIPT", "receipt-id", "m1");
-    s_test_expect (frame, "RECEIPT", "seq", "42");
-    free (frame);
-
-    const char *body = "{\"roomId\":\"r1\",\"seq\":42,\"type\":\"TALK\",\"content\":\"h\xc3\xa9llo\"}";
-    msg = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_routing_id (msg, "conn-0");
-    pl_msg_set_room (msg, "r1");
-    pl_msg_set_seq (msg, 42);
-    pl_msg_set_body (msg, body, strlen (body));
-    pl_check (pl_msg_send (&msg, router) == 0);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "MESSAGE", "subscription", "sub-0");
-    s_test_expect (frame, "MESSAGE", "message-id", "r1:42");
-    s_test_expect (frame, "MESSAGE", "destination", "/topic/rooms/r1");
-    s_test_expect (frame, "MESSAGE", "content-type", "application/json");
-    s_test_expect (frame, "MESSAGE", "seq", "42");
-    pl_check (streq (strstr (frame, "\n\n") + 2, body));
-    free (frame);
-
-    //  A user event reaches the events queue
-    msg = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_routing_id (msg, "conn-0");
-    pl_msg_set_user (msg, "u1");
-    pl_msg_set_body (msg, "{\"type\":\"UNREAD\"}", 17);
-    pl_check (pl_msg_send (&msg, router) == 0);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "MESSAGE", "subscription", "sub-1");
-    free (frame);
-
-    //  /metrics shows this actor's own status record (sent once a second)
-    bool counted = false;
-    for (int attempt = 0; attempt < 40 && !counted; attempt++) {
-        response = s_test_http (port, "GET", "/metrics", NULL, NULL, &status);
-        pl_check (status == 200);
-        counted = strstr (response, "parley_conn_sessions{host=\"h1\",instance=\"0\"} 1\n") != NULL;
-        free (response);
-        if (!counted)
-            zclock_sleep (100);
-    }
-    pl_check (counted);
-
-    //  Not yet supported: ERROR and close; the router sees LEAVE r1
-    s_test_stomp_send (&client,
-        "SEND\ndestination:/app/rooms/r1\nreceipt:m2\n\n{\"type\":\"READ\",\"seq\":1}");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", "message type READ is not supported yet");
-    s_test_expect (frame, "ERROR", "receipt-id", "m2");
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-    msg = s_test_router_expect (router, PL_MSG_LEAVE);
-    pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_msg_destroy (&msg);
-
-    //  Not a member: the router's reason comes back in the ERROR
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r2\n\n");
-    msg = s_test_router_expect (router, PL_MSG_AUTHZ);
-    s_test_router_reply (router, msg, 403, 0, "not a member of room r2");
-    pl_msg_destroy (&msg);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", "not a member of room r2");
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-
-    //  Unknown destination, transactions
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client, "SUBSCRIBE\nid:0\ndestination:/queue/other\n\n");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", "unknown destination");
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client, "BEGIN\ntransaction:t1\n\n");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", "transactions are not supported");
-    free (frame);
-    s_test_ws_close (&client);
-
-    //  SEND that gets no answer in time
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client,
-        "SEND\ndestination:/app/rooms/r1\nreceipt:m3\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
-    msg = s_test_router_expect (router, PL_MSG_SEND);
-    pl_msg_destroy (&msg);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", "server busy, try again");
-    s_test_expect (frame, "ERROR", "receipt-id", "m3");
-    free (frame);
-    s_test_ws_close (&client);
-
-    //  Bad SEND bodies
-    const char *bad_bodies [] = {
-        "not json", "[1]", "{\"type\":\"TALK\"}", "{\"type\":\"TALK\",\"content\":\"\"}",
-        "{\"type\":\"TALK\",\"content\":\"x\",\"clientMsgId\":\"a b\"}", "{\"type\":\"SHOUT\",\"content\":\"x\"}",
-        NULL
-    };
-    for (int index = 0; bad_bodies [index]; index++) {
-        s_test_stomp_connect (&client, port, alice);
-        char send [256];
-        snprintf (send, sizeof send, "SEND\ndestination:/app/rooms/r1\n\n%s", bad_bodies [index]);
-        s_test_stomp_send (&client, send);
-        frame = s_test_stomp_recv (&client);
-        s_test_expect (frame, "ERROR", "message", NULL);
-        free (frame);
-        s_test_ws_close (&client);
-    }
-
-    //  Bad and missing tokens: ERROR, then close
-    char *expired = pl_token_mint_hs256 ("another-secret", "u1", "Alice", 3600);
-    s_test_ws_open (&client, port, NULL);
-    char connect [9000];
-    snprintf (connect, sizeof connect, "CONNECT\naccept-version:1.2\npasscode:%s\n\n", expired);
-    s_test_stomp_send (&client, connect);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    char *message = s_test_header (frame, "message");
-    pl_check (strncmp (message, "authentication failed", 21) == 0);
-    free (message);
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-    free (expired);
-    s_test_ws_open (&client, port, "v11.stomp");
-    s_test_stomp_send (&client, "CONNECT\naccept-version:1.1\n\n");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    free (frame);
-    s_test_ws_close (&client);
-
-    //  Frames before CONNECT, and garbage
-    s_test_ws_open (&client, port, "v12.stomp");
-    s_test_stomp_send (&client, "SEND\ndestination:/app/rooms/r1\n\nx");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    free (frame);
-    s_test_ws_close (&client);
-    s_test_ws_open (&client, port, "v12.stomp");
-    s_test_ws_send (&client, "\x01\x02garbage\xff\n\n\0", 14);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-    s_test_stomp_connect (&client, port, alice);
-    char *huge = (char *) malloc (70000);
-    memset (huge, 'h', 70000);
-    memcpy (huge, "SEND\ndestination:/app/rooms/r1\n\n", 32);
-    s_test_ws_send (&client, huge, 70000);
-    free (huge);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    free (frame);
-    s_test_ws_close (&client);
-
-    //  DISCONNECT with receipt, from a client that offered no subprotocol
-    s_test_ws_open (&client, port, NULL);
-    snprintf (connect, sizeof connect, "STOMP\naccept-version:1.0,1.1\nAuthorization:Bearer %s\n\n", alice);
-    s_test_stomp_send (&client, connect);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "CONNECTED", "version", "1.1");
-    free (frame);
-    s_test_stomp_send (&client, "DISCONNECT\nreceipt:bye\n\n");
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "RECEIPT", "receipt-id", "bye");
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-
-    //  Heart-beats: the server sends EOLs, and closes a silent client
-    s_test_ws_open (&client, port, "v12.stomp");
-    snprintf (connect, sizeof connect,
-              "CONNECT\naccept-version:1.2\nheart-beat:300,300\npasscode:%s\n\n", alice);
-    s_test_stomp_send (&client, connect);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "CONNECTED", "heart-beat", "300,300");
-    free (frame);
-    pl_check (s_test_ws_recv (&client) == 0);
-    pl_check (pl_buf_pending (&client.in) == 1 && *pl_buf_head (&client.in) == '\n');
-    int64_t silent_since = zclock_mono ();
-    frame = s_test_stomp_recv (&client);
-    pl_check (frame == NULL);
-    pl_check (zclock_mono () - silent_since < 2000);
-    s_test_ws_close (&client);
-
-    //  A client that cannot keep up: over max-outbound-bytes, ERROR and close
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r5\nreceipt:r\n\n");
-    msg = s_test_router_expect (router, PL_MSG_AUTHZ);
-    s_test_router_reply (router, msg, 200, 0, NULL);
-    pl_msg_destroy (&msg);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "RECEIPT", "receipt-id", "r");
-    free (frame);
-    char *flood = (char *) malloc (5000);
-    memset (flood, 'f', 5000);
-    msg = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_routing_id (msg, "conn-0");
-    pl_msg_set_room (msg, "r5");
-    pl_msg_set_seq (msg, 1);
-    pl_msg_set_body (msg, flood, 5000);
-    pl_check (pl_msg_send (&msg, router) == 0);
-    free (flood);
-    frame = s_test_stomp_recv (&client);
-    s_test_expect (frame, "ERROR", "message", NULL);
-    pl_check (strstr (frame, "slow consumer"));
-    free (frame);
-    s_test_expect_closed (&client);
-    s_test_ws_close (&client);
-
-    //  Someone drops the connection mid-request: no leak, no crash
-    s_test_stomp_connect (&client, port, alice);
-    s_test_stomp_send (&client, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r3\n\n");
-    msg = s_test_router_expect (router, PL_MSG_AUTHZ);
-    s_test_ws_close (&client);
-    zclock_sleep (100);
-    s_test_router_reply (router, msg, 200, 0, NULL);
-    pl_msg_destroy (&msg);
+    s_test_http (port, router, alice);
+    s_test_stomp (port, router, alice);
+    s_test_wire (port, router, alice);
 
     free (alice);
     zactor_destroy (&actor);

@@ -99,6 +99,16 @@ pl_link_fake_take (pl_link_fake_t *self, pl_msg_command_t command)
 }
 
 void
+pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char *room)
+{
+    pl_msg_t *msg = pl_link_fake_take (self, command);
+    if (!streq (pl_msg_room (msg), room))
+        fprintf (stderr, "fake link: expected room %s, got %s\n", room, pl_msg_room (msg));
+    pl_check (streq (pl_msg_room (msg), room));
+    pl_msg_destroy (&msg);
+}
+
+void
 pl_link_fake_answer (pl_link_fake_t *self, pl_msg_t *request, uint32_t status,
                      uint64_t seq, const char *body)
 {
@@ -170,6 +180,10 @@ pl_link_test (bool verbose)
     pl_check (link->send (link->arg, &msg) == -1 && msg == NULL);
     pl_check (zlistx_size (fake->sent) == 0);
     fake->refuse = false;
+    msg = pl_msg_new (PL_MSG_JOIN);
+    pl_msg_set_room (msg, "r1");
+    link->send (link->arg, &msg);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
     msg = pl_msg_new (PL_MSG_PING);
     link->send (link->arg, &msg);
 

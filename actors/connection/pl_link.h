@@ -78,6 +78,11 @@ void
 pl_msg_t *
     pl_link_fake_take (pl_link_fake_t *self, pl_msg_command_t command);
 
+//  Take the oldest message sent, which must be of command for room
+//  (checked), and destroy it.
+void
+    pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char *room);
+
 //  Answer a request taken from the fake as the router would: a RESULT with
 //  status, seq and body (may be NULL) into the request table.
 void

@@ -8,8 +8,10 @@
     =========================================================================
 */
 #include "pl_session.h"
+#include "pl_handshake.h"
 #include "pl_log.h"
 #include "pl_resume.h"
+#include "pl_rooms.h"
 #include "pl_stomp.h"
 #include "pl_util.h"
 
@@ -30,7 +32,7 @@ struct _pl_sessions_t {
     uint64_t next_number;
     bool shutting_down;         //  no new frames; sessions end when answered
     zlistx_t *list;             //  pl_session_t, not owned
-    zhashx_t *rooms;            //  room -> zlistx_t of active sub_t
+    pl_rooms_t *rooms;          //  the active subscriptions of each room
     pl_sessions_counts_t counts;
 };
 
@@ -79,54 +81,13 @@ static const pl_pending_kind_t s_send_kind = { "SEND", s_send_answer, s_request_
 static const pl_pending_kind_t s_resume_kind = { "RESUME", s_resume_answer, s_request_expire };
 
 
-//  --------------------------------------------------------------------------
-//  Rooms: which active subscriptions want which room
-
+//  A subscription leaves its room's list, if it is in one
 static void
-s_room_list_destroy (zlistx_t **list_p)
+s_sub_leave (sub_t *sub)
 {
-    zlistx_destroy (list_p);
-}
-
-static void
-s_sessions_send_room (pl_sessions_t *self, pl_msg_command_t command, const char *room)
-{
-    pl_msg_t *msg = pl_msg_new (command);
-    if (!msg)
-        return;
-    pl_msg_set_room (msg, room);
-    self->link->send (self->link->arg, &msg);
-}
-
-static void
-s_sessions_room_add (pl_sessions_t *self, sub_t *sub)
-{
-    zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, sub->room);
-    if (!list) {
-        list = zlistx_new ();
-        if (!list)
-            return;
-        zhashx_insert (self->rooms, sub->room, list);
-        s_sessions_send_room (self, PL_MSG_JOIN, sub->room);
-    }
-    sub->room_handle = zlistx_add_end (list, sub);
-}
-
-static void
-s_sessions_room_remove (pl_sessions_t *self, sub_t *sub)
-{
-    if (!sub->room_handle)
-        return;
-    zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, sub->room);
-    assert (list);
-    zlistx_delete (list, sub->room_handle);
-    sub->room_handle = NULL;
-    if (zlistx_size (list) == 0) {
-        //  Copy: the key is about to go with the entry
-        char room [PL_ID_MAX + 1];
-        snprintf (room, sizeof room, "%s", sub->room);
-        zhashx_delete (self->rooms, room);
-        s_sessions_send_room (self, PL_MSG_LEAVE, room);
+    if (sub->room_handle) {
+        pl_rooms_remove (sub->session->owner->rooms, sub->room, sub->room_handle);
+        sub->room_handle = NULL;
     }
 }
 
@@ -307,14 +268,13 @@ s_authz_answer (pl_pending_request_t *request, pl_msg_t *result)
     //  The router counted the room for us on 200: if the subscription is
     //  gone (unsubscribed, perhaps re-subscribed) and no other one here
     //  wants the room, take that back
-    if (pl_msg_status (result) == 200 && !sub
-    &&  !zhashx_lookup (owner->rooms, room) && pl_id_valid (room))
-        s_sessions_send_room (owner, PL_MSG_LEAVE, room);
+    if (pl_msg_status (result) == 200 && !sub)
+        pl_rooms_release (owner->rooms, room);
     if (sub && pl_msg_status (result) == 200) {
         sub->active = true;
         sub->corr = 0;
         //  Joined first, so nothing live slips between gap and live
-        s_sessions_room_add (owner, sub);
+        sub->room_handle = pl_rooms_add (owner->rooms, sub->room, sub);
         s_session_receipt (session, request->receipt, NULL);
         if (sub->since >= 0)
             pl_resume_start (sub->resume, (uint64_t) sub->since);
@@ -442,79 +402,6 @@ s_sub_deliver (sub_t *sub, pl_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  Frames from the client
 
-//  Highest version both sides speak. accept-version absent means 1.0, or
-//  the subprotocol's version when the client picked one.
-static int
-s_negotiate_version (const char *accept_version, int subprotocol)
-{
-    if (!accept_version)
-        return subprotocol? subprotocol: 10;
-    int best = 0;
-    const char *at = accept_version;
-    while (*at) {
-        while (*at == ' ' || *at == ',')
-            at++;
-        size_t length = strcspn (at, ", ");
-        int version = 0;
-        if (length == 3 && strncmp (at, "1.2", 3) == 0)
-            version = 12;
-        else
-        if (length == 3 && strncmp (at, "1.1", 3) == 0)
-            version = 11;
-        else
-        if (length == 3 && strncmp (at, "1.0", 3) == 0)
-            version = 10;
-        if (version > best)
-            best = version;
-        at += length;
-    }
-    return best;
-}
-
-//  "cx,cy" -> two numbers; 0 / -1
-static int
-s_parse_heart_beat (const char *text, int *cx, int *cy)
-{
-    *cx = *cy = 0;
-    if (!text)
-        return 0;
-    long a = 0, b = 0;
-    int used = 0;
-    if (sscanf (text, " %ld , %ld %n", &a, &b, &used) != 2 || text [used] != 0
-    ||  a < 0 || b < 0 || a > 86400000 || b > 86400000)
-        return -1;
-    *cx = (int) a;
-    *cy = (int) b;
-    return 0;
-}
-
-//  The token of a CONNECT, verified into the session's identity. Returns
-//  0, or -1 after an ERROR.
-static int
-s_session_authenticate (pl_session_t *self, pl_stomp_frame_t *frame)
-{
-    const char *token = pl_stomp_frame_header (frame, "Authorization");
-    if (!token)
-        token = pl_stomp_frame_header (frame, "authorization");
-    if (!token)
-        token = pl_stomp_frame_header (frame, "passcode");
-    if (!token || !*token) {
-        s_session_error (self,
-            "authentication failed: no token (send Authorization: Bearer <jwt>)", NULL);
-        return -1;
-    }
-    char reason [128] = "";
-    if (pl_token_verify (self->owner->link->verifier, token, &self->identity,
-                         reason, sizeof reason)) {
-        char message [200];
-        snprintf (message, sizeof message, "authentication failed: %s",
-                  *reason? reason: "invalid token");
-        s_session_error (self, message, NULL);
-        return -1;
-    }
-    return 0;
-}
-
 static void
 s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
 {
@@ -523,31 +410,24 @@ s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, "already connected", NULL);
         return;
     }
-    int version = s_negotiate_version (pl_stomp_frame_header (frame, "accept-version"),
-                                       self->subprotocol);
-    if (version == 0) {
-        s_session_error (self, "supported protocol versions are 1.0 1.1 1.2", NULL);
+    pl_handshake_t handshake;
+    char message [200];
+    if (pl_handshake_settle (&handshake, frame, self->subprotocol, link->config->heartbeat_ms,
+                             link->verifier, message, sizeof message)) {
+        s_session_error (self, message, NULL);
         return;
     }
-    int cx, cy;
-    if (s_parse_heart_beat (pl_stomp_frame_header (frame, "heart-beat"), &cx, &cy)) {
-        s_session_error (self, "bad heart-beat header", NULL);
-        return;
-    }
-    if (s_session_authenticate (self, frame))
-        return;
-    self->version = version;
+    self->version = handshake.version;
+    self->identity = handshake.identity;
+    self->out_interval_ms = handshake.out_interval_ms;
+    self->in_interval_ms = handshake.in_interval_ms;
     self->connected = true;
-    pl_stomp_parser_set_version (self->parser, version);
-    //  We offer and want heartbeat-ms; each side's interval is the larger
-    //  of what one can send and the other wants.
-    int sx = link->config->heartbeat_ms, sy = link->config->heartbeat_ms;
-    self->out_interval_ms = (sx && cy)? (sx > cy? sx: cy): 0;
-    self->in_interval_ms = (cx && sy)? (cx > sy? cx: sy): 0;
+    pl_stomp_parser_set_version (self->parser, self->version);
 
     char version_text [16], heart_beat [32], session_id [96];
-    snprintf (version_text, sizeof version_text, "1.%d", version - 10);
-    snprintf (heart_beat, sizeof heart_beat, "%d,%d", sx, sy);
+    snprintf (version_text, sizeof version_text, "1.%d", self->version - 10);
+    snprintf (heart_beat, sizeof heart_beat, "%d,%d",
+              link->config->heartbeat_ms, link->config->heartbeat_ms);
     snprintf (session_id, sizeof session_id, "%s-%s-%" PRIu64,
               link->config->host_id, link->name, self->number);
     const char *headers [] = {
@@ -642,7 +522,7 @@ s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
     sub_t *sub = (sub_t *) zhashx_lookup (self->subs, id);
     if (sub) {
         //  A pending AUTHZ finds no subscription with its corr and is dropped
-        s_sessions_room_remove (self->owner, sub);
+        s_sub_leave (sub);
         zhashx_delete (self->subs, id);
     }
     //  Unknown ids are not an error: the client may race a failed SUBSCRIBE
@@ -826,7 +706,7 @@ pl_session_destroy (pl_session_t **self_p)
     pl_sessions_t *owner = self->owner;
     for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub;
          sub = (sub_t *) zhashx_next (self->subs))
-        s_sessions_room_remove (owner, sub);
+        s_sub_leave (sub);
     zhashx_destroy (&self->subs);
     pl_pending_drop (owner->link->pending, self);
     if (self->list_handle)
@@ -925,12 +805,11 @@ pl_sessions_new (pl_link_t *link)
         return NULL;
     self->link = link;
     self->list = zlistx_new ();
-    self->rooms = zhashx_new ();
+    self->rooms = pl_rooms_new (link);
     if (!self->list || !self->rooms) {
         pl_sessions_destroy (&self);
         return NULL;
     }
-    zhashx_set_destructor (self->rooms, (zhashx_destructor_fn *) s_room_list_destroy);
     return self;
 }
 
@@ -941,7 +820,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
     if (self) {
         assert (!self->list || zlistx_size (self->list) == 0);
         zlistx_destroy (&self->list);
-        zhashx_destroy (&self->rooms);
+        pl_rooms_destroy (&self->rooms);
         free (self);
         *self_p = NULL;
     }
@@ -953,7 +832,7 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
     self->counts.deliveries++;
     const char *room = pl_msg_room (msg);
     if (*room) {
-        zlistx_t *list = (zlistx_t *) zhashx_lookup (self->rooms, room);
+        zlistx_t *list = pl_rooms_subscribers (self->rooms, room);
         if (!list)
             return;
         //  Queueing never changes the room lists: closing happens later
@@ -978,8 +857,7 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
 void
 pl_sessions_resync (pl_sessions_t *self)
 {
-    for (void *list = zhashx_first (self->rooms); list; list = zhashx_next (self->rooms))
-        s_sessions_send_room (self, PL_MSG_JOIN, (const char *) zhashx_cursor (self->rooms));
+    pl_rooms_resync (self->rooms);
 }
 
 void
@@ -1027,7 +905,7 @@ pl_sessions_subscriptions (pl_sessions_t *self)
 size_t
 pl_sessions_rooms (pl_sessions_t *self)
 {
-    return zhashx_size (self->rooms);
+    return pl_rooms_size (self->rooms);
 }
 
 const pl_sessions_counts_t *
@@ -1038,7 +916,134 @@ pl_sessions_counts (pl_sessions_t *self)
 
 
 //  --------------------------------------------------------------------------
-//  Selftest
+//  Selftest: sessions driven frame by frame through a fake link, the
+//  router's answers given by hand
+
+#define TEST_SECRET "pl_session_test-secret-of-32-bytes-or-more"
+
+static void
+s_test_send (pl_session_t *session, const char *frame)
+{
+    pl_session_input (session, frame, strlen (frame) + 1);
+}
+
+//  Expect the next frame the session queued (heart-beats skipped) to be
+//  command with a header name of value (see pl_stomp_text_expect)
+static void
+s_test_expect (pl_session_t *session, const char *command, const char *name, const char *value)
+{
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    while (size && *head == '\n') {
+        pl_session_sent (session, 1);
+        head = pl_session_outbound (session, &size);
+    }
+    const char *nul = head? (const char *) memchr (head, 0, size): NULL;
+    char *frame = nul? strndup (head, (size_t) (nul - head)): NULL;
+    pl_stomp_text_expect (frame, command, name, value);
+    pl_session_sent (session, (size_t) (nul - head) + 1);
+    free (frame);
+}
+
+//  Expect an ERROR whose message starts with text; the session closes
+static void
+s_test_expect_error (pl_session_t *session, const char *text)
+{
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    pl_check (head && strstr (head, text) && pl_session_closing (session));
+    s_test_expect (session, "ERROR", "message", NULL);
+}
+
+static pl_session_t *
+s_test_connect (pl_sessions_t *sessions, const char *headers)
+{
+    pl_session_t *session = pl_session_new (sessions, sessions, 12);
+    pl_check (session);
+    char *token = pl_token_mint_hs256 (TEST_SECRET, "u1", "Alice", 3600);
+    char connect [9000];
+    snprintf (connect, sizeof connect, "CONNECT\n%spasscode:%s\n\n", headers, token);
+    free (token);
+    s_test_send (session, connect);
+    return session;
+}
+
+//  SUBSCRIBE to a room, the router's answer with status; returns the AUTHZ
+static void
+s_test_subscribe (pl_link_fake_t *fake, pl_session_t *session, const char *frame,
+                  uint32_t status, const char *reason)
+{
+    s_test_send (session, frame);
+    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
+    pl_check (streq (pl_msg_user (authz), "u1") && streq (pl_msg_kind (authz), "subscribe"));
+    pl_link_fake_answer (fake, authz, status, 0, reason);
+    pl_msg_destroy (&authz);
+}
+
+static void
+s_test_deliver (pl_sessions_t *sessions, const char *room, const char *user, uint64_t seq)
+{
+    pl_msg_t *msg = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (msg, room);
+    pl_msg_set_user (msg, user);
+    pl_msg_set_seq (msg, seq);
+    pl_msg_set_body (msg, "{}", 2);
+    pl_sessions_deliver (sessions, msg);
+    pl_msg_destroy (&msg);
+}
+
+//  Frames a session refuses: ERROR, closed
+static void
+s_test_refusals (pl_sessions_t *sessions)
+{
+    const char *frames [] = {
+        "SEND\ndestination:/app/rooms/r1\n\nx", "not connected",
+        "\x01\x02garbage", "",
+        "BEGIN\ntransaction:t1\n\n", "transactions are not supported",
+        "SUBSCRIBE\ndestination:/queue/other\n\n", "SUBSCRIBE needs an id header",
+        "SUBSCRIBE\nid:0\ndestination:/queue/other\n\n", "unknown destination",
+        "SUBSCRIBE\nid:0\n\n", "SUBSCRIBE needs a destination header",
+        "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\nsince-seq:x\n\n", "since-seq must be",
+        "SEND\ndestination:/queue/x\n\n{}", "unknown destination",
+        "SEND\ndestination:/app/rooms/r1\n\nnot json", "body must be a JSON object",
+        "SEND\ndestination:/app/rooms/r1\n\n[1]", "body must be a JSON object",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\"}", "content must be a string",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"\"}", "content must not",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"x\",\"clientMsgId\":\"a b\"}",
+            "clientMsgId must be",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\"}", "message type READ is not supported",
+        "CONNECT\naccept-version:1.2\n\n", "already connected",
+        NULL
+    };
+    for (int index = 0; frames [index]; index += 2) {
+        pl_session_t *session = index < 4? pl_session_new (sessions, sessions, 12)
+                                         : s_test_connect (sessions, "accept-version:1.2\n");
+        if (index >= 4)
+            s_test_expect (session, "CONNECTED", "version", "1.2");
+        s_test_send (session, frames [index]);
+        s_test_expect_error (session, frames [index + 1]);
+        //  Input after the ERROR is ignored
+        s_test_send (session, "DISCONNECT\nreceipt:x\n\n");
+        size_t size;
+        pl_check (pl_session_outbound (session, &size) == NULL);
+        pl_session_destroy (&session);
+    }
+    //  A frame over max-frame-bytes
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", "version", "1.2");
+    char huge [70000];
+    memset (huge, 'h', sizeof huge);
+    memcpy (huge, "SEND\ndestination:/app/rooms/r1\n\n", 32);
+    pl_session_input (session, huge, sizeof huge);
+    s_test_expect_error (session, "frame exceeds");
+    pl_session_destroy (&session);
+    //  A CONNECT the handshake refuses (pl_handshake_test has the rest)
+    session = pl_session_new (sessions, sessions, 11);
+    s_test_send (session, "STOMP\npasscode:x\n\n");
+    s_test_expect_error (session, "authentication failed");
+    pl_session_destroy (&session);
+}
 
 void
 pl_session_test (bool verbose)
@@ -1046,5 +1051,133 @@ pl_session_test (bool verbose)
     printf (" * pl_session: ");
     if (verbose)
         printf ("\n");
+    pl_config_t *config = pl_config_new_default ();
+    pl_check (pl_config_set (config, "jwt-secret", TEST_SECRET) == 0);
+    pl_check (pl_config_set (config, "heartbeat-ms", "300") == 0);
+    pl_check (pl_config_set (config, "max-outbound-bytes", "4096") == 0);
+    pl_check (pl_config_finish (config) == 0);
+    pl_link_fake_t *fake = pl_link_fake_new (config);
+    pl_sessions_t *sessions = pl_sessions_new (&fake->link);
+    pl_check (sessions);
+    s_test_refusals (sessions);
+    pl_check (zlistx_size (fake->sent) == 0);
+
+    //  Versions and heart-beats: each side's interval is the larger wish
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.0,1.1\nheart-beat:500,100\n");
+    s_test_expect (session, "CONNECTED", "version", "1.1");
+    pl_session_t *other = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (other, "CONNECTED", "heart-beat", "300,300");
+    pl_sessions_tick (sessions, pl_mono_ms () + 400);
+    size_t size;
+    pl_check (pl_session_outbound (session, &size) && size == 1);
+    pl_check (pl_session_outbound (other, &size) == NULL);
+    pl_sessions_tick (sessions, pl_mono_ms () + 1001);
+    pl_check (pl_session_closing (session) && fake->timeout_s == PL_LINK_CLOSE_NOW);
+    pl_session_destroy (&session);
+
+    //  A room: AUTHZ, JOIN, RECEIPT; MESSAGEs in seq order, once
+    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\nreceipt:a\n\n",
+                      200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    s_test_expect (other, "RECEIPT", "receipt-id", "a");
+    s_test_send (other, "SUBSCRIBE\nid:s1\ndestination:/user/queue/events\nreceipt:b\n\n");
+    s_test_expect (other, "RECEIPT", "receipt-id", "b");
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "", "u1", 0);
+    s_test_deliver (sessions, "", "u2", 0);
+    s_test_expect (other, "MESSAGE", "message-id", "r1:5");
+    s_test_expect (other, "MESSAGE", "subscription", "s1");
+    pl_check (pl_session_outbound (other, &size) == NULL);
+    pl_check (pl_sessions_size (sessions) == 1 && pl_sessions_subscriptions (sessions) == 2);
+
+    //  SEND: sender from the token; RECEIPT with seq, or the router's ERROR
+    s_test_send (other, "SEND\ndestination:/app/rooms/r1\nreceipt:m1\n\n"
+                        "{\"type\":\"TALK\",\"content\":\"hi\",\"clientMsgId\":\"c-1\",\"senderId\":\"x\"}");
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_name (send), "Alice"));
+    pl_check (streq (pl_msg_cmid (send), "c-1") && streq (pl_msg_body (send), "hi"));
+    pl_link_fake_answer (fake, send, 200, 42, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (other, "RECEIPT", "seq", "42");
+
+    //  Resume: MongoDB, then the bridge; live messages wait for the gap
+    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
+                                   "since-seq:3\n\n", 200, NULL);
+    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (query), "room.since") && pl_msg_seq (query) == 3);
+    s_test_deliver (sessions, "r1", "", 6);
+    s_test_expect (other, "MESSAGE", "subscription", "s0");
+    pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");
+    pl_msg_destroy (&query);
+    s_test_expect (other, "MESSAGE", "seq", "4");
+    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
+    pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
+    pl_msg_destroy (&replay);
+    s_test_expect (other, "MESSAGE", "seq", "5");
+    s_test_expect (other, "MESSAGE", "seq", "6");
+
+    //  UNSUBSCRIBE: LEAVE after the room's last; a late AUTHZ yes is given back
+    s_test_send (other, "SUBSCRIBE\nid:s3\ndestination:/topic/rooms/r2\n\n");
+    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
+    s_test_send (other, "UNSUBSCRIBE\nid:s0\n\n");
+    s_test_send (other, "UNSUBSCRIBE\nid:s2\n\n");
+    s_test_send (other, "UNSUBSCRIBE\nid:s3\nreceipt:u\n\n");
+    s_test_expect (other, "RECEIPT", "receipt-id", "u");
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
+    pl_link_fake_answer (fake, authz, 200, 0, NULL);
+    pl_msg_destroy (&authz);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
+
+    //  Not a member; no answer in time; the router out of reach
+    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s4\ndestination:/topic/rooms/r3\n\n",
+                      403, "not a member of room r3");
+    s_test_expect_error (other, "not a member of room r3");
+    pl_session_destroy (&other);
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m3\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_pending_expire (fake->link.pending, pl_mono_ms () + config->request_timeout_ms);
+    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    pl_check (strstr (pl_session_outbound (session, &size), "\nreceipt-id:m3\n"));
+    s_test_expect_error (session, "server busy, try again");
+    pl_session_destroy (&session);
+    fake->refuse = true;
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\n\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_expect_error (session, "server busy, try again");
+    pl_check (pl_sessions_subscriptions (sessions) == 0);
+    pl_session_destroy (&session);
+    fake->refuse = false;
+
+    //  A slow consumer is told so; draining: answered first, then told
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/user/queue/events\n\n");
+    for (int count = 0; count < 2000 && !pl_session_closing (session); count++)
+        s_test_deliver (sessions, "", "u1", 0);
+    s_test_expect (session, "ERROR", "message", NULL);
+    pl_check (pl_sessions_counts (sessions)->slow_consumers == 1);
+    pl_session_destroy (&session);
+    session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m4\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
+    other = pl_session_new (sessions, sessions, 0);
+    pl_sessions_drain (sessions);
+    pl_check (!pl_session_closing (session) && pl_session_closing (other));
+    send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_link_fake_answer (fake, send, 200, 43, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "43");
+    s_test_expect_error (session, "server shutting down");
+    pl_session_destroy (&session);
+    pl_session_destroy (&other);
+
+    pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_size (sessions) == 0);
+    pl_sessions_destroy (&sessions);
+    pl_sessions_destroy (&sessions);
+    pl_link_fake_destroy (&fake);
+    pl_config_destroy (&config);
+    pl_token_thread_end ();
     printf ("OK\n");
 }
