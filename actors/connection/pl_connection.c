@@ -5,8 +5,9 @@
     This file is the libwebsockets glue and the actor loop: the lws context,
     its one callback, listen / accept / adopt, the writes, the timer, the
     DEALER to the router. What the sessions and HTTP requests mean lives in
-    lws-free classes (pl_session, pl_http, pl_resume, pl_pending) that reach
-    back here only through pl_link.
+    lws-free classes (pl_session with pl_handshake, pl_rooms and pl_resume;
+    pl_http; pl_pending for requests in flight) that reach back here only
+    through pl_link.
 
     Threading: everything runs on the lws service thread. The actor pipe and
     the DEALER are put into lws's poll loop by adopting a dup () of their
@@ -896,14 +897,7 @@ static void
 s_test_router_reply (zsock_t *router, pl_msg_t *request, uint32_t status,
                      uint64_t seq, const char *body)
 {
-    pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_routing_id (reply, pl_msg_routing_id (request));
-    pl_msg_set_corr (reply, pl_msg_corr (request));
-    pl_msg_set_session (reply, pl_msg_session (request));
-    pl_msg_set_status (reply, status);
-    pl_msg_set_seq (reply, seq);
-    if (body)
-        pl_msg_set_body (reply, body, strlen (body));
+    pl_msg_t *reply = pl_link_fake_result (request, status, seq, body);
     pl_check (pl_msg_send (&reply, router) == 0);
 }
 

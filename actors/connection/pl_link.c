@@ -108,12 +108,12 @@ pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char 
     pl_msg_destroy (&msg);
 }
 
-void
-pl_link_fake_answer (pl_link_fake_t *self, pl_msg_t *request, uint32_t status,
-                     uint64_t seq, const char *body)
+pl_msg_t *
+pl_link_fake_result (pl_msg_t *request, uint32_t status, uint64_t seq, const char *body)
 {
     pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
     pl_check (result);
+    pl_msg_set_routing_id (result, pl_msg_routing_id (request));
     pl_msg_set_corr (result, pl_msg_corr (request));
     pl_msg_set_session (result, pl_msg_session (request));
     pl_msg_set_room (result, pl_msg_room (request));
@@ -121,6 +121,14 @@ pl_link_fake_answer (pl_link_fake_t *self, pl_msg_t *request, uint32_t status,
     pl_msg_set_seq (result, seq);
     if (body)
         pl_msg_set_body (result, body, strlen (body));
+    return result;
+}
+
+void
+pl_link_fake_answer (pl_link_fake_t *self, pl_msg_t *request, uint32_t status,
+                     uint64_t seq, const char *body)
+{
+    pl_msg_t *result = pl_link_fake_result (request, status, seq, body);
     pl_pending_answer (self->link.pending, result);
     pl_msg_destroy (&result);
 }

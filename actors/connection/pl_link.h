@@ -83,8 +83,13 @@ pl_msg_t *
 void
     pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char *room);
 
-//  Answer a request taken from the fake as the router would: a RESULT with
-//  status, seq and body (may be NULL) into the request table.
+//  The RESULT the router would send for request: status, seq and body
+//  (may be NULL), routed back to the requester.
+pl_msg_t *
+    pl_link_fake_result (pl_msg_t *request, uint32_t status, uint64_t seq, const char *body);
+
+//  Answer a request taken from the fake as the router would: its RESULT
+//  (pl_link_fake_result) into the request table.
 void
     pl_link_fake_answer (pl_link_fake_t *self, pl_msg_t *request, uint32_t status,
                          uint64_t seq, const char *body);

@@ -41,18 +41,15 @@ struct _pl_session_t {
     void *conn;
     uint64_t number;
     int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
-    int version;                //  negotiated at CONNECT, 0 before
     bool connected;
+    pl_handshake_t terms;       //  what CONNECT settled, zero before
     bool closing;               //  ERROR queued or DISCONNECT: no more input
     pl_stomp_parser_t *parser;
-    pl_identity_t identity;
     zhashx_t *subs;             //  id -> sub_t
     pl_buf_t out;
     int64_t created_ms;
     int64_t last_in_ms;
     int64_t last_out_ms;
-    int in_interval_ms;         //  client promised to send this often (0: never)
-    int out_interval_ms;        //  we send heart-beats this often (0: never)
     void *list_handle;          //  in owner->list
 };
 
@@ -99,7 +96,7 @@ static int
 s_session_version (pl_session_t *self)
 {
     //  Before CONNECTED nothing is escaped, so an ERROR reads plainly
-    return self->version? self->version: 10;
+    return self->terms.version? self->terms.version: 10;
 }
 
 static void
@@ -224,7 +221,7 @@ s_session_request (pl_session_t *self, const pl_pending_kind_t *kind, pl_msg_t *
         *track = corr;
     pl_msg_set_corr (*msg_p, corr);
     pl_msg_set_session (*msg_p, self->number);
-    pl_msg_set_user (*msg_p, self->identity.user_id);
+    pl_msg_set_user (*msg_p, self->terms.identity.user_id);
     if (link->send (link->arg, msg_p)) {
         pl_pending_cancel (link->pending, corr);
         s_session_error (self, "server busy, try again", receipt);
@@ -410,33 +407,29 @@ s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, "already connected", NULL);
         return;
     }
-    pl_handshake_t handshake;
     char message [200];
-    if (pl_handshake_settle (&handshake, frame, self->subprotocol, link->config->heartbeat_ms,
+    if (pl_handshake_settle (&self->terms, frame, self->subprotocol, link->config->heartbeat_ms,
                              link->verifier, message, sizeof message)) {
+        memset (&self->terms, 0, sizeof self->terms);
         s_session_error (self, message, NULL);
         return;
     }
-    self->version = handshake.version;
-    self->identity = handshake.identity;
-    self->out_interval_ms = handshake.out_interval_ms;
-    self->in_interval_ms = handshake.in_interval_ms;
     self->connected = true;
-    pl_stomp_parser_set_version (self->parser, self->version);
+    pl_stomp_parser_set_version (self->parser, self->terms.version);
 
     char version_text [16], heart_beat [32], session_id [96];
-    snprintf (version_text, sizeof version_text, "1.%d", self->version - 10);
+    snprintf (version_text, sizeof version_text, "1.%d", self->terms.version - 10);
     snprintf (heart_beat, sizeof heart_beat, "%d,%d",
               link->config->heartbeat_ms, link->config->heartbeat_ms);
     snprintf (session_id, sizeof session_id, "%s-%s-%" PRIu64,
               link->config->host_id, link->name, self->number);
     const char *headers [] = {
         "version", version_text, "heart-beat", heart_beat, "server", "parley",
-        "session", session_id, "user-name", self->identity.name, NULL
+        "session", session_id, "user-name", self->terms.identity.name, NULL
     };
     s_session_queue (self, "CONNECTED", headers, NULL, 0);
     pl_log_debug ("session %" PRIu64 ": user %s connected, STOMP %s",
-                  self->number, self->identity.user_id, version_text);
+                  self->number, self->terms.identity.user_id, version_text);
 }
 
 //  What a SUBSCRIBE frame asks for, checked. Returns an error message for
@@ -604,7 +597,7 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
     pl_msg_t *send = pl_msg_new (PL_MSG_SEND);
     if (send) {
         //  Sender id and name come from the token, never from the body
-        pl_msg_set_name (send, self->identity.name);
+        pl_msg_set_name (send, self->terms.identity.name);
         pl_msg_set_room (send, destination + strlen (APP_ROOMS));
         pl_msg_set_kind (send, "TALK");
         pl_msg_set_cmid (send, json_is_string (cmid)? json_string_value (cmid): "");
@@ -779,14 +772,15 @@ s_session_tick (pl_session_t *self, int64_t now)
         }
         return;
     }
-    if (self->in_interval_ms && now - self->last_in_ms > 2 * (int64_t) self->in_interval_ms) {
+    int in_interval_ms = self->terms.in_interval_ms;
+    if (in_interval_ms && now - self->last_in_ms > 2 * (int64_t) in_interval_ms) {
         pl_log_info ("session %" PRIu64 ": client silent for %" PRId64 " ms, closing",
                      self->number, now - self->last_in_ms);
         s_session_close_now (self);
         return;
     }
-    if (self->out_interval_ms && pl_buf_pending (&self->out) == 0
-    &&  now - self->last_out_ms >= self->out_interval_ms) {
+    if (self->terms.out_interval_ms && pl_buf_pending (&self->out) == 0
+    &&  now - self->last_out_ms >= self->terms.out_interval_ms) {
         pl_buf_append (&self->out, "\n", 1);
         s_session_want_write (self);
     }
@@ -844,7 +838,7 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
         //  A user event: every session of that user on its events queue
         for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
              session = (pl_session_t *) zlistx_next (self->list)) {
-            if (!session->connected || !streq (session->identity.user_id, pl_msg_user (msg)))
+            if (!session->connected || !streq (session->terms.identity.user_id, pl_msg_user (msg)))
                 continue;
             for (sub_t *sub = (sub_t *) zhashx_first (session->subs); sub;
                  sub = (sub_t *) zhashx_next (session->subs))
@@ -1045,6 +1039,147 @@ s_test_refusals (pl_sessions_t *sessions)
     pl_session_destroy (&session);
 }
 
+//  Versions and heart-beats: each side's interval is the larger wish
+static void
+s_test_heartbeats (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.0,1.1\nheart-beat:500,100\n");
+    s_test_expect (session, "CONNECTED", "version", "1.1");
+    pl_session_t *other = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (other, "CONNECTED", "heart-beat", "300,300");
+    pl_sessions_tick (sessions, pl_mono_ms () + 400);
+    size_t size;
+    pl_check (pl_session_outbound (session, &size) && size == 1);
+    pl_check (pl_session_outbound (other, &size) == NULL);
+    pl_sessions_tick (sessions, pl_mono_ms () + 1001);
+    pl_check (pl_session_closing (session) && fake->timeout_s == PL_LINK_CLOSE_NOW);
+    pl_check (!pl_session_closing (other));
+    pl_session_destroy (&session);
+    pl_session_destroy (&other);
+}
+
+//  Subscriptions, SEND and resume, with the router's answers
+static void
+s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    //  A room: AUTHZ, JOIN, RECEIPT; MESSAGEs in seq order, once
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\nreceipt:a\n\n",
+                      200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    s_test_expect (session, "RECEIPT", "receipt-id", "a");
+    s_test_send (session, "SUBSCRIBE\nid:s1\ndestination:/user/queue/events\nreceipt:b\n\n");
+    s_test_expect (session, "RECEIPT", "receipt-id", "b");
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "", "u1", 0);
+    s_test_deliver (sessions, "", "u2", 0);
+    s_test_expect (session, "MESSAGE", "message-id", "r1:5");
+    s_test_expect (session, "MESSAGE", "subscription", "s1");
+    size_t size;
+    pl_check (pl_session_outbound (session, &size) == NULL);
+    pl_check (pl_sessions_size (sessions) == 1 && pl_sessions_subscriptions (sessions) == 2);
+
+    //  SEND: sender from the token; RECEIPT with seq
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m1\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"hi\",\"clientMsgId\":\"c-1\","
+                          "\"senderId\":\"x\"}");
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_name (send), "Alice"));
+    pl_check (streq (pl_msg_cmid (send), "c-1") && streq (pl_msg_body (send), "hi"));
+    pl_link_fake_answer (fake, send, 200, 42, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "42");
+
+    //  Resume: MongoDB, then the bridge; live messages wait for the gap
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
+                                     "since-seq:3\n\n", 200, NULL);
+    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (query), "room.since") && pl_msg_seq (query) == 3);
+    s_test_deliver (sessions, "r1", "", 6);
+    s_test_expect (session, "MESSAGE", "subscription", "s0");
+    pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");
+    pl_msg_destroy (&query);
+    s_test_expect (session, "MESSAGE", "seq", "4");
+    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
+    pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
+    pl_msg_destroy (&replay);
+    s_test_expect (session, "MESSAGE", "seq", "5");
+    s_test_expect (session, "MESSAGE", "seq", "6");
+
+    //  UNSUBSCRIBE: LEAVE after the room's last; a late AUTHZ yes is given back
+    s_test_send (session, "SUBSCRIBE\nid:s3\ndestination:/topic/rooms/r2\n\n");
+    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
+    s_test_send (session, "UNSUBSCRIBE\nid:s0\n\n");
+    s_test_send (session, "UNSUBSCRIBE\nid:s2\n\n");
+    s_test_send (session, "UNSUBSCRIBE\nid:s3\nreceipt:u\n\n");
+    s_test_expect (session, "RECEIPT", "receipt-id", "u");
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
+    pl_link_fake_answer (fake, authz, 200, 0, NULL);
+    pl_msg_destroy (&authz);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
+
+    //  Not a member: the router's reason in the ERROR
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s4\ndestination:/topic/rooms/r3\n\n",
+                      403, "not a member of room r3");
+    s_test_expect_error (session, "not a member of room r3");
+    pl_session_destroy (&session);
+}
+
+//  No answer in time, the router out of reach, a client too slow to read
+static void
+s_test_failures (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m3\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_pending_expire (fake->link.pending, pl_mono_ms () + fake->link.config->request_timeout_ms);
+    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    size_t size;
+    pl_check (strstr (pl_session_outbound (session, &size), "\nreceipt-id:m3\n"));
+    s_test_expect_error (session, "server busy, try again");
+    pl_session_destroy (&session);
+
+    fake->refuse = true;
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\n\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_expect_error (session, "server busy, try again");
+    pl_check (pl_sessions_subscriptions (sessions) == 0);
+    pl_session_destroy (&session);
+    fake->refuse = false;
+
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/user/queue/events\n\n");
+    for (int count = 0; count < 2000 && !pl_session_closing (session); count++)
+        s_test_deliver (sessions, "", "u1", 0);
+    s_test_expect_error (session, "slow consumer");
+    pl_check (pl_sessions_counts (sessions)->slow_consumers == 1);
+    pl_session_destroy (&session);
+}
+
+//  Draining: a session's requests are answered first, then it is told
+static void
+s_test_drain (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m4\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_session_t *other = pl_session_new (sessions, sessions, 0);
+    pl_sessions_drain (sessions);
+    pl_check (!pl_session_closing (session) && pl_session_closing (other));
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_link_fake_answer (fake, send, 200, 43, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "43");
+    s_test_expect_error (session, "server shutting down");
+    pl_session_destroy (&session);
+    pl_session_destroy (&other);
+}
+
 void
 pl_session_test (bool verbose)
 {
@@ -1059,119 +1194,13 @@ pl_session_test (bool verbose)
     pl_link_fake_t *fake = pl_link_fake_new (config);
     pl_sessions_t *sessions = pl_sessions_new (&fake->link);
     pl_check (sessions);
+
     s_test_refusals (sessions);
     pl_check (zlistx_size (fake->sent) == 0);
-
-    //  Versions and heart-beats: each side's interval is the larger wish
-    pl_session_t *session = s_test_connect (sessions, "accept-version:1.0,1.1\nheart-beat:500,100\n");
-    s_test_expect (session, "CONNECTED", "version", "1.1");
-    pl_session_t *other = s_test_connect (sessions, "accept-version:1.2\n");
-    s_test_expect (other, "CONNECTED", "heart-beat", "300,300");
-    pl_sessions_tick (sessions, pl_mono_ms () + 400);
-    size_t size;
-    pl_check (pl_session_outbound (session, &size) && size == 1);
-    pl_check (pl_session_outbound (other, &size) == NULL);
-    pl_sessions_tick (sessions, pl_mono_ms () + 1001);
-    pl_check (pl_session_closing (session) && fake->timeout_s == PL_LINK_CLOSE_NOW);
-    pl_session_destroy (&session);
-
-    //  A room: AUTHZ, JOIN, RECEIPT; MESSAGEs in seq order, once
-    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\nreceipt:a\n\n",
-                      200, NULL);
-    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
-    s_test_expect (other, "RECEIPT", "receipt-id", "a");
-    s_test_send (other, "SUBSCRIBE\nid:s1\ndestination:/user/queue/events\nreceipt:b\n\n");
-    s_test_expect (other, "RECEIPT", "receipt-id", "b");
-    s_test_deliver (sessions, "r1", "", 5);
-    s_test_deliver (sessions, "r1", "", 5);
-    s_test_deliver (sessions, "", "u1", 0);
-    s_test_deliver (sessions, "", "u2", 0);
-    s_test_expect (other, "MESSAGE", "message-id", "r1:5");
-    s_test_expect (other, "MESSAGE", "subscription", "s1");
-    pl_check (pl_session_outbound (other, &size) == NULL);
-    pl_check (pl_sessions_size (sessions) == 1 && pl_sessions_subscriptions (sessions) == 2);
-
-    //  SEND: sender from the token; RECEIPT with seq, or the router's ERROR
-    s_test_send (other, "SEND\ndestination:/app/rooms/r1\nreceipt:m1\n\n"
-                        "{\"type\":\"TALK\",\"content\":\"hi\",\"clientMsgId\":\"c-1\",\"senderId\":\"x\"}");
-    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
-    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_name (send), "Alice"));
-    pl_check (streq (pl_msg_cmid (send), "c-1") && streq (pl_msg_body (send), "hi"));
-    pl_link_fake_answer (fake, send, 200, 42, NULL);
-    pl_msg_destroy (&send);
-    s_test_expect (other, "RECEIPT", "seq", "42");
-
-    //  Resume: MongoDB, then the bridge; live messages wait for the gap
-    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
-                                   "since-seq:3\n\n", 200, NULL);
-    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (query), "room.since") && pl_msg_seq (query) == 3);
-    s_test_deliver (sessions, "r1", "", 6);
-    s_test_expect (other, "MESSAGE", "subscription", "s0");
-    pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");
-    pl_msg_destroy (&query);
-    s_test_expect (other, "MESSAGE", "seq", "4");
-    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
-    pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
-    pl_msg_destroy (&replay);
-    s_test_expect (other, "MESSAGE", "seq", "5");
-    s_test_expect (other, "MESSAGE", "seq", "6");
-
-    //  UNSUBSCRIBE: LEAVE after the room's last; a late AUTHZ yes is given back
-    s_test_send (other, "SUBSCRIBE\nid:s3\ndestination:/topic/rooms/r2\n\n");
-    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
-    s_test_send (other, "UNSUBSCRIBE\nid:s0\n\n");
-    s_test_send (other, "UNSUBSCRIBE\nid:s2\n\n");
-    s_test_send (other, "UNSUBSCRIBE\nid:s3\nreceipt:u\n\n");
-    s_test_expect (other, "RECEIPT", "receipt-id", "u");
-    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
-    pl_link_fake_answer (fake, authz, 200, 0, NULL);
-    pl_msg_destroy (&authz);
-    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
-
-    //  Not a member; no answer in time; the router out of reach
-    s_test_subscribe (fake, other, "SUBSCRIBE\nid:s4\ndestination:/topic/rooms/r3\n\n",
-                      403, "not a member of room r3");
-    s_test_expect_error (other, "not a member of room r3");
-    pl_session_destroy (&other);
-    session = s_test_connect (sessions, "");
-    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m3\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
-    pl_pending_expire (fake->link.pending, pl_mono_ms () + config->request_timeout_ms);
-    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
-    s_test_expect (session, "CONNECTED", NULL, NULL);
-    pl_check (strstr (pl_session_outbound (session, &size), "\nreceipt-id:m3\n"));
-    s_test_expect_error (session, "server busy, try again");
-    pl_session_destroy (&session);
-    fake->refuse = true;
-    session = s_test_connect (sessions, "");
-    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\n\n");
-    s_test_expect (session, "CONNECTED", NULL, NULL);
-    s_test_expect_error (session, "server busy, try again");
-    pl_check (pl_sessions_subscriptions (sessions) == 0);
-    pl_session_destroy (&session);
-    fake->refuse = false;
-
-    //  A slow consumer is told so; draining: answered first, then told
-    session = s_test_connect (sessions, "");
-    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/user/queue/events\n\n");
-    for (int count = 0; count < 2000 && !pl_session_closing (session); count++)
-        s_test_deliver (sessions, "", "u1", 0);
-    s_test_expect (session, "ERROR", "message", NULL);
-    pl_check (pl_sessions_counts (sessions)->slow_consumers == 1);
-    pl_session_destroy (&session);
-    session = s_test_connect (sessions, "");
-    s_test_expect (session, "CONNECTED", NULL, NULL);
-    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m4\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
-    other = pl_session_new (sessions, sessions, 0);
-    pl_sessions_drain (sessions);
-    pl_check (!pl_session_closing (session) && pl_session_closing (other));
-    send = pl_link_fake_take (fake, PL_MSG_SEND);
-    pl_link_fake_answer (fake, send, 200, 43, NULL);
-    pl_msg_destroy (&send);
-    s_test_expect (session, "RECEIPT", "seq", "43");
-    s_test_expect_error (session, "server shutting down");
-    pl_session_destroy (&session);
-    pl_session_destroy (&other);
+    s_test_heartbeats (fake, sessions);
+    s_test_rooms (fake, sessions);
+    s_test_failures (fake, sessions);
+    s_test_drain (fake, sessions);
 
     pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_size (sessions) == 0);
     pl_sessions_destroy (&sessions);

@@ -2,18 +2,18 @@
     pl_session - the STOMP sessions of one connection actor
 
     pl_session_t is one session (one WebSocket): it takes the client's
-    bytes, handles its frames (CONNECT with version and heart-beat
-    negotiation and the token check, SUBSCRIBE, UNSUBSCRIBE, SEND, ...),
-    asks the router (AUTHZ, SEND, resume) and answers with RECEIPT, MESSAGE
-    or ERROR. Frames for the client wait in the session's outbound queue
+    bytes, handles its frames (CONNECT through pl_handshake, SUBSCRIBE,
+    UNSUBSCRIBE, SEND, ...), asks the router (AUTHZ, SEND, and the resume
+    of pl_resume) through pl_pending, and answers with RECEIPT, MESSAGE or
+    ERROR. Frames for the client wait in the session's outbound queue
     until the actor writes them; over max-outbound-bytes the client is a
     slow consumer and gets an ERROR. After any ERROR, or DISCONNECT, the
     session is closing: input is ignored and the actor closes it once the
     queue is out, or after close-grace-s.
 
     pl_sessions_t holds every session of the actor: the rooms their active
-    subscriptions want (JOIN on the first, LEAVE after the last), the
-    fan-out of DELIVERs, heart-beats, and the drain on shutdown.
+    subscriptions want (pl_rooms: JOIN on the first, LEAVE after the last),
+    the fan-out of DELIVERs, heart-beats, and the drain on shutdown.
 
     No libwebsockets: everything the lws side does goes through pl_link.
     =========================================================================
