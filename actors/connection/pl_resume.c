@@ -312,14 +312,11 @@ s_test_new (test_sub_t *sub)
     return resume;
 }
 
-void
-pl_resume_test (bool verbose)
+//  In order and once: live only, then a whole resume
+static void
+s_test_in_order (void)
 {
-    printf (" * pl_resume: ");
-    if (verbose)
-        printf ("\n");
     test_sub_t sub;
-
     //  Live only: in order, redeliveries dropped
     pl_resume_t *resume = s_test_new (&sub);
     s_test_live (resume, 3);
@@ -356,10 +353,16 @@ pl_resume_test (bool verbose)
     s_test_page (resume, 200, 15, 16, 16);
     pl_check (pl_resume_cursor (resume) == 14);
     pl_resume_destroy (&resume);
+}
 
+//  Holes: in a page, and before the first seq the bridge still has
+static void
+s_test_holes (void)
+{
+    test_sub_t sub;
     //  A hole in a page: ask again from the cursor; the bridge's first seq
     //  is past the cursor (trimmed meanwhile): MongoDB again
-    resume = s_test_new (&sub);
+    pl_resume_t *resume = s_test_new (&sub);
     pl_resume_start (resume, 0);
     s_test_page (resume, 200, 1, 1, 0);
     pl_check (streq (sub.asked, "B1"));
@@ -370,9 +373,15 @@ pl_resume_test (bool verbose)
     s_test_page (resume, 200, 4, 5, 5);
     pl_check (streq (sub.delivered, "1,2,3,4,5") && !pl_resume_active (resume));
     pl_resume_destroy (&resume);
+}
 
+//  Stores down, a seq nobody has, too many held, a bad answer, closing
+static void
+s_test_failures (void)
+{
+    test_sub_t sub;
     //  MongoDB down: the bridge; down again: the session fails
-    resume = s_test_new (&sub);
+    pl_resume_t *resume = s_test_new (&sub);
     pl_resume_start (resume, 10);
     s_test_page (resume, 503, 0, 0, 0);
     pl_check (streq (sub.asked, "B10") && !*sub.failed);
@@ -428,5 +437,16 @@ pl_resume_test (bool verbose)
     s_test_page (resume, 200, 1, 2, 0);
     pl_check (streq (sub.delivered, "1,2") && sub.asks == 1);
     pl_resume_destroy (&resume);
+}
+
+void
+pl_resume_test (bool verbose)
+{
+    printf (" * pl_resume: ");
+    if (verbose)
+        printf ("\n");
+    s_test_in_order ();
+    s_test_holes ();
+    s_test_failures ();
     printf ("OK\n");
 }

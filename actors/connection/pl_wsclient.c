@@ -318,6 +318,7 @@ s_test_listen (int *listener, int *port)
 {
     *port = pl_wsclient_free_port ();
     *listener = socket (AF_INET, SOCK_STREAM, 0);
+    pl_check (*listener >= 0);
     struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) *port) };
     address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     pl_check (bind (*listener, (struct sockaddr *) &address, sizeof address) == 0);
