@@ -24,6 +24,14 @@
 #include "pl_stomp.h"
 #include "pl_token.h"
 #include "pl_api.h"
+#include "pl_pending.h"
+#include "pl_resume.h"
+#include "pl_link.h"
+#include "pl_http.h"
+#include "pl_handshake.h"
+#include "pl_interest.h"
+#include "pl_session.h"
+#include "pl_wsclient.h"
 #include "pl_connection.h"
 #include "pl_router.h"
 #include "pl_rooms.h"
@@ -54,6 +62,14 @@ static const selftest_t s_selftests [] = {
     { "pl_stomp",       pl_stomp_test },
     { "pl_token",       pl_token_test },
     { "pl_api",         pl_api_test },
+    { "pl_pending",     pl_pending_test },
+    { "pl_resume",      pl_resume_test },
+    { "pl_link",        pl_link_test },
+    { "pl_http",        pl_http_test },
+    { "pl_handshake",   pl_handshake_test },
+    { "pl_interest",    pl_interest_test },
+    { "pl_session",     pl_session_test },
+    { "pl_wsclient",    pl_wsclient_test },
     { "pl_connection",  pl_connection_test },
     { "pl_router",      pl_router_test },
     { "pl_rooms",       pl_rooms_test },

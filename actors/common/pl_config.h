@@ -43,6 +43,14 @@ typedef struct {
     int   max_outbound_bytes;   //  per-session queue bound before disconnect
     int   heartbeat_ms;         //  heart-beat the server offers and wants
     int   request_timeout_ms;   //  a request to peers that gets no answer fails
+    int   resume_held_max;      //  live messages held for one resuming subscription
+    int   resume_idle_max;      //  resume rounds finding nothing before a seq is skipped
+    int   drain_max_ms;         //  on stop, longest wait for answers in flight
+    int   close_grace_s;        //  a closing session may take this long to flush
+    int   linger_s;             //  a closed session keeps reading this long
+    int   ready_window_ms;      //  the router is reachable this long after it spoke
+    int   http_headers_max;     //  largest HTTP response header block
+    int   ping_interval_ms;     //  PING to the router this often
 
     //  Room router
     int   member_cache_ms;      //  how long a room's member list is trusted

@@ -554,11 +554,55 @@ pl_stomp_write_error (pl_buf_t *out, int version, const char *message,
 
 
 //  --------------------------------------------------------------------------
-//  Selftest
+//  For selftests: server frames read as a client does
 
-//  The checks must run in release builds (-DNDEBUG) too
-#undef NDEBUG
-#include <assert.h>
+char *
+pl_stomp_text_header (const char *frame, const char *name)
+{
+    const char *end = strstr (frame, "\n\n");
+    size_t length = strlen (name);
+    for (const char *line = strchr (frame, '\n'); line && (!end || line < end);
+         line = strchr (line + 1, '\n'))
+        if (strncmp (line + 1, name, length) == 0 && line [1 + length] == ':') {
+            //  Undo STOMP 1.1/1.2 escaping
+            const char *value = line + 2 + length;
+            char *result = strndup (value, strcspn (value, "\r\n"));
+            pl_check (result);
+            char *to = result;
+            for (const char *from = result; *from; from++) {
+                if (*from == '\\' && from [1]) {
+                    from++;
+                    *to++ = *from == 'c'? ':': *from == 'n'? '\n': *from == 'r'? '\r': *from;
+                }
+                else
+                    *to++ = *from;
+            }
+            *to = 0;
+            return result;
+        }
+    return NULL;
+}
+
+void
+pl_stomp_text_expect (const char *frame, const char *command, const char *name, const char *value)
+{
+    if (!frame || strncmp (frame, command, strlen (command)) != 0) {
+        fprintf (stderr, "expected %s, got: %s\n", command, frame? frame: "(nothing)");
+        pl_check (false);
+    }
+    if (name) {
+        char *actual = pl_stomp_text_header (frame, name);
+        if (!actual || (value && strcmp (actual, value))) {
+            fprintf (stderr, "expected %s:%s in %s\n", name, value? value: "*", frame);
+            pl_check (false);
+        }
+        free (actual);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest
 
 //  Records every frame as text "COMMAND|name=value|...|[size]body\n" so that
 //  runs over different splits can be compared.
@@ -574,18 +618,18 @@ static int
 s_capture (void *arg, pl_stomp_frame_t *frame)
 {
     s_capture_t *capture = (s_capture_t *) arg;
-    assert (frame->body [frame->body_size] == 0);
-    assert (frame->command >= PL_STOMP_CONNECT && frame->command <= PL_STOMP_DISCONNECT);
-    assert (strcmp (frame->command_name, s_commands [frame->command - 1].name) == 0);
-    assert (frame->header_count == 0 || frame->headers);
+    pl_check (frame->body [frame->body_size] == 0);
+    pl_check (frame->command >= PL_STOMP_CONNECT && frame->command <= PL_STOMP_DISCONNECT);
+    pl_check (strcmp (frame->command_name, s_commands [frame->command - 1].name) == 0);
+    pl_check (frame->header_count == 0 || frame->headers);
     pl_buf_t *trace = &capture->trace;
-    assert (pl_buf_printf (trace, "%s", frame->command_name) == 0);
+    pl_check (pl_buf_printf (trace, "%s", frame->command_name) == 0);
     for (size_t index = 0; index < frame->header_count; index++)
-        assert (pl_buf_printf (trace, "|%s=%s", frame->headers [index].name,
+        pl_check (pl_buf_printf (trace, "|%s=%s", frame->headers [index].name,
                                frame->headers [index].value) == 0);
-    assert (pl_buf_printf (trace, "|[%zu]", frame->body_size) == 0);
-    assert (pl_buf_append (trace, frame->body, frame->body_size) == 0);
-    assert (pl_buf_append (trace, "\n", 1) == 0);
+    pl_check (pl_buf_printf (trace, "|[%zu]", frame->body_size) == 0);
+    pl_check (pl_buf_append (trace, frame->body, frame->body_size) == 0);
+    pl_check (pl_buf_append (trace, "\n", 1) == 0);
     if (capture->first_name) {
         const char *value = pl_stomp_frame_header (frame, capture->first_name);
         snprintf (capture->first, sizeof capture->first, "%s", value? value: "(null)");
@@ -614,7 +658,7 @@ s_run (int version, size_t max_frame, size_t max_headers,
        s_capture_t *capture, char *error, uint64_t *heartbeats)
 {
     pl_stomp_parser_t *parser = pl_stomp_parser_new (max_frame, max_headers);
-    assert (parser);
+    pl_check (parser);
     pl_stomp_parser_set_version (parser, version);
     pl_buf_reset (&capture->trace);
     capture->frames = 0;
@@ -638,7 +682,7 @@ s_run (int version, size_t max_frame, size_t max_headers,
     if (heartbeats)
         *heartbeats = pl_stomp_parser_heartbeats (parser);
     if (rc == 0)
-        assert (!reason);
+        pl_check (!reason);
     pl_stomp_parser_destroy (&parser);
     return rc;
 }
@@ -666,7 +710,7 @@ s_expect_error (int version, size_t max_frame, size_t max_headers,
                         NULL, &capture, error, NULL);
         if (rc != -1 || strstr (error, reason) == NULL) {
             fprintf (stderr, "expected error '%s', got rc=%d '%s'\n", reason, rc, error);
-            assert (false);
+            pl_check (false);
         }
     }
     pl_buf_free (&capture.trace);
@@ -703,54 +747,54 @@ pl_stomp_test (bool verbose)
         "SUBSCRIBE|id=0|destination=/topic/r1|[0]\n"
         "DISCONNECT|receipt=77|[0]\n";
     size_t stream_size = sizeof stream - 1;
-    assert (s_run (12, 65536, 64, stream, stream_size, 0, &seed, &capture, error, &heartbeats) == 0);
-    assert (TRACE_IS (&capture, expected));
-    assert (capture.frames == 5);
-    assert (heartbeats == 7);
+    pl_check (s_run (12, 65536, 64, stream, stream_size, 0, &seed, &capture, error, &heartbeats) == 0);
+    pl_check (TRACE_IS (&capture, expected));
+    pl_check (capture.frames == 5);
+    pl_check (heartbeats == 7);
 
     //  Split at every offset, into two feeds
     for (size_t split = 0; split <= stream_size; split++) {
         pl_stomp_parser_t *parser = pl_stomp_parser_new (65536, 64);
-        assert (parser);
+        pl_check (parser);
         pl_buf_reset (&capture.trace);
         capture.frames = 0;
-        assert (pl_stomp_parser_feed (parser, stream, split, s_capture, &capture) == 0);
-        assert (pl_stomp_parser_feed (parser, stream + split, stream_size - split,
+        pl_check (pl_stomp_parser_feed (parser, stream, split, s_capture, &capture) == 0);
+        pl_check (pl_stomp_parser_feed (parser, stream + split, stream_size - split,
                                       s_capture, &capture) == 0);
-        assert (TRACE_IS (&capture, expected));
-        assert (pl_stomp_parser_heartbeats (parser) == 7);
+        pl_check (TRACE_IS (&capture, expected));
+        pl_check (pl_stomp_parser_heartbeats (parser) == 7);
         pl_stomp_parser_destroy (&parser);
         pl_stomp_parser_destroy (&parser);
     }
     //  One byte at a time, then random chunk sizes
-    assert (s_run (12, 65536, 64, stream, stream_size, 1, &seed, &capture, error, &heartbeats) == 0);
-    assert (TRACE_IS (&capture, expected));
-    assert (heartbeats == 7);
+    pl_check (s_run (12, 65536, 64, stream, stream_size, 1, &seed, &capture, error, &heartbeats) == 0);
+    pl_check (TRACE_IS (&capture, expected));
+    pl_check (heartbeats == 7);
     for (int round = 0; round < 200; round++) {
-        assert (s_run (12, 65536, 64, stream, stream_size, 2 + round % 40, &seed,
+        pl_check (s_run (12, 65536, 64, stream, stream_size, 2 + round % 40, &seed,
                        &capture, error, &heartbeats) == 0);
-        assert (TRACE_IS (&capture, expected));
-        assert (heartbeats == 7);
+        pl_check (TRACE_IS (&capture, expected));
+        pl_check (heartbeats == 7);
     }
     //  A frame split in the middle of an escape and of a CRLF
     {
         pl_stomp_parser_t *parser = pl_stomp_parser_new (65536, 64);
-        assert (parser);
+        pl_check (parser);
         pl_buf_reset (&capture.trace);
         const char *parts [] = { "SEND\r", "\na:x\\", "c\r", "\n\r", "\n", "body", "", "\0" };
         for (size_t index = 0; index < 8; index++)
-            assert (pl_stomp_parser_feed (parser, parts [index], index == 7? 1: strlen (parts [index]),
+            pl_check (pl_stomp_parser_feed (parser, parts [index], index == 7? 1: strlen (parts [index]),
                                           s_capture, &capture) == 0);
-        assert (TRACE_IS (&capture, "SEND|a=x:|[4]body\n"));
+        pl_check (TRACE_IS (&capture, "SEND|a=x:|[4]body\n"));
         pl_stomp_parser_destroy (&parser);
     }
 
     //  Each 1.2 escape, in names and values
     capture.first_name = "a:b\\c\nd\re";
     const char escapes [] = "SEND\na\\cb\\\\c\\nd\\re:\\r\\n\\c\\\\\n\n\0";
-    assert (s_run (12, 65536, 64, escapes, sizeof escapes - 1, 0, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|a:b\\c\nd\re=\r\n:\\|[0]\n"));
-    assert (strcmp (capture.first, "\r\n:\\") == 0);
+    pl_check (s_run (12, 65536, 64, escapes, sizeof escapes - 1, 0, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|a:b\\c\nd\re=\r\n:\\|[0]\n"));
+    pl_check (strcmp (capture.first, "\r\n:\\") == 0);
     capture.first_name = NULL;
     //  Invalid escapes, and \r in 1.1
     EXPECT_ERROR (12, "SEND\na:b\\tc\n\n\0", "invalid header escape \\t");
@@ -760,42 +804,42 @@ pl_stomp_test (bool verbose)
     EXPECT_ERROR (11, "SEND\na:b\\rc\n\n\0", "invalid header escape \\r");
     //  1.1 has the others
     const char escapes_11 [] = "SEND\na:\\c\\n\\\\\n\n\0";
-    assert (s_run (11, 65536, 64, escapes_11, sizeof escapes_11 - 1, 1, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|a=:\n\\|[0]\n"));
+    pl_check (s_run (11, 65536, 64, escapes_11, sizeof escapes_11 - 1, 1, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|a=:\n\\|[0]\n"));
     //  1.0 unescapes nothing, not even a bad escape
     const char escapes_10 [] = "SEND\na\\c:\\c\\t\\\n\n\0";
-    assert (s_run (10, 65536, 64, escapes_10, sizeof escapes_10 - 1, 1, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|a\\c=\\c\\t\\|[0]\n"));
+    pl_check (s_run (10, 65536, 64, escapes_10, sizeof escapes_10 - 1, 1, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|a\\c=\\c\\t\\|[0]\n"));
     //  CONNECT and STOMP are never unescaped, in any version
     const char connect [] = "CONNECT\nlogin:a\\cb\\t\n\n\0STOMP\npasscode:\\n\\\n\n\0";
     for (int version = 10; version <= 12; version++) {
-        assert (s_run (version, 65536, 64, connect, sizeof connect - 1, 1, &seed, &capture, error, NULL) == 0);
-        assert (TRACE_IS (&capture, "CONNECT|login=a\\cb\\t|[0]\nSTOMP|passcode=\\n\\|[0]\n"));
+        pl_check (s_run (version, 65536, 64, connect, sizeof connect - 1, 1, &seed, &capture, error, NULL) == 0);
+        pl_check (TRACE_IS (&capture, "CONNECT|login=a\\cb\\t|[0]\nSTOMP|passcode=\\n\\|[0]\n"));
     }
 
     //  Repeated header: first wins, all kept in order
     capture.first_name = "foo";
     const char repeated [] = "SEND\nfoo:1\nbar:x\nfoo:2\n\n\0";
-    assert (s_run (12, 65536, 64, repeated, sizeof repeated - 1, 0, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|foo=1|bar=x|foo=2|[0]\n"));
-    assert (strcmp (capture.first, "1") == 0);
+    pl_check (s_run (12, 65536, 64, repeated, sizeof repeated - 1, 0, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|foo=1|bar=x|foo=2|[0]\n"));
+    pl_check (strcmp (capture.first, "1") == 0);
     capture.first_name = "absent";
-    assert (s_run (12, 65536, 64, repeated, sizeof repeated - 1, 0, &seed, &capture, error, NULL) == 0);
-    assert (strcmp (capture.first, "(null)") == 0);
+    pl_check (s_run (12, 65536, 64, repeated, sizeof repeated - 1, 0, &seed, &capture, error, NULL) == 0);
+    pl_check (strcmp (capture.first, "(null)") == 0);
     capture.first_name = NULL;
     //  Empty value, colons in a 1.0 value, a frame without headers
     const char plain [] = "SEND\na:\n\n\0ACK\n\nx\0";
-    assert (s_run (10, 65536, 64, plain, sizeof plain - 1, 1, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|a=|[0]\nACK|[1]x\n"));
+    pl_check (s_run (10, 65536, 64, plain, sizeof plain - 1, 1, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|a=|[0]\nACK|[1]x\n"));
     const char colons [] = "SEND\na:b:c\n\n\0";
-    assert (s_run (10, 65536, 64, colons, sizeof colons - 1, 0, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|a=b:c|[0]\n"));
+    pl_check (s_run (10, 65536, 64, colons, sizeof colons - 1, 0, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|a=b:c|[0]\n"));
 
     //  Content-length: embedded NULs, zero, repeated (first wins)
     const char lengths [] = "SEND\ncontent-length:0\n\n\0"
                             "SEND\ncontent-length:3\ncontent-length:9\n\n\0\0\0\0";
-    assert (s_run (12, 65536, 64, lengths, sizeof lengths - 1, 1, &seed, &capture, error, NULL) == 0);
-    assert (TRACE_IS (&capture, "SEND|content-length=0|[0]\n"
+    pl_check (s_run (12, 65536, 64, lengths, sizeof lengths - 1, 1, &seed, &capture, error, NULL) == 0);
+    pl_check (TRACE_IS (&capture, "SEND|content-length=0|[0]\n"
                                 "SEND|content-length=3|content-length=9|[3]\0\0\0\n"));
     EXPECT_ERROR (12, "SEND\ncontent-length:3\n\nabcd\0", "frame body not terminated by NUL");
     EXPECT_ERROR (12, "SEND\ncontent-length:0\n\nx\0", "frame body not terminated by NUL");
@@ -828,12 +872,12 @@ pl_stomp_test (bool verbose)
         char frame [200];
         //  "SEND\n\n" is 6 bytes; fill the body to exactly the limit
         size_t size = (size_t) snprintf (frame, sizeof frame, "SEND\n\n%s", "0123456789");
-        assert (s_run (12, size, 64, frame, size + 1, 1, &seed, &capture, error, NULL) == 0);
-        assert (capture.frames == 1);
+        pl_check (s_run (12, size, 64, frame, size + 1, 1, &seed, &capture, error, NULL) == 0);
+        pl_check (capture.frames == 1);
         s_expect_error (12, size - 1, 64, frame, size + 1, "frame exceeds 15 bytes");
         size = (size_t) snprintf (frame, sizeof frame, "SEND\ncontent-length:10\n\n%s", "0123456789");
-        assert (s_run (12, size, 64, frame, size + 1, 1, &seed, &capture, error, NULL) == 0);
-        assert (capture.frames == 1);
+        pl_check (s_run (12, size, 64, frame, size + 1, 1, &seed, &capture, error, NULL) == 0);
+        pl_check (capture.frames == 1);
         s_expect_error (12, size - 1, 64, frame, size + 1, "frame exceeds");
         //  Long command and header lines hit the limit before their EOL
         s_expect_error (12, 10, 64, "SENDSENDSENDSEND", 16, "frame exceeds 10 bytes");
@@ -842,22 +886,22 @@ pl_stomp_test (bool verbose)
     {
         //  A too-long content-length fails right after the headers, body unseen
         pl_stomp_parser_t *parser = pl_stomp_parser_new (65536, 64);
-        assert (parser);
+        pl_check (parser);
         const char *head = "SEND\ncontent-length:65537\n\n";
-        assert (pl_stomp_parser_feed (parser, head, strlen (head) - 1, s_capture, &capture) == 0);
-        assert (pl_stomp_parser_feed (parser, "\n", 1, s_capture, &capture) == -1);
-        assert (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
+        pl_check (pl_stomp_parser_feed (parser, head, strlen (head) - 1, s_capture, &capture) == 0);
+        pl_check (pl_stomp_parser_feed (parser, "\n", 1, s_capture, &capture) == -1);
+        pl_check (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
         //  And refuses anything after
-        assert (pl_stomp_parser_feed (parser, "SEND\n\n\0", 7, s_capture, &capture) == -1);
-        assert (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
+        pl_check (pl_stomp_parser_feed (parser, "SEND\n\n\0", 7, s_capture, &capture) == -1);
+        pl_check (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
         pl_stomp_parser_destroy (&parser);
     }
     {
         //  A 10 MB body without NUL fails once past the limit, memory bounded
         pl_stomp_parser_t *parser = pl_stomp_parser_new (65536, 64);
-        assert (parser);
+        pl_check (parser);
         const char *head = "SEND\ndestination:/a\n\n";
-        assert (pl_stomp_parser_feed (parser, head, strlen (head), s_capture, &capture) == 0);
+        pl_check (pl_stomp_parser_feed (parser, head, strlen (head), s_capture, &capture) == 0);
         char chunk [4096];
         memset (chunk, 'x', sizeof chunk);
         size_t fed = strlen (head);
@@ -867,35 +911,35 @@ pl_stomp_test (bool verbose)
             if (rc)
                 break;
             fed += sizeof chunk;
-            assert (parser->buffer.capacity <= 2 * 65536);
+            pl_check (parser->buffer.capacity <= 2 * 65536);
         }
-        assert (rc == -1);
-        assert (fed <= 65536 && fed + sizeof chunk > 65536);
-        assert (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
-        assert (parser->buffer.capacity == 0);
+        pl_check (rc == -1);
+        pl_check (fed <= 65536 && fed + sizeof chunk > 65536);
+        pl_check (streq_safe (pl_stomp_parser_error (parser), "frame exceeds 65536 bytes"));
+        pl_check (parser->buffer.capacity == 0);
         pl_stomp_parser_destroy (&parser);
     }
     //  Too many headers: max_headers is fine, one more is not
     {
         const char four [] = "SEND\na:1\nb:2\nc:3\nd:4\n\n\0";
-        assert (s_run (12, 65536, 4, four, sizeof four - 1, 1, &seed, &capture, error, NULL) == 0);
-        assert (TRACE_IS (&capture, "SEND|a=1|b=2|c=3|d=4|[0]\n"));
+        pl_check (s_run (12, 65536, 4, four, sizeof four - 1, 1, &seed, &capture, error, NULL) == 0);
+        pl_check (TRACE_IS (&capture, "SEND|a=1|b=2|c=3|d=4|[0]\n"));
         const char five [] = "SEND\na:1\nb:2\nc:3\nd:4\ne:5\n\n\0";
         s_expect_error (12, 65536, 4, five, sizeof five - 1, "too many headers");
         s_expect_error (12, 65536, 0, "SEND\na:1\n\n\0", 11, "too many headers");
-        assert (s_run (12, 65536, 0, "SEND\n\n\0", 7, 0, &seed, &capture, error, NULL) == 0);
+        pl_check (s_run (12, 65536, 0, "SEND\n\n\0", 7, 0, &seed, &capture, error, NULL) == 0);
         //  Many headers, to grow the header arrays
         pl_buf_t many;
         pl_buf_init (&many);
-        assert (pl_buf_printf (&many, "SEND\n") == 0);
+        pl_check (pl_buf_printf (&many, "SEND\n") == 0);
         for (int index = 0; index < 1000; index++)
-            assert (pl_buf_printf (&many, "h%d:%d\n", index, index) == 0);
-        assert (pl_buf_append (&many, "\n", 2) == 0);
+            pl_check (pl_buf_printf (&many, "h%d:%d\n", index, index) == 0);
+        pl_check (pl_buf_append (&many, "\n", 2) == 0);
         capture.first_name = "h999";
-        assert (s_run (12, 65536, 1000, pl_buf_head (&many), pl_buf_pending (&many), 7,
+        pl_check (s_run (12, 65536, 1000, pl_buf_head (&many), pl_buf_pending (&many), 7,
                        &seed, &capture, error, NULL) == 0);
-        assert (capture.frames == 1);
-        assert (strcmp (capture.first, "999") == 0);
+        pl_check (capture.frames == 1);
+        pl_check (strcmp (capture.first, "999") == 0);
         capture.first_name = NULL;
         s_expect_error (12, 65536, 999, pl_buf_head (&many), pl_buf_pending (&many),
                         "too many headers");
@@ -905,29 +949,29 @@ pl_stomp_test (bool verbose)
     //  Callback stops the feed: no error, rest dropped, parser still usable
     {
         pl_stomp_parser_t *parser = pl_stomp_parser_new (65536, 64);
-        assert (parser);
+        pl_check (parser);
         pl_buf_reset (&capture.trace);
         capture.frames = 0;
         capture.stop_at = 1;
         const char frames [] = "SEND\n\n1\0SEND\n\n2\0";
-        assert (pl_stomp_parser_feed (parser, frames, sizeof frames - 1, s_capture, &capture) == -1);
-        assert (pl_stomp_parser_error (parser) == NULL);
-        assert (TRACE_IS (&capture, "SEND|[1]1\n"));
+        pl_check (pl_stomp_parser_feed (parser, frames, sizeof frames - 1, s_capture, &capture) == -1);
+        pl_check (pl_stomp_parser_error (parser) == NULL);
+        pl_check (TRACE_IS (&capture, "SEND|[1]1\n"));
         capture.stop_at = 0;
-        assert (pl_stomp_parser_feed (parser, frames + 8, 8, s_capture, &capture) == 0);
-        assert (TRACE_IS (&capture, "SEND|[1]1\nSEND|[1]2\n"));
+        pl_check (pl_stomp_parser_feed (parser, frames + 8, 8, s_capture, &capture) == 0);
+        pl_check (TRACE_IS (&capture, "SEND|[1]1\nSEND|[1]2\n"));
         //  Likewise after a content-length body
         capture.stop_at = 3;
         const char sized [] = "SEND\ncontent-length:1\n\n3\0SEND\n\n4\0";
-        assert (pl_stomp_parser_feed (parser, sized, sizeof sized - 1, s_capture, &capture) == -1);
-        assert (pl_stomp_parser_error (parser) == NULL);
-        assert (TRACE_IS (&capture, "SEND|[1]1\nSEND|[1]2\nSEND|content-length=1|[1]3\n"));
+        pl_check (pl_stomp_parser_feed (parser, sized, sizeof sized - 1, s_capture, &capture) == -1);
+        pl_check (pl_stomp_parser_error (parser) == NULL);
+        pl_check (TRACE_IS (&capture, "SEND|[1]1\nSEND|[1]2\nSEND|content-length=1|[1]3\n"));
         capture.stop_at = 0;
         pl_buf_reset (&capture.trace);
         //  The version may change between frames
         pl_stomp_parser_set_version (parser, 10);
-        assert (pl_stomp_parser_feed (parser, "SEND\na:\\c\n\n\0", 12, s_capture, &capture) == 0);
-        assert (TRACE_IS (&capture, "SEND|a=\\c|[0]\n"));
+        pl_check (pl_stomp_parser_feed (parser, "SEND\na:\\c\n\n\0", 12, s_capture, &capture) == 0);
+        pl_check (TRACE_IS (&capture, "SEND|a=\\c|[0]\n"));
         pl_stomp_parser_destroy (&parser);
     }
 
@@ -935,18 +979,18 @@ pl_stomp_test (bool verbose)
     {
         size_t size = 1024 * 1024;
         char *big = malloc (size + 7);
-        assert (big);
+        pl_check (big);
         memcpy (big, "SEND\n\n", 6);
         memset (big + 6, 'y', size);
         big [size + 6] = 0;
         pl_stomp_parser_t *parser = pl_stomp_parser_new (2 * size, 64);
-        assert (parser);
+        pl_check (parser);
         pl_buf_reset (&capture.trace);
         capture.frames = 0;
         for (size_t index = 0; index < size + 7; index++)
-            assert (pl_stomp_parser_feed (parser, big + index, 1, s_capture, &capture) == 0);
-        assert (capture.frames == 1);
-        assert (parser->buffer.capacity == 0);
+            pl_check (pl_stomp_parser_feed (parser, big + index, 1, s_capture, &capture) == 0);
+        pl_check (capture.frames == 1);
+        pl_check (parser->buffer.capacity == 0);
         pl_stomp_parser_destroy (&parser);
         free (big);
     }
@@ -964,8 +1008,8 @@ pl_stomp_test (bool verbose)
         for (size_t index = 0; index < size && only_eols; index++)
             only_eols = garbage [index] == '\n' || garbage [index] == '\r';
         if (!only_eols) {
-            assert (rc == -1);
-            assert (*error);
+            pl_check (rc == -1);
+            pl_check (*error);
         }
     }
     //  Valid streams with random bytes flipped: whatever comes, no crash
@@ -978,7 +1022,7 @@ pl_stomp_test (bool verbose)
         for (int version = 10; version <= 12; version++) {
             int rc = s_run (version, 100 + s_random (&seed) % 100, 1 + s_random (&seed) % 4,
                             mutated, stream_size, s_random (&seed) % 9, &seed, &capture, error, NULL);
-            assert (rc == 0 || *error);
+            pl_check (rc == 0 || *error);
         }
     }
 
@@ -988,53 +1032,53 @@ pl_stomp_test (bool verbose)
     {
         const char *headers [] = { "destination", "/topic/room-1", "message-id", "m1",
                                    "subscription", "sub-0", NULL };
-        assert (pl_stomp_write (&out, 12, "MESSAGE", headers, "hello", 5) == 0);
+        pl_check (pl_stomp_write (&out, 12, "MESSAGE", headers, "hello", 5) == 0);
         const char message [] = "MESSAGE\ndestination:/topic/room-1\nmessage-id:m1\n"
                                 "subscription:sub-0\ncontent-length:5\n\nhello";
-        assert (pl_buf_pending (&out) == sizeof message);
-        assert (memcmp (pl_buf_head (&out), message, sizeof message) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof message);
+        pl_check (memcmp (pl_buf_head (&out), message, sizeof message) == 0);
         pl_buf_reset (&out);
         //  Without a body: no content-length; a RECEIPT with no headers list
-        assert (pl_stomp_write (&out, 12, "RECEIPT", (const char *[]) { "receipt-id", "7", NULL },
+        pl_check (pl_stomp_write (&out, 12, "RECEIPT", (const char *[]) { "receipt-id", "7", NULL },
                                 NULL, 0) == 0);
-        assert (pl_stomp_write (&out, 12, "RECEIPT", NULL, NULL, 0) == 0);
+        pl_check (pl_stomp_write (&out, 12, "RECEIPT", NULL, NULL, 0) == 0);
         const char receipt [] = "RECEIPT\nreceipt-id:7\n\n\0RECEIPT\n\n";
-        assert (pl_buf_pending (&out) == sizeof receipt);
-        assert (memcmp (pl_buf_head (&out), receipt, sizeof receipt) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof receipt);
+        pl_check (memcmp (pl_buf_head (&out), receipt, sizeof receipt) == 0);
         pl_buf_reset (&out);
         //  A caller's content-length gives way to the real one
-        assert (pl_stomp_write (&out, 12, "MESSAGE", (const char *[]) { "content-length", "99", NULL },
+        pl_check (pl_stomp_write (&out, 12, "MESSAGE", (const char *[]) { "content-length", "99", NULL },
                                 "", 0) == 0);
         const char empty [] = "MESSAGE\ncontent-length:0\n\n";
-        assert (pl_buf_pending (&out) == sizeof empty);
-        assert (memcmp (pl_buf_head (&out), empty, sizeof empty) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof empty);
+        pl_check (memcmp (pl_buf_head (&out), empty, sizeof empty) == 0);
         pl_buf_reset (&out);
     }
     //  Writer: escaping per version; CONNECTED never escaped
     {
         const char *headers [] = { "k:\\\n\r", "v:\\\n\r", NULL };
-        assert (pl_stomp_write (&out, 12, "MESSAGE", headers, NULL, 0) == 0);
+        pl_check (pl_stomp_write (&out, 12, "MESSAGE", headers, NULL, 0) == 0);
         const char v12 [] = "MESSAGE\nk\\c\\\\\\n\\r:v\\c\\\\\\n\\r\n\n";
-        assert (pl_buf_pending (&out) == sizeof v12);
-        assert (memcmp (pl_buf_head (&out), v12, sizeof v12) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof v12);
+        pl_check (memcmp (pl_buf_head (&out), v12, sizeof v12) == 0);
         pl_buf_reset (&out);
-        assert (pl_stomp_write (&out, 11, "MESSAGE", headers, NULL, 0) == 0);
+        pl_check (pl_stomp_write (&out, 11, "MESSAGE", headers, NULL, 0) == 0);
         const char v11 [] = "MESSAGE\nk\\c\\\\\\n\r:v\\c\\\\\\n\r\n\n";
-        assert (pl_buf_pending (&out) == sizeof v11);
-        assert (memcmp (pl_buf_head (&out), v11, sizeof v11) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof v11);
+        pl_check (memcmp (pl_buf_head (&out), v11, sizeof v11) == 0);
         pl_buf_reset (&out);
-        assert (pl_stomp_write (&out, 10, "MESSAGE", headers, NULL, 0) == 0);
+        pl_check (pl_stomp_write (&out, 10, "MESSAGE", headers, NULL, 0) == 0);
         const char v10 [] = "MESSAGE\nk:\\  :v:\\  \n\n";
-        assert (pl_buf_pending (&out) == sizeof v10);
-        assert (memcmp (pl_buf_head (&out), v10, sizeof v10) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof v10);
+        pl_check (memcmp (pl_buf_head (&out), v10, sizeof v10) == 0);
         pl_buf_reset (&out);
         const char *connected_headers [] = { "version", "1.2", "server", "parley/1:0",
                                              "heart-beat", "10000,10000", NULL };
-        assert (pl_stomp_write (&out, 12, "CONNECTED", connected_headers, NULL, 0) == 0);
+        pl_check (pl_stomp_write (&out, 12, "CONNECTED", connected_headers, NULL, 0) == 0);
         const char connected [] = "CONNECTED\nversion:1.2\nserver:parley/1:0\n"
                                   "heart-beat:10000,10000\n\n";
-        assert (pl_buf_pending (&out) == sizeof connected);
-        assert (memcmp (pl_buf_head (&out), connected, sizeof connected) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof connected);
+        pl_check (memcmp (pl_buf_head (&out), connected, sizeof connected) == 0);
         pl_buf_reset (&out);
     }
     //  Writer round trip: special characters and a binary body come back equal
@@ -1043,46 +1087,50 @@ pl_stomp_test (bool verbose)
         const char *value = version == 12? "a:b\\c\nd\re::\\\\": "a:b\\c\nde::\\\\";
         const char *headers [] = { "destination", "/topic/r:1", name, value, "x", "", NULL };
         const char body [] = "bin\0ary\n\r\0";
-        assert (pl_stomp_write (&out, version, "SEND", headers, body, sizeof body - 1) == 0);
-        assert (pl_stomp_write (&out, version, "SEND", headers, body, sizeof body - 1) == 0);
+        pl_check (pl_stomp_write (&out, version, "SEND", headers, body, sizeof body - 1) == 0);
+        pl_check (pl_stomp_write (&out, version, "SEND", headers, body, sizeof body - 1) == 0);
         pl_buf_t expect;
         pl_buf_init (&expect);
         for (int copy = 0; copy < 2; copy++) {
-            assert (pl_buf_printf (&expect, "SEND|destination=/topic/r:1|%s=%s|x=|content-length=%zu|[%zu]",
+            pl_check (pl_buf_printf (&expect, "SEND|destination=/topic/r:1|%s=%s|x=|content-length=%zu|[%zu]",
                                    name, value, sizeof body - 1, sizeof body - 1) == 0);
-            assert (pl_buf_append (&expect, body, sizeof body - 1) == 0);
-            assert (pl_buf_append (&expect, "\n", 1) == 0);
+            pl_check (pl_buf_append (&expect, body, sizeof body - 1) == 0);
+            pl_check (pl_buf_append (&expect, "\n", 1) == 0);
         }
         for (size_t chunking = 0; chunking < 3; chunking++) {
-            assert (s_run (version, 65536, 64, pl_buf_head (&out), pl_buf_pending (&out),
+            pl_check (s_run (version, 65536, 64, pl_buf_head (&out), pl_buf_pending (&out),
                            chunking * 5, &seed, &capture, error, NULL) == 0);
-            assert (s_trace_is (&capture, pl_buf_head (&expect), pl_buf_pending (&expect)));
+            pl_check (s_trace_is (&capture, pl_buf_head (&expect), pl_buf_pending (&expect)));
         }
         pl_buf_free (&expect);
         pl_buf_reset (&out);
     }
     //  ERROR frames
     {
-        assert (pl_stomp_write_error (&out, 12, "unknown command 'FOO'", NULL, NULL) == 0);
+        pl_check (pl_stomp_write_error (&out, 12, "unknown command 'FOO'", NULL, NULL) == 0);
         const char plain_error [] = "ERROR\nmessage:unknown command 'FOO'\ncontent-type:text/plain\n"
                                     "content-length:0\n\n";
-        assert (pl_buf_pending (&out) == sizeof plain_error);
-        assert (memcmp (pl_buf_head (&out), plain_error, sizeof plain_error) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof plain_error);
+        pl_check (memcmp (pl_buf_head (&out), plain_error, sizeof plain_error) == 0);
         pl_buf_reset (&out);
-        assert (pl_stomp_write_error (&out, 12, "bad: thing", "more\ndetail", "r-1") == 0);
+        pl_check (pl_stomp_write_error (&out, 12, "bad: thing", "more\ndetail", "r-1") == 0);
         const char full_error [] = "ERROR\nmessage:bad\\c thing\ncontent-type:text/plain\n"
                                    "receipt-id:r-1\ncontent-length:11\n\nmore\ndetail";
-        assert (pl_buf_pending (&out) == sizeof full_error);
-        assert (memcmp (pl_buf_head (&out), full_error, sizeof full_error) == 0);
+        pl_check (pl_buf_pending (&out) == sizeof full_error);
+        pl_check (memcmp (pl_buf_head (&out), full_error, sizeof full_error) == 0);
+        //  As a client reads it
+        pl_stomp_text_expect (pl_buf_head (&out), "ERROR", "message", "bad: thing");
+        pl_stomp_text_expect (pl_buf_head (&out), "ERROR", "receipt-id", NULL);
+        pl_check (pl_stomp_text_header (pl_buf_head (&out), "detail") == NULL);
         pl_buf_reset (&out);
     }
     //  Writing after consumed bytes keeps the pending ones
     {
-        assert (pl_buf_append (&out, "abc", 3) == 0);
+        pl_check (pl_buf_append (&out, "abc", 3) == 0);
         pl_buf_consume (&out, 1);
-        assert (pl_stomp_write (&out, 12, "RECEIPT", NULL, NULL, 0) == 0);
-        assert (pl_buf_pending (&out) == 2 + 10);
-        assert (memcmp (pl_buf_head (&out), "bcRECEIPT\n\n", 12) == 0);
+        pl_check (pl_stomp_write (&out, 12, "RECEIPT", NULL, NULL, 0) == 0);
+        pl_check (pl_buf_pending (&out) == 2 + 10);
+        pl_check (memcmp (pl_buf_head (&out), "bcRECEIPT\n\n", 12) == 0);
     }
     pl_buf_free (&out);
     pl_buf_free (&capture.trace);

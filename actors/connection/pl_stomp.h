@@ -108,6 +108,19 @@ int
     pl_stomp_write_error (pl_buf_t *out, int version, const char *message,
                           const char *detail, const char *receipt_id);
 
+//  For selftests: the value of a header in a server frame as text (its
+//  bytes up to the NUL), unescaped as a 1.1/1.2 client does; NULL when
+//  absent. The caller frees it.
+char *
+    pl_stomp_text_header (const char *frame, const char *name);
+
+//  For selftests: check (pl_check) that frame, which may be NULL, is a
+//  command frame and, when name is not NULL, that it has that header,
+//  with that value unless value is NULL.
+void
+    pl_stomp_text_expect (const char *frame, const char *command,
+                          const char *name, const char *value);
+
 void
     pl_stomp_test (bool verbose);
 

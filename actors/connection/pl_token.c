@@ -451,10 +451,10 @@ static char *
 s_test_sign (jwt_alg_t alg, const char *key, const char *claims_text)
 {
     json_t *claims = json_loads (claims_text, 0, NULL);
-    assert (claims);
+    pl_check (claims);
     char *token = s_encode (alg, key, key? strlen (key): 0, claims);
     json_decref (claims);
-    assert (token);
+    pl_check (token);
     return token;
 }
 
@@ -465,7 +465,7 @@ s_test_base64url (const char *text)
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t length = strlen (text);
     char *encoded = malloc (length * 4 / 3 + 4);
-    assert (encoded);
+    pl_check (encoded);
     size_t used = 0;
     uint32_t bits = 0;
     int nbits = 0;
@@ -496,10 +496,10 @@ s_test_expect (pl_token_verifier_t *verifier, const char *label, const char *tok
     if (rc != expected || (rc && reason && !strstr (error, reason))) {
         fprintf (stderr, "pl_token: case '%s' gave %d '%s', expected %d '%s'\n",
                  label, rc, error, expected, reason? reason: "");
-        assert (false);
+        pl_check (false);
     }
     if (rc)
-        assert (identity.user_id [0] == 0);
+        pl_check (identity.user_id [0] == 0);
 }
 
 static void
@@ -509,9 +509,9 @@ s_test_rs256 (const char *hs_token)
     if (system ("command -v openssl >/dev/null 2>&1") != 0) {
         //  Tests never skip: bin/parley deps installs openssl
         fprintf (stderr, "pl_token: RS256 tests need the openssl command\n");
-        assert (false);
+        pl_check (false);
     }
-    assert (mkdtemp (folder));
+    pl_check (mkdtemp (folder));
     char private_path [64], public_path [64], other_path [64], command [512];
     snprintf (private_path, sizeof private_path, "%s/private.pem", folder);
     snprintf (public_path, sizeof public_path, "%s/public.pem", folder);
@@ -522,23 +522,23 @@ s_test_rs256 (const char *hs_token)
               " && openssl genrsa -out %s 2048 2>/dev/null",
               private_path, private_path, public_path, other_path);
     int rc = system (command);
-    assert (rc == 0);
+    pl_check (rc == 0);
 
     size_t size;
     char *private_key = s_read_file (private_path, &size);
     char *public_key = s_read_file (public_path, &size);
     char *other_key = s_read_file (other_path, &size);
-    assert (private_key && public_key && other_key);
+    pl_check (private_key && public_key && other_key);
 
     //  A private key is not a public key file
-    assert (pl_token_verifier_new ("", private_path) == NULL);
+    pl_check (pl_token_verifier_new ("", private_path) == NULL);
 
     pl_token_verifier_t *rs = pl_token_verifier_new ("", public_path);
-    assert (rs);
+    pl_check (rs);
     pl_token_verifier_t *both = pl_token_verifier_new (SELFTEST_SECRET, public_path);
-    assert (both);
+    pl_check (both);
     pl_token_verifier_t *hs = pl_token_verifier_new (SELFTEST_SECRET, NULL);
-    assert (hs);
+    pl_check (hs);
 
     char claims [128];
     snprintf (claims, sizeof claims, "{\"sub\":\"rsa-user\",\"name\":\"R. S. A.\",\"exp\":%" PRId64 "}",
@@ -546,9 +546,9 @@ s_test_rs256 (const char *hs_token)
     char *token = s_test_sign (JWT_ALG_RS256, private_key, claims);
     s_test_expect (rs, "RS256 valid", token, 0, NULL);
     pl_identity_t identity;
-    assert (pl_token_verify (both, token, &identity, NULL, 0) == 0);
-    assert (streq_safe (identity.user_id, "rsa-user"));
-    assert (streq_safe (identity.name, "R. S. A."));
+    pl_check (pl_token_verify (both, token, &identity, NULL, 0) == 0);
+    pl_check (streq_safe (identity.user_id, "rsa-user"));
+    pl_check (streq_safe (identity.name, "R. S. A."));
     s_test_expect (hs, "RS256 to HS256-only verifier", token, -1, "algorithm not accepted");
     s_test_expect (both, "HS256 to both-keys verifier", hs_token, 0, NULL);
     s_test_expect (rs, "HS256 to RS256-only verifier", hs_token, -1, "algorithm not accepted");
@@ -593,21 +593,21 @@ pl_token_test (bool verbose)
     int64_t now = pl_clock_ms () / 1000;
 
     //  Construction
-    assert (pl_token_verifier_new ("", "") == NULL);
-    assert (pl_token_verifier_new (NULL, NULL) == NULL);
-    assert (pl_token_verifier_new ("", "/nonexistent/parley.pem") == NULL);
+    pl_check (pl_token_verifier_new ("", "") == NULL);
+    pl_check (pl_token_verifier_new (NULL, NULL) == NULL);
+    pl_check (pl_token_verifier_new ("", "/nonexistent/parley.pem") == NULL);
     pl_token_verifier_t *verifier = pl_token_verifier_new (SELFTEST_SECRET, "");
-    assert (verifier);
+    pl_check (verifier);
 
     //  Valid, with and without Bearer
     char *token = pl_token_mint_hs256 (SELFTEST_SECRET, "alice", "Alice Ünïcødé 😀", 3600);
-    assert (token);
+    pl_check (token);
     pl_identity_t identity;
     char error [128];
-    assert (pl_token_verify (verifier, token, &identity, error, sizeof error) == 0);
-    assert (streq_safe (identity.user_id, "alice"));
-    assert (streq_safe (identity.name, "Alice Ünïcødé 😀"));
-    assert (identity.expires >= now + 3600 && identity.expires <= now + 3602);
+    pl_check (pl_token_verify (verifier, token, &identity, error, sizeof error) == 0);
+    pl_check (streq_safe (identity.user_id, "alice"));
+    pl_check (streq_safe (identity.name, "Alice Ünïcødé 😀"));
+    pl_check (identity.expires >= now + 3600 && identity.expires <= now + 3602);
     s_test_expect (verifier, "HS256 valid", token, 0, NULL);
     char bearer [PL_TOKEN_MAX + 64];
     snprintf (bearer, sizeof bearer, "Bearer %s", token);
@@ -618,12 +618,12 @@ pl_token_test (bool verbose)
     //  Any changed byte before the signature breaks the signature
     char *hs_token = token;
     token = strdup (hs_token);
-    assert (token);
+    pl_check (token);
     size_t signed_length = (size_t) (strrchr (token, '.') - token);
     for (size_t index = 0; index < signed_length; index++) {
         char saved = token [index];
         token [index] = saved == 'A'? 'B': 'A';
-        assert (pl_token_verify (verifier, token, &identity, error, sizeof error) == -1);
+        pl_check (pl_token_verify (verifier, token, &identity, error, sizeof error) == -1);
         token [index] = saved;
     }
     //  Cut the signature off
@@ -638,9 +638,9 @@ pl_token_test (bool verbose)
 
     //  Name absent becomes sub
     token = pl_token_mint_hs256 (SELFTEST_SECRET, "bob@example.com", NULL, 60);
-    assert (pl_token_verify (verifier, token, &identity, error, sizeof error) == 0);
-    assert (streq_safe (identity.user_id, "bob@example.com"));
-    assert (streq_safe (identity.name, "bob@example.com"));
+    pl_check (pl_token_verify (verifier, token, &identity, error, sizeof error) == 0);
+    pl_check (streq_safe (identity.user_id, "bob@example.com"));
+    pl_check (streq_safe (identity.name, "bob@example.com"));
     free (token);
 
     //  Claims, case by case
@@ -691,11 +691,11 @@ pl_token_test (bool verbose)
     free (token);
 
     //  Names: 128 bytes pass, 129 do not; broken UTF-8 never
-    assert (s_name_valid ("\xC3\xA9", 2));
-    assert (!s_name_valid ("\xC3", 1));
-    assert (!s_name_valid ("\xC0\xAF", 2));             //  overlong
-    assert (!s_name_valid ("\xED\xA0\x80", 3));         //  surrogate
-    assert (!s_name_valid ("\xF4\x90\x80\x80", 4));     //  > U+10FFFF
+    pl_check (s_name_valid ("\xC3\xA9", 2));
+    pl_check (!s_name_valid ("\xC3", 1));
+    pl_check (!s_name_valid ("\xC0\xAF", 2));             //  overlong
+    pl_check (!s_name_valid ("\xED\xA0\x80", 3));         //  surrogate
+    pl_check (!s_name_valid ("\xF4\x90\x80\x80", 4));     //  > U+10FFFF
     char name [PL_NAME_MAX + 2];
     memset (name, 'n', sizeof name);
     name [PL_NAME_MAX] = 0;
@@ -704,7 +704,7 @@ pl_token_test (bool verbose)
     free (token);
     name [PL_NAME_MAX] = 'n';
     name [PL_NAME_MAX + 1] = 0;
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, "a", name, 60) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, "a", name, 60) == NULL);
     snprintf (claims, sizeof claims, "{\"sub\":\"a\",\"name\":\"%s\",\"exp\":4102444800}", name);
     token = s_test_sign (JWT_ALG_HS256, SELFTEST_SECRET, claims);
     s_test_expect (verifier, "name 129 bytes", token, -1, "invalid name");
@@ -746,7 +746,7 @@ pl_token_test (bool verbose)
     for (size_t index = 0; index < sizeof garbage / sizeof garbage [0]; index++)
         s_test_expect (verifier, garbage [index], garbage [index], -1, NULL);
     s_test_expect (verifier, "NULL", NULL, -1, "missing token");
-    assert (pl_token_verify (verifier, "x", &identity, NULL, 0) == -1);
+    pl_check (pl_token_verify (verifier, "x", &identity, NULL, 0) == -1);
 
     //  Random bytes and random base64url-ish text
     char random [512];
@@ -761,31 +761,31 @@ pl_token_test (bool verbose)
                 random [index] = charset [rand () % (int) (sizeof charset - 1)];
         }
         random [length] = 0;
-        assert (pl_token_verify (verifier, random, &identity, error, sizeof error) == -1);
+        pl_check (pl_token_verify (verifier, random, &identity, error, sizeof error) == -1);
     }
 
     //  Too long: refused before any decoding
     char *long_token = malloc (PL_TOKEN_MAX + 2);
-    assert (long_token);
+    pl_check (long_token);
     memset (long_token, 'a', PL_TOKEN_MAX + 1);
     long_token [PL_TOKEN_MAX + 1] = 0;
     s_test_expect (verifier, "8193 bytes", long_token, -1, "token too long");
     free (long_token);
 
     //  Minting refuses what verification would refuse
-    assert (pl_token_mint_hs256 ("", "a", NULL, 60) == NULL);
-    assert (pl_token_mint_hs256 (NULL, "a", NULL, 60) == NULL);
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, "a/b", NULL, 60) == NULL);
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, NULL, NULL, 60) == NULL);
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, "a", "bad\tname", 60) == NULL);
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, "a", NULL, 0) == NULL);
-    assert (pl_token_mint_hs256 (SELFTEST_SECRET, "a", NULL, INT64_MAX) == NULL);
+    pl_check (pl_token_mint_hs256 ("", "a", NULL, 60) == NULL);
+    pl_check (pl_token_mint_hs256 (NULL, "a", NULL, 60) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, "a/b", NULL, 60) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, NULL, NULL, 60) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, "a", "bad\tname", 60) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, "a", NULL, 0) == NULL);
+    pl_check (pl_token_mint_hs256 (SELFTEST_SECRET, "a", NULL, INT64_MAX) == NULL);
 
     s_test_rs256 (hs_token);
     free (hs_token);
 
     pl_token_verifier_destroy (&verifier);
     pl_token_verifier_destroy (&verifier);
-    assert (verifier == NULL);
+    pl_check (verifier == NULL);
     printf ("OK\n");
 }

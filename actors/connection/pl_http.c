@@ -1,0 +1,496 @@
+/*  =========================================================================
+    pl_http - one HTTP request to the connection actor, from its request
+    line to its answer
+    =========================================================================
+*/
+#include "pl_http.h"
+#include "pl_api.h"
+#include "pl_util.h"
+
+#include <jansson.h>
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _pl_http_t {
+    pl_link_t *link;
+    void *conn;
+    char method [8];
+    char *path;
+    char *query;
+    char *token;                //  Authorization, or NULL
+    size_t content_length;
+    bool expect_body;
+    bool too_large;
+    pl_buf_t body;
+    bool ready;                 //  response set
+    pl_http_response_t response;
+};
+
+static void s_query_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_query_expire (pl_pending_request_t *request);
+static const pl_pending_kind_t s_query_kind = { "QUERY", s_query_answer, s_query_expire };
+
+pl_http_t *
+pl_http_new (pl_link_t *link, void *conn)
+{
+    assert (link);
+    pl_http_t *self = (pl_http_t *) calloc (1, sizeof (pl_http_t));
+    if (!self)
+        return NULL;
+    self->link = link;
+    self->conn = conn;
+    pl_buf_init (&self->body);
+    return self;
+}
+
+void
+pl_http_destroy (pl_http_t **self_p)
+{
+    pl_http_t *self = *self_p;
+    if (!self)
+        return;
+    pl_pending_drop (self->link->pending, self);
+    free (self->path);
+    free (self->query);
+    if (self->token) {
+        //  Do not leave bearer tokens lying in freed memory
+        memset (self->token, 0, strlen (self->token));
+        free (self->token);
+    }
+    free ((char *) self->response.body);
+    pl_buf_free (&self->body);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Set the response (takes body) and ask for a write. The first answer
+//  wins: a late one is dropped.
+static void
+s_respond (pl_http_t *self, int status, const char *content_type, char *body, size_t size)
+{
+    if (self->ready) {
+        free (body);
+        return;
+    }
+    self->ready = true;
+    self->response.status = status;
+    self->response.content_type = content_type;
+    self->response.body = body;
+    self->response.size = body? size: 0;
+    self->link->want_write (self->link->arg, self->conn);
+}
+
+static void
+s_respond_json (pl_http_t *self, int status, char *json)
+{
+    s_respond (self, status, "application/json", json, json? strlen (json): 0);
+}
+
+static void
+s_respond_error (pl_http_t *self, int status, const char *message)
+{
+    s_respond_json (self, status, pl_api_error_json (message));
+}
+
+//  Ready when the router spoke lately and said a persistence actor and the
+//  bridge are there.
+static void
+s_respond_readyz (pl_http_t *self)
+{
+    const pl_link_t *link = self->link;
+    if (!link->router_heard_ms
+    ||  pl_mono_ms () - link->router_heard_ms > link->config->ready_window_ms)
+        s_respond_error (self, 503, "router not reachable");
+    else
+    if (!(link->router_readiness & PL_READY_STORE))
+        s_respond_error (self, 503, "no persistence actor connected");
+    else
+    if (!(link->router_readiness & PL_READY_BRIDGE))
+        s_respond_error (self, 503, "stream bridge or Redis not reachable");
+    else
+        s_respond_json (self, 200, strdup ("{\"status\":\"ready\"}"));
+}
+
+//  Answer what needs no router. Returns true when answered.
+static bool
+s_dispatch_local (pl_http_t *self, const pl_api_route_t *route)
+{
+    switch (route->target) {
+        case PL_API_ERROR:
+            s_respond_error (self, route->status, route->error);
+            return true;
+        case PL_API_HEALTHZ:
+            s_respond_json (self, 200, strdup ("{\"status\":\"ok\"}"));
+            return true;
+        case PL_API_READYZ:
+            s_respond_readyz (self);
+            return true;
+        case PL_API_METRICS: {
+            //  The host's figures, this actor's among them
+            char *text = self->link->metrics (self->link->arg);
+            s_respond (self, 200, "text/plain; version=0.0.4", text, text? strlen (text): 0);
+            return true;
+        }
+        case PL_API_PREFLIGHT:
+            self->response.preflight = true;
+            s_respond (self, 204, "application/json", NULL, 0);
+            return true;
+        case PL_API_QUERY:
+            break;
+    }
+    return false;
+}
+
+//  An API call: check the caller, then ask the router.
+static void
+s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
+{
+    pl_link_t *link = self->link;
+    if (!self->token) {
+        s_respond_error (self, 401, "missing bearer token");
+        return;
+    }
+    pl_identity_t identity;
+    char reason [128] = "";
+    if (pl_token_verify (link->verifier, self->token, &identity, reason, sizeof reason)) {
+        char message [200];
+        snprintf (message, sizeof message, "authentication failed: %s",
+                  *reason? reason: "invalid token");
+        s_respond_error (self, 401, message);
+        return;
+    }
+    pl_msg_t *query = pl_api_query (route, identity.user_id, identity.name,
+                                    pl_buf_head (&self->body), pl_buf_pending (&self->body));
+    if (!query) {
+        s_respond_error (self, route->status, route->error);
+        return;
+    }
+    uint64_t corr = pl_pending_add (link->pending, &s_query_kind, self, NULL, NULL);
+    if (!corr) {
+        pl_msg_destroy (&query);
+        s_respond_error (self, 503, "server out of memory");
+        return;
+    }
+    pl_msg_set_corr (query, corr);
+    if (link->send (link->arg, &query)) {
+        pl_pending_cancel (link->pending, corr);
+        s_respond_error (self, 503, "server busy, try again");
+        return;
+    }
+    //  lws would drop a quiet connection after its keep-alive timeout
+    //  (5 s); our own deadline answers 503 first
+    link->timeout (link->arg, self->conn,
+                   (link->config->request_timeout_ms + 999) / 1000 + link->config->close_grace_s);
+}
+
+//  The request is complete (headers, and body if any): answer or ask.
+static void
+s_dispatch (pl_http_t *self)
+{
+    const pl_config_t *config = self->link->config;
+    if (self->too_large) {
+        char message [64];
+        snprintf (message, sizeof message, "body over %d bytes", config->max_body_bytes);
+        s_respond_error (self, 413, message);
+        return;
+    }
+    pl_api_route_t route;
+    pl_api_route (self->method, self->path, self->query, config->history_limit, &route);
+    if (!s_dispatch_local (self, &route))
+        s_dispatch_query (self, &route);
+}
+
+int
+pl_http_request (pl_http_t *self, const char *method, const char *path,
+                 const char *query, const char *authorization, const char *content_length)
+{
+    snprintf (self->method, sizeof self->method, "%s", method);
+    self->path = strdup (path);
+    self->query = strdup (query? query: "");
+    if (authorization && *authorization)
+        self->token = strdup (authorization);
+    if (content_length) {
+        char *end = NULL;
+        unsigned long long value = strtoull (content_length, &end, 10);
+        self->content_length = (end && *end == 0)? (size_t) value: SIZE_MAX;
+    }
+    if (!self->path || !self->query || (authorization && *authorization && !self->token))
+        return -1;
+    if (self->content_length > (size_t) self->link->config->max_body_bytes) {
+        //  Answer now; the unread body makes the connection unusable
+        self->too_large = true;
+        self->response.close_after = true;
+        s_dispatch (self);
+    }
+    else
+    if (self->content_length > 0)
+        self->expect_body = true;
+    else
+        s_dispatch (self);
+    return 0;
+}
+
+int
+pl_http_body (pl_http_t *self, const char *data, size_t size)
+{
+    if (self->too_large || self->ready)
+        return 0;
+    if (pl_buf_pending (&self->body) + size > (size_t) self->link->config->max_body_bytes) {
+        self->too_large = true;
+        pl_buf_reset (&self->body);
+        return 0;
+    }
+    return pl_buf_append (&self->body, data, size);
+}
+
+void
+pl_http_body_end (pl_http_t *self)
+{
+    if (self->expect_body && !self->ready)
+        s_dispatch (self);
+}
+
+const pl_http_response_t *
+pl_http_response (pl_http_t *self)
+{
+    return self->ready? &self->response: NULL;
+}
+
+//  The router's RESULT: its JSON body goes out as it is, with its status.
+static void
+s_query_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_http_t *self = (pl_http_t *) request->owner;
+    uint32_t status = pl_msg_status (result);
+    int http_status = status >= 100 && status <= 599? (int) status: 502;
+    const char *body = pl_msg_body (result);
+    size_t size = pl_msg_body_size (result);
+    json_error_t error;
+    json_t *json = size? json_loadb (body, size, 0, &error): NULL;
+    if (json)
+        s_respond (self, http_status, "application/json", strndup (body, size), size);
+    else
+    if (http_status >= 400) {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        s_respond_error (self, http_status, reason);
+    }
+    else
+        s_respond_json (self, http_status, strdup ("{}"));
+    json_decref (json);
+}
+
+static void
+s_query_expire (pl_pending_request_t *request)
+{
+    s_respond_error ((pl_http_t *) request->owner, 503, "server busy, try again");
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest
+
+#define TEST_SECRET "pl_http_test-secret-of-32-bytes-or-more"
+
+//  A request without body through the fake link; returns it, answered
+//  or waiting
+static pl_http_t *
+s_test_request (pl_link_fake_t *fake, const char *method, const char *path,
+                const char *query, const char *token)
+{
+    pl_http_t *http = pl_http_new (&fake->link, fake);
+    pl_check (http);
+    pl_check (pl_http_request (http, method, path, query, token, NULL) == 0);
+    return http;
+}
+
+//  Expect an answer with status whose body holds text (when not NULL)
+static void
+s_test_expect (pl_http_t *http, int status, const char *text)
+{
+    const pl_http_response_t *response = pl_http_response (http);
+    if (!response || response->status != status
+    ||  (text && (!response->body || !strstr (response->body, text)))) {
+        fprintf (stderr, "expected %d with '%s', got %d: %.*s\n", status, text? text: "",
+                 response? response->status: 0, response? (int) response->size: 0,
+                 response && response->body? response->body: "");
+        pl_check (false);
+    }
+}
+
+//  Local answers and refusals before any QUERY
+static void
+s_test_local (pl_link_fake_t *fake, const char *bearer)
+{
+    pl_http_t *http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    s_test_expect (http, 200, "{\"status\":\"ok\"}");
+    pl_check (strcmp (pl_http_response (http)->content_type, "application/json") == 0);
+    pl_check (fake->writes == 1 && fake->conn == fake);
+    pl_http_destroy (&http);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "POST", "/api/rooms", NULL, NULL);
+    s_test_expect (http, 401, "{\"error\":\"missing bearer token\"}");
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "POST", "/api/rooms", NULL, "Bearer not-a-token");
+    s_test_expect (http, 401, "authentication failed");
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/nowhere", NULL, NULL);
+    s_test_expect (http, 404, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/api/rooms/r1/messages", "limit=x", bearer);
+    s_test_expect (http, 400, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "OPTIONS", "/api/rooms", NULL, NULL);
+    s_test_expect (http, 204, NULL);
+    pl_check (pl_http_response (http)->preflight && pl_http_response (http)->size == 0);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/metrics", NULL, NULL);
+    s_test_expect (http, 200, "parley_fake 1");
+    pl_check (strncmp (pl_http_response (http)->content_type, "text/plain", 10) == 0);
+    pl_http_destroy (&http);
+
+    //  Bodies over max-body-bytes: announced (closed after), or arriving
+    http = pl_http_new (&fake->link, fake);
+    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, "20000") == 0);
+    s_test_expect (http, 413, "body over 16384 bytes");
+    pl_check (pl_http_response (http)->close_after);
+    pl_http_destroy (&http);
+    http = pl_http_new (&fake->link, fake);
+    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, "100") == 0);
+    pl_check (pl_http_response (http) == NULL);
+    char chunk [10000];
+    memset (chunk, 'x', sizeof chunk);
+    pl_check (pl_http_body (http, chunk, sizeof chunk) == 0);
+    pl_check (pl_http_body (http, chunk, sizeof chunk) == 0);
+    pl_http_body_end (http);
+    s_test_expect (http, 413, NULL);
+    pl_check (!pl_http_response (http)->close_after);
+    pl_http_destroy (&http);
+    pl_check (zlistx_size (fake->sent) == 0);
+}
+
+//  /readyz follows what the router said, and when
+static void
+s_test_readyz (pl_link_fake_t *fake)
+{
+    pl_http_t *http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
+    s_test_expect (http, 503, "router not reachable");
+    pl_http_destroy (&http);
+    fake->link.router_heard_ms = pl_mono_ms ();
+    http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
+    s_test_expect (http, 503, "persistence");
+    pl_http_destroy (&http);
+    fake->link.router_readiness = PL_READY_STORE;
+    http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
+    s_test_expect (http, 503, "stream bridge");
+    pl_http_destroy (&http);
+    fake->link.router_readiness = PL_READY_STORE | PL_READY_BRIDGE;
+    http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
+    s_test_expect (http, 200, "{\"status\":\"ready\"}");
+    pl_http_destroy (&http);
+    fake->link.router_heard_ms = pl_mono_ms () - fake->link.config->ready_window_ms - 1;
+    http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
+    s_test_expect (http, 503, "router not reachable");
+    pl_http_destroy (&http);
+}
+
+//  A QUERY to the router and what its RESULT becomes
+static void
+s_test_query (pl_link_fake_t *fake, const char *bearer)
+{
+    const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
+    pl_http_t *http = pl_http_new (&fake->link, fake);
+    char length [16];
+    snprintf (length, sizeof length, "%zu", strlen (create));
+    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, length) == 0);
+    pl_check (pl_http_body (http, create, 10) == 0);
+    pl_check (pl_http_body (http, create + 10, strlen (create) - 10) == 0);
+    pl_http_body_end (http);
+    pl_check (pl_http_response (http) == NULL);
+    pl_check (fake->timeout_s == 10 + 5);
+    pl_msg_t *msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (msg), "room.create") && streq (pl_msg_body (msg), create));
+    pl_link_fake_answer (fake, msg, 201, 0, "{\"id\":\"d:u1:u2\",\"kind\":\"direct\"}");
+    pl_msg_destroy (&msg);
+    s_test_expect (http, 201, "\"id\":\"d:u1:u2\"");
+    pl_http_destroy (&http);
+
+    http = s_test_request (fake, "GET", "/api/rooms/r1/messages", "before=10&limit=5", bearer);
+    msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (msg), "room.messages"));
+    pl_check (pl_msg_seq (msg) == 10 && pl_msg_status (msg) == 5);
+    pl_link_fake_answer (fake, msg, 403, 0, "not a member of room r1");
+    s_test_expect (http, 403, "{\"error\":\"not a member of room r1\"}");
+    //  A second answer to the same request is dropped
+    pl_link_fake_answer (fake, msg, 200, 0, "{}");
+    s_test_expect (http, 403, NULL);
+    pl_msg_destroy (&msg);
+    pl_http_destroy (&http);
+
+    //  A status that is not HTTP, a body that is not JSON
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, bearer);
+    msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_link_fake_answer (fake, msg, 7, 0, NULL);
+    s_test_expect (http, 502, "request failed (7)");
+    pl_msg_destroy (&msg);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, bearer);
+    msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_link_fake_answer (fake, msg, 200, 0, "plain");
+    s_test_expect (http, 200, "{}");
+    pl_msg_destroy (&msg);
+    pl_http_destroy (&http);
+
+    //  No answer in time: 503; the router cannot be reached: 503
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, bearer);
+    msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_pending_expire (fake->link.pending, pl_mono_ms () + fake->link.config->request_timeout_ms);
+    s_test_expect (http, 503, "server busy, try again");
+    pl_link_fake_answer (fake, msg, 200, 0, "{}");
+    s_test_expect (http, 503, NULL);
+    pl_msg_destroy (&msg);
+    pl_http_destroy (&http);
+    fake->refuse = true;
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, bearer);
+    s_test_expect (http, 503, "server busy, try again");
+    pl_http_destroy (&http);
+    fake->refuse = false;
+
+    //  A request that goes away takes its QUERY with it
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, bearer);
+    pl_check (pl_pending_size (fake->link.pending) == 1);
+    pl_http_destroy (&http);
+    pl_check (pl_pending_size (fake->link.pending) == 0);
+    msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_link_fake_answer (fake, msg, 200, 0, "{}");
+    pl_msg_destroy (&msg);
+}
+
+void
+pl_http_test (bool verbose)
+{
+    printf (" * pl_http: ");
+    if (verbose)
+        printf ("\n");
+    pl_config_t *config = pl_config_new_default ();
+    pl_check (config);
+    pl_check (pl_config_set (config, "jwt-secret", TEST_SECRET) == 0);
+    pl_check (pl_config_finish (config) == 0);
+    pl_link_fake_t *fake = pl_link_fake_new (config);
+    char *token = pl_token_mint_hs256 (TEST_SECRET, "u1", "Alice", 3600);
+    pl_check (token);
+    char bearer [PL_TOKEN_MAX + 16];
+    snprintf (bearer, sizeof bearer, "Bearer %s", token);
+
+    s_test_local (fake, bearer);
+    s_test_readyz (fake);
+    s_test_query (fake, bearer);
+
+    free (token);
+    pl_link_fake_destroy (&fake);
+    pl_config_destroy (&config);
+    pl_token_thread_end ();
+    printf ("OK\n");
+}

@@ -1,0 +1,1212 @@
+/*  =========================================================================
+    pl_session - the STOMP sessions of one connection actor
+
+    A subscription to a room is active once the router said yes to its
+    AUTHZ; only active ones are in the room table and get DELIVERs. Each
+    has a pl_resume that keeps its seq cursor and, with since-seq, fills the
+    gap before live messages flow.
+    =========================================================================
+*/
+#include "pl_session.h"
+#include "pl_handshake.h"
+#include "pl_log.h"
+#include "pl_resume.h"
+#include "pl_interest.h"
+#include "pl_stomp.h"
+#include "pl_util.h"
+
+#include <jansson.h>
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_ROOMS         "/topic/rooms/"
+#define APP_ROOMS           "/app/rooms/"
+#define USER_EVENTS         "/user/queue/events"
+#define SHUTDOWN_MESSAGE    "server shutting down: reconnect and resume with since-seq"
+
+struct _pl_sessions_t {
+    pl_link_t *link;
+    uint64_t next_number;
+    bool shutting_down;         //  no new frames; sessions end when answered
+    zlistx_t *list;             //  pl_session_t, not owned
+    pl_interest_t *rooms;          //  the active subscriptions of each room
+    pl_sessions_counts_t counts;
+};
+
+struct _pl_session_t {
+    pl_sessions_t *owner;
+    void *conn;
+    uint64_t number;
+    int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
+    bool connected;
+    pl_handshake_t terms;       //  what CONNECT settled, zero before
+    bool closing;               //  ERROR queued or DISCONNECT: no more input
+    pl_stomp_parser_t *parser;
+    zhashx_t *subs;             //  id -> sub_t
+    pl_buf_t out;
+    int64_t created_ms;
+    int64_t last_in_ms;
+    int64_t last_out_ms;
+    void *list_handle;          //  in owner->list
+};
+
+//  One subscription of a session
+typedef struct {
+    pl_session_t *session;
+    char *id;                   //  client's subscription id
+    char *destination;
+    char room [PL_ID_MAX + 1];  //  "" for the user queue
+    bool active;                //  AUTHZ answered 200 (or no AUTHZ needed)
+    uint64_t corr;              //  AUTHZ or resume request in flight
+    void *room_handle;          //  in the room's list, when active
+    int64_t since;              //  since-seq asked for, -1 when none
+    pl_resume_t *resume;        //  a room's: cursor and resume
+} sub_t;
+
+static void s_session_error (pl_session_t *self, const char *message, const char *receipt);
+static void s_session_shutdown (pl_session_t *self);
+
+static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_resume_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_request_expire (pl_pending_request_t *request);
+static const pl_pending_kind_t s_authz_kind = { "AUTHZ", s_authz_answer, s_request_expire };
+static const pl_pending_kind_t s_send_kind = { "SEND", s_send_answer, s_request_expire };
+static const pl_pending_kind_t s_resume_kind = { "RESUME", s_resume_answer, s_request_expire };
+
+
+//  A subscription leaves its room's list, if it is in one
+static void
+s_sub_leave (sub_t *sub)
+{
+    if (sub->room_handle) {
+        pl_interest_remove (sub->session->owner->rooms, sub->room, sub->room_handle);
+        sub->room_handle = NULL;
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  The outbound queue, ERROR and RECEIPT
+
+static int
+s_session_version (pl_session_t *self)
+{
+    //  Before CONNECTED nothing is escaped, so an ERROR reads plainly
+    return self->terms.version? self->terms.version: 10;
+}
+
+static void
+s_session_want_write (pl_session_t *self)
+{
+    self->owner->link->want_write (self->owner->link->arg, self->conn);
+}
+
+//  The client has close-grace-s to read what is queued before we close
+static void
+s_session_close_after_flush (pl_session_t *self)
+{
+    self->closing = true;
+    pl_link_t *link = self->owner->link;
+    link->timeout (link->arg, self->conn, link->config->close_grace_s);
+    s_session_want_write (self);
+}
+
+//  Close at once, with nothing more to say
+static void
+s_session_close_now (pl_session_t *self)
+{
+    self->closing = true;
+    self->owner->link->timeout (self->owner->link->arg, self->conn, PL_LINK_CLOSE_NOW);
+}
+
+//  Append one frame and ask for a write. Over the queue bound the client
+//  is too slow to follow: drop what it has not read, tell it so and close;
+//  it resumes with since-seq.
+static void
+s_session_queue (pl_session_t *self, const char *command,
+                 const char *const *headers, const char *body, size_t body_size)
+{
+    if (self->closing)
+        return;
+    pl_sessions_t *owner = self->owner;
+    if (pl_stomp_write (&self->out, s_session_version (self), command,
+                        headers, body, body_size)) {
+        s_session_error (self, "server out of memory", NULL);
+        return;
+    }
+    owner->counts.frames_out++;
+    int max_outbound = owner->link->config->max_outbound_bytes;
+    if (pl_buf_pending (&self->out) > (size_t) max_outbound) {
+        owner->counts.slow_consumers++;
+        pl_buf_reset (&self->out);
+        char message [160];
+        snprintf (message, sizeof message,
+                  "slow consumer: outbound queue over %d bytes; reconnect and resume",
+                  max_outbound);
+        pl_log_info ("session %" PRIu64 ": %s", self->number, message);
+        s_session_error (self, message, NULL);
+        return;
+    }
+    s_session_want_write (self);
+}
+
+//  Queue an ERROR and close once it is out. STOMP ends a session after
+//  any ERROR.
+static void
+s_session_error (pl_session_t *self, const char *message, const char *receipt)
+{
+    if (self->closing)
+        return;
+    self->owner->counts.errors++;
+    self->owner->counts.frames_out++;
+    pl_log_debug ("session %" PRIu64 ": ERROR %s", self->number, message);
+    if (pl_stomp_write_error (&self->out, s_session_version (self), message, NULL, receipt))
+        pl_buf_reset (&self->out);
+    //  A client that does not read never makes us writable: bound the wait
+    s_session_close_after_flush (self);
+}
+
+static void
+s_session_receipt (pl_session_t *self, const char *receipt, const char *seq)
+{
+    if (!receipt)
+        return;
+    const char *headers [] = { "receipt-id", receipt, seq? "seq": NULL, seq, NULL };
+    s_session_queue (self, "RECEIPT", headers, NULL, 0);
+}
+
+//  Queue one MESSAGE of a room (seq > 0) or of the user queue ("") for a
+//  subscription. Returns -1 when the session is closing.
+static int
+s_sub_message (sub_t *sub, const char *room, uint64_t seq, const char *body, size_t size)
+{
+    char message_id [PL_ID_MAX + 24], seq_text [24];
+    snprintf (seq_text, sizeof seq_text, "%" PRIu64, seq);
+    snprintf (message_id, sizeof message_id, "%s:%s", *room? room: "user", seq_text);
+    const char *headers [] = {
+        "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
+        "content-type", "application/json", "seq", seq_text, NULL
+    };
+    //  User events carry no seq
+    if (!*room)
+        headers [8] = NULL;
+    s_session_queue (sub->session, "MESSAGE", headers, body, size);
+    return sub->session->closing? -1: 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Requests to the router, answered through the pending table
+
+//  Send a request for the session: corr, session and user are set here.
+//  track (may be NULL) gets the corr before the message goes out, as the
+//  answer may be handled before the send returns. On failure the session
+//  gets an ERROR. Returns the corr, or 0.
+static uint64_t
+s_session_request (pl_session_t *self, const pl_pending_kind_t *kind, pl_msg_t **msg_p,
+                   const char *sub_id, const char *receipt, uint64_t *track)
+{
+    pl_link_t *link = self->owner->link;
+    uint64_t corr = *msg_p? pl_pending_add (link->pending, kind, self, sub_id, receipt): 0;
+    if (!corr) {
+        pl_msg_destroy (msg_p);
+        s_session_error (self, "server out of memory", receipt);
+        return 0;
+    }
+    if (track)
+        *track = corr;
+    pl_msg_set_corr (*msg_p, corr);
+    pl_msg_set_session (*msg_p, self->number);
+    pl_msg_set_user (*msg_p, self->terms.identity.user_id);
+    if (link->send (link->arg, msg_p)) {
+        pl_pending_cancel (link->pending, corr);
+        s_session_error (self, "server busy, try again", receipt);
+        return 0;
+    }
+    return corr;
+}
+
+//  After an answer: a draining session with nothing left in flight is
+//  told to reconnect now.
+static void
+s_session_answered (pl_session_t *self)
+{
+    if (self->owner->shutting_down && pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_shutdown (self);
+}
+
+static void
+s_request_expire (pl_pending_request_t *request)
+{
+    s_session_error ((pl_session_t *) request->owner, "server busy, try again", request->receipt);
+}
+
+//  The subscription a request is for, when it is still the one that asked
+//  and its session goes on; NULL otherwise.
+static sub_t *
+s_request_sub (pl_pending_request_t *request)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    sub_t *sub = (sub_t *) zhashx_lookup (session->subs, request->sub_id);
+    return sub && sub->corr == request->corr && !session->closing? sub: NULL;
+}
+
+static void
+s_authz_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    pl_sessions_t *owner = session->owner;
+    sub_t *sub = s_request_sub (request);
+    const char *room = pl_msg_room (result);
+    //  The router counted the room for us on 200: if the subscription is
+    //  gone (unsubscribed, perhaps re-subscribed) and no other one here
+    //  wants the room, take that back
+    if (pl_msg_status (result) == 200 && !sub)
+        pl_interest_release (owner->rooms, room);
+    if (sub && pl_msg_status (result) == 200) {
+        sub->active = true;
+        sub->corr = 0;
+        //  Joined first, so nothing live slips between gap and live
+        sub->room_handle = pl_interest_add (owner->rooms, sub->room, sub);
+        s_session_receipt (session, request->receipt, NULL);
+        if (sub->since >= 0)
+            pl_resume_start (sub->resume, (uint64_t) sub->since);
+    }
+    else
+    if (sub) {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        zhashx_delete (session->subs, request->sub_id);
+        s_session_error (session, reason, request->receipt);
+    }
+    s_session_answered (session);
+}
+
+static void
+s_send_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    if (pl_msg_status (result) == 200) {
+        char seq [24];
+        snprintf (seq, sizeof seq, "%" PRIu64, pl_msg_seq (result));
+        s_session_receipt (session, request->receipt, seq);
+    }
+    else {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        s_session_error (session, reason, request->receipt);
+    }
+    s_session_answered (session);
+}
+
+static void
+s_resume_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    sub_t *sub = s_request_sub (request);
+    if (sub && pl_resume_active (sub->resume))
+        pl_resume_answer (sub->resume, result);
+    s_session_answered ((pl_session_t *) request->owner);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Subscriptions
+
+static int
+s_resume_deliver (void *arg, uint64_t seq, const char *body, size_t size)
+{
+    sub_t *sub = (sub_t *) arg;
+    return s_sub_message (sub, sub->room, seq, body, size);
+}
+
+//  Ask MongoDB (through a persistence actor) or the bridge for the next
+//  messages after the cursor: see proto/SPEC.md, "Resume".
+static void
+s_resume_ask (void *arg, uint64_t cursor, bool from_store)
+{
+    sub_t *sub = (sub_t *) arg;
+    pl_msg_t *request = pl_msg_new (from_store? PL_MSG_QUERY: PL_MSG_REPLAY);
+    if (request) {
+        pl_msg_set_room (request, sub->room);
+        pl_msg_set_seq (request, cursor);
+        pl_msg_set_status (request, (uint32_t) sub->session->owner->link->config->history_limit);
+        if (from_store)
+            pl_msg_set_kind (request, "room.since");
+    }
+    s_session_request (sub->session, &s_resume_kind, &request, sub->id, NULL, &sub->corr);
+}
+
+static void
+s_resume_fail (void *arg, const char *message)
+{
+    s_session_error (((sub_t *) arg)->session, message, NULL);
+}
+
+static const pl_resume_ops_t s_resume_ops = { s_resume_deliver, s_resume_ask, s_resume_fail };
+
+//  zhashx wants destructors of this shape
+static void
+s_sub_destroy (sub_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->id);
+        free ((*self_p)->destination);
+        pl_resume_destroy (&(*self_p)->resume);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  A new subscription; room is NULL for the user queue. NULL when out of
+//  memory.
+static sub_t *
+s_sub_new (pl_session_t *session, const char *id, const char *destination, const char *room)
+{
+    const pl_config_t *config = session->owner->link->config;
+    sub_t *sub = (sub_t *) calloc (1, sizeof (sub_t));
+    if (!sub)
+        return NULL;
+    sub->session = session;
+    sub->since = -1;
+    sub->id = strdup (id);
+    sub->destination = strdup (destination);
+    if (room) {
+        snprintf (sub->room, sizeof sub->room, "%s", room);
+        sub->resume = pl_resume_new (room, config->resume_held_max, config->resume_idle_max,
+                                     config->history_limit, &s_resume_ops, sub);
+    }
+    if (!sub->id || !sub->destination || (room && !sub->resume))
+        s_sub_destroy (&sub);
+    return sub;
+}
+
+//  Queue a DELIVER for one subscription: a room's through its cursor, a
+//  user event at once.
+static void
+s_sub_deliver (sub_t *sub, pl_msg_t *msg)
+{
+    if (sub->resume)
+        pl_resume_live (sub->resume, msg);
+    else
+        s_sub_message (sub, "", pl_msg_seq (msg), pl_msg_body (msg), pl_msg_body_size (msg));
+}
+
+
+//  --------------------------------------------------------------------------
+//  Frames from the client
+
+static void
+s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    pl_link_t *link = self->owner->link;
+    if (self->connected) {
+        s_session_error (self, "already connected", NULL);
+        return;
+    }
+    char message [200];
+    if (pl_handshake_settle (&self->terms, frame, self->subprotocol, link->config->heartbeat_ms,
+                             link->verifier, message, sizeof message)) {
+        memset (&self->terms, 0, sizeof self->terms);
+        s_session_error (self, message, NULL);
+        return;
+    }
+    self->connected = true;
+    pl_stomp_parser_set_version (self->parser, self->terms.version);
+
+    char version_text [16], heart_beat [32], session_id [96];
+    snprintf (version_text, sizeof version_text, "1.%d", self->terms.version - 10);
+    snprintf (heart_beat, sizeof heart_beat, "%d,%d",
+              link->config->heartbeat_ms, link->config->heartbeat_ms);
+    snprintf (session_id, sizeof session_id, "%s-%s-%" PRIu64,
+              link->config->host_id, link->name, self->number);
+    const char *headers [] = {
+        "version", version_text, "heart-beat", heart_beat, "server", "parley",
+        "session", session_id, "user-name", self->terms.identity.name, NULL
+    };
+    s_session_queue (self, "CONNECTED", headers, NULL, 0);
+    pl_log_debug ("session %" PRIu64 ": user %s connected, STOMP %s",
+                  self->number, self->terms.identity.user_id, version_text);
+}
+
+//  What a SUBSCRIBE frame asks for, checked. Returns an error message for
+//  the client, or NULL; *room is the room, or NULL for the user queue.
+static const char *
+s_subscribe_check (pl_session_t *self, pl_stomp_frame_t *frame, const char **room,
+                   char *message, size_t size)
+{
+    const char *id = pl_stomp_frame_header (frame, "id");
+    const char *destination = pl_stomp_frame_header (frame, "destination");
+    *room = NULL;
+    if (!id || !*id)
+        return "SUBSCRIBE needs an id header";
+    if (strlen (id) > 255)
+        return "subscription id too long";
+    if (!destination)
+        return "SUBSCRIBE needs a destination header";
+    if (zhashx_lookup (self->subs, id))
+        return "subscription id already in use";
+    int max_subscriptions = self->owner->link->config->max_subscriptions;
+    if (zhashx_size (self->subs) >= (size_t) max_subscriptions) {
+        snprintf (message, size, "too many subscriptions (at most %d)", max_subscriptions);
+        return message;
+    }
+    if (streq (destination, USER_EVENTS))
+        return NULL;
+    if (strncmp (destination, TOPIC_ROOMS, strlen (TOPIC_ROOMS))
+    ||  !pl_id_valid (destination + strlen (TOPIC_ROOMS)))
+        return "unknown destination";
+    *room = destination + strlen (TOPIC_ROOMS);
+    const char *since = pl_stomp_frame_header (frame, "since-seq");
+    size_t digits = since? strspn (since, "0123456789"): 1;
+    if (digits == 0 || digits > 15 || (since && since [digits]))
+        return "since-seq must be a number of 1 to 15 digits";
+    return NULL;
+}
+
+static void
+s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    const char *room;
+    char text [80];
+    const char *failure = s_subscribe_check (self, frame, &room, text, sizeof text);
+    if (failure) {
+        s_session_error (self, failure, receipt);
+        return;
+    }
+    const char *id = pl_stomp_frame_header (frame, "id");
+    sub_t *sub = s_sub_new (self, id, pl_stomp_frame_header (frame, "destination"), room);
+    if (!sub) {
+        s_session_error (self, "server out of memory", receipt);
+        return;
+    }
+    const char *since = pl_stomp_frame_header (frame, "since-seq");
+    if (since && room)
+        sub->since = strtoll (since, NULL, 10);
+    zhashx_insert (self->subs, id, sub);
+    if (!room) {
+        //  The router delivers user events; nothing to ask
+        sub->active = true;
+        s_session_receipt (self, receipt, NULL);
+        return;
+    }
+    pl_msg_t *authz = pl_msg_new (PL_MSG_AUTHZ);
+    if (authz) {
+        pl_msg_set_room (authz, sub->room);
+        pl_msg_set_kind (authz, "subscribe");
+    }
+    if (!s_session_request (self, &s_authz_kind, &authz, id, receipt, &sub->corr))
+        zhashx_delete (self->subs, id);
+}
+
+static void
+s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const char *id = pl_stomp_frame_header (frame, "id");
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    if (!id || !*id) {
+        s_session_error (self, "UNSUBSCRIBE needs an id header", receipt);
+        return;
+    }
+    sub_t *sub = (sub_t *) zhashx_lookup (self->subs, id);
+    if (sub) {
+        //  A pending AUTHZ finds no subscription with its corr and is dropped
+        s_sub_leave (sub);
+        zhashx_delete (self->subs, id);
+    }
+    //  Unknown ids are not an error: the client may race a failed SUBSCRIBE
+    s_session_receipt (self, receipt, NULL);
+}
+
+//  Count UTF-8 code points (jansson has checked the encoding).
+static size_t
+s_utf8_chars (const char *text, size_t size)
+{
+    size_t count = 0;
+    for (size_t index = 0; index < size; index++)
+        if (((unsigned char) text [index] & 0xC0) != 0x80)
+            count++;
+    return count;
+}
+
+//  Check a SEND body (a JSON object). Returns an error message for the
+//  client, or NULL.
+static const char *
+s_send_check (const pl_config_t *config, json_t *json, char *message, size_t size)
+{
+    if (!json || !json_is_object (json))
+        return "body must be a JSON object";
+    const char *type = json_string_value (json_object_get (json, "type"));
+    json_t *content = json_object_get (json, "content");
+    json_t *cmid = json_object_get (json, "clientMsgId");
+    if (!type)
+        return "type must be a string";
+    if (streq (type, "READ") || streq (type, "TYPING")) {
+        snprintf (message, size, "message type %s is not supported yet", type);
+        return message;
+    }
+    if (!streq (type, "TALK"))
+        return "type must be TALK, READ or TYPING";
+    if (!json_is_string (content))
+        return "content must be a string";
+    if (json_string_length (content) == 0)
+        return "content must not be empty";
+    if (s_utf8_chars (json_string_value (content), json_string_length (content))
+        > (size_t) config->max_content_chars) {
+        snprintf (message, size, "content over %d characters", config->max_content_chars);
+        return message;
+    }
+    if (cmid && !json_is_null (cmid)
+    &&  (!json_is_string (cmid) || !pl_id_valid (json_string_value (cmid))))
+        return "clientMsgId must be 1 to 64 of [A-Za-z0-9_.:@-]";
+    return NULL;
+}
+
+static void
+s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
+{
+    const pl_config_t *config = self->owner->link->config;
+    const char *destination = pl_stomp_frame_header (frame, "destination");
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    char message [200];
+    if (!destination
+    ||  strncmp (destination, APP_ROOMS, strlen (APP_ROOMS))
+    ||  !pl_id_valid (destination + strlen (APP_ROOMS))) {
+        s_session_error (self, "unknown destination", receipt);
+        return;
+    }
+    if (frame->body_size > (size_t) config->max_body_bytes) {
+        snprintf (message, sizeof message, "message body over %d bytes", config->max_body_bytes);
+        s_session_error (self, message, receipt);
+        return;
+    }
+    json_error_t json_error;
+    json_t *json = json_loadb (frame->body, frame->body_size, JSON_ALLOW_NUL, &json_error);
+    const char *failure = s_send_check (config, json, message, sizeof message);
+    if (failure) {
+        s_session_error (self, failure, receipt);
+        json_decref (json);
+        return;
+    }
+    json_t *content = json_object_get (json, "content");
+    json_t *cmid = json_object_get (json, "clientMsgId");
+    pl_msg_t *send = pl_msg_new (PL_MSG_SEND);
+    if (send) {
+        //  Sender id and name come from the token, never from the body
+        pl_msg_set_name (send, self->terms.identity.name);
+        pl_msg_set_room (send, destination + strlen (APP_ROOMS));
+        pl_msg_set_kind (send, "TALK");
+        pl_msg_set_cmid (send, json_is_string (cmid)? json_string_value (cmid): "");
+        pl_msg_set_body (send, json_string_value (content), json_string_length (content));
+        self->owner->counts.sends++;
+    }
+    json_decref (json);
+    s_session_request (self, &s_send_kind, &send, NULL, receipt, NULL);
+}
+
+//  The parser calls this once per complete frame.
+static int
+s_session_handle_frame (void *arg, pl_stomp_frame_t *frame)
+{
+    pl_session_t *self = (pl_session_t *) arg;
+    self->owner->counts.frames_in++;
+    //  Draining: nothing new starts, what is in flight finishes; the ERROR
+    //  that follows tells the client to send again what has no receipt
+    if (self->owner->shutting_down)
+        return 0;
+    const char *receipt = pl_stomp_frame_header (frame, "receipt");
+    if (!self->connected
+    &&  frame->command != PL_STOMP_CONNECT && frame->command != PL_STOMP_STOMP) {
+        s_session_error (self, "not connected: send CONNECT first", receipt);
+        return -1;
+    }
+    switch (frame->command) {
+        case PL_STOMP_CONNECT:
+        case PL_STOMP_STOMP:
+            s_session_handle_connect (self, frame);
+            break;
+        case PL_STOMP_SUBSCRIBE:
+            s_session_handle_subscribe (self, frame);
+            break;
+        case PL_STOMP_UNSUBSCRIBE:
+            s_session_handle_unsubscribe (self, frame);
+            break;
+        case PL_STOMP_SEND:
+            s_session_handle_send (self, frame);
+            break;
+        case PL_STOMP_ACK:
+        case PL_STOMP_NACK:
+            //  Subscriptions are ack:auto; accepted and ignored
+            s_session_receipt (self, receipt, NULL);
+            break;
+        case PL_STOMP_BEGIN:
+        case PL_STOMP_COMMIT:
+        case PL_STOMP_ABORT:
+            s_session_error (self, "transactions are not supported", receipt);
+            break;
+        case PL_STOMP_DISCONNECT:
+            s_session_receipt (self, receipt, NULL);
+            s_session_close_after_flush (self);
+            break;
+    }
+    return self->closing? -1: 0;
+}
+
+
+//  --------------------------------------------------------------------------
+//  One session
+
+pl_session_t *
+pl_session_new (pl_sessions_t *sessions, void *conn, int subprotocol)
+{
+    assert (sessions);
+    const pl_config_t *config = sessions->link->config;
+    pl_session_t *self = (pl_session_t *) calloc (1, sizeof (pl_session_t));
+    if (!self)
+        return NULL;
+    self->owner = sessions;
+    self->conn = conn;
+    self->number = ++sessions->next_number;
+    self->subprotocol = subprotocol;
+    self->parser = pl_stomp_parser_new ((size_t) config->max_frame_bytes,
+                                        (size_t) config->max_headers);
+    self->subs = zhashx_new ();
+    if (!self->parser || !self->subs) {
+        pl_stomp_parser_destroy (&self->parser);
+        zhashx_destroy (&self->subs);
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->subs, (zhashx_destructor_fn *) s_sub_destroy);
+    pl_buf_init (&self->out);
+    self->created_ms = self->last_in_ms = self->last_out_ms = pl_mono_ms ();
+    self->list_handle = zlistx_add_end (sessions->list, self);
+    sessions->counts.sessions_total++;
+    pl_log_debug ("session %" PRIu64 " opened", self->number);
+    return self;
+}
+
+void
+pl_session_destroy (pl_session_t **self_p)
+{
+    pl_session_t *self = *self_p;
+    if (!self)
+        return;
+    pl_sessions_t *owner = self->owner;
+    for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub;
+         sub = (sub_t *) zhashx_next (self->subs))
+        s_sub_leave (sub);
+    zhashx_destroy (&self->subs);
+    pl_pending_drop (owner->link->pending, self);
+    if (self->list_handle)
+        zlistx_delete (owner->list, self->list_handle);
+    pl_stomp_parser_destroy (&self->parser);
+    pl_buf_free (&self->out);
+    pl_log_debug ("session %" PRIu64 " closed", self->number);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+pl_session_input (pl_session_t *self, const char *data, size_t size)
+{
+    if (self->closing)
+        return;                 //  after ERROR or DISCONNECT input is ignored
+    self->last_in_ms = pl_mono_ms ();
+    if (pl_stomp_parser_feed (self->parser, data, size, s_session_handle_frame, self)
+    &&  !self->closing) {
+        const char *reason = pl_stomp_parser_error (self->parser);
+        s_session_error (self, reason? reason: "protocol error", NULL);
+    }
+}
+
+const char *
+pl_session_outbound (pl_session_t *self, size_t *size)
+{
+    *size = pl_buf_pending (&self->out);
+    return *size? pl_buf_head (&self->out): NULL;
+}
+
+void
+pl_session_sent (pl_session_t *self, size_t size)
+{
+    pl_buf_consume (&self->out, size);
+    self->last_out_ms = pl_mono_ms ();
+}
+
+bool
+pl_session_closing (pl_session_t *self)
+{
+    return self->closing;
+}
+
+//  A session without requests in flight is told to go elsewhere now; one
+//  with requests waits for their answers (its receipts) first.
+static void
+s_session_shutdown (pl_session_t *self)
+{
+    if (self->closing)
+        return;
+    if (!self->connected)
+        s_session_close_now (self);
+    else
+    if (pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, SHUTDOWN_MESSAGE, NULL);
+}
+
+//  Heart-beats and silence, once a tick
+static void
+s_session_tick (pl_session_t *self, int64_t now)
+{
+    if (self->closing)
+        return;
+    if (!self->connected) {
+        //  A socket that never says CONNECT does not hold a slot forever
+        if (now - self->created_ms > self->owner->link->config->request_timeout_ms) {
+            pl_log_debug ("session %" PRIu64 ": no CONNECT in time", self->number);
+            s_session_close_now (self);
+        }
+        return;
+    }
+    int in_interval_ms = self->terms.in_interval_ms;
+    if (in_interval_ms && now - self->last_in_ms > 2 * (int64_t) in_interval_ms) {
+        pl_log_info ("session %" PRIu64 ": client silent for %" PRId64 " ms, closing",
+                     self->number, now - self->last_in_ms);
+        s_session_close_now (self);
+        return;
+    }
+    if (self->terms.out_interval_ms && pl_buf_pending (&self->out) == 0
+    &&  now - self->last_out_ms >= self->terms.out_interval_ms) {
+        pl_buf_append (&self->out, "\n", 1);
+        s_session_want_write (self);
+    }
+}
+
+
+//  --------------------------------------------------------------------------
+//  Every session of the actor
+
+pl_sessions_t *
+pl_sessions_new (pl_link_t *link)
+{
+    assert (link);
+    pl_sessions_t *self = (pl_sessions_t *) calloc (1, sizeof (pl_sessions_t));
+    if (!self)
+        return NULL;
+    self->link = link;
+    self->list = zlistx_new ();
+    self->rooms = pl_interest_new (link);
+    if (!self->list || !self->rooms) {
+        pl_sessions_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+pl_sessions_destroy (pl_sessions_t **self_p)
+{
+    pl_sessions_t *self = *self_p;
+    if (self) {
+        assert (!self->list || zlistx_size (self->list) == 0);
+        zlistx_destroy (&self->list);
+        pl_interest_destroy (&self->rooms);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
+{
+    self->counts.deliveries++;
+    const char *room = pl_msg_room (msg);
+    if (*room) {
+        zlistx_t *list = pl_interest_subscribers (self->rooms, room);
+        if (!list)
+            return;
+        //  Queueing never changes the room lists: closing happens later
+        for (sub_t *sub = (sub_t *) zlistx_first (list); sub; sub = (sub_t *) zlistx_next (list))
+            s_sub_deliver (sub, msg);
+    }
+    else
+    if (*pl_msg_user (msg)) {
+        //  A user event: every session of that user on its events queue
+        for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+             session = (pl_session_t *) zlistx_next (self->list)) {
+            if (!session->connected || !streq (session->terms.identity.user_id, pl_msg_user (msg)))
+                continue;
+            for (sub_t *sub = (sub_t *) zhashx_first (session->subs); sub;
+                 sub = (sub_t *) zhashx_next (session->subs))
+                if (sub->active && !*sub->room)
+                    s_sub_deliver (sub, msg);
+        }
+    }
+}
+
+void
+pl_sessions_resync (pl_sessions_t *self)
+{
+    pl_interest_resync (self->rooms);
+}
+
+void
+pl_sessions_tick (pl_sessions_t *self, int64_t now)
+{
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_tick (session, now);
+}
+
+void
+pl_sessions_drain (pl_sessions_t *self)
+{
+    self->shutting_down = true;
+    pl_log_info ("draining %zu sessions", zlistx_size (self->list));
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_shutdown (session);
+}
+
+void
+pl_sessions_drain_now (pl_sessions_t *self)
+{
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        s_session_error (session, SHUTDOWN_MESSAGE, NULL);
+}
+
+size_t
+pl_sessions_size (pl_sessions_t *self)
+{
+    return zlistx_size (self->list);
+}
+
+size_t
+pl_sessions_subscriptions (pl_sessions_t *self)
+{
+    size_t count = 0;
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list))
+        count += zhashx_size (session->subs);
+    return count;
+}
+
+size_t
+pl_sessions_rooms (pl_sessions_t *self)
+{
+    return pl_interest_size (self->rooms);
+}
+
+const pl_sessions_counts_t *
+pl_sessions_counts (pl_sessions_t *self)
+{
+    return &self->counts;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest: sessions driven frame by frame through a fake link, the
+//  router's answers given by hand
+
+#define TEST_SECRET "pl_session_test-secret-of-32-bytes-or-more"
+
+static void
+s_test_send (pl_session_t *session, const char *frame)
+{
+    pl_session_input (session, frame, strlen (frame) + 1);
+}
+
+//  Expect the next frame the session queued (heart-beats skipped) to be
+//  command with a header name of value (see pl_stomp_text_expect)
+static void
+s_test_expect (pl_session_t *session, const char *command, const char *name, const char *value)
+{
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    while (size && *head == '\n') {
+        pl_session_sent (session, 1);
+        head = pl_session_outbound (session, &size);
+    }
+    const char *nul = head? (const char *) memchr (head, 0, size): NULL;
+    char *frame = nul? strndup (head, (size_t) (nul - head)): NULL;
+    pl_stomp_text_expect (frame, command, name, value);
+    pl_session_sent (session, (size_t) (nul - head) + 1);
+    free (frame);
+}
+
+//  Expect an ERROR whose message starts with text; the session closes
+static void
+s_test_expect_error (pl_session_t *session, const char *text)
+{
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    pl_check (head && strstr (head, text) && pl_session_closing (session));
+    s_test_expect (session, "ERROR", "message", NULL);
+}
+
+static pl_session_t *
+s_test_connect (pl_sessions_t *sessions, const char *headers)
+{
+    pl_session_t *session = pl_session_new (sessions, sessions, 12);
+    pl_check (session);
+    char *token = pl_token_mint_hs256 (TEST_SECRET, "u1", "Alice", 3600);
+    char connect [9000];
+    snprintf (connect, sizeof connect, "CONNECT\n%spasscode:%s\n\n", headers, token);
+    free (token);
+    s_test_send (session, connect);
+    return session;
+}
+
+//  SUBSCRIBE to a room, the router's answer with status; returns the AUTHZ
+static void
+s_test_subscribe (pl_link_fake_t *fake, pl_session_t *session, const char *frame,
+                  uint32_t status, const char *reason)
+{
+    s_test_send (session, frame);
+    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
+    pl_check (streq (pl_msg_user (authz), "u1") && streq (pl_msg_kind (authz), "subscribe"));
+    pl_link_fake_answer (fake, authz, status, 0, reason);
+    pl_msg_destroy (&authz);
+}
+
+static void
+s_test_deliver (pl_sessions_t *sessions, const char *room, const char *user, uint64_t seq)
+{
+    pl_msg_t *msg = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (msg, room);
+    pl_msg_set_user (msg, user);
+    pl_msg_set_seq (msg, seq);
+    pl_msg_set_body (msg, "{}", 2);
+    pl_sessions_deliver (sessions, msg);
+    pl_msg_destroy (&msg);
+}
+
+//  Frames a session refuses: ERROR, closed
+static void
+s_test_refusals (pl_sessions_t *sessions)
+{
+    const char *frames [] = {
+        "SEND\ndestination:/app/rooms/r1\n\nx", "not connected",
+        "\x01\x02garbage", "",
+        "BEGIN\ntransaction:t1\n\n", "transactions are not supported",
+        "SUBSCRIBE\ndestination:/queue/other\n\n", "SUBSCRIBE needs an id header",
+        "SUBSCRIBE\nid:0\ndestination:/queue/other\n\n", "unknown destination",
+        "SUBSCRIBE\nid:0\n\n", "SUBSCRIBE needs a destination header",
+        "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\nsince-seq:x\n\n", "since-seq must be",
+        "SEND\ndestination:/queue/x\n\n{}", "unknown destination",
+        "SEND\ndestination:/app/rooms/r1\n\nnot json", "body must be a JSON object",
+        "SEND\ndestination:/app/rooms/r1\n\n[1]", "body must be a JSON object",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\"}", "content must be a string",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"\"}", "content must not",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"x\",\"clientMsgId\":\"a b\"}",
+            "clientMsgId must be",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\"}", "message type READ is not supported",
+        "CONNECT\naccept-version:1.2\n\n", "already connected",
+        NULL
+    };
+    for (int index = 0; frames [index]; index += 2) {
+        pl_session_t *session = index < 4? pl_session_new (sessions, sessions, 12)
+                                         : s_test_connect (sessions, "accept-version:1.2\n");
+        if (index >= 4)
+            s_test_expect (session, "CONNECTED", "version", "1.2");
+        s_test_send (session, frames [index]);
+        s_test_expect_error (session, frames [index + 1]);
+        //  Input after the ERROR is ignored
+        s_test_send (session, "DISCONNECT\nreceipt:x\n\n");
+        size_t size;
+        pl_check (pl_session_outbound (session, &size) == NULL);
+        pl_session_destroy (&session);
+    }
+    //  A frame over max-frame-bytes
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", "version", "1.2");
+    char huge [70000];
+    memset (huge, 'h', sizeof huge);
+    memcpy (huge, "SEND\ndestination:/app/rooms/r1\n\n", 32);
+    pl_session_input (session, huge, sizeof huge);
+    s_test_expect_error (session, "frame exceeds");
+    pl_session_destroy (&session);
+    //  A CONNECT the handshake refuses (pl_handshake_test has the rest)
+    session = pl_session_new (sessions, sessions, 11);
+    s_test_send (session, "STOMP\npasscode:x\n\n");
+    s_test_expect_error (session, "authentication failed");
+    pl_session_destroy (&session);
+}
+
+//  Versions and heart-beats: each side's interval is the larger wish
+static void
+s_test_heartbeats (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.0,1.1\nheart-beat:500,100\n");
+    s_test_expect (session, "CONNECTED", "version", "1.1");
+    pl_session_t *other = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (other, "CONNECTED", "heart-beat", "300,300");
+    pl_sessions_tick (sessions, pl_mono_ms () + 400);
+    size_t size;
+    pl_check (pl_session_outbound (session, &size) && size == 1);
+    pl_check (pl_session_outbound (other, &size) == NULL);
+    pl_sessions_tick (sessions, pl_mono_ms () + 1001);
+    pl_check (pl_session_closing (session) && fake->timeout_s == PL_LINK_CLOSE_NOW);
+    pl_check (!pl_session_closing (other));
+    pl_session_destroy (&session);
+    pl_session_destroy (&other);
+}
+
+//  Subscriptions, SEND and resume, with the router's answers
+static void
+s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    //  A room: AUTHZ, JOIN, RECEIPT; MESSAGEs in seq order, once
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\nreceipt:a\n\n",
+                      200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    s_test_expect (session, "RECEIPT", "receipt-id", "a");
+    s_test_send (session, "SUBSCRIBE\nid:s1\ndestination:/user/queue/events\nreceipt:b\n\n");
+    s_test_expect (session, "RECEIPT", "receipt-id", "b");
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "r1", "", 5);
+    s_test_deliver (sessions, "", "u1", 0);
+    s_test_deliver (sessions, "", "u2", 0);
+    s_test_expect (session, "MESSAGE", "message-id", "r1:5");
+    s_test_expect (session, "MESSAGE", "subscription", "s1");
+    size_t size;
+    pl_check (pl_session_outbound (session, &size) == NULL);
+    pl_check (pl_sessions_size (sessions) == 1 && pl_sessions_subscriptions (sessions) == 2);
+
+    //  SEND: sender from the token; RECEIPT with seq
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m1\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"hi\",\"clientMsgId\":\"c-1\","
+                          "\"senderId\":\"x\"}");
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_name (send), "Alice"));
+    pl_check (streq (pl_msg_cmid (send), "c-1") && streq (pl_msg_body (send), "hi"));
+    pl_link_fake_answer (fake, send, 200, 42, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "42");
+
+    //  Resume: MongoDB, then the bridge; live messages wait for the gap
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
+                                     "since-seq:3\n\n", 200, NULL);
+    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_kind (query), "room.since") && pl_msg_seq (query) == 3);
+    s_test_deliver (sessions, "r1", "", 6);
+    s_test_expect (session, "MESSAGE", "subscription", "s0");
+    pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");
+    pl_msg_destroy (&query);
+    s_test_expect (session, "MESSAGE", "seq", "4");
+    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
+    pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
+    pl_msg_destroy (&replay);
+    s_test_expect (session, "MESSAGE", "seq", "5");
+    s_test_expect (session, "MESSAGE", "seq", "6");
+
+    //  UNSUBSCRIBE: LEAVE after the room's last; a late AUTHZ yes is given back
+    s_test_send (session, "SUBSCRIBE\nid:s3\ndestination:/topic/rooms/r2\n\n");
+    pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
+    s_test_send (session, "UNSUBSCRIBE\nid:s0\n\n");
+    s_test_send (session, "UNSUBSCRIBE\nid:s2\n\n");
+    s_test_send (session, "UNSUBSCRIBE\nid:s3\nreceipt:u\n\n");
+    s_test_expect (session, "RECEIPT", "receipt-id", "u");
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
+    pl_link_fake_answer (fake, authz, 200, 0, NULL);
+    pl_msg_destroy (&authz);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
+
+    //  Not a member: the router's reason in the ERROR
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s4\ndestination:/topic/rooms/r3\n\n",
+                      403, "not a member of room r3");
+    s_test_expect_error (session, "not a member of room r3");
+    pl_session_destroy (&session);
+}
+
+//  No answer in time, the router out of reach, a client too slow to read
+static void
+s_test_failures (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m3\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_pending_expire (fake->link.pending, pl_mono_ms () + fake->link.config->request_timeout_ms);
+    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    size_t size;
+    pl_check (strstr (pl_session_outbound (session, &size), "\nreceipt-id:m3\n"));
+    s_test_expect_error (session, "server busy, try again");
+    pl_session_destroy (&session);
+
+    fake->refuse = true;
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/topic/rooms/r1\n\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_expect_error (session, "server busy, try again");
+    pl_check (pl_sessions_subscriptions (sessions) == 0);
+    pl_session_destroy (&session);
+    fake->refuse = false;
+
+    session = s_test_connect (sessions, "");
+    s_test_send (session, "SUBSCRIBE\nid:0\ndestination:/user/queue/events\n\n");
+    for (int count = 0; count < 2000 && !pl_session_closing (session); count++)
+        s_test_deliver (sessions, "", "u1", 0);
+    s_test_expect_error (session, "slow consumer");
+    pl_check (pl_sessions_counts (sessions)->slow_consumers == 1);
+    pl_session_destroy (&session);
+}
+
+//  Draining: a session's requests are answered first, then it is told
+static void
+s_test_drain (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m4\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_session_t *other = pl_session_new (sessions, sessions, 0);
+    pl_sessions_drain (sessions);
+    pl_check (!pl_session_closing (session) && pl_session_closing (other));
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_link_fake_answer (fake, send, 200, 43, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "43");
+    s_test_expect_error (session, "server shutting down");
+    pl_session_destroy (&session);
+    pl_session_destroy (&other);
+}
+
+void
+pl_session_test (bool verbose)
+{
+    printf (" * pl_session: ");
+    if (verbose)
+        printf ("\n");
+    pl_config_t *config = pl_config_new_default ();
+    pl_check (pl_config_set (config, "jwt-secret", TEST_SECRET) == 0);
+    pl_check (pl_config_set (config, "heartbeat-ms", "300") == 0);
+    pl_check (pl_config_set (config, "max-outbound-bytes", "4096") == 0);
+    pl_check (pl_config_finish (config) == 0);
+    pl_link_fake_t *fake = pl_link_fake_new (config);
+    pl_sessions_t *sessions = pl_sessions_new (&fake->link);
+    pl_check (sessions);
+
+    s_test_refusals (sessions);
+    pl_check (zlistx_size (fake->sent) == 0);
+    s_test_heartbeats (fake, sessions);
+    s_test_rooms (fake, sessions);
+    s_test_failures (fake, sessions);
+    s_test_drain (fake, sessions);
+
+    pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_size (sessions) == 0);
+    pl_sessions_destroy (&sessions);
+    pl_sessions_destroy (&sessions);
+    pl_link_fake_destroy (&fake);
+    pl_config_destroy (&config);
+    pl_token_thread_end ();
+    printf ("OK\n");
+}
