@@ -118,23 +118,16 @@ struct _pl_msg_t {
 };
 
 //  A field the message's command does not declare is a programmer error.
-//  While the legacy accessors exist, status and seq still serve the old
-//  callers in commands that name that slot otherwise (see pl_msg.h).
 #ifdef NDEBUG
 #   define S_CHECK(self, field) ((void) 0)
 #else
-#   ifdef PL_MSG_NO_LEGACY
-#       define S_UNCHECKED(field) false
-#   else
-#       define S_UNCHECKED(field) (field == FIELD_status || field == FIELD_seq)
-#   endif
 #   define S_CHECK(self, field) s_check (self, FIELD_##field)
 
 static void
 s_check (const pl_msg_t *self, field_t field)
 {
     assert (self);
-    bool declared = S_UNCHECKED (field) || s_declares [self->command][field];
+    bool declared = s_declares [self->command][field];
     if (!declared)
         fprintf (stderr, "pl_msg: %s has no field '%s' (see proto/SPEC.md)\n",
                  s_commands [self->command].name, s_fields [field].name);
@@ -517,21 +510,6 @@ void pl_msg_set_##field (pl_msg_t *self, const char *data, size_t size) \
 #define S_DEFINE_FIELD(field, slot, type) S_DEFINE_##type (field, slot)
 PL_MSG_FIELDS (S_DEFINE_FIELD)
 
-#ifndef PL_MSG_NO_LEGACY
-//  Legacy slot accessors: unchecked, to be removed (see pl_msg.h)
-#define S_DEFINE_LEGACY(slot) \
-const char *pl_msg_##slot (const pl_msg_t *self) \
-{ \
-    assert (self); \
-    return s_string (self, SLOT_##slot); \
-} \
-void pl_msg_set_##slot (pl_msg_t *self, const char *value) \
-{ \
-    assert (self); \
-    s_set_slot_string (self, SLOT_##slot, value); \
-}
-PL_MSG_LEGACY_SLOTS (S_DEFINE_LEGACY)
-#endif
 
 void
 pl_msg_print (const pl_msg_t *self, char *buffer, size_t size)
@@ -946,7 +924,7 @@ pl_msg_test (bool verbose)
     s_test_spec_drift (spec, "| room | room | string | the room |\n", "");     //  JOIN's only field
     free (spec);
 
-    //  Accessors check the command's fields; the legacy ones do not
+    //  Accessors check the command's fields; a slot may carry two names
     pl_msg_t *message = pl_msg_new (PL_MSG_QUERY);
     pl_msg_set_before (message, 7);
     pl_check (pl_msg_after (message) == 7);             //  one slot, two names
@@ -954,12 +932,6 @@ pl_msg_test (bool verbose)
     pl_msg_set_operation (message, "room.messages");
     pl_msg_set_target_user (message, "u2");
     pl_msg_set_caller_name (message, "Alice");
-#ifndef PL_MSG_NO_LEGACY
-    pl_check (streq (pl_msg_kind (message), "room.messages"));
-    pl_check (streq (pl_msg_sub (message), "u2"));
-    pl_check (streq (pl_msg_name (message), "Alice"));
-    pl_check (pl_msg_status (message) == 50 && pl_msg_seq (message) == 7);
-#endif
     char line [256];
     pl_msg_print (message, line, sizeof line);
     pl_check (streq (line, "QUERY corr=0 session=0 route= operation=room.messages user= caller_name=Alice"

@@ -248,30 +248,6 @@ void        pl_msg_set_routing_id (pl_msg_t *self, const char *routing_id);
 #define PL_MSG_DECLARE_FIELD(field, slot, type) PL_MSG_DECLARE_##type (field)
 PL_MSG_FIELDS (PL_MSG_DECLARE_FIELD)
 
-#ifndef PL_MSG_NO_LEGACY
-//  --------------------------------------------------------------------------
-//  Legacy slot accessors: to be removed once callers use the named ones.
-//  Unchecked: they read and write the slot whatever the command. Replace
-//      pl_msg_kind   by role (HELLO), action (AUTHZ), type (SEND, PERSIST),
-//                    operation (QUERY)
-//      pl_msg_name   by actor_name (HELLO), sender_name (SEND, PERSIST),
-//                    caller_name (QUERY)
-//      pl_msg_sub    by target_user (QUERY)
-//      pl_msg_key    by stream (PERSIST, PERSISTED)
-//      pl_msg_id     by entry_id (PERSIST, PERSISTED)
-//  and, as long as this section exists, pl_msg_status and pl_msg_seq skip
-//  their check too, since callers still use them for
-//      pl_msg_status by first_hello (HELLO), readiness (PING), limit (QUERY,
-//                    REPLAY); it stays for RESULT and PERSISTED
-//      pl_msg_seq    by before, after (QUERY), after (REPLAY); it stays for
-//                    RESULT, DELIVER, PERSIST and PERSISTED
-//  Build with -DPL_MSG_NO_LEGACY to see which callers are left: the first
-//  five stop compiling, and the selftests abort on a status or seq left in
-//  a command that does not declare it.
-#define PL_MSG_LEGACY_SLOTS(X) X (name) X (kind) X (sub) X (key) X (id)
-PL_MSG_LEGACY_SLOTS (PL_MSG_DECLARE_string)
-#endif
-
 //  One line for logs: the command and its named fields.
 void pl_msg_print (const pl_msg_t *self, char *buffer, size_t size);
 

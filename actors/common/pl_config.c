@@ -45,6 +45,7 @@ static const opt_t s_options [] = {
     { "port",               I (port),               "8080", 1, 65535, "HTTP and WebSocket port" },
     { "jwt-secret",         S (jwt_secret),         "", 0, 0, "HS256 secret of the tokens" },
     { "jwt-public-key",     S (jwt_public_key),     "", 0, 0, "RS256 public key file (PEM)" },
+    { "jwt-leeway-s",       I (jwt_leeway_s),       "30", 0, 3600, "clock skew allowed on a token's exp and nbf" },
     { "max-frame-bytes",    I (max_frame_bytes),    "65536", 256, 16777216, "largest STOMP frame" },
     { "max-body-bytes",     I (max_body_bytes),     "16384", 64, 16777216, "largest SEND or HTTP body" },
     { "max-content-chars",  I (max_content_chars),  "4000", 1, 1048576, "largest message content" },
@@ -58,9 +59,7 @@ static const opt_t s_options [] = {
     { "drain-max-ms",       I (drain_max_ms),       "5000", 0, 600000, "on stop, longest wait for answers in flight" },
     { "close-grace-s",      I (close_grace_s),      "5", 1, 3600, "a closing session may take this long to flush" },
     { "linger-s",           I (linger_s),           "1", 1, 60, "a closed session keeps reading this long" },
-    { "ready-window-ms",    I (ready_window_ms),    "3000", 100, 600000, "the router counts as reachable this long after it spoke" },
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
-    { "ping-interval-ms",   I (ping_interval_ms),   "1000", 100, 9000, "PING to the router (it forgets a peer silent for 10 s)" },
     { "member-cache-ms",    I (member_cache_ms),    "30000", 0, 3600000, "how long a member list is trusted" },
     { "redis-url",          S (redis_url),          "redis://127.0.0.1:6379", 0, 0, "Redis server; with redis-cluster, seed nodes redis://[:pw@]h1:p1,h2:p2" },
     { "redis-cluster",      B (redis_cluster),      "0", 0, 0, "redis-url names Redis Cluster seed nodes" },
@@ -339,6 +338,13 @@ pl_config_finish (pl_config_t *self)
         snprintf (endpoint, sizeof endpoint, "ipc://%s/bridge.ipc", self->runtime_dir);
         if (s_option_apply (self, s_option_find ("bridge-endpoint"), endpoint))
             return -1;
+    }
+    //  A peer that says it is alive less often than twice per timeout
+    //  would be declared gone between two heart-beats
+    if (self->peer_heartbeat_ms * 2 > self->peer_timeout_ms) {
+        fprintf (stderr, "parley: peer-heartbeat-ms (%d) must be at most half of peer-timeout-ms (%d)\n",
+                 self->peer_heartbeat_ms, self->peer_timeout_ms);
+        return -1;
     }
     if (strcmp (self->log_level, "error") && strcmp (self->log_level, "warning")
     &&  strcmp (self->log_level, "info") && strcmp (self->log_level, "debug")) {

@@ -35,6 +35,7 @@ typedef struct {
     int   port;                 //  HTTP + WebSocket port
     char *jwt_secret;           //  HS256 secret (empty: HS256 refused)
     char *jwt_public_key;       //  path of an RS256 public key PEM (optional)
+    int   jwt_leeway_s;         //  clock skew allowed on exp and nbf
     int   max_frame_bytes;      //  largest STOMP frame accepted
     int   max_body_bytes;       //  largest SEND body / HTTP body accepted
     int   max_content_chars;    //  largest message content
@@ -48,9 +49,7 @@ typedef struct {
     int   drain_max_ms;         //  on stop, longest wait for answers in flight
     int   close_grace_s;        //  a closing session may take this long to flush
     int   linger_s;             //  a closed session keeps reading this long
-    int   ready_window_ms;      //  the router is reachable this long after it spoke
     int   http_headers_max;     //  largest HTTP response header block
-    int   ping_interval_ms;     //  PING to the router this often
 
     //  Room router
     int   member_cache_ms;      //  how long a room's member list is trusted

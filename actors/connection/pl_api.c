@@ -233,14 +233,14 @@ pl_api_query (pl_api_route_t *route, const char *user_id, const char *name,
         pl_api_route_error (route, 503, "out of memory");
         return NULL;
     }
-    pl_msg_set_kind (query, route->kind);
+    pl_msg_set_operation (query, route->kind);
     pl_msg_set_user (query, user_id);
-    pl_msg_set_name (query, name);
+    pl_msg_set_caller_name (query, name);
     pl_msg_set_room (query, route->room);
-    pl_msg_set_sub (query, route->sub);
+    pl_msg_set_target_user (query, route->sub);
     if (streq (route->kind, "room.messages")) {
-        pl_msg_set_seq (query, route->seq);
-        pl_msg_set_status (query, route->limit);
+        pl_msg_set_before (query, route->seq);
+        pl_msg_set_limit (query, route->limit);
     }
     if (route->takes_body)
         pl_msg_set_body (query, body, body_size);
@@ -348,7 +348,7 @@ pl_api_test (bool verbose)
     query = pl_api_query (&route, "u1", "Alice", create, strlen (create));
     pl_check (query);
     pl_check (pl_msg_command (query) == PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (query), "room.create"));
+    pl_check (streq (pl_msg_operation (query), "room.create"));
     pl_check (streq (pl_msg_user (query), "u1"));
     pl_check (streq (pl_msg_body (query), create));
     pl_msg_destroy (&query);
@@ -356,11 +356,11 @@ pl_api_test (bool verbose)
     query = pl_api_query (&route, "u1", "Alice", NULL, 0);
     pl_check (query);
     pl_check (streq (pl_msg_room (query), "r1"));
-    pl_check (pl_msg_seq (query) == 7 && pl_msg_status (query) == 3);
+    pl_check (pl_msg_before (query) == 7 && pl_msg_limit (query) == 3);
     pl_msg_destroy (&query);
     pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, 200, &route);
     query = pl_api_query (&route, "u1", "Alice", NULL, 0);
-    pl_check (streq (pl_msg_sub (query), "u2"));
+    pl_check (streq (pl_msg_target_user (query), "u2"));
     pl_check (pl_msg_body_size (query) == 0);
     pl_msg_destroy (&query);
 

@@ -30,6 +30,7 @@
 #include "pl_metrics.h"
 #include "pl_monitor.h"
 #include "pl_msg.h"
+#include "pl_drain.h"
 #include "pl_notify.h"
 #include "pl_pending.h"
 #include "pl_session.h"
@@ -83,9 +84,9 @@ struct _self_t {
     bool shutdown_forced;       //  the deadline passed: every session was told
     bool draining;
     bool stopping;              //  context going down: no more router input
-    int64_t last_ping_ms;
+    pl_every_t ping;            //  PING to the router (its answer says it is alive)
     pl_monitor_t *monitor;      //  socket events and status for operators
-    int64_t last_status;
+    pl_every_t status;          //  status record cadence
     pl_metrics_t *host_metrics; //  every actor's status records, for /metrics
     pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     uint64_t http_requests;
@@ -133,17 +134,20 @@ s_self_send_hello (self_t *self)
     pl_msg_t *msg = pl_msg_new (PL_MSG_HELLO);
     if (!msg)
         return;
-    pl_msg_set_kind (msg, "conn");
+    pl_msg_set_role (msg, "conn");
     char name [128];
     snprintf (name, sizeof name, "%s/%s", self->config->host_id, self->name);
-    pl_msg_set_name (msg, name);
+    pl_msg_set_actor_name (msg, name);
     s_self_send (self, &msg);
 }
 
-//  One message from the router, to the class that handles it.
+//  One message from the router, to the class that handles it (a
+//  pl_drain_fn).
 static void
-s_self_handle_router (self_t *self, pl_msg_t *msg)
+s_self_handle_router (void *actor, pl_msg_t **msg_p)
 {
+    self_t *self = (self_t *) actor;
+    pl_msg_t *msg = *msg_p;
     self->link.router_heard_ms = pl_mono_ms ();
     switch (pl_msg_command (msg)) {
         case PL_MSG_RESULT:
@@ -161,7 +165,7 @@ s_self_handle_router (self_t *self, pl_msg_t *msg)
             pl_sessions_resync (self->sessions);
             break;
         case PL_MSG_PING:
-            self->link.router_readiness = pl_msg_status (msg);
+            self->link.router_readiness = pl_msg_readiness (msg);
             break;
         default:
             pl_log_debug ("unexpected %s from router dropped",
@@ -170,25 +174,17 @@ s_self_handle_router (self_t *self, pl_msg_t *msg)
     }
 }
 
-//  Read everything waiting. Handlers may send, and every send drains: the
-//  flag keeps that from recursing; this loop picks up what arrives.
+//  Read everything waiting: lws polls ZMQ_FD, which is edge-triggered, so
+//  no budget here (a message left behind would wait for the next one).
+//  Handlers may send, and every send drains: the flag keeps that from
+//  recursing; this loop picks up what arrives.
 static void
 s_self_drain_dealer (self_t *self)
 {
     if (self->draining || self->stopping)
         return;
     self->draining = true;
-    while (true) {
-        bool malformed = false;
-        pl_msg_t *msg = pl_msg_recv_nowait (self->dealer, &malformed);
-        if (!msg) {
-            if (malformed)
-                continue;
-            break;
-        }
-        s_self_handle_router (self, msg);
-        pl_msg_destroy (&msg);
-    }
+    pl_drain (self->dealer, 0, "router", s_self_handle_router, self);
     self->draining = false;
 }
 
@@ -316,12 +312,10 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
     int64_t now = pl_mono_ms ();
     pl_notify_watchdog ();
     if (self->link.router_readiness == (PL_READY_STORE | PL_READY_BRIDGE)
-    &&  now - self->link.router_heard_ms <= self->config->ready_window_ms)
+    &&  now - self->link.router_heard_ms <= self->config->peer_timeout_ms)
         pl_notify_ready ("listening; router, persistence and bridge reachable");
-    if (now - self->last_status >= 1000) {
-        self->last_status = now;
+    if (pl_every_due (&self->status, now))
         s_self_report (self);
-    }
     if (self->host_metrics)
         pl_metrics_poll (self->host_metrics);
     if (self->shutting_down && s_self_drained (self, now)) {
@@ -329,8 +323,7 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
         lws_cancel_service (self->context);
         return;
     }
-    if (now - self->last_ping_ms >= self->config->ping_interval_ms) {
-        self->last_ping_ms = now;
+    if (pl_every_due (&self->ping, now)) {
         pl_msg_t *ping = pl_msg_new (PL_MSG_PING);
         if (ping)
             s_self_send (self, &ping);
@@ -807,13 +800,17 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     }
     self->link.verifier = pl_token_verifier_new (config->jwt_secret, config->jwt_public_key);
+    if (self->link.verifier)
+        pl_token_verifier_set_leeway (self->link.verifier, config->jwt_leeway_s);
     if (!self->link.verifier) {
         pl_log_error ("no usable token key: set --jwt-secret or --jwt-public-key");
         s_self_destroy (&self);
         return NULL;
     }
     self->monitor = pl_monitor_new (config, "conn", config->instance);
-    self->host_metrics = pl_metrics_new (config->runtime_dir);
+    pl_every_init (&self->ping, config->peer_heartbeat_ms);
+    pl_every_init (&self->status, config->status_interval_ms);
+    self->host_metrics = pl_metrics_new (config->runtime_dir, config->peer_timeout_ms);
     self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint);
     if (self->monitor)
         pl_monitor_watch (self->monitor, self->dealer, "router");
@@ -963,7 +960,7 @@ s_test_http (int port, zsock_t *router, const char *alice)
     const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
     int fd = pl_wsclient_http_send (port, "POST", "/api/rooms", alice, create);
     pl_msg_t *msg = s_test_router_expect (router, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.create"));
+    pl_check (streq (pl_msg_operation (msg), "room.create"));
     pl_check (streq (pl_msg_user (msg), "u1"));
     pl_check (streq (pl_msg_body (msg), create));
     s_test_router_reply (router, msg, 201, 0, "{\"id\":\"d:u1:u2\",\"kind\":\"direct\"}");
@@ -977,8 +974,8 @@ s_test_http (int port, zsock_t *router, const char *alice)
     //  The query string as lws splits it
     fd = pl_wsclient_http_send (port, "GET", "/api/rooms/r1/messages?before=10&limit=5", alice, NULL);
     msg = s_test_router_expect (router, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.messages"));
-    pl_check (pl_msg_seq (msg) == 10 && pl_msg_status (msg) == 5);
+    pl_check (streq (pl_msg_operation (msg), "room.messages"));
+    pl_check (pl_msg_before (msg) == 10 && pl_msg_limit (msg) == 5);
     s_test_router_reply (router, msg, 403, 0, "not a member of room r1");
     pl_msg_destroy (&msg);
     response = pl_wsclient_http_read (fd, &status);
@@ -999,7 +996,7 @@ s_test_http (int port, zsock_t *router, const char *alice)
     pl_check (status == 503 && strstr (response, "persistence"));
     free (response);
     pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
-    pl_msg_set_status (pong, PL_READY_STORE | PL_READY_BRIDGE);
+    pl_msg_set_readiness (pong, PL_READY_STORE | PL_READY_BRIDGE);
     pl_msg_set_routing_id (pong, "conn-0");
     pl_msg_send (&pong, router);
     zclock_sleep (100);
@@ -1018,7 +1015,7 @@ s_test_stomp (int port, zsock_t *router, const char *alice)
     pl_msg_t *msg = s_test_router_expect (router, PL_MSG_AUTHZ);
     pl_check (streq (pl_msg_user (msg), "u1"));
     pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_check (streq (pl_msg_kind (msg), "subscribe"));
+    pl_check (streq (pl_msg_action (msg), "subscribe"));
     s_test_router_reply (router, msg, 200, 0, NULL);
     pl_msg_destroy (&msg);
     msg = s_test_router_expect (router, PL_MSG_JOIN);
@@ -1035,9 +1032,9 @@ s_test_stomp (int port, zsock_t *router, const char *alice)
         "\"senderId\":\"mallory\",\"senderName\":\"Mallory\"}");
     msg = s_test_router_expect (router, PL_MSG_SEND);
     pl_check (streq (pl_msg_user (msg), "u1"));
-    pl_check (streq (pl_msg_name (msg), "Alice"));
+    pl_check (streq (pl_msg_sender_name (msg), "Alice"));
     pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_check (streq (pl_msg_kind (msg), "TALK"));
+    pl_check (streq (pl_msg_type (msg), "TALK"));
     pl_check (streq (pl_msg_cmid (msg), "c-1"));
     pl_check (streq (pl_msg_body (msg), "h\xc3\xa9llo"));
     s_test_router_reply (router, msg, 200, 42, NULL);
@@ -1178,7 +1175,7 @@ pl_connection_test (bool verbose)
     zactor_t *actor = zactor_new (pl_connection_actor, config);
     pl_check (actor);
     pl_msg_t *msg = s_test_router_expect (router, PL_MSG_HELLO);
-    pl_check (streq (pl_msg_kind (msg), "conn"));
+    pl_check (streq (pl_msg_role (msg), "conn"));
     pl_check (streq (pl_msg_routing_id (msg), "conn-0"));
     pl_msg_destroy (&msg);
 

@@ -101,7 +101,7 @@ s_respond_readyz (pl_http_t *self)
 {
     const pl_link_t *link = self->link;
     if (!link->router_heard_ms
-    ||  pl_mono_ms () - link->router_heard_ms > link->config->ready_window_ms)
+    ||  pl_mono_ms () - link->router_heard_ms > link->config->peer_timeout_ms)
         s_respond_error (self, 503, "router not reachable");
     else
     if (!(link->router_readiness & PL_READY_STORE))
@@ -390,7 +390,7 @@ s_test_readyz (pl_link_fake_t *fake)
     http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
     s_test_expect (http, 200, "{\"status\":\"ready\"}");
     pl_http_destroy (&http);
-    fake->link.router_heard_ms = pl_mono_ms () - fake->link.config->ready_window_ms - 1;
+    fake->link.router_heard_ms = pl_mono_ms () - fake->link.config->peer_timeout_ms - 1;
     http = s_test_request (fake, "GET", "/readyz", NULL, NULL);
     s_test_expect (http, 503, "router not reachable");
     pl_http_destroy (&http);
@@ -411,7 +411,7 @@ s_test_query (pl_link_fake_t *fake, const char *bearer)
     pl_check (pl_http_response (http) == NULL);
     pl_check (fake->timeout_s == 10 + 5);
     pl_msg_t *msg = pl_link_fake_take (fake, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.create") && streq (pl_msg_body (msg), create));
+    pl_check (streq (pl_msg_operation (msg), "room.create") && streq (pl_msg_body (msg), create));
     pl_link_fake_answer (fake, msg, 201, 0, "{\"id\":\"d:u1:u2\",\"kind\":\"direct\"}");
     pl_msg_destroy (&msg);
     s_test_expect (http, 201, "\"id\":\"d:u1:u2\"");
@@ -419,8 +419,8 @@ s_test_query (pl_link_fake_t *fake, const char *bearer)
 
     http = s_test_request (fake, "GET", "/api/rooms/r1/messages", "before=10&limit=5", bearer);
     msg = pl_link_fake_take (fake, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (msg), "room.messages"));
-    pl_check (pl_msg_seq (msg) == 10 && pl_msg_status (msg) == 5);
+    pl_check (streq (pl_msg_operation (msg), "room.messages"));
+    pl_check (pl_msg_before (msg) == 10 && pl_msg_limit (msg) == 5);
     pl_link_fake_answer (fake, msg, 403, 0, "not a member of room r1");
     s_test_expect (http, 403, "{\"error\":\"not a member of room r1\"}");
     //  A second answer to the same request is dropped

@@ -62,6 +62,8 @@ pl_link_fake_new (const pl_config_t *config)
     self->link.config = config;
     self->link.name = "conn-0";
     self->link.verifier = pl_token_verifier_new (config->jwt_secret, config->jwt_public_key);
+    if (self->link.verifier)
+        pl_token_verifier_set_leeway (self->link.verifier, config->jwt_leeway_s);
     self->link.pending = pl_pending_new (config->request_timeout_ms);
     pl_check (self->link.verifier && self->link.pending);
     self->link.arg = self;

@@ -12,12 +12,13 @@
 #include <jansson.h>
 #include <math.h>
 
+//  How often the runtime directory is looked at for actors that started
+//  since (a cadence, not a limit)
 #define RESCAN_MS   2000
-//  An actor whose last record is older than this is left out
-#define STALE_MS    10000
 
 struct _pl_metrics_t {
     char *runtime_dir;
+    int stale_ms;               //  an actor silent this long is left out
     zsock_t *subscriber;
     zhashx_t *endpoints;        //  endpoints connected (set)
     zhashx_t *records;          //  "kind.instance" -> record_t
@@ -42,11 +43,13 @@ s_record_destroy (void **item_p)
 }
 
 pl_metrics_t *
-pl_metrics_new (const char *runtime_dir)
+pl_metrics_new (const char *runtime_dir, int stale_ms)
 {
+    assert (stale_ms > 0);
     pl_metrics_t *self = (pl_metrics_t *) zmalloc (sizeof (pl_metrics_t));
     assert (self);
     self->runtime_dir = strdup (runtime_dir);
+    self->stale_ms = stale_ms;
     self->subscriber = zsock_new (ZMQ_SUB);
     assert (self->subscriber);
     zsock_set_subscribe (self->subscriber, "status.");
@@ -481,7 +484,7 @@ pl_metrics_render (pl_metrics_t *self)
     zlistx_t *records = zlistx_new ();
     for (record_t *entry = (record_t *) zhashx_first (self->records); entry;
          entry = (record_t *) zhashx_next (self->records))
-        if (now - entry->received <= STALE_MS)
+        if (now - entry->received <= self->stale_ms)
             zlistx_add_end (records, entry->record);
     char *text = s_render (records, self->warned);
     zlistx_destroy (&records);
@@ -657,7 +660,7 @@ pl_metrics_test (bool verbose)
     free (text);
 
     //  Nothing heard yet: an empty page, not an error
-    pl_metrics_t *metrics = pl_metrics_new ("/nonexistent");
+    pl_metrics_t *metrics = pl_metrics_new ("/nonexistent", 5000);
     text = pl_metrics_render (metrics);
     pl_check (text && *text == 0);
     free (text);

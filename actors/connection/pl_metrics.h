@@ -20,7 +20,9 @@
 
 typedef struct _pl_metrics_t pl_metrics_t;
 
-pl_metrics_t *pl_metrics_new (const char *runtime_dir);
+//  Records come from the actors' monitor endpoints in runtime_dir; an actor
+//  whose last record is older than stale_ms is gone (the peer timeout).
+pl_metrics_t *pl_metrics_new (const char *runtime_dir, int stale_ms);
 void pl_metrics_destroy (pl_metrics_t **self_p);
 //  Take in what arrived (never blocks); finds new actors every few seconds.
 void pl_metrics_poll (pl_metrics_t *self);

@@ -184,9 +184,10 @@ s_session_receipt (pl_session_t *self, const char *receipt, const char *seq)
 static int
 s_sub_message (sub_t *sub, const char *room, uint64_t seq, const char *body, size_t size)
 {
-    char message_id [PL_ID_MAX + 24], seq_text [24];
+    char message_id [PL_ID_MAX + 32], seq_text [24];
     snprintf (seq_text, sizeof seq_text, "%" PRIu64, seq);
-    snprintf (message_id, sizeof message_id, "%s:%s", *room? room: "user", seq_text);
+    //  A room id is at most PL_ID_MAX characters (checked at SUBSCRIBE)
+    snprintf (message_id, sizeof message_id, "%.*s:%s", PL_ID_MAX, *room? room: "user", seq_text);
     const char *headers [] = {
         "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
         "content-type", "application/json", "seq", seq_text, NULL
@@ -332,10 +333,10 @@ s_resume_ask (void *arg, uint64_t cursor, bool from_store)
     pl_msg_t *request = pl_msg_new (from_store? PL_MSG_QUERY: PL_MSG_REPLAY);
     if (request) {
         pl_msg_set_room (request, sub->room);
-        pl_msg_set_seq (request, cursor);
-        pl_msg_set_status (request, (uint32_t) sub->session->owner->link->config->history_limit);
+        pl_msg_set_after (request, cursor);
+        pl_msg_set_limit (request, (uint32_t) sub->session->owner->link->config->history_limit);
         if (from_store)
-            pl_msg_set_kind (request, "room.since");
+            pl_msg_set_operation (request, "room.since");
     }
     s_session_request (sub->session, &s_resume_kind, &request, sub->id, NULL, &sub->corr);
 }
@@ -497,7 +498,7 @@ s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
     pl_msg_t *authz = pl_msg_new (PL_MSG_AUTHZ);
     if (authz) {
         pl_msg_set_room (authz, sub->room);
-        pl_msg_set_kind (authz, "subscribe");
+        pl_msg_set_action (authz, "subscribe");
     }
     if (!s_session_request (self, &s_authz_kind, &authz, id, receipt, &sub->corr))
         zhashx_delete (self->subs, id);
@@ -597,9 +598,9 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
     pl_msg_t *send = pl_msg_new (PL_MSG_SEND);
     if (send) {
         //  Sender id and name come from the token, never from the body
-        pl_msg_set_name (send, self->terms.identity.name);
+        pl_msg_set_sender_name (send, self->terms.identity.name);
         pl_msg_set_room (send, destination + strlen (APP_ROOMS));
-        pl_msg_set_kind (send, "TALK");
+        pl_msg_set_type (send, "TALK");
         pl_msg_set_cmid (send, json_is_string (cmid)? json_string_value (cmid): "");
         pl_msg_set_body (send, json_string_value (content), json_string_length (content));
         self->owner->counts.sends++;
@@ -969,7 +970,7 @@ s_test_subscribe (pl_link_fake_t *fake, pl_session_t *session, const char *frame
 {
     s_test_send (session, frame);
     pl_msg_t *authz = pl_link_fake_take (fake, PL_MSG_AUTHZ);
-    pl_check (streq (pl_msg_user (authz), "u1") && streq (pl_msg_kind (authz), "subscribe"));
+    pl_check (streq (pl_msg_user (authz), "u1") && streq (pl_msg_action (authz), "subscribe"));
     pl_link_fake_answer (fake, authz, status, 0, reason);
     pl_msg_destroy (&authz);
 }
@@ -1086,7 +1087,7 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
                           "{\"type\":\"TALK\",\"content\":\"hi\",\"clientMsgId\":\"c-1\","
                           "\"senderId\":\"x\"}");
     pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
-    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_name (send), "Alice"));
+    pl_check (streq (pl_msg_user (send), "u1") && streq (pl_msg_sender_name (send), "Alice"));
     pl_check (streq (pl_msg_cmid (send), "c-1") && streq (pl_msg_body (send), "hi"));
     pl_link_fake_answer (fake, send, 200, 42, NULL);
     pl_msg_destroy (&send);
@@ -1096,7 +1097,7 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
                                      "since-seq:3\n\n", 200, NULL);
     pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_kind (query), "room.since") && pl_msg_seq (query) == 3);
+    pl_check (streq (pl_msg_operation (query), "room.since") && pl_msg_after (query) == 3);
     s_test_deliver (sessions, "r1", "", 6);
     s_test_expect (session, "MESSAGE", "subscription", "s0");
     pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");

@@ -27,7 +27,8 @@
 #include <strings.h>
 
 //  Clocks of issuer and server may differ this much
-#define PL_TOKEN_SKEW_S 30
+//  Clock skew between the token issuer and this host, until configured
+#define PL_TOKEN_LEEWAY_DEFAULT_S 30
 //  A PEM public key is a few hundred bytes; anything huge is a wrong file
 #define PL_TOKEN_KEY_MAX 65536
 
@@ -36,6 +37,7 @@ struct _pl_token_verifier_t {
     size_t secret_size;
     char *public_key;           //  RS256 PEM text, NULL if RS256 refused
     size_t public_key_size;
+    int leeway_s;               //  exp and nbf are accepted this far off
 };
 
 //  Read a whole (small) file as a NUL-terminated string.
@@ -72,6 +74,7 @@ pl_token_verifier_new (const char *hs256_secret, const char *rs256_public_key_pa
     pl_token_verifier_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    self->leeway_s = PL_TOKEN_LEEWAY_DEFAULT_S;
 
     if (*hs256_secret) {
         //  libjwt takes key lengths as int
@@ -101,6 +104,13 @@ pl_token_verifier_new (const char *hs256_secret, const char *rs256_public_key_pa
         }
     }
     return self;
+}
+
+void
+pl_token_verifier_set_leeway (pl_token_verifier_t *self, int seconds)
+{
+    assert (self && seconds >= 0);
+    self->leeway_s = seconds;
 }
 
 void
@@ -282,7 +292,8 @@ s_name_valid (const char *name, size_t length)
 
 //  Check the claims of a verified token and fill identity.
 static int
-s_identity_from_claims (json_t *claims, pl_identity_t *identity, char *error, size_t error_size)
+s_identity_from_claims (json_t *claims, int leeway_s, pl_identity_t *identity,
+                        char *error, size_t error_size)
 {
     int64_t now = pl_clock_ms () / 1000;
 
@@ -292,7 +303,7 @@ s_identity_from_claims (json_t *claims, pl_identity_t *identity, char *error, si
         return s_fail (error, error_size, "token has no exp claim");
     if (s_numeric_date (value, &expires))
         return s_fail (error, error_size, "token has an invalid exp claim");
-    if (expires <= now - PL_TOKEN_SKEW_S)
+    if (expires <= now - leeway_s)
         return s_fail (error, error_size, "token expired");
 
     value = json_object_get (claims, "nbf");
@@ -300,7 +311,7 @@ s_identity_from_claims (json_t *claims, pl_identity_t *identity, char *error, si
         int64_t not_before;
         if (s_numeric_date (value, &not_before))
             return s_fail (error, error_size, "token has an invalid nbf claim");
-        if (not_before > now + PL_TOKEN_SKEW_S)
+        if (not_before > now + leeway_s)
             return s_fail (error, error_size, "token not yet valid");
     }
 
@@ -386,7 +397,7 @@ pl_token_verify (pl_token_verifier_t *self, const char *token,
         json_decref (claims);
         return s_fail (error, error_size, "malformed token");
     }
-    int rc = s_identity_from_claims (claims, identity, error, error_size);
+    int rc = s_identity_from_claims (claims, self->leeway_s, identity, error, error_size);
     json_decref (claims);
     if (rc)
         memset (identity, 0, sizeof *identity);

@@ -34,6 +34,11 @@ typedef struct _pl_token_verifier_t pl_token_verifier_t;
 pl_token_verifier_t *
     pl_token_verifier_new (const char *hs256_secret, const char *rs256_public_key_path);
 
+//  Accept exp and nbf this many seconds off (clock skew between the token
+//  issuer and this host); 30 until set.
+void
+    pl_token_verifier_set_leeway (pl_token_verifier_t *self, int seconds);
+
 //  Destroy a verifier, scrubbing its keys. Safe on NULL and twice.
 void
     pl_token_verifier_destroy (pl_token_verifier_t **self_p);
