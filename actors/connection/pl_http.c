@@ -402,7 +402,7 @@ s_test_query (pl_link_fake_t *fake, const char *bearer)
 {
     const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
     pl_http_t *http = pl_http_new (&fake->link, fake);
-    char length [16];
+    char length [24];
     snprintf (length, sizeof length, "%zu", strlen (create));
     pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, length) == 0);
     pl_check (pl_http_body (http, create, 10) == 0);
