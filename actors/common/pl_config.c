@@ -40,6 +40,7 @@ static const opt_t s_options [] = {
     { "peer-heartbeat-ms",  I (peer_heartbeat_ms),  "1000", 10, 60000, "how often an actor tells its peers it is alive" },
     { "peer-timeout-ms",    I (peer_timeout_ms),    "5000", 100, 600000, "a peer actor silent this long is gone" },
     { "status-interval-ms", I (status_interval_ms), "1000", 100, 60000, "how often an actor publishes its status record" },
+    { "socket-hwm",         I (socket_hwm),         "100000", 1000, 100000000, "envelopes queued per peer link before sends fail" },
     { "drain-budget",       I (drain_budget),       "1000", 1, 1000000, "most envelopes an actor reads from one socket before serving its others" },
     { "listen-addr",        S (listen_addr),        "127.0.0.1", 0, 0, "interface the connection actors bind" },
     { "port",               I (port),               "8080", 1, 65535, "HTTP and WebSocket port" },

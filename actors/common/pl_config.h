@@ -29,6 +29,7 @@ typedef struct {
     int   peer_timeout_ms;      //  a peer silent this long is gone (one rule for every actor)
     int   status_interval_ms;   //  cadence of the status record (monitor, systemd STATUS=)
     int   drain_budget;         //  envelopes read from one socket per turn
+    int   socket_hwm;           //  high-water mark of every actor socket
 
     //  Connection actor
     char *listen_addr;          //  interface to bind, default 127.0.0.1

@@ -11,16 +11,15 @@
 
 #include <czmq.h>
 
-//  High-water mark of every actor socket: bursts queue, they are not dropped
-#define PL_SOCKET_HWM 100000
-
 //  A ROUTER bound to endpoint: a restarted peer takes its routing id over at
 //  once (handover), and a send to a gone peer fails instead of vanishing
 //  (mandatory). NULL (logged) when the endpoint cannot be bound.
-zsock_t *pl_router_socket_new (const char *endpoint);
+//  hwm: the high-water mark (messages queued per peer and direction; the
+//  configuration's socket-hwm): bursts queue up to it, beyond it sends fail.
+zsock_t *pl_router_socket_new (const char *endpoint, int hwm);
 
 //  A DEALER with this routing id, connecting to endpoint (ZeroMQ keeps
 //  trying until the binder is there, so any start order works).
-zsock_t *pl_dealer_socket_new (const char *identity, const char *endpoint);
+zsock_t *pl_dealer_socket_new (const char *identity, const char *endpoint, int hwm);
 
 #endif

@@ -811,7 +811,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->ping, config->peer_heartbeat_ms);
     pl_every_init (&self->status, config->status_interval_ms);
     self->host_metrics = pl_metrics_new (config->runtime_dir, config->peer_timeout_ms);
-    self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint);
+    self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint, config->socket_hwm);
     if (self->monitor)
         pl_monitor_watch (self->monitor, self->dealer, "router");
     zsock_set_linger (self->dealer, 0);

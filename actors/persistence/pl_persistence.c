@@ -60,9 +60,9 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     assert (self->rooms);
     char identity [32];
     snprintf (identity, sizeof identity, "store-%d", config->instance);
-    self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint);
+    self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint, config->socket_hwm);
     self->monitor = pl_monitor_new (config, "store", config->instance);
-    self->router = pl_dealer_socket_new (identity, config->router_endpoint);
+    self->router = pl_dealer_socket_new (identity, config->router_endpoint, config->socket_hwm);
     if (self->monitor) {
         pl_monitor_watch (self->monitor, self->bridge, "bridge");
         pl_monitor_watch (self->monitor, self->router, "router");

@@ -112,12 +112,12 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->config = config;
     self->pipe = pipe;
     //  Sends to a gone peer fail (mandatory), so gone stores can be skipped
-    self->frontend = pl_router_socket_new (config->router_endpoint);
+    self->frontend = pl_router_socket_new (config->router_endpoint, config->socket_hwm);
     if (!self->frontend) {
         free (self);
         return NULL;
     }
-    self->bridge = pl_dealer_socket_new (ROUTER_IDENTITY, config->bridge_endpoint);
+    self->bridge = pl_dealer_socket_new (ROUTER_IDENTITY, config->bridge_endpoint, config->socket_hwm);
     self->monitor = pl_monitor_new (config, "router", 0);
     if (self->monitor) {
         pl_monitor_watch (self->monitor, self->frontend, "peers");

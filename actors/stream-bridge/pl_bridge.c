@@ -84,7 +84,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     assert (self);
     self->config = config;
     self->pipe = pipe;
-    self->frontend = pl_router_socket_new (config->bridge_endpoint);
+    self->frontend = pl_router_socket_new (config->bridge_endpoint, config->socket_hwm);
     if (!self->frontend) {
         free (self);
         return NULL;
