@@ -360,6 +360,105 @@ s_dispatch (pl_stomp_parser_t *self, pl_stomp_frame_fn *fn, void *arg)
 }
 
 
+//  The steps of the parser, one per state. Each takes what it can of data
+//  (at least one byte, or none while it only changes state) and returns
+//  how many bytes it used, or -1 once the parser failed.
+
+//  Between frames: heart-beat EOLs, or the first byte of a command
+static ssize_t
+s_step_idle (pl_stomp_parser_t *self, const char *data)
+{
+    if (*data == '\n') {
+        self->heartbeats++;
+        return 1;
+    }
+    if (*data == '\r') {
+        self->state = S_IDLE_CR;
+        return 1;
+    }
+    pl_buf_reset (&self->buffer);
+    self->line_start = 0;
+    self->header_count = 0;
+    self->state = S_COMMAND;
+    return 0;
+}
+
+static ssize_t
+s_step_idle_cr (pl_stomp_parser_t *self, const char *data)
+{
+    if (*data != '\n')
+        return s_fail (self, "CR not followed by LF");
+    self->heartbeats++;
+    self->state = S_IDLE;
+    return 1;
+}
+
+//  The command line or a header line, up to and including its LF
+static ssize_t
+s_step_line (pl_stomp_parser_t *self, const char *data, size_t size)
+{
+    const char *eol = memchr (data, '\n', size);
+    size_t chunk = eol? (size_t) (eol - data) + 1: size;
+    if (memchr (data, 0, chunk))
+        return s_fail (self, "NUL in command or headers");
+    if (chunk > self->max_frame_bytes - self->buffer.size)
+        return s_fail_size (self);
+    if (pl_buf_append (&self->buffer, data, chunk))
+        return s_fail (self, "out of memory");
+    if (eol) {
+        size_t length = self->buffer.size - 1 - self->line_start;
+        if (length && self->buffer.data [self->line_start + length - 1] == '\r')
+            length--;
+        int rc = self->state == S_COMMAND? s_command_line (self, length)
+                                         : s_header_line (self, length);
+        if (rc)
+            return -1;
+        self->line_start = self->buffer.size;
+    }
+    return (ssize_t) chunk;
+}
+
+//  A body without content-length: up to the NUL, then the frame is whole
+static ssize_t
+s_step_body (pl_stomp_parser_t *self, const char *data, size_t size,
+             pl_stomp_frame_fn *fn, void *arg)
+{
+    const char *nul = memchr (data, 0, size);
+    size_t chunk = nul? (size_t) (nul - data): size;
+    if (chunk > self->max_frame_bytes - self->buffer.size)
+        return s_fail_size (self);
+    if (pl_buf_append (&self->buffer, data, chunk))
+        return s_fail (self, "out of memory");
+    if (!nul)
+        return (ssize_t) chunk;
+    if (s_dispatch (self, fn, arg))
+        return -1;
+    return (ssize_t) chunk + 1;
+}
+
+//  A body of content-length bytes (NULs allowed), its size checked before
+static ssize_t
+s_step_body_length (pl_stomp_parser_t *self, const char *data, size_t size)
+{
+    size_t chunk = size < self->body_left? size: self->body_left;
+    if (pl_buf_append (&self->buffer, data, chunk))
+        return s_fail (self, "out of memory");
+    self->body_left -= chunk;
+    if (self->body_left == 0)
+        self->state = S_BODY_NUL;
+    return (ssize_t) chunk;
+}
+
+static ssize_t
+s_step_body_nul (pl_stomp_parser_t *self, const char *data, pl_stomp_frame_fn *fn, void *arg)
+{
+    if (*data != 0)
+        return s_fail (self, "frame body not terminated by NUL");
+    if (s_dispatch (self, fn, arg))
+        return -1;
+    return 1;
+}
+
 int
 pl_stomp_parser_feed (pl_stomp_parser_t *self, const char *data, size_t size,
                       pl_stomp_frame_fn *fn, void *arg)
@@ -367,101 +466,23 @@ pl_stomp_parser_feed (pl_stomp_parser_t *self, const char *data, size_t size,
     assert (self);
     assert (fn);
     assert (data || size == 0);
-    if (self->state == S_ERROR)
-        return -1;
-
     while (size) {
+        ssize_t used = -1;
         switch (self->state) {
-            case S_IDLE:
-                if (*data == '\n') {
-                    self->heartbeats++;
-                    data++, size--;
-                }
-                else
-                if (*data == '\r') {
-                    self->state = S_IDLE_CR;
-                    data++, size--;
-                }
-                else {
-                    pl_buf_reset (&self->buffer);
-                    self->line_start = 0;
-                    self->header_count = 0;
-                    self->state = S_COMMAND;
-                }
-                break;
-
-            case S_IDLE_CR:
-                if (*data != '\n')
-                    return s_fail (self, "CR not followed by LF");
-                self->heartbeats++;
-                self->state = S_IDLE;
-                data++, size--;
-                break;
-
+            case S_IDLE:        used = s_step_idle (self, data); break;
+            case S_IDLE_CR:     used = s_step_idle_cr (self, data); break;
             case S_COMMAND:
-            case S_HEADERS: {
-                const char *eol = memchr (data, '\n', size);
-                size_t chunk = eol? (size_t) (eol - data) + 1: size;
-                if (memchr (data, 0, chunk))
-                    return s_fail (self, "NUL in command or headers");
-                if (chunk > self->max_frame_bytes - self->buffer.size)
-                    return s_fail_size (self);
-                if (pl_buf_append (&self->buffer, data, chunk))
-                    return s_fail (self, "out of memory");
-                data += chunk, size -= chunk;
-                if (eol) {
-                    size_t length = self->buffer.size - 1 - self->line_start;
-                    if (length && self->buffer.data [self->line_start + length - 1] == '\r')
-                        length--;
-                    int rc = self->state == S_COMMAND? s_command_line (self, length)
-                                                     : s_header_line (self, length);
-                    if (rc)
-                        return -1;
-                    self->line_start = self->buffer.size;
-                }
-                break;
-            }
-
-            case S_BODY: {
-                const char *nul = memchr (data, 0, size);
-                size_t chunk = nul? (size_t) (nul - data): size;
-                if (chunk > self->max_frame_bytes - self->buffer.size)
-                    return s_fail_size (self);
-                if (pl_buf_append (&self->buffer, data, chunk))
-                    return s_fail (self, "out of memory");
-                data += chunk, size -= chunk;
-                if (nul) {
-                    data++, size--;
-                    if (s_dispatch (self, fn, arg))
-                        return -1;
-                }
-                break;
-            }
-
-            case S_BODY_LENGTH: {
-                size_t chunk = size < self->body_left? size: self->body_left;
-                if (pl_buf_append (&self->buffer, data, chunk))
-                    return s_fail (self, "out of memory");
-                data += chunk, size -= chunk;
-                self->body_left -= chunk;
-                if (self->body_left == 0)
-                    self->state = S_BODY_NUL;
-                break;
-            }
-
-            case S_BODY_NUL:
-                if (*data != 0)
-                    return s_fail (self, "frame body not terminated by NUL");
-                data++, size--;
-                if (s_dispatch (self, fn, arg))
-                    return -1;
-                break;
-
-            case S_ERROR:
-                return -1;
+            case S_HEADERS:     used = s_step_line (self, data, size); break;
+            case S_BODY:        used = s_step_body (self, data, size, fn, arg); break;
+            case S_BODY_LENGTH: used = s_step_body_length (self, data, size); break;
+            case S_BODY_NUL:    used = s_step_body_nul (self, data, fn, arg); break;
+            case S_ERROR:       break;
         }
+        if (used < 0)
+            return -1;
+        data += used, size -= (size_t) used;
     }
-    return 0;
+    return self->state == S_ERROR? -1: 0;
 }
 
 
