@@ -14,6 +14,7 @@
 #include "pl_util.h"
 #include "pl_msg.h"
 #include "pl_drain.h"
+#include "pl_bucket.h"
 #include "pl_main.h"
 #include "pl_reply.h"
 #include "pl_peers.h"
@@ -52,6 +53,7 @@ static const selftest_t s_selftests [] = {
     { "pl_config",      pl_config_test },
     { "pl_msg",         pl_msg_test },
     { "pl_drain",       pl_drain_test },
+    { "pl_bucket",      pl_bucket_test },
     { "pl_main",        pl_main_test },
     { "pl_reply",       pl_reply_test },
     { "pl_peers",       pl_peers_test },
