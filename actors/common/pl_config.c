@@ -96,6 +96,11 @@ static const opt_t s_options [] = {
     { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
     { "max-room-name-chars", I (max_room_name_chars), "100", 1, 10000, "longest group room name, in characters" },
     { "store-prepare-retry-ms", I (store_prepare_retry_ms), "1000", 100, 60000, "pause before a store retries reaching MongoDB and creating indexes" },
+    //  Hostile load on the stores (issue 8, i8-store): bounded, fair, stoppable
+    { "store-turn-ms",      I (store_turn_ms),      "50", 1, 10000, "longest a store runs queries before it serves its other work (heartbeat, stop, inserts)" },
+    { "store-queue-max",    I (store_queue_max),    "10000", 1, 10000000, "queries one store holds queued; more are answered 503" },
+    { "store-user-queue-max", I (store_user_queue_max), "256", 1, 10000000, "queries of one user one store holds queued; more are answered 503" },
+    { "resume-user-max",    I (resume_user_max),    "8", 1, 65536, "resumes of one user that run at once on a connection actor; more wait their turn" },
     { "log-level",          S (log_level),          "info", 0, 0, "error, warning, info or debug" },
     { "verbose",            B (verbose),            "0", 0, 0, "log every message (log-level debug)" },
 };

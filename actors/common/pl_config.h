@@ -92,6 +92,11 @@ typedef struct {
     int   max_room_members;     //  most members of a group room
     int   max_room_name_chars;  //  longest group room name (characters)
     int   store_prepare_retry_ms;   //  pause between attempts to reach MongoDB
+    //  Hostile load on the stores (issue 8, i8-store)
+    int   store_turn_ms;            //  longest run of queries between other work
+    int   store_queue_max;          //  queries queued in one store
+    int   store_user_queue_max;     //  queries of one user queued in one store
+    int   resume_user_max;          //  resumes of one user running at once per connection actor
 
     //  Logging
     char *log_level;            //  error, warning, info, debug

@@ -197,6 +197,17 @@ static const family_t s_families [] = {
       "Messages whose insert failed (the bridge hands them out again)" },
     { "store", "mongodb_ready", NULL, "parley_store_mongodb_ready", FAMILY_GAUGE, 1,
       "1 once MongoDB answered and its indexes exist, else 0" },
+    //  Persistence actor: its query queues (issue 8, i8-store)
+    { "store", "queries", NULL, "parley_store_queries_total", FAMILY_COUNTER, 1,
+      "Queries run against MongoDB (HTTP API, resume pages, member lists)" },
+    { "store", "queries_queued", NULL, "parley_store_queries_queued", FAMILY_GAUGE, 1,
+      "Queries waiting in the store's per-user queues" },
+    { "store", "queries_refused", NULL, "parley_store_queries_refused_total", FAMILY_COUNTER, 1,
+      "Queries answered 503 because store-queue-max or store-user-queue-max was reached" },
+    { "store", "queries_expired", NULL, "parley_store_queries_expired_total", FAMILY_COUNTER, 1,
+      "Queries dropped unrun: queued longer than request-timeout-ms, the requester gave up" },
+    { "store", "queries_stopped", NULL, "parley_store_queries_stopped_total", FAMILY_COUNTER, 1,
+      "Queries answered 503 'stopping, try again' because the store was stopping" },
     //  Stream bridge
     { "bridge", "appended", NULL, "parley_bridge_appended_total", FAMILY_COUNTER, 1,
       "Messages appended to a room's stream" },

@@ -28,7 +28,154 @@ struct _pl_resume_t {
     zlistx_t *held;             //  live DELIVERs (pl_msg_t) held while resuming
     int idle_rounds;            //  rounds that found nothing new
     bool store_down;            //  MongoDB did not answer the last page
+    pl_resume_gate_t *gate;     //  whose turn it is, per user; NULL: always ours
+    char user [PL_ID_MAX + 1];
+    enum { TURN_NONE, TURN_WAITING, TURN_RUNNING } turn;
 };
+
+struct _pl_resume_gate_t {
+    int per_user;
+    zhashx_t *users;            //  user -> s_gate_user_t
+    size_t running;
+    size_t waiting;
+};
+
+//  One user's resumes at a gate
+typedef struct {
+    int running;
+    zlistx_t *waiting;          //  pl_resume_t, not owned, oldest first
+} s_gate_user_t;
+
+static void
+s_gate_user_destroy (void **item_p)
+{
+    s_gate_user_t *user = (s_gate_user_t *) *item_p;
+    if (user) {
+        zlistx_destroy (&user->waiting);
+        free (user);
+        *item_p = NULL;
+    }
+}
+
+pl_resume_gate_t *
+pl_resume_gate_new (int per_user)
+{
+    assert (per_user > 0);
+    pl_resume_gate_t *self = (pl_resume_gate_t *) calloc (1, sizeof (pl_resume_gate_t));
+    if (!self)
+        return NULL;
+    self->per_user = per_user;
+    self->users = zhashx_new ();
+    if (!self->users) {
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->users, s_gate_user_destroy);
+    return self;
+}
+
+void
+pl_resume_gate_destroy (pl_resume_gate_t **self_p)
+{
+    if (*self_p) {
+        zhashx_destroy (&(*self_p)->users);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+size_t
+pl_resume_gate_running (pl_resume_gate_t *self)
+{
+    return self->running;
+}
+
+size_t
+pl_resume_gate_waiting (pl_resume_gate_t *self)
+{
+    return self->waiting;
+}
+
+void
+pl_resume_set_gate (pl_resume_t *self, pl_resume_gate_t *gate, const char *user)
+{
+    assert (self->turn == TURN_NONE);
+    self->gate = gate;
+    snprintf (self->user, sizeof self->user, "%s", user? user: "");
+}
+
+//  Take a turn at the gate: true when this resume may ask now, false when
+//  it waits (out of memory counts as a turn: better unfair than stuck)
+static bool
+s_gate_enter (pl_resume_t *self)
+{
+    pl_resume_gate_t *gate = self->gate;
+    if (!gate)
+        return true;
+    s_gate_user_t *user = (s_gate_user_t *) zhashx_lookup (gate->users, self->user);
+    if (!user) {
+        user = (s_gate_user_t *) calloc (1, sizeof (s_gate_user_t));
+        if (user)
+            user->waiting = zlistx_new ();
+        if (!user || !user->waiting || zhashx_insert (gate->users, self->user, user)) {
+            void *item = user;
+            s_gate_user_destroy (&item);
+            return true;
+        }
+    }
+    if (user->running < gate->per_user) {
+        user->running++;
+        gate->running++;
+        self->turn = TURN_RUNNING;
+        return true;
+    }
+    if (!zlistx_add_end (user->waiting, self))
+        return true;
+    gate->waiting++;
+    self->turn = TURN_WAITING;
+    return false;
+}
+
+static void s_ask (pl_resume_t *self, bool from_store);
+
+//  Give up this resume's turn (done, failed or gone): the user's oldest
+//  waiting resume starts
+static void
+s_gate_leave (pl_resume_t *self)
+{
+    pl_resume_gate_t *gate = self->gate;
+    s_gate_user_t *user = gate? (s_gate_user_t *) zhashx_lookup (gate->users, self->user): NULL;
+    if (!user || self->turn == TURN_NONE)
+        return;
+    if (self->turn == TURN_WAITING) {
+        zlistx_delete (user->waiting, zlistx_find (user->waiting, self));
+        gate->waiting--;
+    }
+    else {
+        user->running--;
+        gate->running--;
+    }
+    self->turn = TURN_NONE;
+    pl_resume_t *next = user->running < gate->per_user? (pl_resume_t *) zlistx_detach (user->waiting, NULL): NULL;
+    if (next) {
+        gate->waiting--;
+        user->running++;
+        gate->running++;
+        next->turn = TURN_RUNNING;
+        s_ask (next, true);
+    }
+    else
+    if (user->running == 0 && zlistx_size (user->waiting) == 0)
+        zhashx_delete (gate->users, self->user);
+}
+
+//  Give up: the turn passes on, the session is told
+static void
+s_fail (pl_resume_t *self, const char *message)
+{
+    s_gate_leave (self);
+    self->ops->fail (self->arg, message);
+}
 
 static void
 s_held_destroy (void **item_p)
@@ -63,6 +210,7 @@ void
 pl_resume_destroy (pl_resume_t **self_p)
 {
     if (*self_p) {
+        s_gate_leave (*self_p);
         zlistx_destroy (&(*self_p)->held);
         free (*self_p);
         *self_p = NULL;
@@ -81,7 +229,8 @@ pl_resume_start (pl_resume_t *self, uint64_t since)
 {
     self->resuming = true;
     self->cursor = since;
-    s_ask (self, true);
+    if (s_gate_enter (self))
+        s_ask (self, true);
 }
 
 bool
@@ -102,7 +251,7 @@ pl_resume_live (pl_resume_t *self, pl_msg_t *msg)
     if (self->resuming) {
         //  Live messages wait until the gap before them is filled
         if (zlistx_size (self->held) >= (size_t) self->held_max) {
-            self->ops->fail (self->arg, "slow resume: too many messages arrived meanwhile; "
+            s_fail (self, "slow resume: too many messages arrived meanwhile; "
                              "reconnect and resume");
             return;
         }
@@ -122,6 +271,7 @@ static void
 s_finish (pl_resume_t *self)
 {
     self->resuming = false;
+    s_gate_leave (self);
     for (pl_msg_t *msg = (pl_msg_t *) zlistx_first (self->held); msg;
          msg = (pl_msg_t *) zlistx_next (self->held))
         pl_resume_live (self, msg);
@@ -137,7 +287,7 @@ s_deliver_page (pl_resume_t *self, pl_msg_t *result)
     json_t *array = json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL);
     if (!json_is_array (array)) {
         json_decref (array);
-        self->ops->fail (self->arg, "resume failed: bad answer, subscribe again");
+        s_fail (self, "resume failed: bad answer, subscribe again");
         return -1;
     }
     bool closed = false;
@@ -188,7 +338,7 @@ s_page (pl_resume_t *self, pl_msg_t *result)
     else
     if (self->store_down)
         //  The next seq is only in MongoDB, and MongoDB is not there
-        self->ops->fail (self->arg, "resume failed: persistence unavailable, try again");
+        s_fail (self, "resume failed: persistence unavailable, try again");
     else {
         //  Neither MongoDB nor the stream has the next seq: persisted and
         //  trimmed meanwhile (MongoDB has it now), or never to be stored
@@ -220,7 +370,7 @@ pl_resume_answer (pl_resume_t *self, pl_msg_t *result)
         char reason [256], message [300];
         pl_pending_reason (result, reason, sizeof reason);
         snprintf (message, sizeof message, "resume failed: %s", reason);
-        self->ops->fail (self->arg, message);
+        s_fail (self, message);
     }
 }
 
@@ -439,6 +589,51 @@ s_test_failures (void)
     pl_resume_destroy (&resume);
 }
 
+//  The gate: one resume of a user at a time, the others wait their turn;
+//  another user is not held up; a gone one passes its turn on
+static void
+s_test_gate (void)
+{
+    pl_resume_gate_t *gate = pl_resume_gate_new (1);
+    pl_check (gate);
+    test_sub_t subs [4];
+    pl_resume_t *resumes [4];
+    for (int index = 0; index < 4; index++) {
+        resumes [index] = s_test_new (&subs [index]);
+        pl_resume_set_gate (resumes [index], gate, index < 3? "u1": "u2");
+        pl_resume_start (resumes [index], 0);
+        pl_check (pl_resume_active (resumes [index]));
+    }
+    //  u1's first and u2's asked; u1's second and third wait
+    pl_check (subs [0].asks == 1 && subs [1].asks == 0 && subs [2].asks == 0 && subs [3].asks == 1);
+    pl_check (pl_resume_gate_running (gate) == 2 && pl_resume_gate_waiting (gate) == 2);
+    //  Waiting, live messages are held like in any resume
+    s_test_live (resumes [1], 1);
+    pl_check (streq (subs [1].delivered, ""));
+    //  The first finishes: the second asks
+    s_test_page (resumes [0], 200, 1, 1, 0);
+    s_test_page (resumes [0], 200, 2, 1, 1);
+    pl_check (!pl_resume_active (resumes [0]) && subs [1].asks == 1 && subs [2].asks == 0);
+    //  The second goes (its session closed): the third asks
+    pl_resume_destroy (&resumes [1]);
+    pl_check (subs [2].asks == 1 && streq (subs [2].asked, "S0"));
+    //  A failed one passes its turn too; a gone waiting one just leaves
+    pl_resume_t *late = s_test_new (&subs [1]);
+    pl_resume_set_gate (late, gate, "u1");
+    pl_resume_start (late, 0);
+    pl_check (subs [1].asks == 0 && pl_resume_gate_waiting (gate) == 1);
+    pl_resume_destroy (&late);
+    pl_check (pl_resume_gate_waiting (gate) == 0 && subs [1].asks == 0);
+    s_test_page (resumes [2], 503, 0, 0, 0);
+    s_test_page (resumes [2], 503, 0, 0, 0);
+    pl_check (*subs [2].failed && pl_resume_gate_running (gate) == 1);
+    for (int index = 0; index < 4; index++)
+        pl_resume_destroy (&resumes [index]);
+    pl_check (pl_resume_gate_running (gate) == 0);
+    pl_resume_gate_destroy (&gate);
+    pl_resume_gate_destroy (&gate);
+}
+
 void
 pl_resume_test (bool verbose)
 {
@@ -448,5 +643,6 @@ pl_resume_test (bool verbose)
     s_test_in_order ();
     s_test_holes ();
     s_test_failures ();
+    s_test_gate ();
     printf ("OK\n");
 }

@@ -26,6 +26,26 @@
 
 typedef struct _pl_resume_t pl_resume_t;
 
+//  The resumes of one connection actor, per user: at most per_user of a
+//  user's resumes ask at once, the others wait their turn (oldest first),
+//  so one user's 256 resuming subscriptions cannot flood the stores.
+typedef struct _pl_resume_gate_t pl_resume_gate_t;
+
+//  Create a gate letting per_user resumes of a user run at once. Returns
+//  NULL when out of memory.
+pl_resume_gate_t *
+    pl_resume_gate_new (int per_user);
+
+//  Destroy it, after every resume that used it. Safe on NULL and twice.
+void
+    pl_resume_gate_destroy (pl_resume_gate_t **self_p);
+
+//  Resumes running and waiting, of all users (for status records).
+size_t
+    pl_resume_gate_running (pl_resume_gate_t *self);
+size_t
+    pl_resume_gate_waiting (pl_resume_gate_t *self);
+
 //  What a resume asks of its subscription; arg is passed back to each.
 typedef struct {
     //  Queue one MESSAGE of the room (body: the delivered JSON). Returns
@@ -48,12 +68,18 @@ pl_resume_t *
     pl_resume_new (const char *room, int held_max, int idle_max, int page_size,
                    const pl_resume_ops_t *ops, void *arg);
 
-//  Destroy it, with any held messages. Safe on NULL and twice.
+//  Let this resume run only when the gate lets user's next one run (set
+//  before pl_resume_start; without a gate it runs at once).
+void
+    pl_resume_set_gate (pl_resume_t *self, pl_resume_gate_t *gate, const char *user);
+
+//  Destroy it, with any held messages; its turn passes to the user's next
+//  waiting resume. Safe on NULL and twice.
 void
     pl_resume_destroy (pl_resume_t **self_p);
 
 //  Start filling the gap after since: live messages are held from now,
-//  and the first page is asked of MongoDB.
+//  and the first page is asked of MongoDB (once the gate lets it).
 void
     pl_resume_start (pl_resume_t *self, uint64_t since);
 

@@ -34,6 +34,7 @@ struct _pl_sessions_t {
     zlistx_t *list;             //  pl_session_t, not owned
     pl_interest_t *rooms;          //  the active subscriptions of each room
     pl_sessions_counts_t counts;
+    pl_resume_gate_t *resumes;  //  resume-user-max per user at once (issue 8)
 };
 
 struct _pl_session_t {
@@ -330,6 +331,8 @@ static void
 s_resume_ask (void *arg, uint64_t cursor, bool from_store)
 {
     sub_t *sub = (sub_t *) arg;
+    if (sub->session->closing)
+        return;                 //  its turn came while the session ends: no work for nobody
     pl_msg_t *request = pl_msg_new (from_store? PL_MSG_QUERY: PL_MSG_REPLAY);
     if (request) {
         pl_msg_set_room (request, sub->room);
@@ -379,6 +382,8 @@ s_sub_new (pl_session_t *session, const char *id, const char *destination, const
         snprintf (sub->room, sizeof sub->room, "%s", room);
         sub->resume = pl_resume_new (room, config->resume_held_max, config->resume_idle_max,
                                      config->history_limit, &s_resume_ops, sub);
+        if (sub->resume)
+            pl_resume_set_gate (sub->resume, session->owner->resumes, session->terms.identity.user_id);
     }
     if (!sub->id || !sub->destination || (room && !sub->resume))
         s_sub_destroy (&sub);
@@ -698,6 +703,7 @@ pl_session_destroy (pl_session_t **self_p)
     if (!self)
         return;
     pl_sessions_t *owner = self->owner;
+    self->closing = true;       //  resumes whose turn comes now ask nothing
     for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub;
          sub = (sub_t *) zhashx_next (self->subs))
         s_sub_leave (sub);
@@ -801,7 +807,8 @@ pl_sessions_new (pl_link_t *link)
     self->link = link;
     self->list = zlistx_new ();
     self->rooms = pl_interest_new (link);
-    if (!self->list || !self->rooms) {
+    self->resumes = pl_resume_gate_new (link->config->resume_user_max);
+    if (!self->list || !self->rooms || !self->resumes) {
         pl_sessions_destroy (&self);
         return NULL;
     }
@@ -816,6 +823,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
         assert (!self->list || zlistx_size (self->list) == 0);
         zlistx_destroy (&self->list);
         pl_interest_destroy (&self->rooms);
+        pl_resume_gate_destroy (&self->resumes);
         free (self);
         *self_p = NULL;
     }

@@ -21,6 +21,7 @@
 #include "pl_util.h"
 
 #include <jansson.h>
+#include <inttypes.h>
 
 #define POLL_MS         200     //  longest wait: the heartbeat and retries run between
 
@@ -43,7 +44,39 @@ typedef struct {
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
     bool terminated;
+    //  Queries wait in one queue per user and run in turns, so one user's
+    //  flood (a resume storm) cannot starve the others' queries
+    zhashx_t *queues;           //  user -> s_queue_t ("" for the router's own)
+    zlistx_t *turns;            //  s_queue_t with work, the order of turns
+    size_t queued;              //  queries in all queues
+    uint64_t queries;           //  queries answered
+    uint64_t queries_refused;   //  answered 503: queue full
+    uint64_t queries_expired;   //  dropped: the requester gave up already
+    uint64_t queries_stopped;   //  answered 503: the store was stopping
 } self_t;
+
+//  One user's queued queries; arrival times say when the requester gave up
+typedef struct {
+    char *user;
+    zlistx_t *queries;          //  pl_msg_t, oldest first
+    zlistx_t *arrivals;         //  int64_t ms (as pointers), same order
+} s_queue_t;
+
+static void
+s_queue_destroy (void **item_p)
+{
+    s_queue_t *queue = (s_queue_t *) *item_p;
+    if (queue) {
+        pl_msg_t *query;
+        while ((query = (pl_msg_t *) zlistx_detach (queue->queries, NULL)))
+            pl_msg_destroy (&query);
+        zlistx_destroy (&queue->queries);
+        zlistx_destroy (&queue->arrivals);
+        free (queue->user);
+        free (queue);
+        *item_p = NULL;
+    }
+}
 
 static self_t *
 s_self_new (zsock_t *pipe, const pl_config_t *config)
@@ -72,6 +105,10 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     assert (self->batch && self->rows);
     pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
     pl_every_init (&self->status, config->status_interval_ms);
+    self->queues = zhashx_new ();
+    self->turns = zlistx_new ();
+    assert (self->queues && self->turns);
+    zhashx_set_destructor (self->queues, s_queue_destroy);
     return self;
 }
 
@@ -85,6 +122,8 @@ s_self_destroy (self_t **self_p)
         pl_monitor_destroy (&self->monitor);
         pl_store_destroy (&self->store);
         pl_rooms_destroy (&self->rooms);
+        zlistx_destroy (&self->turns);
+        zhashx_destroy (&self->queues);
         free (self->batch);
         free (self->rows);
         free (self);
@@ -386,6 +425,8 @@ static const struct {
     { "member.remove",  s_query_member_remove },
 };
 
+static void s_self_heartbeat (self_t *self);
+
 //  Answer a QUERY with a RESULT: its route, correlation and session, the
 //  room it named, the status and the JSON body
 static void
@@ -410,22 +451,108 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
     free (json);
 }
 
-//  One message from the router (a pl_drain_fn)
+//  --------------------------------------------------------------------------
+//  The query queues: one per user, served in turns, bounded in size, and
+//  in time per turn so the heartbeat and $TERM never wait behind them
+
+//  Answer a query without running it (queue full, stopping)
+static void
+s_self_refuse (self_t *self, pl_msg_t *query, const char *error)
+{
+    char json [160];
+    snprintf (json, sizeof json, "{\"error\":\"%s\"}", error);
+    s_self_send_result (self, query, 503, json);
+}
+
+//  One message from the router joins its user's queue (a pl_drain_fn)
 static void
 s_self_handle_router_message (void *actor, pl_msg_t **message_p)
 {
     self_t *self = (self_t *) actor;
-    if (pl_msg_command (*message_p) == PL_MSG_QUERY)
-        s_self_handle_query (self, *message_p);
-    else
+    if (pl_msg_command (*message_p) != PL_MSG_QUERY) {
         pl_log_warning ("unexpected %s from the router", pl_msg_command_name (pl_msg_command (*message_p)));
+        return;
+    }
+    const char *user = pl_msg_user (*message_p);
+    s_queue_t *queue = (s_queue_t *) zhashx_lookup (self->queues, user);
+    size_t waiting = queue? zlistx_size (queue->queries): 0;
+    if (self->queued >= (size_t) self->config->store_queue_max
+    ||  waiting >= (size_t) self->config->store_user_queue_max) {
+        self->queries_refused++;
+        s_self_refuse (self, *message_p, self->queued >= (size_t) self->config->store_queue_max
+                       ? "persistence busy (store-queue-max), try again"
+                       : "too many queries of this user queued (store-user-queue-max), try again");
+        return;
+    }
+    if (!queue) {
+        queue = (s_queue_t *) zmalloc (sizeof (s_queue_t));
+        assert (queue);
+        queue->user = strdup (user);
+        queue->queries = zlistx_new ();
+        queue->arrivals = zlistx_new ();
+        assert (queue->user && queue->queries && queue->arrivals);
+        zhashx_insert (self->queues, user, queue);
+    }
+    if (waiting == 0)
+        zlistx_add_end (self->turns, queue);
+    zlistx_add_end (queue->queries, *message_p);
+    zlistx_add_end (queue->arrivals, (void *) (intptr_t) pl_mono_ms ());
+    self->queued++;
+    *message_p = NULL;
 }
 
-//  Handle the router's queries, up to a budget per turn
-static void
-s_self_handle_router (self_t *self)
+//  Take the next query in turn: the first of the next user's queue; that
+//  user goes to the end of the turns, or leaves them when done. Sets
+//  *arrived. Returns NULL when nothing waits.
+static pl_msg_t *
+s_self_next_query (self_t *self, int64_t *arrived)
 {
-    pl_drain (self->router, self->config->drain_budget, "router", s_self_handle_router_message, self);
+    s_queue_t *queue = (s_queue_t *) zlistx_first (self->turns);
+    if (!queue)
+        return NULL;
+    pl_msg_t *query = (pl_msg_t *) zlistx_detach (queue->queries, NULL);
+    *arrived = (int64_t) (intptr_t) zlistx_detach (queue->arrivals, NULL);
+    self->queued--;
+    zlistx_detach (self->turns, NULL);
+    if (zlistx_size (queue->queries))
+        zlistx_add_end (self->turns, queue);
+    else
+        zhashx_delete (self->queues, queue->user);
+    return query;
+}
+
+//  Run queued queries in turns until none wait or until is reached. A
+//  query its requester gave up on (request-timeout-ms) is dropped: its
+//  RESULT would be. When stopping, every one is answered 503 instead.
+static void
+s_self_run_queries (self_t *self, int64_t until, bool stopping)
+{
+    int64_t arrived;
+    pl_msg_t *query;
+    while ((stopping || pl_mono_ms () < until) && (query = s_self_next_query (self, &arrived))) {
+        if (pl_mono_ms () - arrived >= self->config->request_timeout_ms)
+            self->queries_expired++;
+        else
+        if (stopping) {
+            self->queries_stopped++;
+            s_self_refuse (self, query, "stopping, try again");
+        }
+        else {
+            s_self_handle_query (self, query);
+            self->queries++;
+            //  HELLO is due every peer-heartbeat-ms, whatever the work
+            s_self_heartbeat (self);
+        }
+        pl_msg_destroy (&query);
+    }
+}
+
+//  Read what the router sent into the queues; true when more may wait
+static bool
+s_self_take_queries (self_t *self)
+{
+    int budget = self->config->drain_budget;
+    return pl_drain (self->router, budget, "router", s_self_handle_router_message, self) == budget;
 }
 
 
@@ -474,14 +601,29 @@ s_self_report (self_t *self)
 {
     if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
-        "mongodb_ready", self->prepared));
+        "mongodb_ready", self->prepared,
+        "queries", (json_int_t) self->queries,
+        "queries_queued", (json_int_t) self->queued,
+        "queries_refused", (json_int_t) self->queries_refused,
+        "queries_expired", (json_int_t) self->queries_expired,
+        "queries_stopped", (json_int_t) self->queries_stopped));
+}
+
+//  $TERM: what the router sent and what is queued gets 503 "stopping", at
+//  once, so the requesters try again elsewhere and the stop is quick
+static void
+s_self_stop (self_t *self)
+{
+    pl_drain (self->router, 0, "router", s_self_handle_router_message, self);
+    s_self_run_queries (self, 0, true);
+    pl_log_info ("stopped: %" PRIu64 " queries answered 'stopping'", self->queries_stopped);
 }
 
 //  Poll pipe, bridge and router until $TERM. Each turn runs the timers,
-//  then stores whole batches (with queries between them, so history
-//  stays answered under load), then the queries.
+//  stores one batch, then runs queued queries for up to store-turn-ms;
+//  while work is left the next turn starts at once.
 static void
 s_self_receive_loop (self_t *self)
 {
@@ -489,23 +631,29 @@ s_self_receive_loop (self_t *self)
     //  Signals are the main thread's business: it sends $TERM, and the
     //  actor drains and stops only then
     zpoller_set_nonstop (poller, true);
+    bool busy = false;
     while (!self->terminated) {
-        zsock_t *which = (zsock_t *) zpoller_wait (poller, POLL_MS);
-        if (which == self->pipe) {
+        zsock_t *which = (zsock_t *) zpoller_wait (poller, busy? 0: POLL_MS);
+        if (which == self->pipe || zsock_events (self->pipe) & ZMQ_POLLIN) {
             char *command = zstr_recv (self->pipe);
             if (!command || streq (command, "$TERM"))
                 self->terminated = true;
             zstr_free (&command);
+            if (self->terminated)
+                break;
         }
         s_self_prepare (self);
         s_self_heartbeat (self);
         pl_notify_watchdog ();
         s_self_report (self);
+        busy = false;
         if (self->prepared)
-            while (s_self_persist_batch (self) == self->config->store_batch)
-                s_self_handle_router (self);
-        s_self_handle_router (self);
+            busy = s_self_persist_batch (self) == self->config->store_batch;
+        busy |= s_self_take_queries (self);
+        s_self_run_queries (self, pl_mono_ms () + self->config->store_turn_ms, false);
+        busy |= self->queued > 0;
     }
+    s_self_stop (self);
     zpoller_destroy (&poller);
 }
 
@@ -706,6 +854,60 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     free (group_id);
 }
 
+//  Send count resume pages of u1 and one room.get of u2
+static void
+s_test_flood (zsock_t *router, const char *room_id, int count)
+{
+    for (int index = 0; index <= count; index++) {
+        pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+        pl_msg_set_routing_id (query, "store-0");
+        pl_msg_set_operation (query, index < count? "room.since": "room.get");
+        pl_msg_set_user (query, index < count? "u1": "u2");
+        pl_msg_set_room (query, room_id);
+        pl_msg_set_corr (query, (uint64_t) index + 1);
+        pl_msg_set_route (query, "conn-0");
+        pl_msg_send (&query, router);
+    }
+}
+
+//  A flood of one user's queries: bounded per user (503 naming the
+//  limit), and another user's query is answered among the first, not
+//  after the flood; on $TERM what is queued is answered "stopping" at once
+static void
+s_test_queues (zsock_t *router, zactor_t **actor_p, const char *room_id)
+{
+    s_test_flood (router, room_id, 150);
+    int position = -1, refused = 0;
+    for (int index = 0; index < 151; index++) {
+        pl_msg_t *result = pl_msg_recv_command (router, PL_MSG_RESULT);
+        pl_check (result);
+        if (pl_msg_corr (result) == 151)
+            position = index;
+        if (pl_msg_status (result) == 503) {
+            pl_check (strstr (pl_msg_body (result), "store-user-queue-max"));
+            refused++;
+        }
+        pl_msg_destroy (&result);
+    }
+    pl_check (position >= 0 && position < 60);
+    pl_check (refused > 0);
+
+    s_test_flood (router, room_id, 100);
+    zclock_sleep (20);
+    int64_t started = pl_mono_ms ();
+    zactor_destroy (actor_p);
+    pl_check (pl_mono_ms () - started < 3000);
+    int stopping = 0;
+    for (int index = 0; index < 101; index++) {
+        pl_msg_t *result = pl_msg_recv_command (router, PL_MSG_RESULT);
+        pl_check (result);
+        if (pl_msg_status (result) == 503 && strstr (pl_msg_body (result), "stopping"))
+            stopping++;
+        pl_msg_destroy (&result);
+    }
+    pl_check (stopping > 0);
+}
+
 void
 pl_persistence_test (bool verbose)
 {
@@ -727,6 +929,7 @@ pl_persistence_test (bool verbose)
     pl_config_set (config, "mongo-db", database);
     pl_config_set (config, "router-endpoint", "inproc://pl_persistence_test-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_persistence_test-bridge");
+    pl_config_set (config, "store-user-queue-max", "100");
     pl_check (pl_config_finish (config) == 0);
     zsock_t *bridge = zsock_new_router ("inproc://pl_persistence_test-bridge");
     zsock_t *router = zsock_new_router ("inproc://pl_persistence_test-router");
@@ -761,8 +964,7 @@ pl_persistence_test (bool verbose)
     s_test_persist (bridge, room_id);
     s_test_history (router, room_id);
     s_test_rooms (router, room_id);
-
-    zactor_destroy (&actor);
+    s_test_queues (router, &actor, room_id);
     pl_store_t *store = pl_store_new (mongo_url, database, "majority");
     pl_check (pl_store_count_messages (store, room_id) == 300);
     pl_store_destroy (&store);

@@ -461,6 +461,11 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     self_t *self = (self_t *) actor;
     pl_msg_t *message = *message_p;
     const char *from = pl_msg_routing_id (message);
+    //  Any message from a known store is a sign of life: a busy store's
+    //  RESULTs count as much as its HELLO
+    pl_peer_t *store = pl_peers_find (self->stores, from);
+    if (store)
+        store->last_seen = pl_mono_ms ();
     switch (pl_msg_command (message)) {
         case PL_MSG_HELLO:
             if (streq (pl_msg_role (message), "store"))
