@@ -48,16 +48,21 @@ typedef struct {
 static self_t *
 s_self_new (zsock_t *pipe, const pl_config_t *config)
 {
-    pl_store_t *store = pl_store_new (config->mongo_url, config->mongo_db, config->write_concern);
-    if (!store)
+    //  No key for direct room ids (pl_rooms_new logs why): no start
+    pl_rooms_t *rooms = pl_rooms_new (config);
+    if (!rooms)
         return NULL;
+    pl_store_t *store = pl_store_new (config->mongo_url, config->mongo_db, config->write_concern);
+    if (!store) {
+        pl_rooms_destroy (&rooms);
+        return NULL;
+    }
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     assert (self);
     self->config = config;
     self->pipe = pipe;
     self->store = store;
-    self->rooms = pl_rooms_new (config);
-    assert (self->rooms);
+    self->rooms = rooms;
     char identity [32];
     snprintf (identity, sizeof identity, "store-%d", config->instance);
     self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint, config->socket_hwm);
@@ -194,7 +199,7 @@ s_self_member_room (self_t *self, const char *caller, const char *room_id, pl_ro
     int found = pl_store_room_load (self->store, room_id, room);
     if (found == PL_STORE_FAILED)
         return pl_rooms_unavailable (json_p);
-    return pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, caller, json_p);
+    return pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, room_id, caller, json_p);
 }
 
 //  Answer with a room as it is now, with its last seq (after a change)
@@ -229,6 +234,26 @@ s_query_room_members (self_t *self, pl_msg_t *query, char **json_p)
     return status;
 }
 
+//  A direct room of the pair stored under the id of before keyed ids
+//  (pl_rooms_legacy_id): answered as it is, 200, with its id in *id_p.
+//  0 when there is none (or the room is a group): create the new one.
+static int
+s_self_legacy_room (self_t *self, const pl_room_t *room, char **id_p, char **json_p)
+{
+    char legacy [40];
+    if (pl_rooms_legacy_id (room, legacy, sizeof legacy))
+        return 0;
+    pl_room_t old;
+    int found = pl_store_room_load (self->store, legacy, &old);
+    pl_rooms_room_reset (&old);
+    if (found == PL_STORE_FAILED)
+        return pl_rooms_unavailable (json_p);
+    if (found == PL_STORE_MISSING)
+        return 0;
+    *id_p = strdup (legacy);
+    return *id_p? s_self_room_answer (self, legacy, 200, json_p): pl_rooms_unavailable (json_p);
+}
+
 static int
 s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
 {
@@ -237,6 +262,15 @@ s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
                                           pl_msg_body_size (query), &room, json_p);
     if (status)
         return status;
+    char *legacy_id = NULL;
+    status = s_self_legacy_room (self, &room, &legacy_id, json_p);
+    if (status || legacy_id) {
+        if (status == 200)
+            s_self_room_changed (self, legacy_id);
+        free (legacy_id);
+        pl_rooms_room_reset (&room);
+        return status;
+    }
     int inserted = pl_store_room_insert (self->store, &room);
     if (inserted == PL_STORE_OK)
         status = pl_rooms_room_answer (&room, 201, json_p);
@@ -652,8 +686,10 @@ s_test_history (zsock_t *router, const char *room_id)
     json_decref (page);
     s_test_refused (router, 403, .kind = "room.messages", .user = "u3", .room = room_id);
     s_test_refused (router, 403, .kind = "room.since", .user = "u3", .room = room_id);
-    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "g:nothing");
-    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "not/an/id");
+    //  No such room: the same as a room of others (issue 8)
+    s_test_refused (router, 403, .kind = "room.messages", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "room.since", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 400, .kind = "room.messages", .user = "u1", .room = "not/an/id");
 }
 
 //  Rooms: create, read, list; members come and go
@@ -677,7 +713,9 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     pl_check (json_object_size (json_object_get (room, "readSeq")) == 2);
     json_decref (room);
     s_test_refused (router, 403, .kind = "room.get", .user = "u3", .room = direct_id);
-    s_test_refused (router, 404, .kind = "room.get", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "room.get", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "member.add", .user = "u1", .room = "g:nothing", .body = "{\"userId\":\"u3\"}");
+    s_test_refused (router, 403, .kind = "member.remove", .user = "u1", .room = "g:nothing", .sub = "u1");
     json_t *list = s_test_ask (router, 200, false, .kind = "room.list", .user = "u2");
     pl_check (json_array_size (list) == 2);
     json_decref (list);
@@ -706,6 +744,31 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     free (group_id);
 }
 
+//  A direct room stored under its id of before keyed ids stays the pair's
+//  room: a create by either finds it (200) instead of making a second
+static void
+s_test_legacy_room (zsock_t *router, const char *mongo_url, const char *database)
+{
+    pl_room_t room = { .kind = "direct", .created_by = "u5", .created_ms = pl_clock_ms () };
+    char *members [] = { "u5", "u6" };
+    room.members = members;
+    room.member_count = 2;
+    char legacy [40];
+    pl_check (pl_rooms_legacy_id (&room, legacy, sizeof legacy) == 0);
+    room.id = legacy;
+    pl_store_t *store = pl_store_new (mongo_url, database, "majority");
+    pl_check (store && pl_store_room_insert (store, &room) == PL_STORE_OK);
+    pl_store_destroy (&store);
+    for (int round = 0; round < 2; round++) {
+        json_t *answer = s_test_ask (router, 200, true, .kind = "room.create", .user = round? "u6": "u5",
+                                     .body = round? "{\"kind\":\"direct\",\"members\":[\"u5\"]}"
+                                                  : "{\"kind\":\"direct\",\"members\":[\"u6\"]}");
+        pl_check (streq (json_string_value (json_object_get (answer, "id")), legacy));
+        json_decref (answer);
+    }
+    json_decref (s_test_ask (router, 200, false, .kind = "room.get", .user = "u6", .room = legacy));
+}
+
 void
 pl_persistence_test (bool verbose)
 {
@@ -725,6 +788,7 @@ pl_persistence_test (bool verbose)
     snprintf (database, sizeof database, "parley_persistence_%s", random);
     pl_config_set (config, "mongo-url", mongo_url);
     pl_config_set (config, "mongo-db", database);
+    pl_config_set (config, "room-id-secret", "pl_persistence_test");
     pl_config_set (config, "router-endpoint", "inproc://pl_persistence_test-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_persistence_test-bridge");
     pl_check (pl_config_finish (config) == 0);
@@ -761,6 +825,7 @@ pl_persistence_test (bool verbose)
     s_test_persist (bridge, room_id);
     s_test_history (router, room_id);
     s_test_rooms (router, room_id);
+    s_test_legacy_room (router, mongo_url, database);
 
     zactor_destroy (&actor);
     pl_store_t *store = pl_store_new (mongo_url, database, "majority");

@@ -235,12 +235,9 @@ static void
 s_decide (self_t *self, room_t *room, pl_msg_t *request)
 {
     char text [160];
-    if (!room->exists) {
-        snprintf (text, sizeof text, "no such room %s", room->room_id);
-        s_reply (self, request, 404, text);
-    }
-    else
-    if (!zhashx_lookup (room->members, pl_msg_user (request))) {
+    //  A room that does not exist is one the user is not a member of: the
+    //  same answer, or anyone could test which pairs talk (issue 8)
+    if (!room->exists || !zhashx_lookup (room->members, pl_msg_user (request))) {
         snprintf (text, sizeof text, "not a member of room %s", room->room_id);
         s_reply (self, request, 403, text);
     }
