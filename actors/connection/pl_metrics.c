@@ -197,6 +197,11 @@ static const family_t s_families [] = {
       "Messages whose insert failed (the bridge hands them out again)" },
     { "store", "mongodb_ready", NULL, "parley_store_mongodb_ready", FAMILY_GAUGE, 1,
       "1 once MongoDB answered and its indexes exist, else 0" },
+    //  Refusals of a non-member, whether the room exists or not (issue 8)
+    { "router", "not_member_refused", NULL, "parley_router_not_member_refused_total", FAMILY_COUNTER, 1,
+      "SUBSCRIBE, SEND and resume requests refused: the user is not a member of the room (or there is no such room)" },
+    { "store", "not_member_refused", NULL, "parley_store_not_member_refused_total", FAMILY_COUNTER, 1,
+      "HTTP room, history and member requests refused: the caller is not a member of the room (or there is no such room)" },
     //  Stream bridge
     { "bridge", "appended", NULL, "parley_bridge_appended_total", FAMILY_COUNTER, 1,
       "Messages appended to a room's stream" },

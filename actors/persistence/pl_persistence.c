@@ -42,6 +42,7 @@ typedef struct {
     pl_monitor_t *monitor;      //  socket events and status for operators
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
+    uint64_t not_member;        //  queries refused: not a member (issue 8)
     bool terminated;
 } self_t;
 
@@ -199,7 +200,10 @@ s_self_member_room (self_t *self, const char *caller, const char *room_id, pl_ro
     int found = pl_store_room_load (self->store, room_id, room);
     if (found == PL_STORE_FAILED)
         return pl_rooms_unavailable (json_p);
-    return pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, room_id, caller, json_p);
+    status = pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, room_id, caller, json_p);
+    if (status == 403)
+        self->not_member++;
+    return status;
 }
 
 //  Answer with a room as it is now, with its last seq (after a change)
@@ -508,9 +512,10 @@ s_self_report (self_t *self)
 {
     if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
-        "mongodb_ready", self->prepared));
+        "mongodb_ready", self->prepared,
+        "not_member_refused", (json_int_t) self->not_member));
 }
 
 //  Poll pipe, bridge and router until $TERM. Each turn runs the timers,

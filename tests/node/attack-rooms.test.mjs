@@ -110,6 +110,16 @@ test('STOMP: SUBSCRIBE, resume and SEND get the same ERROR for a room of others 
     assert.deepEqual(page.json.map((message) => message.content), ['between us']);
 });
 
+test('every refusal of a non-member is counted in /metrics', async () => {
+    //  The tests above refused 24 HTTP requests and 9 STOMP frames at least
+    const figure = (text, name) => Number((text.match(new RegExp(`^${name}\\{[^}]*\\} (\\d+)$`, 'm')) ?? [])[1] ?? -1);
+    await waitFor('the refusals in /metrics', async () => {
+        const { text } = await host.http('GET', '/metrics');
+        return figure(text, 'parley_store_not_member_refused_total') >= 24
+            && figure(text, 'parley_router_not_member_refused_total') >= 9;
+    });
+});
+
 test('a direct room stored under its old SHA-256 id stays the pair\'s room', async () => {
     const oldId = sha256Id('carol', 'dave');
     await withMongo(host.database, async (db) => {
