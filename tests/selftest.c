@@ -139,6 +139,7 @@ pl_pipeline_test (bool verbose)
     pl_config_set (config, "router-endpoint", "inproc://pl_pipeline-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_pipeline-bridge");
     pl_config_set (config, "block-ms", "100");
+    pl_config_set (config, "room-id-secret", "pl_pipeline_test");     //  a store needs a key (issue 8)
     pl_check (pl_config_finish (config) == 0);
 
     //  Any start order works: the bridge binds last

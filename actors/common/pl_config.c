@@ -47,6 +47,8 @@ static const opt_t s_options [] = {
     { "jwt-secret",         S (jwt_secret),         "", 0, 0, "HS256 secret of the tokens" },
     { "jwt-public-key",     S (jwt_public_key),     "", 0, 0, "RS256 public key file (PEM)" },
     { "jwt-leeway-s",       I (jwt_leeway_s),       "30", 0, 3600, "clock skew allowed on a token's exp and nbf" },
+    //  Room ids (issue 8: direct room ids are keyed, not guessable)
+    { "room-id-secret",     S (room_id_secret),     "", 0, 0, "key of direct room ids (HMAC-SHA256), the same on every host; empty: derived from jwt-secret" },
     { "max-frame-bytes",    I (max_frame_bytes),    "65536", 256, 16777216, "largest STOMP frame" },
     { "max-body-bytes",     I (max_body_bytes),     "16384", 64, 16777216, "largest SEND or HTTP body" },
     { "max-content-chars",  I (max_content_chars),  "4000", 1, 1048576, "largest message content" },

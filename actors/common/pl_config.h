@@ -37,6 +37,11 @@ typedef struct {
     char *jwt_secret;           //  HS256 secret (empty: HS256 refused)
     char *jwt_public_key;       //  path of an RS256 public key PEM (optional)
     int   jwt_leeway_s;         //  clock skew allowed on exp and nbf
+
+    //  Room ids (persistence actor): key of the direct room ids; empty:
+    //  derived from jwt_secret, and neither refuses to start a store
+    char *room_id_secret;
+
     int   max_frame_bytes;      //  largest STOMP frame accepted
     int   max_body_bytes;       //  largest SEND body / HTTP body accepted
     int   max_content_chars;    //  largest message content

@@ -208,6 +208,11 @@ static const family_t s_families [] = {
       "Queries dropped unrun: queued longer than request-timeout-ms, the requester gave up" },
     { "store", "queries_stopped", NULL, "parley_store_queries_stopped_total", FAMILY_COUNTER, 1,
       "Queries answered 503 'stopping, try again' because the store was stopping" },
+    //  Refusals of a non-member, whether the room exists or not (issue 8)
+    { "router", "not_member_refused", NULL, "parley_router_not_member_refused_total", FAMILY_COUNTER, 1,
+      "SUBSCRIBE, SEND and resume requests refused: the user is not a member of the room (or there is no such room)" },
+    { "store", "not_member_refused", NULL, "parley_store_not_member_refused_total", FAMILY_COUNTER, 1,
+      "HTTP room, history and member requests refused: the caller is not a member of the room (or there is no such room)" },
     //  Stream bridge
     { "bridge", "appended", NULL, "parley_bridge_appended_total", FAMILY_COUNTER, 1,
       "Messages appended to a room's stream" },

@@ -43,6 +43,7 @@ typedef struct {
     pl_monitor_t *monitor;      //  socket events and status for operators
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
+    uint64_t not_member;        //  queries refused: not a member (issue 8)
     bool terminated;
     //  Queries wait in one queue per user and run in turns, so one user's
     //  flood (a resume storm) cannot starve the others' queries
@@ -81,16 +82,21 @@ s_queue_destroy (void **item_p)
 static self_t *
 s_self_new (zsock_t *pipe, const pl_config_t *config)
 {
-    pl_store_t *store = pl_store_new (config->mongo_url, config->mongo_db, config->write_concern);
-    if (!store)
+    //  No key for direct room ids (pl_rooms_new logs why): no start
+    pl_rooms_t *rooms = pl_rooms_new (config);
+    if (!rooms)
         return NULL;
+    pl_store_t *store = pl_store_new (config->mongo_url, config->mongo_db, config->write_concern);
+    if (!store) {
+        pl_rooms_destroy (&rooms);
+        return NULL;
+    }
     self_t *self = (self_t *) zmalloc (sizeof (self_t));
     assert (self);
     self->config = config;
     self->pipe = pipe;
     self->store = store;
-    self->rooms = pl_rooms_new (config);
-    assert (self->rooms);
+    self->rooms = rooms;
     char identity [32];
     snprintf (identity, sizeof identity, "store-%d", config->instance);
     self->bridge = pl_dealer_socket_new (identity, config->bridge_endpoint, config->socket_hwm);
@@ -233,7 +239,10 @@ s_self_member_room (self_t *self, const char *caller, const char *room_id, pl_ro
     int found = pl_store_room_load (self->store, room_id, room);
     if (found == PL_STORE_FAILED)
         return pl_rooms_unavailable (json_p);
-    return pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, caller, json_p);
+    status = pl_rooms_may_enter (found == PL_STORE_OK? room: NULL, room_id, caller, json_p);
+    if (status == 403)
+        self->not_member++;
+    return status;
 }
 
 //  Answer with a room as it is now, with its last seq (after a change)
@@ -268,6 +277,26 @@ s_query_room_members (self_t *self, pl_msg_t *query, char **json_p)
     return status;
 }
 
+//  A direct room of the pair stored under the id of before keyed ids
+//  (pl_rooms_legacy_id): answered as it is, 200, with its id in *id_p.
+//  0 when there is none (or the room is a group): create the new one.
+static int
+s_self_legacy_room (self_t *self, const pl_room_t *room, char **id_p, char **json_p)
+{
+    char legacy [40];
+    if (pl_rooms_legacy_id (room, legacy, sizeof legacy))
+        return 0;
+    pl_room_t old;
+    int found = pl_store_room_load (self->store, legacy, &old);
+    pl_rooms_room_reset (&old);
+    if (found == PL_STORE_FAILED)
+        return pl_rooms_unavailable (json_p);
+    if (found == PL_STORE_MISSING)
+        return 0;
+    *id_p = strdup (legacy);
+    return *id_p? s_self_room_answer (self, legacy, 200, json_p): pl_rooms_unavailable (json_p);
+}
+
 static int
 s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
 {
@@ -276,6 +305,15 @@ s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
                                           pl_msg_body_size (query), &room, json_p);
     if (status)
         return status;
+    char *legacy_id = NULL;
+    status = s_self_legacy_room (self, &room, &legacy_id, json_p);
+    if (status || legacy_id) {
+        if (status == 200)
+            s_self_room_changed (self, legacy_id);
+        free (legacy_id);
+        pl_rooms_room_reset (&room);
+        return status;
+    }
     int inserted = pl_store_room_insert (self->store, &room);
     if (inserted == PL_STORE_OK)
         status = pl_rooms_room_answer (&room, 201, json_p);
@@ -601,14 +639,15 @@ s_self_report (self_t *self)
 {
     if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
         "mongodb_ready", self->prepared,
         "queries", (json_int_t) self->queries,
         "queries_queued", (json_int_t) self->queued,
         "queries_refused", (json_int_t) self->queries_refused,
         "queries_expired", (json_int_t) self->queries_expired,
-        "queries_stopped", (json_int_t) self->queries_stopped));
+        "queries_stopped", (json_int_t) self->queries_stopped,
+        "not_member_refused", (json_int_t) self->not_member));
 }
 
 //  $TERM: what the router sent and what is queued gets 503 "stopping", at
@@ -800,8 +839,10 @@ s_test_history (zsock_t *router, const char *room_id)
     json_decref (page);
     s_test_refused (router, 403, .kind = "room.messages", .user = "u3", .room = room_id);
     s_test_refused (router, 403, .kind = "room.since", .user = "u3", .room = room_id);
-    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "g:nothing");
-    s_test_refused (router, 404, .kind = "room.messages", .user = "u1", .room = "not/an/id");
+    //  No such room: the same as a room of others (issue 8)
+    s_test_refused (router, 403, .kind = "room.messages", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "room.since", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 400, .kind = "room.messages", .user = "u1", .room = "not/an/id");
 }
 
 //  Rooms: create, read, list; members come and go
@@ -825,7 +866,9 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     pl_check (json_object_size (json_object_get (room, "readSeq")) == 2);
     json_decref (room);
     s_test_refused (router, 403, .kind = "room.get", .user = "u3", .room = direct_id);
-    s_test_refused (router, 404, .kind = "room.get", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "room.get", .user = "u1", .room = "g:nothing");
+    s_test_refused (router, 403, .kind = "member.add", .user = "u1", .room = "g:nothing", .body = "{\"userId\":\"u3\"}");
+    s_test_refused (router, 403, .kind = "member.remove", .user = "u1", .room = "g:nothing", .sub = "u1");
     json_t *list = s_test_ask (router, 200, false, .kind = "room.list", .user = "u2");
     pl_check (json_array_size (list) == 2);
     json_decref (list);
@@ -908,6 +951,31 @@ s_test_queues (zsock_t *router, zactor_t **actor_p, const char *room_id)
     pl_check (stopping > 0);
 }
 
+//  A direct room stored under its id of before keyed ids stays the pair's
+//  room: a create by either finds it (200) instead of making a second
+static void
+s_test_legacy_room (zsock_t *router, const char *mongo_url, const char *database)
+{
+    pl_room_t room = { .kind = "direct", .created_by = "u5", .created_ms = pl_clock_ms () };
+    char *members [] = { "u5", "u6" };
+    room.members = members;
+    room.member_count = 2;
+    char legacy [40];
+    pl_check (pl_rooms_legacy_id (&room, legacy, sizeof legacy) == 0);
+    room.id = legacy;
+    pl_store_t *store = pl_store_new (mongo_url, database, "majority");
+    pl_check (store && pl_store_room_insert (store, &room) == PL_STORE_OK);
+    pl_store_destroy (&store);
+    for (int round = 0; round < 2; round++) {
+        json_t *answer = s_test_ask (router, 200, true, .kind = "room.create", .user = round? "u6": "u5",
+                                     .body = round? "{\"kind\":\"direct\",\"members\":[\"u5\"]}"
+                                                  : "{\"kind\":\"direct\",\"members\":[\"u6\"]}");
+        pl_check (streq (json_string_value (json_object_get (answer, "id")), legacy));
+        json_decref (answer);
+    }
+    json_decref (s_test_ask (router, 200, false, .kind = "room.get", .user = "u6", .room = legacy));
+}
+
 void
 pl_persistence_test (bool verbose)
 {
@@ -927,6 +995,7 @@ pl_persistence_test (bool verbose)
     snprintf (database, sizeof database, "parley_persistence_%s", random);
     pl_config_set (config, "mongo-url", mongo_url);
     pl_config_set (config, "mongo-db", database);
+    pl_config_set (config, "room-id-secret", "pl_persistence_test");
     pl_config_set (config, "router-endpoint", "inproc://pl_persistence_test-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_persistence_test-bridge");
     pl_config_set (config, "store-user-queue-max", "100");
@@ -964,6 +1033,7 @@ pl_persistence_test (bool verbose)
     s_test_persist (bridge, room_id);
     s_test_history (router, room_id);
     s_test_rooms (router, room_id);
+    s_test_legacy_room (router, mongo_url, database);
     s_test_queues (router, &actor, room_id);
     pl_store_t *store = pl_store_new (mongo_url, database, "majority");
     pl_check (pl_store_count_messages (store, room_id) == 300);

@@ -8,7 +8,9 @@
 #include "pl_log.h"
 #include "pl_util.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <assert.h>
 #include <stdio.h>
@@ -19,11 +21,46 @@ struct _pl_rooms_t {
     int max_members;            //  of a group, counting its creator
     int max_name_chars;         //  of a group's name
     int history_limit;          //  largest page of history or resume
+    unsigned char *id_key;      //  HMAC key of direct room ids
+    size_t id_key_size;
 };
+
+//  The label of a key derived from jwt-secret: another use of the secret
+//  must never meet the same HMAC input
+#define ROOM_ID_KEY_LABEL "parley direct room ids v1"
 
 
 //  --------------------------------------------------------------------------
 //  Create and destroy
+
+//  The key of direct room ids: room-id-secret, else one derived from
+//  jwt-secret with a label. Every host must derive the same ids, so a
+//  random key would split a pair's room: with neither secret, no start.
+static int
+s_id_key (pl_rooms_t *self, const pl_config_t *config)
+{
+    const char *secret = config->room_id_secret;
+    if (secret && *secret) {
+        //  HMAC takes a key of any length (a long one is hashed first)
+        self->id_key = (unsigned char *) strdup (secret);
+        self->id_key_size = strlen (secret);
+        return self->id_key? 0: -1;
+    }
+    secret = config->jwt_secret;
+    if (!secret || !*secret) {
+        pl_log_error ("room-id-secret is empty and there is no jwt-secret to derive it from: "
+                      "set room-id-secret (the same on every host)");
+        return -1;
+    }
+    unsigned int size = 0;
+    self->id_key = (unsigned char *) malloc (EVP_MAX_MD_SIZE);
+    if (!self->id_key
+    ||  !HMAC (EVP_sha256 (), secret, (int) strlen (secret), (const unsigned char *) ROOM_ID_KEY_LABEL,
+               strlen (ROOM_ID_KEY_LABEL), self->id_key, &size))
+        return -1;
+    self->id_key_size = size;
+    return 0;
+}
 
 pl_rooms_t *
 pl_rooms_new (const pl_config_t *config)
@@ -35,6 +72,8 @@ pl_rooms_new (const pl_config_t *config)
     self->max_members = config->max_room_members;
     self->max_name_chars = config->max_room_name_chars;
     self->history_limit = config->history_limit;
+    if (s_id_key (self, config))
+        pl_rooms_destroy (&self);
     return self;
 }
 
@@ -42,8 +81,14 @@ void
 pl_rooms_destroy (pl_rooms_t **self_p)
 {
     assert (self_p);
-    free (*self_p);
-    *self_p = NULL;
+    pl_rooms_t *self = *self_p;
+    if (self) {
+        if (self->id_key)
+            OPENSSL_cleanse (self->id_key, self->id_key_size);
+        free (self->id_key);
+        free (self);
+        *self_p = NULL;
+    }
 }
 
 
@@ -269,28 +314,60 @@ s_utf8_length (const char *text)
     return length;
 }
 
-//  "d:" + first 32 hex digits of SHA-256 ("<smaller>\n<larger>"), so that
-//  either user of a pair names the same room. buffer holds at least 35
-//  bytes. Returns 0 or -1.
+//  "<smaller>\n<larger>": either user of a pair writes the same text.
+//  Returns its length, or -1.
 static int
-s_direct_id (const char *user_a, const char *user_b, char *buffer, size_t size)
+s_pair_text (const char *user_a, const char *user_b, char *text, size_t size)
 {
-    if (size < 35)
-        return -1;
     const char *low = strcmp (user_a, user_b) < 0? user_a: user_b;
     const char *high = low == user_a? user_b: user_a;
-    char text [2 * PL_ID_MAX + 2];
-    int length = snprintf (text, sizeof text, "%s\n%s", low, high);
-    unsigned char digest [EVP_MAX_MD_SIZE];
-    unsigned int digest_size = 0;
-    if (length < 0 || (size_t) length >= sizeof text
-    ||  EVP_Digest (text, (size_t) length, digest, &digest_size, EVP_sha256 (), NULL) != 1
-    ||  digest_size < 16)
+    int length = snprintf (text, size, "%s\n%s", low, high);
+    return length < 0 || (size_t) length >= size? -1: length;
+}
+
+//  "d:" + the first 16 bytes of digest in hex into buffer (35 bytes at least)
+static int
+s_digest_id (const unsigned char *digest, unsigned int digest_size, char *buffer, size_t size)
+{
+    if (size < 35 || digest_size < 16)
         return -1;
     memcpy (buffer, "d:", 2);
     for (size_t index = 0; index < 16; index++)
         snprintf (buffer + 2 + 2 * index, 3, "%02x", digest [index]);
     return 0;
+}
+
+//  "d:" + 32 hex digits of HMAC-SHA256 (id key, pair text): one pair
+//  always names the same room, and only who holds the key can tell which
+//  id that is. Returns 0 or -1.
+static int
+s_direct_id (pl_rooms_t *self, const char *user_a, const char *user_b, char *buffer, size_t size)
+{
+    char text [2 * PL_ID_MAX + 2];
+    int length = s_pair_text (user_a, user_b, text, sizeof text);
+    unsigned char digest [EVP_MAX_MD_SIZE];
+    unsigned int digest_size = 0;
+    if (length < 0
+    ||  !HMAC (EVP_sha256 (), self->id_key, (int) self->id_key_size,
+               (const unsigned char *) text, (size_t) length, digest, &digest_size))
+        return -1;
+    return s_digest_id (digest, digest_size, buffer, size);
+}
+
+int
+pl_rooms_legacy_id (const pl_room_t *room, char *buffer, size_t size)
+{
+    assert (room && buffer);
+    if (!streq_safe (room->kind, "direct") || room->member_count != 2)
+        return -1;
+    char text [2 * PL_ID_MAX + 2];
+    int length = s_pair_text (room->members [0], room->members [1], text, sizeof text);
+    unsigned char digest [EVP_MAX_MD_SIZE];
+    unsigned int digest_size = 0;
+    if (length < 0
+    ||  EVP_Digest (text, (size_t) length, digest, &digest_size, EVP_sha256 (), NULL) != 1)
+        return -1;
+    return s_digest_id (digest, digest_size, buffer, size);
 }
 
 //  The caller, then each listed user once. 0, or a status.
@@ -340,11 +417,12 @@ s_create_shape (pl_rooms_t *self, bool direct, json_t *name, const pl_room_t *ro
 
 //  Id, kind, name and creator of a checked new room. 0, or a status.
 static int
-s_create_identity (bool direct, json_t *name, const char *caller, pl_room_t *room, char **json_p)
+s_create_identity (pl_rooms_t *self, bool direct, json_t *name, const char *caller, pl_room_t *room,
+                   char **json_p)
 {
     char id [40];
     if (direct) {
-        if (s_direct_id (room->members [0], room->members [1], id, sizeof id))
+        if (s_direct_id (self, room->members [0], room->members [1], id, sizeof id))
             return s_error (json_p, 503, "cannot hash the room id");
     }
     else {
@@ -386,7 +464,7 @@ pl_rooms_create_request (pl_rooms_t *self, const char *caller, const char *body,
     if (!status)
         status = s_create_shape (self, direct, name, room, json_p);
     if (!status)
-        status = s_create_identity (direct, name, caller, room, json_p);
+        status = s_create_identity (self, direct, name, caller, room, json_p);
     if (status)
         pl_rooms_room_reset (room);
     json_decref (request);
@@ -406,7 +484,8 @@ pl_rooms_list_request (const char *caller, char **json_p)
 int
 pl_rooms_room_request (const char *room_id, char **json_p)
 {
-    return pl_id_valid (room_id)? 0: s_error (json_p, 404, "room not found");
+    //  Only the syntax: what it says is the same for every room id
+    return pl_id_valid (room_id)? 0: s_error (json_p, 400, "invalid room id");
 }
 
 int
@@ -445,12 +524,16 @@ pl_rooms_page_limit (pl_rooms_t *self, int requested)
 //  Decisions
 
 int
-pl_rooms_may_enter (const pl_room_t *room, const char *caller, char **json_p)
+pl_rooms_may_enter (const pl_room_t *room, const char *room_id, const char *caller, char **json_p)
 {
-    if (!room)
-        return s_error (json_p, 404, "room not found");
-    if (pl_rooms_member_index (room, caller) < 0)
-        return s_error (json_p, 403, "you are not a member of this room");
+    assert (room_id);
+    //  A room that does not exist is one the caller is not a member of:
+    //  the same answer, or anyone could test which pairs talk
+    if (!room || pl_rooms_member_index (room, caller) < 0) {
+        char message [32 + PL_ID_MAX];
+        snprintf (message, sizeof message, "not a member of room %s", room_id);
+        return s_error (json_p, 403, message);
+    }
     return 0;
 }
 
@@ -546,14 +629,22 @@ s_test_create_rules (pl_rooms_t *self, bool verbose)
     pl_check (room.created_ms > 0 && room.last_seq == 0 && !room.read_seqs);
     pl_rooms_room_reset (&room);
 
-    //  A direct room's id is the pair's, whoever asks
+    //  A direct room's id is the pair's, whoever asks: HMAC-SHA256 keyed
+    //  with room-id-secret ("test room key"), not the plain SHA-256 of old
+    char legacy [40];
     s_test_create (self, "alice", "{\"kind\":\"direct\",\"members\":[\"bob\"]}", &room, 0);
-    pl_check (streq_safe (room.id, "d:1cb15457d1ddab60e205c0fe3ca2f65d") && !room.name);
+    pl_check (streq_safe (room.id, "d:73c5a1497b1372b85790f276fc69e57f") && !room.name);
     pl_check (streq_safe (room.kind, "direct") && room.member_count == 2);
+    pl_check (pl_rooms_legacy_id (&room, legacy, sizeof legacy) == 0);
+    pl_check (strcmp (legacy, "d:1cb15457d1ddab60e205c0fe3ca2f65d") == 0);
+    pl_check (pl_rooms_legacy_id (&room, legacy, 34) == -1);
     pl_rooms_room_reset (&room);
     s_test_create (self, "bob", "{\"kind\":\"direct\",\"members\":[\"alice\",\"bob\"],\"name\":null}", &room, 0);
-    pl_check (streq_safe (room.id, "d:1cb15457d1ddab60e205c0fe3ca2f65d"));
+    pl_check (streq_safe (room.id, "d:73c5a1497b1372b85790f276fc69e57f"));
     pl_check (streq_safe (room.members [0], "alice") && streq_safe (room.created_by, "bob"));
+    pl_rooms_room_reset (&room);
+    s_test_create (self, "alice", "{\"kind\":\"group\",\"name\":\"x\",\"members\":[\"bob\"]}", &room, 0);
+    pl_check (pl_rooms_legacy_id (&room, legacy, sizeof legacy) == -1);
     pl_rooms_room_reset (&room);
 
     const char *bad [] = {
@@ -604,7 +695,7 @@ s_test_requests (pl_rooms_t *self)
     s_test_error (400, pl_rooms_list_request ("", &text_));
     s_test_error (400, pl_rooms_list_request (NULL, &text_));
     pl_check (pl_rooms_room_request ("g:x", &text_) == 0 && !text_);
-    s_test_error (404, pl_rooms_room_request ("not/an/id", &text_));
+    s_test_error (400, pl_rooms_room_request ("not/an/id", &text_));
     pl_check (pl_rooms_add_request ("{\"userId\":\"carol\"}", 18, user, &text_) == 0 && strcmp (user, "carol") == 0);
     s_test_error (400, pl_rooms_add_request ("{]", 2, user, &text_));
     s_test_error (400, pl_rooms_add_request ("{\"userId\":\"a/b\"}", 16, user, &text_));
@@ -641,10 +732,18 @@ s_test_decisions (pl_rooms_t *self, pl_rooms_t *small)
     char *text_ = NULL;
     pl_room_t group, direct;
     s_test_rooms (self, &group, &direct);
-    pl_check (pl_rooms_may_enter (&group, "bob", &text_) == 0 && !text_);
-    s_test_error (403, pl_rooms_may_enter (&group, "dave", &text_));
-    s_test_error (403, pl_rooms_may_enter (&direct, "carol", &text_));
-    s_test_error (404, pl_rooms_may_enter (NULL, "alice", &text_));
+    pl_check (pl_rooms_may_enter (&group, group.id, "bob", &text_) == 0 && !text_);
+    s_test_error (403, pl_rooms_may_enter (&group, group.id, "dave", &text_));
+    s_test_error (403, pl_rooms_may_enter (&direct, direct.id, "carol", &text_));
+    s_test_error (403, pl_rooms_may_enter (NULL, "g:nothing", "alice", &text_));
+    //  A room that exists and one that does not: the same bytes
+    char *existing = NULL, *missing = NULL;
+    pl_check (pl_rooms_may_enter (&direct, direct.id, "carol", &existing) == 403);
+    pl_check (pl_rooms_may_enter (NULL, direct.id, "carol", &missing) == 403);
+    pl_check (existing && missing && streq_safe (existing, missing));
+    pl_check (strstr (existing, "not a member of room d:"));
+    free (existing);
+    free (missing);
 
     //  Any member adds to a group; a member already is no change
     pl_check (pl_rooms_may_add (self, &group, "dave", &text_) == 0 && !text_);
@@ -755,6 +854,34 @@ s_test_messages (void)
     json_decref (json);
 }
 
+//  Where the id key comes from: room-id-secret, else jwt-secret with a
+//  label; with neither there are no rules (the store does not start)
+static void
+s_test_id_keys (pl_config_t *config)
+{
+    const char *body = "{\"kind\":\"direct\",\"members\":[\"bob\"]}";
+    pl_check (pl_rooms_new (config) == NULL);      //  logs why
+    pl_config_set (config, "jwt-secret", "jwt");
+    pl_rooms_t *derived = pl_rooms_new (config);
+    pl_check (derived);
+    pl_room_t room;
+    s_test_create (derived, "alice", body, &room, 0);
+    pl_check (streq_safe (room.id, "d:3a76b51f036d98742445e7c2833563d8"));
+    pl_rooms_room_reset (&room);
+    pl_rooms_destroy (&derived);
+    //  room-id-secret wins over jwt-secret; another key, another id
+    pl_config_set (config, "room-id-secret", "another key");
+    derived = pl_rooms_new (config);
+    pl_check (derived);
+    s_test_create (derived, "bob", body, &room, 400);
+    s_test_create (derived, "bob", "{\"kind\":\"direct\",\"members\":[\"alice\"]}", &room, 0);
+    pl_check (room.id && !streq_safe (room.id, "d:3a76b51f036d98742445e7c2833563d8")
+              && !streq_safe (room.id, "d:73c5a1497b1372b85790f276fc69e57f"));
+    pl_rooms_room_reset (&room);
+    pl_rooms_destroy (&derived);
+    pl_config_set (config, "jwt-secret", "");
+}
+
 void
 pl_rooms_test (bool verbose)
 {
@@ -763,6 +890,8 @@ pl_rooms_test (bool verbose)
         printf ("\n");
     pl_config_t *config = pl_config_new_default ();
     pl_check (config && pl_config_finish (config) == 0);
+    s_test_id_keys (config);
+    pl_config_set (config, "room-id-secret", "test room key");
     pl_rooms_t *self = pl_rooms_new (config);
     pl_check (self);
     pl_config_set (config, "max-room-members", "3");

@@ -24,7 +24,7 @@
 
 //  A room as stored and answered. Owns its strings; a zeroed one is empty.
 typedef struct {
-    char *id;                   //  "d:<hash of the pair>" or "g:<random>"
+    char *id;                   //  "d:<keyed hash of the pair>" or "g:<random>"
     char *kind;                 //  "direct" or "group"
     char *name;                 //  NULL: none (direct rooms)
     char *created_by;
@@ -51,7 +51,9 @@ typedef struct {
 typedef struct _pl_rooms_t pl_rooms_t;
 
 //  Rules with the limits of a configuration (max-room-members,
-//  max-room-name-chars, history-limit; copied).
+//  max-room-name-chars, history-limit; copied) and the key of direct room
+//  ids (room-id-secret, else derived from jwt-secret). NULL, logged, when
+//  there is neither secret: no key, no ids every host agrees on.
 pl_rooms_t *
     pl_rooms_new (const pl_config_t *config);
 
@@ -91,6 +93,9 @@ void
 //  pair, so one pair always names the same room. A group has a name of
 //  1..max-room-name-chars characters, 1..max-room-members members and a
 //  random id. 400 (or 503 out of memory) leaves *room empty.
+//  A direct room's id is "d:" + 32 hex digits of HMAC-SHA256 over the
+//  sorted pair with the id key: the same for the pair on every host, and
+//  not computable without the key.
 int
     pl_rooms_create_request (pl_rooms_t *self, const char *caller, const char *body,
                              size_t body_size, pl_room_t *room, char **json_p);
@@ -99,7 +104,7 @@ int
 int
     pl_rooms_list_request (const char *caller, char **json_p);
 
-//  A request naming a room: an invalid id names no room (404).
+//  A request naming a room: 400 for an id that is not one (syntax only).
 int
     pl_rooms_room_request (const char *room_id, char **json_p);
 
@@ -120,10 +125,12 @@ int
 //  --------------------------------------------------------------------------
 //  Decisions on a loaded room
 
-//  Reading a room or its messages: room NULL (unknown) 404, a caller who
-//  is not a member 403.
+//  Reading a room or its messages, changing its members: a caller who is
+//  not a member gets 403 "not a member of room <room_id>", the same when
+//  room is NULL (no such room), so that the answer does not tell whether
+//  a room exists.
 int
-    pl_rooms_may_enter (const pl_room_t *room, const char *caller, char **json_p);
+    pl_rooms_may_enter (const pl_room_t *room, const char *room_id, const char *caller, char **json_p);
 
 //  Adding user (by any member): direct rooms 400, a full group 400. Returns
 //  200 without JSON when user is a member already: nothing to write, the
@@ -136,6 +143,13 @@ int
 //  (403); user not a member 404.
 int
     pl_rooms_may_remove (const pl_room_t *room, const char *caller, const char *user, char **json_p);
+
+//  The id a direct room had before ids were keyed (issue 8): "d:" + 32
+//  hex digits of SHA-256 over the sorted pair. Rooms keep the id they were
+//  stored with; a create looks the old one up first, so that a pair's old
+//  room stays its room. 0, or -1 when room is no direct room of two.
+int
+    pl_rooms_legacy_id (const pl_room_t *room, char *buffer, size_t size);
 
 //  --------------------------------------------------------------------------
 //  Answers

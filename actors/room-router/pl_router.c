@@ -52,6 +52,7 @@ typedef struct {
     pl_every_t tick;            //  deadlines, silent peers, idle rooms
     pl_every_t status;          //  status record to the monitor
     uint64_t dropped;           //  messages a full or gone peer did not take
+    uint64_t not_member;        //  AUTHZ, SEND, REPLAY refused: not a member (issue 8)
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
     pl_monitor_t *monitor;      //  socket events and status for operators
     bool terminated;
@@ -235,14 +236,12 @@ static void
 s_decide (self_t *self, room_t *room, pl_msg_t *request)
 {
     char text [160];
-    if (!room->exists) {
-        snprintf (text, sizeof text, "no such room %s", room->room_id);
-        s_reply (self, request, 404, text);
-    }
-    else
-    if (!zhashx_lookup (room->members, pl_msg_user (request))) {
+    //  A room that does not exist is one the user is not a member of: the
+    //  same answer, or anyone could test which pairs talk (issue 8)
+    if (!room->exists || !zhashx_lookup (room->members, pl_msg_user (request))) {
         snprintf (text, sizeof text, "not a member of room %s", room->room_id);
         s_reply (self, request, 403, text);
+        self->not_member++;
     }
     else
     if (pl_msg_command (request) == PL_MSG_SEND || pl_msg_command (request) == PL_MSG_REPLAY)
@@ -570,13 +569,14 @@ s_self_report (self_t *self)
     for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
          room = (room_t *) zhashx_next (self->rooms))
         members_cached += room->members != NULL;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
         "rooms", (json_int_t) zhashx_size (self->rooms),
         "rooms_with_members_cached", (json_int_t) members_cached,
         "connection_actors", (json_int_t) pl_peers_size (self->conns),
         "persistence_actors", (json_int_t) pl_peers_size (self->stores),
         "undelivered", (json_int_t) self->dropped,
-        "bridge_ready", (s_self_readiness (self) & PL_READY_BRIDGE) != 0));
+        "bridge_ready", (s_self_readiness (self) & PL_READY_BRIDGE) != 0,
+        "not_member_refused", (json_int_t) self->not_member));
 }
 
 //  Peers silent past the peer timeout are gone: a connection actor's rooms

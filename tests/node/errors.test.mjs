@@ -119,7 +119,8 @@ test('HTTP errors are JSON with the right status', async () => {
     const bad = await host.http('POST', '/api/rooms', token, 'not json');
     assert.equal(bad.status, 400);
     assert.ok(bad.json.error);
-    assert.equal((await host.http('GET', '/api/rooms/no-such-room', token)).status, 404);
+    //  No such room answers as a room of others would (issue 8)
+    assert.equal((await host.http('GET', '/api/rooms/no-such-room', token)).status, 403);
     assert.equal((await host.http('GET', `/api/rooms/${room.id}`, host.token('mallory'))).status, 403);
     const huge = await host.http('POST', '/api/rooms', token, { kind: 'group', name: 'x'.repeat(100000), members: [] });
     assert.equal(huge.status, 413);
