@@ -173,6 +173,9 @@ static const family_t s_families [] = {
       "STOMP ERROR frames sent (each closes its session)" },
     { "conn", "slow_consumers", NULL, "parley_conn_slow_consumers_total", FAMILY_COUNTER, 1,
       "Sessions closed because their outbound queue outgrew max-outbound-bytes" },
+    //  Connection actor: STOMP refusals (issue 8), one per limit
+    { "conn", "refused_nul", NULL, "parley_conn_refused_nul_total", FAMILY_COUNTER, 1,
+      "SEND frames refused for a NUL character in a JSON string of the body" },
     { "conn", "http_requests", NULL, "parley_conn_http_requests_total", FAMILY_COUNTER, 1,
       "HTTP requests received (API, health checks, metrics)" },
     { "conn", "delivery_latency_ms", NULL, "parley_conn_delivery_latency_seconds", FAMILY_HISTOGRAM, MS,

@@ -585,9 +585,15 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, message, receipt);
         return;
     }
+    //  Without JSON_ALLOW_NUL: the bridge, Redis and MongoDB keep content
+    //  as a C string, so a "\u0000" would cut what we receipt. Refused.
     json_error_t json_error;
-    json_t *json = json_loadb (frame->body, frame->body_size, JSON_ALLOW_NUL, &json_error);
+    json_t *json = json_loadb (frame->body, frame->body_size, 0, &json_error);
     const char *failure = s_send_check (config, json, message, sizeof message);
+    if (!json && json_error_code (&json_error) == json_error_null_character) {
+        self->owner->counts.refused_nul++;
+        failure = "message must not contain NUL characters (\\u0000)";
+    }
     if (failure) {
         s_session_error (self, failure, receipt);
         json_decref (json);
@@ -1008,6 +1014,12 @@ s_test_refusals (pl_sessions_t *sessions)
             "clientMsgId must be",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\"}", "message type READ is not supported",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"seen\\u0000hidden\"}",
+            "message must not contain NUL characters",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"\\u0000\"}",
+            "message must not contain NUL",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\\u0000x\",\"content\":\"x\"}",
+            "message must not contain NUL",
         "CONNECT\naccept-version:1.2\n\n", "already connected",
         NULL
     };
@@ -1198,6 +1210,7 @@ pl_session_test (bool verbose)
 
     s_test_refusals (sessions);
     pl_check (zlistx_size (fake->sent) == 0);
+    pl_check (pl_sessions_counts (sessions)->refused_nul == 3);
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
     s_test_failures (fake, sessions);

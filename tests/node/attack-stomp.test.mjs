@@ -1,0 +1,72 @@
+//  Hostile STOMP clients (issue 8): what a client wrote is stored as it
+//  wrote it or refused with an ERROR; an expired token ends its session;
+//  limits on rate, connections and requests in flight hold, each refusal
+//  named in the ERROR and counted in /metrics. The others keep working.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Host, collect, connectStomp, rawSocket, sendWithReceipt, sleep, waitFor, withMongo, randomUUID } from './harness.mjs';
+
+let host;
+let room;
+let alice;
+let bob;
+let bobSees;
+let sent = 0;
+
+before(async () => {
+    host = await new Host({ extra: ['--jwt-leeway-s', '0'] }).up();
+    const aliceToken = host.token('alice', 'Alice');
+    room = await host.createRoom(aliceToken, { kind: 'direct', members: ['bob'] });
+    alice = await host.stomp(aliceToken);
+    bob = await host.stomp(host.token('bob', 'Bob'));
+    bobSees = await collect(bob, room.id);
+});
+after(async () => {
+    await alice?.deactivate();
+    await bob?.deactivate();
+    await host?.down();
+});
+
+//  After each attack the good clients still talk, and the room holds
+//  exactly what was receipted.
+async function othersStillWork () {
+    sent++;
+    const seq = await sendWithReceipt(alice, room.id, `still working ${sent}`);
+    assert.equal(seq, sent, 'nothing else was appended');
+    await waitFor('delivery to bob', () => bobSees.length === sent);
+    assert.equal(bobSees[sent - 1].body.content, `still working ${sent}`);
+}
+
+//  The sum of a counter's samples in /metrics (0 when absent)
+async function counter (name) {
+    const text = await (await fetch(`${host.base}/metrics`)).text();
+    let total = 0;
+    for (const line of text.split('\n'))
+        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.split(' ').pop());
+    return total;
+}
+
+//  A raw SEND body (not JSON.stringify'd by the client): the ERROR it gets
+async function sendRaw (token, body) {
+    const client = await host.stomp(token);
+    const error = new Promise((resolve) => { client.onStompError = resolve; });
+    client.publish({ destination: `/app/rooms/${room.id}`, headers: { receipt: 'nul' }, body });
+    const frame = await error;
+    await client.deactivate();
+    return frame;
+}
+
+test('content with NUL is refused with an ERROR, never cut and stored', async () => {
+    const before = await counter('parley_conn_refused_nul_total');
+    const token = host.token('alice', 'Alice');
+    for (const body of ['{"type":"TALK","content":"visible\\u0000hidden"}', '{"type":"TALK","content":"\\u0000"}',
+        JSON.stringify({ type: 'TALK', content: 'a\0b', clientMsgId: randomUUID() })]) {
+        const frame = await sendRaw(token, body);
+        assert.match(frame.headers.message, /NUL/, `a clear message for ${body}`);
+        assert.equal(frame.headers['receipt-id'], 'nul');
+    }
+    await othersStillWork();
+    const stored = await withMongo(host.database, (db) => db.collection('messages').find({}).toArray());
+    assert.ok(!stored.some((m) => /visible|^$|^a$/.test(m.content)), 'no cut content stored');
+    await waitFor('the refusals counted', async () => await counter('parley_conn_refused_nul_total') === before + 3, 5000);
+});
