@@ -272,8 +272,9 @@ static json_t *
 s_self_refusals (self_t *self)
 {
     const pl_sessions_counts_t *counts = pl_sessions_counts (self->sessions);
-    return json_pack ("{s:I}",
-        "refused_nul", (json_int_t) counts->refused_nul);
+    return json_pack ("{s:I, s:I}",
+        "refused_nul", (json_int_t) counts->refused_nul,
+        "tokens_expired", (json_int_t) counts->tokens_expired);
 }
 
 //  This actor's status record for operators, once a second

@@ -176,6 +176,8 @@ static const family_t s_families [] = {
     //  Connection actor: STOMP refusals (issue 8), one per limit
     { "conn", "refused_nul", NULL, "parley_conn_refused_nul_total", FAMILY_COUNTER, 1,
       "SEND frames refused for a NUL character in a JSON string of the body" },
+    { "conn", "tokens_expired", NULL, "parley_conn_tokens_expired_total", FAMILY_COUNTER, 1,
+      "STOMP sessions ended with an ERROR because their token expired" },
     { "conn", "http_requests", NULL, "parley_conn_http_requests_total", FAMILY_COUNTER, 1,
       "HTTP requests received (API, health checks, metrics)" },
     { "conn", "delivery_latency_ms", NULL, "parley_conn_delivery_latency_seconds", FAMILY_HISTOGRAM, MS,

@@ -26,6 +26,8 @@
 #define APP_ROOMS           "/app/rooms/"
 #define USER_EVENTS         "/user/queue/events"
 #define SHUTDOWN_MESSAGE    "server shutting down: reconnect and resume with since-seq"
+#define EXPIRED_MESSAGE     "token expired: reconnect with a new token and resume with since-seq " \
+                            "(send again what got no receipt)"
 
 struct _pl_sessions_t {
     pl_link_t *link;
@@ -43,6 +45,8 @@ struct _pl_session_t {
     int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
     bool connected;
     pl_handshake_t terms;       //  what CONNECT settled, zero before
+    int64_t expires_ms;         //  monotonic ms the token (with leeway) expires
+    bool expired;               //  past it: no new frames, ERROR once answered
     bool closing;               //  ERROR queued or DISCONNECT: no more input
     pl_stomp_parser_t *parser;
     zhashx_t *subs;             //  id -> sub_t
@@ -68,6 +72,7 @@ typedef struct {
 
 static void s_session_error (pl_session_t *self, const char *message, const char *receipt);
 static void s_session_shutdown (pl_session_t *self);
+static void s_session_expire_check (pl_session_t *self, int64_t now);
 
 static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
@@ -238,6 +243,8 @@ s_session_answered (pl_session_t *self)
 {
     if (self->owner->shutting_down && pl_pending_owned (self->owner->link->pending, self) == 0)
         s_session_shutdown (self);
+    if (self->expired && pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, EXPIRED_MESSAGE, NULL);
 }
 
 static void
@@ -417,6 +424,9 @@ s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
     }
     self->connected = true;
     pl_stomp_parser_set_version (self->parser, self->terms.version);
+    //  The token's exp on the monotonic clock, so the tick can end us
+    int64_t expires_wall = (self->terms.identity.expires + link->config->jwt_leeway_s) * 1000;
+    self->expires_ms = pl_mono_ms () + expires_wall - pl_clock_ms ();
 
     char version_text [16], heart_beat [32], session_id [96];
     snprintf (version_text, sizeof version_text, "1.%d", self->terms.version - 10);
@@ -625,6 +635,10 @@ s_session_handle_frame (void *arg, pl_stomp_frame_t *frame)
     //  that follows tells the client to send again what has no receipt
     if (self->owner->shutting_down)
         return 0;
+    //  So is a session whose token expired, until its answers are out
+    s_session_expire_check (self, pl_mono_ms ());
+    if (self->expired)
+        return 0;
     const char *receipt = pl_stomp_frame_header (frame, "receipt");
     if (!self->connected
     &&  frame->command != PL_STOMP_CONNECT && frame->command != PL_STOMP_STOMP) {
@@ -765,10 +779,27 @@ s_session_shutdown (pl_session_t *self)
         s_session_error (self, SHUTDOWN_MESSAGE, NULL);
 }
 
-//  Heart-beats and silence, once a tick
+//  A token is checked at CONNECT only: past its exp (and jwt-leeway-s)
+//  the session takes no new frames and ends with an ERROR once the
+//  receipts it owes are out.
+static void
+s_session_expire_check (pl_session_t *self, int64_t now)
+{
+    if (!self->connected || self->closing || self->expired || now < self->expires_ms)
+        return;
+    self->expired = true;
+    self->owner->counts.tokens_expired++;
+    pl_log_debug ("session %" PRIu64 ": token of %s expired", self->number,
+                  self->terms.identity.user_id);
+    if (pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, EXPIRED_MESSAGE, NULL);
+}
+
+//  Heart-beats, silence and token expiry, once a tick
 static void
 s_session_tick (pl_session_t *self, int64_t now)
 {
+    s_session_expire_check (self, now);
     if (self->closing)
         return;
     if (!self->connected) {
@@ -1193,6 +1224,39 @@ s_test_drain (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_session_destroy (&other);
 }
 
+//  A token expires: the receipt owed goes out first, then the ERROR;
+//  frames after exp are not handled
+static void
+s_test_expiry (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    int64_t later = pl_mono_ms () + (3600 + fake->link.config->jwt_leeway_s + 1) * 1000;
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m5\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_sessions_tick (sessions, later - 2000);
+    pl_check (!pl_session_closing (session));
+    pl_sessions_tick (sessions, later);
+    pl_check (!pl_session_closing (session));
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m6\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"y\"}");
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_link_fake_answer (fake, send, 200, 44, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "44");
+    s_test_expect_error (session, "reconnect with a new token and resume with since-seq");
+    pl_session_destroy (&session);
+
+    //  Nothing owed: the ERROR at once
+    session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    pl_sessions_tick (sessions, later);
+    s_test_expect_error (session, "token expired");
+    pl_session_destroy (&session);
+    pl_check (pl_sessions_counts (sessions)->tokens_expired == 2);
+}
+
 void
 pl_session_test (bool verbose)
 {
@@ -1214,6 +1278,7 @@ pl_session_test (bool verbose)
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
     s_test_failures (fake, sessions);
+    s_test_expiry (fake, sessions);
     s_test_drain (fake, sessions);
 
     pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_size (sessions) == 0);

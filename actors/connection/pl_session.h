@@ -34,8 +34,9 @@ typedef struct _pl_session_t pl_session_t;
 typedef struct {
     uint64_t sessions_total, frames_in, frames_out, sends, errors,
              deliveries, slow_consumers;
-    //  Refusals (issue 8): SENDs with NUL in a string
-    uint64_t refused_nul;
+    //  Refusals (issue 8): SENDs with NUL in a string; sessions ended
+    //  because their token expired
+    uint64_t refused_nul, tokens_expired;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL

@@ -70,3 +70,27 @@ test('content with NUL is refused with an ERROR, never cut and stored', async ()
     assert.ok(!stored.some((m) => /visible|^$|^a$/.test(m.content)), 'no cut content stored');
     await waitFor('the refusals counted', async () => await counter('parley_conn_refused_nul_total') === before + 3, 5000);
 });
+
+test('a session ends with an ERROR when its token expires; a new token resumes', async () => {
+    const before = await counter('parley_conn_tokens_expired_total');
+    const client = await host.stomp(host.token('alice', 'Alice', 2));
+    const seen = await collect(client, room.id);
+    const ended = new Promise((resolve) => { client.onStompError = resolve; });
+    await othersStillWork();
+    await waitFor('the message on the short-lived session', () => seen.length === 1);
+    const started = Date.now();
+    const frame = await Promise.race([ended, sleep(5000).then(() => assert.fail('no ERROR after exp'))]);
+    console.log(`# token of 2 s: ERROR ${Date.now() - started} ms after the last message`);
+    assert.match(frame.headers.message, /token expired/);
+    assert.match(frame.headers.message, /new token/);
+    assert.match(frame.headers.message, /since-seq/);
+    await waitFor('the socket closed', () => client.closed, 5000);
+    await othersStillWork();
+    //  What it missed comes back with a new token and since-seq
+    const again = await host.stomp(host.token('alice', 'Alice'));
+    const resumed = await collect(again, room.id, { 'since-seq': String(seen.at(-1).body.seq) });
+    await waitFor('the missed message', () => resumed.length === 1);
+    assert.equal(resumed[0].body.seq, sent);
+    await again.deactivate();
+    await waitFor('the expiry counted', async () => await counter('parley_conn_tokens_expired_total') >= before + 1, 5000);
+});
