@@ -271,10 +271,14 @@ s_self_handle_pipe (self_t *self)
 static json_t *
 s_self_refusals (self_t *self)
 {
-    const pl_sessions_counts_t *counts = pl_sessions_counts (self->sessions);
-    return json_pack ("{s:I, s:I}",
-        "refused_nul", (json_int_t) counts->refused_nul,
-        "tokens_expired", (json_int_t) counts->tokens_expired);
+    const pl_limits_refused_t *refused = pl_sessions_refused (self->sessions);
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}",
+        "refused_nul", (json_int_t) refused->nul,
+        "refused_send_rate", (json_int_t) refused->send_rate,
+        "refused_connections", (json_int_t) refused->connections,
+        "refused_connections_per_user", (json_int_t) refused->connections_per_user,
+        "refused_in_flight", (json_int_t) refused->in_flight,
+        "tokens_expired", (json_int_t) pl_sessions_counts (self->sessions)->tokens_expired);
 }
 
 //  This actor's status record for operators, once a second

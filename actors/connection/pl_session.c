@@ -12,6 +12,7 @@
 #include "pl_log.h"
 #include "pl_resume.h"
 #include "pl_interest.h"
+#include "pl_limits.h"
 #include "pl_stomp.h"
 #include "pl_util.h"
 
@@ -35,6 +36,7 @@ struct _pl_sessions_t {
     bool shutting_down;         //  no new frames; sessions end when answered
     zlistx_t *list;             //  pl_session_t, not owned
     pl_interest_t *rooms;          //  the active subscriptions of each room
+    pl_limits_t *limits;        //  connections, SEND rate, requests in flight
     pl_sessions_counts_t counts;
 };
 
@@ -44,6 +46,7 @@ struct _pl_session_t {
     uint64_t number;
     int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
     bool connected;
+    bool counted;               //  pl_limits_open said yes
     pl_handshake_t terms;       //  what CONNECT settled, zero before
     int64_t expires_ms;         //  monotonic ms the token (with leeway) expires
     bool expired;               //  past it: no new frames, ERROR once answered
@@ -236,6 +239,18 @@ s_session_request (pl_session_t *self, const pl_pending_kind_t *kind, pl_msg_t *
     return corr;
 }
 
+//  A session asks the router once more: within max-in-flight? Else ERROR.
+static bool
+s_session_may_request (pl_session_t *self, const char *receipt)
+{
+    char message [200];
+    size_t in_flight = pl_pending_owned (self->owner->link->pending, self);
+    if (pl_limits_request (self->owner->limits, in_flight, message, sizeof message) == 0)
+        return true;
+    s_session_error (self, message, receipt);
+    return false;
+}
+
 //  After an answer: a draining session with nothing left in flight is
 //  told to reconnect now.
 static void
@@ -422,6 +437,11 @@ s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, message, NULL);
         return;
     }
+    if (pl_limits_connect (self->owner->limits, self->terms.identity.user_id,
+                           message, sizeof message)) {
+        s_session_error (self, message, NULL);
+        return;
+    }
     self->connected = true;
     pl_stomp_parser_set_version (self->parser, self->terms.version);
     //  The token's exp on the monotonic clock, so the tick can end us
@@ -489,6 +509,8 @@ s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, failure, receipt);
         return;
     }
+    if (room && !s_session_may_request (self, receipt))
+        return;
     const char *id = pl_stomp_frame_header (frame, "id");
     sub_t *sub = s_sub_new (self, id, pl_stomp_frame_header (frame, "destination"), room);
     if (!sub) {
@@ -533,54 +555,9 @@ s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
     s_session_receipt (self, receipt, NULL);
 }
 
-//  Count UTF-8 code points (jansson has checked the encoding).
-static size_t
-s_utf8_chars (const char *text, size_t size)
-{
-    size_t count = 0;
-    for (size_t index = 0; index < size; index++)
-        if (((unsigned char) text [index] & 0xC0) != 0x80)
-            count++;
-    return count;
-}
-
-//  Check a SEND body (a JSON object). Returns an error message for the
-//  client, or NULL.
-static const char *
-s_send_check (const pl_config_t *config, json_t *json, char *message, size_t size)
-{
-    if (!json || !json_is_object (json))
-        return "body must be a JSON object";
-    const char *type = json_string_value (json_object_get (json, "type"));
-    json_t *content = json_object_get (json, "content");
-    json_t *cmid = json_object_get (json, "clientMsgId");
-    if (!type)
-        return "type must be a string";
-    if (streq (type, "READ") || streq (type, "TYPING")) {
-        snprintf (message, size, "message type %s is not supported yet", type);
-        return message;
-    }
-    if (!streq (type, "TALK"))
-        return "type must be TALK, READ or TYPING";
-    if (!json_is_string (content))
-        return "content must be a string";
-    if (json_string_length (content) == 0)
-        return "content must not be empty";
-    if (s_utf8_chars (json_string_value (content), json_string_length (content))
-        > (size_t) config->max_content_chars) {
-        snprintf (message, size, "content over %d characters", config->max_content_chars);
-        return message;
-    }
-    if (cmid && !json_is_null (cmid)
-    &&  (!json_is_string (cmid) || !pl_id_valid (json_string_value (cmid))))
-        return "clientMsgId must be 1 to 64 of [A-Za-z0-9_.:@-]";
-    return NULL;
-}
-
 static void
 s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
 {
-    const pl_config_t *config = self->owner->link->config;
     const char *destination = pl_stomp_frame_header (frame, "destination");
     const char *receipt = pl_stomp_frame_header (frame, "receipt");
     char message [200];
@@ -590,22 +567,18 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, "unknown destination", receipt);
         return;
     }
-    if (frame->body_size > (size_t) config->max_body_bytes) {
-        snprintf (message, sizeof message, "message body over %d bytes", config->max_body_bytes);
+    if (pl_limits_send (self->owner->limits, self->terms.identity.user_id, pl_mono_ms (),
+                        message, sizeof message)) {
         s_session_error (self, message, receipt);
         return;
     }
-    //  Without JSON_ALLOW_NUL: the bridge, Redis and MongoDB keep content
-    //  as a C string, so a "\u0000" would cut what we receipt. Refused.
-    json_error_t json_error;
-    json_t *json = json_loadb (frame->body, frame->body_size, 0, &json_error);
-    const char *failure = s_send_check (config, json, message, sizeof message);
-    if (!json && json_error_code (&json_error) == json_error_null_character) {
-        self->owner->counts.refused_nul++;
-        failure = "message must not contain NUL characters (\\u0000)";
+    json_t *json = pl_limits_send_body (self->owner->limits, frame->body, frame->body_size,
+                                        message, sizeof message);
+    if (!json) {
+        s_session_error (self, message, receipt);
+        return;
     }
-    if (failure) {
-        s_session_error (self, failure, receipt);
+    if (!s_session_may_request (self, receipt)) {
         json_decref (json);
         return;
     }
@@ -708,6 +681,12 @@ pl_session_new (pl_sessions_t *sessions, void *conn, int subprotocol)
     self->list_handle = zlistx_add_end (sessions->list, self);
     sessions->counts.sessions_total++;
     pl_log_debug ("session %" PRIu64 " opened", self->number);
+    //  Over max-connections: the client learns why once upgraded
+    char message [200];
+    if (pl_limits_open (sessions->limits, message, sizeof message) == 0)
+        self->counted = true;
+    else
+        s_session_error (self, message, NULL);
     return self;
 }
 
@@ -723,6 +702,10 @@ pl_session_destroy (pl_session_t **self_p)
         s_sub_leave (sub);
     zhashx_destroy (&self->subs);
     pl_pending_drop (owner->link->pending, self);
+    if (self->counted)
+        pl_limits_close (owner->limits);
+    if (self->connected)
+        pl_limits_disconnect (owner->limits, self->terms.identity.user_id);
     if (self->list_handle)
         zlistx_delete (owner->list, self->list_handle);
     pl_stomp_parser_destroy (&self->parser);
@@ -838,7 +821,8 @@ pl_sessions_new (pl_link_t *link)
     self->link = link;
     self->list = zlistx_new ();
     self->rooms = pl_interest_new (link);
-    if (!self->list || !self->rooms) {
+    self->limits = pl_limits_new (link->config);
+    if (!self->list || !self->rooms || !self->limits) {
         pl_sessions_destroy (&self);
         return NULL;
     }
@@ -853,6 +837,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
         assert (!self->list || zlistx_size (self->list) == 0);
         zlistx_destroy (&self->list);
         pl_interest_destroy (&self->rooms);
+        pl_limits_destroy (&self->limits);
         free (self);
         *self_p = NULL;
     }
@@ -895,6 +880,7 @@ pl_sessions_resync (pl_sessions_t *self)
 void
 pl_sessions_tick (pl_sessions_t *self, int64_t now)
 {
+    pl_limits_prune (self->limits, now);
     for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
          session = (pl_session_t *) zlistx_next (self->list))
         s_session_tick (session, now);
@@ -944,6 +930,12 @@ const pl_sessions_counts_t *
 pl_sessions_counts (pl_sessions_t *self)
 {
     return &self->counts;
+}
+
+const pl_limits_refused_t *
+pl_sessions_refused (pl_sessions_t *self)
+{
+    return pl_limits_refused (self->limits);
 }
 
 
@@ -1274,7 +1266,7 @@ pl_session_test (bool verbose)
 
     s_test_refusals (sessions);
     pl_check (zlistx_size (fake->sent) == 0);
-    pl_check (pl_sessions_counts (sessions)->refused_nul == 3);
+    pl_check (pl_sessions_refused (sessions)->nul == 3);
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
     s_test_failures (fake, sessions);

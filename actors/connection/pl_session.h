@@ -21,6 +21,7 @@
 #ifndef PL_SESSION_H_INCLUDED
 #define PL_SESSION_H_INCLUDED
 
+#include "pl_limits.h"
 #include "pl_link.h"
 
 #include <stdbool.h>
@@ -34,9 +35,8 @@ typedef struct _pl_session_t pl_session_t;
 typedef struct {
     uint64_t sessions_total, frames_in, frames_out, sends, errors,
              deliveries, slow_consumers;
-    //  Refusals (issue 8): SENDs with NUL in a string; sessions ended
-    //  because their token expired
-    uint64_t refused_nul, tokens_expired;
+    //  Sessions ended because their token expired (issue 8)
+    uint64_t tokens_expired;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL
@@ -82,6 +82,10 @@ size_t
 
 const pl_sessions_counts_t *
     pl_sessions_counts (pl_sessions_t *self);
+
+//  What pl_limits refused, per limit
+const pl_limits_refused_t *
+    pl_sessions_refused (pl_sessions_t *self);
 
 //  Open a session on conn (passed back to the link's hooks); subprotocol
 //  is 10, 11 or 12 from the WebSocket subprotocol v1x.stomp, or 0 when
