@@ -59,7 +59,8 @@ void
     pl_sessions_resync (pl_sessions_t *self);
 
 //  Once a timer tick: heart-beats out, silent clients and sockets that
-//  never sent CONNECT closed. now is monotonic ms.
+//  never sent CONNECT closed, sessions whose token expired ended. now is
+//  monotonic ms.
 void
     pl_sessions_tick (pl_sessions_t *self, int64_t now);
 
