@@ -32,6 +32,7 @@
 #include "pl_handshake.h"
 #include "pl_interest.h"
 #include "pl_session.h"
+#include "pl_limits.h"          //  issue 8: STOMP limits
 #include "pl_wsclient.h"
 #include "pl_connection.h"
 #include "pl_router.h"
@@ -70,6 +71,7 @@ static const selftest_t s_selftests [] = {
     { "pl_http",        pl_http_test },
     { "pl_handshake",   pl_handshake_test },
     { "pl_interest",    pl_interest_test },
+    { "pl_limits",      pl_limits_test },     //  issue 8: STOMP limits
     { "pl_session",     pl_session_test },
     { "pl_wsclient",    pl_wsclient_test },
     { "pl_connection",  pl_connection_test },

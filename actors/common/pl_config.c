@@ -54,6 +54,12 @@ static const opt_t s_options [] = {
     { "max-content-chars",  I (max_content_chars),  "4000", 1, 1048576, "largest message content" },
     { "max-headers",        I (max_headers),        "32", 4, 1024, "most headers in one STOMP frame" },
     { "max-subscriptions",  I (max_subscriptions),  "256", 1, 65536, "most subscriptions of one session" },
+    //  STOMP session limits (issue 8); per connection actor
+    { "send-rate",          I (send_rate),          "20", 0, 1000000, "SENDs a second per user on one connection actor (0: no limit)" },
+    { "send-burst",         I (send_burst),         "100", 1, 1000000, "SENDs a user may make at once before send-rate applies" },
+    { "max-connections",    I (max_connections),    "20000", 1, 10000000, "WebSocket sessions of one connection actor" },
+    { "max-connections-per-user", I (max_connections_per_user), "32", 1, 1000000, "WebSocket sessions of one user on one connection actor" },
+    { "max-in-flight",      I (max_in_flight),      "256", 1, 1000000, "SENDs and SUBSCRIBEs of one session waiting for the router" },
     { "max-outbound-bytes", I (max_outbound_bytes), "4194304", 4096, 1073741824, "outbound queue of one session" },
     { "heartbeat-ms",       I (heartbeat_ms),       "10000", 0, 3600000, "heart-beat interval offered and wanted" },
     { "request-timeout-ms", I (request_timeout_ms), "10000", 100, 600000, "a peer request without answer fails" },

@@ -47,6 +47,12 @@ typedef struct {
     int   max_content_chars;    //  largest message content
     int   max_headers;          //  most headers in one STOMP frame
     int   max_subscriptions;    //  most subscriptions per session
+    //  STOMP session limits (issue 8), per connection actor
+    int   send_rate;            //  SENDs a second per user, 0: no limit
+    int   send_burst;           //  SENDs a user may make at once
+    int   max_connections;      //  WebSocket sessions in total
+    int   max_connections_per_user; //  WebSocket sessions of one user
+    int   max_in_flight;        //  requests of one session waiting for the router
     int   max_outbound_bytes;   //  per-session queue bound before disconnect
     int   heartbeat_ms;         //  heart-beat the server offers and wants
     int   request_timeout_ms;   //  a request to peers that gets no answer fails

@@ -267,12 +267,26 @@ s_self_handle_pipe (self_t *self)
 //  --------------------------------------------------------------------------
 //  Timer: safety-net drain, pings, request deadlines, heart-beats
 
+//  The STOMP sessions' refusals, one figure per limit, for the status record
+static json_t *
+s_self_refusals (self_t *self)
+{
+    const pl_limits_refused_t *refused = pl_sessions_refused (self->sessions);
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}",
+        "refused_nul", (json_int_t) refused->nul,
+        "refused_send_rate", (json_int_t) refused->send_rate,
+        "refused_connections", (json_int_t) refused->connections,
+        "refused_connections_per_user", (json_int_t) refused->connections_per_user,
+        "refused_in_flight", (json_int_t) refused->in_flight,
+        "tokens_expired", (json_int_t) pl_sessions_counts (self->sessions)->tokens_expired);
+}
+
 //  This actor's status record for operators, once a second
 static void
 s_self_report (self_t *self)
 {
     const pl_sessions_counts_t *counts = pl_sessions_counts (self->sessions);
-    pl_monitor_report (self->monitor, json_pack (
+    json_t *figures = json_pack (
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "sessions", (json_int_t) pl_sessions_size (self->sessions),
         "sessions_total", (json_int_t) counts->sessions_total,
@@ -286,7 +300,10 @@ s_self_report (self_t *self)
         "errors", (json_int_t) counts->errors,
         "slow_consumers", (json_int_t) counts->slow_consumers,
         "http_requests", (json_int_t) self->http_requests,
-        "delivery_latency_ms", pl_histogram_json (&self->delivery_latency)));
+        "delivery_latency_ms", pl_histogram_json (&self->delivery_latency));
+    if (figures)
+        json_object_update_new (figures, s_self_refusals (self));
+    pl_monitor_report (self->monitor, figures);
 }
 
 //  While draining: tell everyone to go once the deadline passed, stop once

@@ -12,6 +12,7 @@
 #include "pl_log.h"
 #include "pl_resume.h"
 #include "pl_interest.h"
+#include "pl_limits.h"
 #include "pl_stomp.h"
 #include "pl_util.h"
 
@@ -26,6 +27,8 @@
 #define APP_ROOMS           "/app/rooms/"
 #define USER_EVENTS         "/user/queue/events"
 #define SHUTDOWN_MESSAGE    "server shutting down: reconnect and resume with since-seq"
+#define EXPIRED_MESSAGE     "token expired: reconnect with a new token and resume with since-seq " \
+                            "(send again what got no receipt)"
 
 struct _pl_sessions_t {
     pl_link_t *link;
@@ -33,6 +36,7 @@ struct _pl_sessions_t {
     bool shutting_down;         //  no new frames; sessions end when answered
     zlistx_t *list;             //  pl_session_t, not owned
     pl_interest_t *rooms;          //  the active subscriptions of each room
+    pl_limits_t *limits;        //  connections, SEND rate, requests in flight
     pl_sessions_counts_t counts;
     pl_resume_gate_t *resumes;  //  resume-user-max per user at once (issue 8)
 };
@@ -43,7 +47,10 @@ struct _pl_session_t {
     uint64_t number;
     int subprotocol;            //  10/11/12 from v1x.stomp, 0 when none
     bool connected;
+    bool counted;               //  pl_limits_open said yes
     pl_handshake_t terms;       //  what CONNECT settled, zero before
+    int64_t expires_ms;         //  monotonic ms the token (with leeway) expires
+    bool expired;               //  past it: no new frames, ERROR once answered
     bool closing;               //  ERROR queued or DISCONNECT: no more input
     pl_stomp_parser_t *parser;
     zhashx_t *subs;             //  id -> sub_t
@@ -69,6 +76,7 @@ typedef struct {
 
 static void s_session_error (pl_session_t *self, const char *message, const char *receipt);
 static void s_session_shutdown (pl_session_t *self);
+static void s_session_expire_check (pl_session_t *self, int64_t now);
 
 static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
@@ -232,6 +240,18 @@ s_session_request (pl_session_t *self, const pl_pending_kind_t *kind, pl_msg_t *
     return corr;
 }
 
+//  A session asks the router once more: within max-in-flight? Else ERROR.
+static bool
+s_session_may_request (pl_session_t *self, const char *receipt)
+{
+    char message [200];
+    size_t in_flight = pl_pending_owned (self->owner->link->pending, self);
+    if (pl_limits_request (self->owner->limits, in_flight, message, sizeof message) == 0)
+        return true;
+    s_session_error (self, message, receipt);
+    return false;
+}
+
 //  After an answer: a draining session with nothing left in flight is
 //  told to reconnect now.
 static void
@@ -239,6 +259,8 @@ s_session_answered (pl_session_t *self)
 {
     if (self->owner->shutting_down && pl_pending_owned (self->owner->link->pending, self) == 0)
         s_session_shutdown (self);
+    if (self->expired && pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, EXPIRED_MESSAGE, NULL);
 }
 
 static void
@@ -420,8 +442,16 @@ s_session_handle_connect (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, message, NULL);
         return;
     }
+    if (pl_limits_connect (self->owner->limits, self->terms.identity.user_id,
+                           message, sizeof message)) {
+        s_session_error (self, message, NULL);
+        return;
+    }
     self->connected = true;
     pl_stomp_parser_set_version (self->parser, self->terms.version);
+    //  The token's exp on the monotonic clock, so the tick can end us
+    int64_t expires_wall = (self->terms.identity.expires + link->config->jwt_leeway_s) * 1000;
+    self->expires_ms = pl_mono_ms () + expires_wall - pl_clock_ms ();
 
     char version_text [16], heart_beat [32], session_id [96];
     snprintf (version_text, sizeof version_text, "1.%d", self->terms.version - 10);
@@ -484,6 +514,8 @@ s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, failure, receipt);
         return;
     }
+    if (room && !s_session_may_request (self, receipt))
+        return;
     const char *id = pl_stomp_frame_header (frame, "id");
     sub_t *sub = s_sub_new (self, id, pl_stomp_frame_header (frame, "destination"), room);
     if (!sub) {
@@ -528,54 +560,9 @@ s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
     s_session_receipt (self, receipt, NULL);
 }
 
-//  Count UTF-8 code points (jansson has checked the encoding).
-static size_t
-s_utf8_chars (const char *text, size_t size)
-{
-    size_t count = 0;
-    for (size_t index = 0; index < size; index++)
-        if (((unsigned char) text [index] & 0xC0) != 0x80)
-            count++;
-    return count;
-}
-
-//  Check a SEND body (a JSON object). Returns an error message for the
-//  client, or NULL.
-static const char *
-s_send_check (const pl_config_t *config, json_t *json, char *message, size_t size)
-{
-    if (!json || !json_is_object (json))
-        return "body must be a JSON object";
-    const char *type = json_string_value (json_object_get (json, "type"));
-    json_t *content = json_object_get (json, "content");
-    json_t *cmid = json_object_get (json, "clientMsgId");
-    if (!type)
-        return "type must be a string";
-    if (streq (type, "READ") || streq (type, "TYPING")) {
-        snprintf (message, size, "message type %s is not supported yet", type);
-        return message;
-    }
-    if (!streq (type, "TALK"))
-        return "type must be TALK, READ or TYPING";
-    if (!json_is_string (content))
-        return "content must be a string";
-    if (json_string_length (content) == 0)
-        return "content must not be empty";
-    if (s_utf8_chars (json_string_value (content), json_string_length (content))
-        > (size_t) config->max_content_chars) {
-        snprintf (message, size, "content over %d characters", config->max_content_chars);
-        return message;
-    }
-    if (cmid && !json_is_null (cmid)
-    &&  (!json_is_string (cmid) || !pl_id_valid (json_string_value (cmid))))
-        return "clientMsgId must be 1 to 64 of [A-Za-z0-9_.:@-]";
-    return NULL;
-}
-
 static void
 s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
 {
-    const pl_config_t *config = self->owner->link->config;
     const char *destination = pl_stomp_frame_header (frame, "destination");
     const char *receipt = pl_stomp_frame_header (frame, "receipt");
     char message [200];
@@ -585,16 +572,18 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, "unknown destination", receipt);
         return;
     }
-    if (frame->body_size > (size_t) config->max_body_bytes) {
-        snprintf (message, sizeof message, "message body over %d bytes", config->max_body_bytes);
+    if (pl_limits_send (self->owner->limits, self->terms.identity.user_id, pl_mono_ms (),
+                        message, sizeof message)) {
         s_session_error (self, message, receipt);
         return;
     }
-    json_error_t json_error;
-    json_t *json = json_loadb (frame->body, frame->body_size, JSON_ALLOW_NUL, &json_error);
-    const char *failure = s_send_check (config, json, message, sizeof message);
-    if (failure) {
-        s_session_error (self, failure, receipt);
+    json_t *json = pl_limits_send_body (self->owner->limits, frame->body, frame->body_size,
+                                        message, sizeof message);
+    if (!json) {
+        s_session_error (self, message, receipt);
+        return;
+    }
+    if (!s_session_may_request (self, receipt)) {
         json_decref (json);
         return;
     }
@@ -623,6 +612,10 @@ s_session_handle_frame (void *arg, pl_stomp_frame_t *frame)
     //  Draining: nothing new starts, what is in flight finishes; the ERROR
     //  that follows tells the client to send again what has no receipt
     if (self->owner->shutting_down)
+        return 0;
+    //  So is a session whose token expired, until its answers are out
+    s_session_expire_check (self, pl_mono_ms ());
+    if (self->expired)
         return 0;
     const char *receipt = pl_stomp_frame_header (frame, "receipt");
     if (!self->connected
@@ -693,6 +686,12 @@ pl_session_new (pl_sessions_t *sessions, void *conn, int subprotocol)
     self->list_handle = zlistx_add_end (sessions->list, self);
     sessions->counts.sessions_total++;
     pl_log_debug ("session %" PRIu64 " opened", self->number);
+    //  Over max-connections: the client learns why once upgraded
+    char message [200];
+    if (pl_limits_open (sessions->limits, message, sizeof message) == 0)
+        self->counted = true;
+    else
+        s_session_error (self, message, NULL);
     return self;
 }
 
@@ -709,6 +708,10 @@ pl_session_destroy (pl_session_t **self_p)
         s_sub_leave (sub);
     zhashx_destroy (&self->subs);
     pl_pending_drop (owner->link->pending, self);
+    if (self->counted)
+        pl_limits_close (owner->limits);
+    if (self->connected)
+        pl_limits_disconnect (owner->limits, self->terms.identity.user_id);
     if (self->list_handle)
         zlistx_delete (owner->list, self->list_handle);
     pl_stomp_parser_destroy (&self->parser);
@@ -765,10 +768,27 @@ s_session_shutdown (pl_session_t *self)
         s_session_error (self, SHUTDOWN_MESSAGE, NULL);
 }
 
-//  Heart-beats and silence, once a tick
+//  A token is checked at CONNECT only: past its exp (and jwt-leeway-s)
+//  the session takes no new frames and ends with an ERROR once the
+//  receipts it owes are out.
+static void
+s_session_expire_check (pl_session_t *self, int64_t now)
+{
+    if (!self->connected || self->closing || self->expired || now < self->expires_ms)
+        return;
+    self->expired = true;
+    self->owner->counts.tokens_expired++;
+    pl_log_debug ("session %" PRIu64 ": token of %s expired", self->number,
+                  self->terms.identity.user_id);
+    if (pl_pending_owned (self->owner->link->pending, self) == 0)
+        s_session_error (self, EXPIRED_MESSAGE, NULL);
+}
+
+//  Heart-beats, silence and token expiry, once a tick
 static void
 s_session_tick (pl_session_t *self, int64_t now)
 {
+    s_session_expire_check (self, now);
     if (self->closing)
         return;
     if (!self->connected) {
@@ -808,7 +828,8 @@ pl_sessions_new (pl_link_t *link)
     self->list = zlistx_new ();
     self->rooms = pl_interest_new (link);
     self->resumes = pl_resume_gate_new (link->config->resume_user_max);
-    if (!self->list || !self->rooms || !self->resumes) {
+    self->limits = pl_limits_new (link->config);
+    if (!self->list || !self->rooms || !self->resumes || !self->limits) {
         pl_sessions_destroy (&self);
         return NULL;
     }
@@ -824,6 +845,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
         zlistx_destroy (&self->list);
         pl_interest_destroy (&self->rooms);
         pl_resume_gate_destroy (&self->resumes);
+        pl_limits_destroy (&self->limits);
         free (self);
         *self_p = NULL;
     }
@@ -866,6 +888,7 @@ pl_sessions_resync (pl_sessions_t *self)
 void
 pl_sessions_tick (pl_sessions_t *self, int64_t now)
 {
+    pl_limits_prune (self->limits, now);
     for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
          session = (pl_session_t *) zlistx_next (self->list))
         s_session_tick (session, now);
@@ -915,6 +938,12 @@ const pl_sessions_counts_t *
 pl_sessions_counts (pl_sessions_t *self)
 {
     return &self->counts;
+}
+
+const pl_limits_refused_t *
+pl_sessions_refused (pl_sessions_t *self)
+{
+    return pl_limits_refused (self->limits);
 }
 
 
@@ -1016,6 +1045,8 @@ s_test_refusals (pl_sessions_t *sessions)
             "clientMsgId must be",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\"}", "message type READ is not supported",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"seen\\u0000hidden\"}",
+            "message must not contain NUL characters",
         "CONNECT\naccept-version:1.2\n\n", "already connected",
         NULL
     };
@@ -1189,6 +1220,61 @@ s_test_drain (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_session_destroy (&other);
 }
 
+//  Limits (pl_limits_test has the rest): requests in flight, sessions of
+//  a user; each ERROR names its option
+static void
+s_test_limits (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *first = s_test_connect (sessions, "");
+    pl_session_t *second = s_test_connect (sessions, "");
+    pl_session_t *third = s_test_connect (sessions, "");
+    s_test_expect_error (third, "max-connections-per-user");
+    pl_session_destroy (&third);
+    s_test_expect (first, "CONNECTED", NULL, NULL);
+    for (int count = 0; count < 3; count++)
+        s_test_send (first, "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"x\"}");
+    s_test_expect_error (first, "max-in-flight");
+    pl_check (zlistx_size (fake->sent) == 2);
+    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
+    pl_link_fake_expect (fake, PL_MSG_SEND, "r1");
+    pl_session_destroy (&first);
+    pl_session_destroy (&second);
+    pl_check (pl_sessions_refused (sessions)->in_flight == 1);
+}
+
+//  A token expires: the receipt owed goes out first, then the ERROR;
+//  frames after exp are not handled
+static void
+s_test_expiry (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    int64_t later = pl_mono_ms () + (3600 + fake->link.config->jwt_leeway_s + 1) * 1000;
+    pl_session_t *session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m5\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"x\"}");
+    pl_sessions_tick (sessions, later - 2000);
+    pl_check (!pl_session_closing (session));
+    pl_sessions_tick (sessions, later);
+    pl_check (!pl_session_closing (session));
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:m6\n\n"
+                          "{\"type\":\"TALK\",\"content\":\"y\"}");
+    pl_msg_t *send = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_link_fake_answer (fake, send, 200, 44, NULL);
+    pl_msg_destroy (&send);
+    s_test_expect (session, "RECEIPT", "seq", "44");
+    s_test_expect_error (session, "reconnect with a new token and resume with since-seq");
+    pl_session_destroy (&session);
+
+    //  Nothing owed: the ERROR at once
+    session = s_test_connect (sessions, "");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    pl_sessions_tick (sessions, later);
+    s_test_expect_error (session, "token expired");
+    pl_session_destroy (&session);
+    pl_check (pl_sessions_counts (sessions)->tokens_expired == 2);
+}
+
 void
 pl_session_test (bool verbose)
 {
@@ -1199,6 +1285,8 @@ pl_session_test (bool verbose)
     pl_check (pl_config_set (config, "jwt-secret", TEST_SECRET) == 0);
     pl_check (pl_config_set (config, "heartbeat-ms", "300") == 0);
     pl_check (pl_config_set (config, "max-outbound-bytes", "4096") == 0);
+    pl_check (pl_config_set (config, "max-in-flight", "2") == 0);
+    pl_check (pl_config_set (config, "max-connections-per-user", "2") == 0);
     pl_check (pl_config_finish (config) == 0);
     pl_link_fake_t *fake = pl_link_fake_new (config);
     pl_sessions_t *sessions = pl_sessions_new (&fake->link);
@@ -1206,9 +1294,12 @@ pl_session_test (bool verbose)
 
     s_test_refusals (sessions);
     pl_check (zlistx_size (fake->sent) == 0);
+    pl_check (pl_sessions_refused (sessions)->nul == 1);
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
     s_test_failures (fake, sessions);
+    s_test_limits (fake, sessions);
+    s_test_expiry (fake, sessions);
     s_test_drain (fake, sessions);
 
     pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_size (sessions) == 0);

@@ -21,6 +21,7 @@
 #ifndef PL_SESSION_H_INCLUDED
 #define PL_SESSION_H_INCLUDED
 
+#include "pl_limits.h"
 #include "pl_link.h"
 
 #include <stdbool.h>
@@ -34,6 +35,8 @@ typedef struct _pl_session_t pl_session_t;
 typedef struct {
     uint64_t sessions_total, frames_in, frames_out, sends, errors,
              deliveries, slow_consumers;
+    //  Sessions ended because their token expired (issue 8)
+    uint64_t tokens_expired;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL
@@ -56,7 +59,8 @@ void
     pl_sessions_resync (pl_sessions_t *self);
 
 //  Once a timer tick: heart-beats out, silent clients and sockets that
-//  never sent CONNECT closed. now is monotonic ms.
+//  never sent CONNECT closed, sessions whose token expired ended. now is
+//  monotonic ms.
 void
     pl_sessions_tick (pl_sessions_t *self, int64_t now);
 
@@ -79,6 +83,10 @@ size_t
 
 const pl_sessions_counts_t *
     pl_sessions_counts (pl_sessions_t *self);
+
+//  What pl_limits refused, per limit
+const pl_limits_refused_t *
+    pl_sessions_refused (pl_sessions_t *self);
 
 //  Open a session on conn (passed back to the link's hooks); subprotocol
 //  is 10, 11 or 12 from the WebSocket subprotocol v1x.stomp, or 0 when
