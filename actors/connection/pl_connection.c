@@ -90,6 +90,7 @@ struct _self_t {
     pl_metrics_t *host_metrics; //  every actor's status records, for /metrics
     pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     uint64_t http_requests;
+    pl_http_guard_t http_guard;         //  HTTP refusals and rate limits
     unsigned char *scratch;     //  LWS_PRE + bytes for lws_write
     size_t scratch_size;
 };
@@ -106,6 +107,7 @@ static const struct lws_protocols s_protocols [] = {
     { "v10.stomp",  s_callback, sizeof (pss_t), 0, 10, NULL, 0 },
     { "parley-zmq", s_callback, 0, 0, 0, NULL, 0 },
     { "parley-listen", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley-not-http", s_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -267,12 +269,26 @@ s_self_handle_pipe (self_t *self)
 //  --------------------------------------------------------------------------
 //  Timer: safety-net drain, pings, request deadlines, heart-beats
 
+//  HTTP refusals and the listening socket's troubles (issue 8)
+static void
+s_self_report_http (self_t *self, json_t *figures)
+{
+    if (!figures)
+        return;
+    json_object_set_new (figures, "http_refused_malformed",
+                         json_integer ((json_int_t) self->http_guard.refused_malformed));
+    json_object_set_new (figures, "http_refused_size",
+                         json_integer ((json_int_t) self->http_guard.refused_size));
+    json_object_set_new (figures, "http_rate_limited",
+                         json_integer ((json_int_t) self->http_guard.rate_limited));
+}
+
 //  This actor's status record for operators, once a second
 static void
 s_self_report (self_t *self)
 {
     const pl_sessions_counts_t *counts = pl_sessions_counts (self->sessions);
-    pl_monitor_report (self->monitor, json_pack (
+    json_t *figures = json_pack (
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
         "sessions", (json_int_t) pl_sessions_size (self->sessions),
         "sessions_total", (json_int_t) counts->sessions_total,
@@ -286,7 +302,9 @@ s_self_report (self_t *self)
         "errors", (json_int_t) counts->errors,
         "slow_consumers", (json_int_t) counts->slow_consumers,
         "http_requests", (json_int_t) self->http_requests,
-        "delivery_latency_ms", pl_histogram_json (&self->delivery_latency)));
+        "delivery_latency_ms", pl_histogram_json (&self->delivery_latency));
+    s_self_report_http (self, figures);
+    pl_monitor_report (self->monitor, figures);
 }
 
 //  While draining: tell everyone to go once the deadline passed, stop once
@@ -481,21 +499,37 @@ s_header_copy (struct lws *wsi, enum lws_token_indexes token)
     return value;
 }
 
-//  The query string: lws splits it into urldecoded name=value fragments
+//  The query string: lws splits it at '&' into urldecoded name=value
+//  fragments. They are joined again with '&'; bytes that would change
+//  what the join means ('&', '%') or that no parameter holds (controls, a
+//  decoded %00, non-ASCII) go back to %XX, so pl_api refuses them instead
+//  of misreading them. Every fragment is read, whatever its length.
 static char *
 s_query_copy (struct lws *wsi)
 {
     pl_buf_t query;
     pl_buf_init (&query);
-    char fragment [256];
-    for (int index = 0; index < 16; index++) {
-        int length = lws_hdr_copy_fragment (wsi, fragment, sizeof fragment,
-                                            WSI_TOKEN_HTTP_URI_ARGS, index);
-        if (length < 0)
+    int rc = 0;
+    for (int index = 0; rc == 0; index++) {
+        int length = lws_hdr_fragment_length (wsi, WSI_TOKEN_HTTP_URI_ARGS, index);
+        if (length <= 0)
             break;
-        pl_buf_printf (&query, "%s%s", index? "&": "", fragment);
+        char *fragment = (char *) malloc ((size_t) length + 1);
+        if (!fragment
+        ||  lws_hdr_copy_fragment (wsi, fragment, length + 1, WSI_TOKEN_HTTP_URI_ARGS, index) < 0)
+            rc = -1;
+        if (index && rc == 0)
+            rc = pl_buf_append (&query, "&", 1);
+        for (int at = 0; at < length && rc == 0; at++) {
+            unsigned char byte = (unsigned char) fragment [at];
+            if (byte < 0x21 || byte > 0x7e || byte == '&' || byte == '%')
+                rc = pl_buf_printf (&query, "%%%02X", byte);
+            else
+                rc = pl_buf_append (&query, fragment + at, 1);
+        }
+        free (fragment);
     }
-    char *text = strndup (pl_buf_head (&query), pl_buf_pending (&query));
+    char *text = rc? NULL: strndup (pl_buf_head (&query), pl_buf_pending (&query));
     pl_buf_free (&query);
     return text;
 }
@@ -506,30 +540,59 @@ s_http_handle_request (self_t *self, struct lws *wsi, pss_t *pss)
     self->http_requests++;
     pl_http_destroy (&pss->http);
     pss->headers_sent = false;
-    pss->http = pl_http_new (&self->link, wsi);
+    pss->http = pl_http_new (&self->link, &self->http_guard, wsi);
     if (!pss->http)
         return -1;
     char *uri = NULL;
     int uri_length = 0;
     int method = lws_http_get_uri_and_method (wsi, &uri, &uri_length);
-    static const char *names [] = { "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE" };
-    char *path = uri && uri_length > 0? strndup (uri, (size_t) uri_length): strdup ("/");
-    char *query = s_query_copy (wsi);
-    char *token = s_header_copy (wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    char *length = s_header_copy (wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    int rc = -1;
-    if (path && query)
-        rc = pl_http_request (pss->http, method >= 0 && method < 6? names [method]: "OTHER",
-                              path, query, token, length);
-    free (path);
-    free (query);
-    if (token) {
+    //  In the order of lws's LWSHUMETH_*
+    static const char *names [] = {
+        "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD"
+    };
+    bool has_uri = uri && uri_length > 0;
+    pl_http_head_t head = {
+        .method = method >= 0 && method < 8? names [method]: "OTHER",
+        .path = has_uri? uri: "/",
+        .path_size = has_uri? (size_t) uri_length: 1,
+        .query = s_query_copy (wsi),
+        .authorization = s_header_copy (wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
+        .content_length = s_header_copy (wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
+        .transfer_encoding = s_header_copy (wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)
+    };
+    int rc = head.query? pl_http_request (pss->http, &head): -1;
+    free ((char *) head.query);
+    if (head.authorization) {
         //  Do not leave bearer tokens lying in freed memory
-        memset (token, 0, strlen (token));
-        free (token);
+        memset ((char *) head.authorization, 0, strlen (head.authorization));
+        free ((char *) head.authorization);
     }
-    free (length);
+    free ((char *) head.content_length);
+    free ((char *) head.transfer_encoding);
     return rc;
+}
+
+
+//  The answer to bytes lws's HTTP parser could not take: lws hands the
+//  connection over as a raw socket (FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG)
+//  instead of writing its own HTML 403. Returns -1: close once written.
+static int
+s_not_http_handle_writeable (self_t *self, struct lws *wsi)
+{
+    static const char body [] =
+        "{\"error\":\"method not implemented, or not an HTTP/1.1 request\"}";
+    char response [512];
+    int size = snprintf (response, sizeof response,
+        "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\n"
+        "content-length: %zu\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n%s",
+        sizeof body - 1, body);
+    unsigned char *start = s_self_scratch (self, (size_t) size);
+    if (start) {
+        memcpy (start, response, (size_t) size);
+        if (lws_write (wsi, start, (size_t) size, LWS_WRITE_RAW) < size)
+            return -1;
+    }
+    return -1;
 }
 
 
@@ -555,6 +618,16 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                 s_self_drain_dealer (self);
             }
             return 0;
+        //  What lws's HTTP parser gave up on (an unknown method, an
+        //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
+        case LWS_CALLBACK_RAW_ADOPT:
+            self->http_guard.refused_malformed++;
+            return 0;
+        case LWS_CALLBACK_RAW_RX:
+            lws_callback_on_writable (wsi);
+            return 0;
+        case LWS_CALLBACK_RAW_WRITEABLE:
+            return s_not_http_handle_writeable (self, wsi);
         case LWS_CALLBACK_RAW_ADOPT_FILE:
         case LWS_CALLBACK_RAW_CLOSE_FILE:
             return 0;
@@ -745,8 +818,10 @@ s_self_start_lws (self_t *self)
     info.user = self;
     info.gid = -1;
     info.uid = -1;
-    //  Room for a bearer token in Authorization
-    info.max_http_header_data = PL_TOKEN_MAX + 4096;
+    //  Room for a bearer token, and beyond: what fits here reaches
+    //  pl_http, which answers 414 / 431 in JSON; past it lws closes
+    info.max_http_header_data = 0;
+    info.max_http_header_data2 = (unsigned int) self->config->http_request_bytes;
     self->context = lws_create_context (&info);
     if (!self->context) {
         pl_log_error ("cannot create the libwebsockets context");
@@ -757,7 +832,12 @@ s_self_start_lws (self_t *self)
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = s_protocols;
     info.vhost_name = self->name;
-    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
+                 | LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    //  Where lws's HTTP parser gives up, the connection becomes raw and
+    //  ours to answer in JSON (else lws writes an HTML 403)
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = "parley-not-http";
     self->vhost = lws_create_vhost (self->context, &info);
     if (!self->vhost) {
         pl_log_error ("cannot create the libwebsockets vhost");

@@ -175,6 +175,13 @@ static const family_t s_families [] = {
       "Sessions closed because their outbound queue outgrew max-outbound-bytes" },
     { "conn", "http_requests", NULL, "parley_conn_http_requests_total", FAMILY_COUNTER, 1,
       "HTTP requests received (API, health checks, metrics)" },
+    //  Connection actor: HTTP refusals and the listening socket (issue 8)
+    { "conn", "http_refused_malformed", NULL, "parley_conn_http_refused_malformed_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused as malformed before routing (400, 405, 411, 501)" },
+    { "conn", "http_refused_size", NULL, "parley_conn_http_refused_size_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused for their size (413 body, 414 target, 431 header)" },
+    { "conn", "http_rate_limited", NULL, "parley_conn_http_rate_limited_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused with 429 (http-rate, http-burst)" },
     { "conn", "delivery_latency_ms", NULL, "parley_conn_delivery_latency_seconds", FAMILY_HISTOGRAM, MS,
       "Time from a message's createdAt to its delivery to this actor" },
     //  Room router
