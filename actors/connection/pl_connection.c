@@ -281,6 +281,8 @@ s_self_report_http (self_t *self, json_t *figures)
                          json_integer ((json_int_t) self->http_guard.refused_size));
     json_object_set_new (figures, "http_rate_limited",
                          json_integer ((json_int_t) self->http_guard.rate_limited));
+    //  Once a second is often enough to forget the buckets that refilled
+    pl_http_guard_prune (&self->http_guard);
 }
 
 //  This actor's status record for operators, once a second
@@ -441,6 +443,10 @@ s_http_write_headers (self_t *self, struct lws *wsi, const pl_http_response_t *r
         return -1;
     if (response->close_after && s_http_add_header (wsi, "connection:", "close", &p, end))
         return -1;
+    char seconds [16];
+    snprintf (seconds, sizeof seconds, "%d", response->retry_after);
+    if (response->retry_after && s_http_add_header (wsi, "retry-after:", seconds, &p, end))
+        return -1;
     if (lws_finalize_http_header (wsi, &p, end))
         return -1;
     if (lws_write (wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
@@ -551,7 +557,10 @@ s_http_handle_request (self_t *self, struct lws *wsi, pss_t *pss)
         "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD"
     };
     bool has_uri = uri && uri_length > 0;
+    char address [64] = "";
+    lws_get_peer_simple (wsi, address, sizeof address);
     pl_http_head_t head = {
+        .address = address,
         .method = method >= 0 && method < 8? names [method]: "OTHER",
         .path = has_uri? uri: "/",
         .path_size = has_uri? (size_t) uri_length: 1,
@@ -801,6 +810,7 @@ s_self_destroy (self_t **self_p)
     zsock_destroy (&self->dealer);
     pl_monitor_destroy (&self->monitor);
     pl_metrics_destroy (&self->host_metrics);
+    pl_http_guard_free (&self->http_guard);
     free (self->scratch);
     free (self);
     *self_p = NULL;
@@ -875,7 +885,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     };
     self->link.pending = pl_pending_new (config->request_timeout_ms);
     self->sessions = pl_sessions_new (&self->link);
-    if (!self->link.pending || !self->sessions) {
+    if (!self->link.pending || !self->sessions
+    ||  pl_http_guard_init (&self->http_guard, config)) {
         s_self_destroy (&self);
         return NULL;
     }

@@ -21,6 +21,10 @@ struct _pl_http_t {
     char *path;
     char *query;
     char *token;                //  Authorization, or NULL
+    char *address;              //  the client's, or NULL
+    bool verified;              //  token checked and good: identity holds the caller
+    pl_identity_t identity;
+    char reason [128];          //  why the token was refused
     size_t content_length;
     bool expect_body;
     bool too_large;
@@ -34,6 +38,34 @@ struct _pl_http_t {
 static void s_query_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_query_expire (pl_pending_request_t *request);
 static const pl_pending_kind_t s_query_kind = { "QUERY", s_query_answer, s_query_expire };
+
+int
+pl_http_guard_init (pl_http_guard_t *guard, const pl_config_t *config)
+{
+    memset (guard, 0, sizeof *guard);
+    if (config->http_rate == 0)
+        return 0;
+    guard->users = pl_buckets_new (config->http_rate, config->http_burst);
+    guard->addresses = pl_buckets_new (config->http_rate, config->http_burst);
+    return guard->users && guard->addresses? 0: -1;
+}
+
+void
+pl_http_guard_prune (pl_http_guard_t *guard)
+{
+    int64_t now = pl_mono_ms ();
+    if (guard->users)
+        pl_buckets_prune (guard->users, now);
+    if (guard->addresses)
+        pl_buckets_prune (guard->addresses, now);
+}
+
+void
+pl_http_guard_free (pl_http_guard_t *guard)
+{
+    pl_buckets_destroy (&guard->users);
+    pl_buckets_destroy (&guard->addresses);
+}
 
 pl_http_t *
 pl_http_new (pl_link_t *link, pl_http_guard_t *guard, void *conn)
@@ -59,6 +91,7 @@ pl_http_destroy (pl_http_t **self_p)
     pl_pending_drop (self->link->pending, self);
     free (self->path);
     free (self->query);
+    free (self->address);
     if (self->token) {
         //  Do not leave bearer tokens lying in freed memory
         memset (self->token, 0, strlen (self->token));
@@ -175,16 +208,15 @@ s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
         s_respond_error (self, 401, "missing bearer token");
         return;
     }
-    pl_identity_t identity;
-    char reason [128] = "";
-    if (pl_token_verify (link->verifier, self->token, &identity, reason, sizeof reason)) {
+    if (!self->verified) {
         char message [200];
         snprintf (message, sizeof message, "authentication failed: %s",
-                  *reason? reason: "invalid token");
+                  *self->reason? self->reason: "invalid token");
         s_respond_error (self, 401, message);
         return;
     }
-    pl_msg_t *query = pl_api_query (route, identity.user_id, identity.name,
+    pl_identity_t *identity = &self->identity;
+    pl_msg_t *query = pl_api_query (route, identity->user_id, identity->name,
                                     pl_buf_head (&self->body), pl_buf_pending (&self->body));
     if (!query) {
         s_refuse (self, route->status, route->error);
@@ -208,11 +240,39 @@ s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
                    (link->config->request_timeout_ms + 999) / 1000 + link->config->close_grace_s);
 }
 
+//  One token from the caller's bucket: the user's when the token is good,
+//  else the address's. Returns false once answered 429.
+static bool
+s_rate_limit (pl_http_t *self)
+{
+    pl_http_guard_t *guard = self->guard;
+    if (self->token)
+        self->verified = pl_token_verify (self->link->verifier, self->token, &self->identity,
+                                          self->reason, sizeof self->reason) == 0;
+    pl_buckets_t *buckets = self->verified? guard->users: guard->addresses;
+    const char *key = self->verified? self->identity.user_id: self->address;
+    int64_t wait_ms = 0;
+    if (!buckets || pl_buckets_take (buckets, key? key: "", pl_mono_ms (), &wait_ms))
+        return true;
+    const pl_config_t *config = self->link->config;
+    char message [160];
+    snprintf (message, sizeof message, "rate limit: over %d HTTP requests a second "
+              "(http-rate) or %d at once (http-burst)%s", config->http_rate, config->http_burst,
+              self->verified? "": " from this address");
+    self->response.retry_after = (int) ((wait_ms + 999) / 1000);
+    if (self->response.retry_after < 1)
+        self->response.retry_after = 1;
+    s_refuse (self, 429, message);
+    return false;
+}
+
 //  The request is complete (headers, and body if any): answer or ask.
 static void
 s_dispatch (pl_http_t *self)
 {
     const pl_config_t *config = self->link->config;
+    if (!s_rate_limit (self))
+        return;
     if (self->refusal) {
         s_refuse (self, self->refusal, self->refusal_reason);
         return;
@@ -276,7 +336,10 @@ pl_http_request (pl_http_t *self, const pl_http_head_t *head)
     self->query = strdup (head->query? head->query: "");
     if (head->authorization && *head->authorization)
         self->token = strdup (head->authorization);
-    if (!self->path || !self->query || (head->authorization && *head->authorization && !self->token))
+    if (head->address)
+        self->address = strdup (head->address);
+    if (!self->path || !self->query || (head->authorization && *head->authorization && !self->token)
+    ||  (head->address && !self->address))
         return -1;
     s_check_head (self, head);
     if (self->refusal || self->content_length > (size_t) self->link->config->max_body_bytes) {
@@ -596,6 +659,43 @@ s_test_query (pl_link_fake_t *fake, const char *bearer)
     pl_msg_destroy (&msg);
 }
 
+//  Requests per user (verified token), else per address: 429 with
+//  Retry-After once the burst is spent, the others unaffected
+static void
+s_test_rate_limit (pl_link_fake_t *fake, pl_config_t *config, const char *bearer)
+{
+    pl_check (pl_config_set (config, "http-rate", "1") == 0);
+    pl_check (pl_config_set (config, "http-burst", "2") == 0);
+    pl_http_guard_t saved = s_test_guard;
+    pl_check (pl_http_guard_init (&s_test_guard, config) == 0);
+    for (int index = 0; index < 2; index++) {
+        pl_http_t *http = s_test_request (fake, "GET", "/healthz", NULL, bearer);
+        s_test_expect (http, 200, NULL);
+        pl_http_destroy (&http);
+    }
+    pl_http_t *http = s_test_request (fake, "GET", "/healthz", NULL, bearer);
+    s_test_expect (http, 429, "http-rate");
+    pl_check (pl_http_response (http)->retry_after == 1);
+    pl_http_destroy (&http);
+    //  Without a (good) token: the address's bucket, not the user's
+    http = s_test_request (fake, "GET", "/healthz", NULL, "Bearer forged");
+    s_test_expect (http, 200, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    s_test_expect (http, 200, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    s_test_expect (http, 429, "from this address");
+    pl_check (pl_http_response (http)->retry_after >= 1);
+    pl_http_destroy (&http);
+    pl_check (s_test_guard.rate_limited == 2);
+    pl_check (pl_buckets_size (s_test_guard.users) == 1);
+    pl_http_guard_prune (&s_test_guard);
+    pl_http_guard_free (&s_test_guard);
+    pl_http_guard_free (&s_test_guard);
+    s_test_guard = saved;
+}
+
 void
 pl_http_test (bool verbose)
 {
@@ -616,6 +716,7 @@ pl_http_test (bool verbose)
     s_test_head_refusals (fake, bearer);
     s_test_readyz (fake);
     s_test_query (fake, bearer);
+    s_test_rate_limit (fake, config, bearer);
 
     free (token);
     pl_link_fake_destroy (&fake);

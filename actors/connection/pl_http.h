@@ -14,6 +14,7 @@
 #ifndef PL_HTTP_H_INCLUDED
 #define PL_HTTP_H_INCLUDED
 
+#include "pl_bucket.h"
 #include "pl_link.h"
 
 #include <stdbool.h>
@@ -25,6 +26,8 @@ typedef struct _pl_http_t pl_http_t;
 //  What every request of one actor shares: the refusal counters (its
 //  status record) and the rate limits. The actor owns it.
 typedef struct {
+    pl_buckets_t *users;        //  requests per user id (verified token), or NULL: no limit
+    pl_buckets_t *addresses;    //  requests per remote address without a valid token
     uint64_t refused_malformed; //  400, 405, 411, 501 answered before routing
     uint64_t refused_size;      //  413, 414, 431
     uint64_t rate_limited;      //  429
@@ -40,6 +43,7 @@ typedef struct {
     const char *authorization;
     const char *content_length;
     const char *transfer_encoding;
+    const char *address;        //  the client's, for its rate limit without a token
 } pl_http_head_t;
 
 //  The answer to write
@@ -50,7 +54,21 @@ typedef struct {
     size_t size;
     bool preflight;             //  CORS preflight: add the allow-* headers
     bool close_after;           //  the request body was left unread: close after
+    int retry_after;            //  429: seconds to wait (Retry-After), else 0
 } pl_http_response_t;
+
+//  Set up guard's rate limits from config (http-rate, http-burst; none
+//  when http-rate is 0). Returns 0, or -1 when out of memory.
+int
+    pl_http_guard_init (pl_http_guard_t *guard, const pl_config_t *config);
+
+//  Forget buckets that are full again (call now and then).
+void
+    pl_http_guard_prune (pl_http_guard_t *guard);
+
+//  Free guard's buckets. Safe twice.
+void
+    pl_http_guard_free (pl_http_guard_t *guard);
 
 //  Create a request on conn (passed back to the link's hooks), counted
 //  and limited in guard. Returns NULL when out of memory.
@@ -63,7 +81,9 @@ void
     pl_http_destroy (pl_http_t **self_p);
 
 //  The request line and headers. When no body follows, the request is
-//  handled now. A request that cannot be served as sent (target over
+//  handled now. Each request takes a token from its user's bucket (its
+//  address's without a valid token); an empty bucket is a 429 with
+//  Retry-After. A request that cannot be served as sent (target over
 //  http-url-max: 414, Authorization too long: 431, a NUL in the path, a
 //  Content-Length that is not a number: 400, a chunked body: 411, a body
 //  over max-body-bytes: 413) is refused at once, and the connection is

@@ -142,3 +142,36 @@ test('refusals before routing are JSON with the right status, and counted', asyn
         await counter('parley_conn_http_refused_malformed_total') >= malformed + 8
         && await counter('parley_conn_http_refused_size_total') >= sized + 4, 5000);
 });
+
+test('HTTP requests are rate limited per user, and per address without a token: 429 with Retry-After', async () => {
+    const limited = await new Host({ extra: ['--http-rate', '2', '--http-burst', '4'] }).up();
+    try {
+        const carol = limited.token('carol', 'Carol');
+        const dave = limited.token('dave', 'Dave');
+        const answers = [];
+        for (let index = 0; index < 8; index++)
+            answers.push(await limited.http('GET', '/api/rooms', carol));
+        const refused = answers.filter((answer) => answer.status === 429);
+        assert.ok(refused.length >= 3, `only ${refused.length} of 8 refused`);
+        assert.match(refused[0].json.error, /rate limit.*http-rate/);
+        const response = await fetch(`${limited.base}/api/rooms`, { headers: { authorization: `Bearer ${carol}` } });
+        assert.equal(response.status, 429);
+        const retryAfter = Number(response.headers.get('retry-after'));
+        assert.ok(retryAfter >= 1 && retryAfter <= 2, `Retry-After ${retryAfter}`);
+        //  Another user is not affected; carol is served again after the wait
+        assert.equal((await limited.http('GET', '/api/rooms', dave)).status, 200);
+        await sleep(retryAfter * 1000);
+        assert.equal((await limited.http('GET', '/api/rooms', carol)).status, 200);
+        //  Without a token: the address's own bucket
+        let status = 200;
+        for (let index = 0; index < 10 && status !== 429; index++)
+            status = (await limited.http('GET', '/api/rooms/r1', 'forged')).status;
+        assert.equal(status, 429);
+        await waitFor('the 429s in /metrics', async () => {
+            const text = await (await fetch(`${limited.base}/metrics`)).text();
+            return Number((/^parley_conn_http_rate_limited_total\{[^}]*\} (\d+)/m.exec(text) ?? [])[1]) >= 5;
+        }, 5000);
+    } finally {
+        await limited.down();
+    }
+});
