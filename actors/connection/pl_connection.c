@@ -42,6 +42,7 @@
 #include <jansson.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <inttypes.h>
@@ -53,6 +54,8 @@
 //  Timer tick: safety-net drain, request deadlines, heart-beats. Limits
 //  and timeouts an operator may tune are in pl_config.
 #define TICK_MS             100
+//  Out of descriptors, warn at most this often (a cadence, not a limit)
+#define ACCEPT_WARN_MS      10000
 //  Largest WebSocket message we write; frames are never split
 #define WS_CHUNK            (256 * 1024)
 
@@ -77,6 +80,14 @@ struct _self_t {
     struct lws_vhost *vhost;
     int listen_fd;              //  ours, SO_REUSEPORT; lws owns it once adopted
     struct lws *listen_wsi;
+    //  Out of file descriptors (issue 8): accepting pauses, a spare
+    //  descriptor lets one waiting client hear 503 each time
+    int spare_fd;               //  /dev/null, closed to make room for that answer
+    lws_sorted_usec_list_t accept_resume;
+    bool accept_paused;
+    int64_t accept_warned_ms;   //  last warning; one per ACCEPT_WARN_MS
+    uint64_t accept_pauses;     //  figures: pauses, and clients told 503
+    uint64_t accept_shed;
     lws_sorted_usec_list_t tick;
     bool terminated;
     bool shutting_down;         //  $TERM came: finish in-flight work, then stop
@@ -281,6 +292,8 @@ s_self_report_http (self_t *self, json_t *figures)
                          json_integer ((json_int_t) self->http_guard.refused_size));
     json_object_set_new (figures, "http_rate_limited",
                          json_integer ((json_int_t) self->http_guard.rate_limited));
+    json_object_set_new (figures, "accept_pauses", json_integer ((json_int_t) self->accept_pauses));
+    json_object_set_new (figures, "accept_shed", json_integer ((json_int_t) self->accept_shed));
     //  Once a second is often enough to forget the buckets that refilled
     pl_http_guard_prune (&self->http_guard);
 }
@@ -714,15 +727,69 @@ s_lws_log (int level, const char *line)
         pl_log_warning ("lws: %.*s", (int) length, line);
 }
 
+//  The pause is over: poll the listening socket again
+static void
+s_self_accept_resume (lws_sorted_usec_list_t *sul)
+{
+    self_t *self = lws_container_of (sul, self_t, accept_resume);
+    self->accept_paused = false;
+    if (self->listen_wsi)
+        lws_rx_flow_control (self->listen_wsi, 1);
+}
+
+//  accept () said EMFILE or ENFILE. The listener is level-triggered, so
+//  polling it on would spin (and log) until a descriptor frees up: stop
+//  polling it for accept-pause-ms instead. The spare descriptor makes room
+//  to tell one waiting client 503 rather than leave it hanging.
+static void
+s_self_accept_pause (self_t *self, int error)
+{
+    self->accept_pauses++;
+    int64_t now = pl_mono_ms ();
+    if (!self->accept_warned_ms || now - self->accept_warned_ms >= ACCEPT_WARN_MS) {
+        pl_log_warning ("accept: %s; pausing %d ms at a time (%" PRIu64 " pauses, %" PRIu64
+                        " clients told 503 so far); raise LimitNOFILE", strerror (error),
+                        self->config->accept_pause_ms, self->accept_pauses, self->accept_shed);
+        self->accept_warned_ms = now;
+    }
+    if (self->spare_fd >= 0) {
+        close (self->spare_fd);
+        int fd = accept4 (self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            static const char body [] = "{\"error\":\"server out of connections, try again\"}";
+            char busy [256];
+            int size = snprintf (busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\n"
+                "content-type: application/json\r\ncontent-length: %zu\r\n"
+                "retry-after: 1\r\nconnection: close\r\n\r\n%s", sizeof body - 1, body);
+            //  Best effort: a fresh socket's buffer takes this at once
+            if (send (fd, busy, (size_t) size, MSG_NOSIGNAL) > 0)
+                self->accept_shed++;
+            close (fd);
+        }
+        self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (self->listen_wsi && !self->accept_paused) {
+        self->accept_paused = true;
+        lws_rx_flow_control (self->listen_wsi, 0);
+        lws_sul_schedule (self->context, 0, &self->accept_resume, s_self_accept_resume,
+                          (lws_usec_t) self->config->accept_pause_ms * LWS_US_PER_MS);
+    }
+}
+
 //  Accept what is waiting and hand each socket to lws, which serves it as
 //  HTTP (and WebSocket after the upgrade). The listener is level-triggered:
 //  a bounded batch per wake-up keeps the loop fair.
 static void
 s_self_accept (self_t *self)
 {
+    if (self->accept_paused)
+        return;                 //  a wake-up from before the pause took hold
     for (int count = 0; count < 64; count++) {
         int fd = accept4 (self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                s_self_accept_pause (self, errno);
+            else
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
             &&  errno != ECONNABORTED)
                 pl_log_warning ("accept: %s", strerror (errno));
@@ -799,6 +866,7 @@ s_self_destroy (self_t **self_p)
         return;
     if (self->context) {
         lws_sul_cancel (&self->tick);
+        lws_sul_cancel (&self->accept_resume);
         self->stopping = true;
         //  Closes every connection: sessions send their LEAVEs meanwhile
         lws_context_destroy (self->context);
@@ -811,6 +879,8 @@ s_self_destroy (self_t **self_p)
     pl_monitor_destroy (&self->monitor);
     pl_metrics_destroy (&self->host_metrics);
     pl_http_guard_free (&self->http_guard);
+    if (self->spare_fd >= 0)
+        close (self->spare_fd);
     free (self->scratch);
     free (self);
     *self_p = NULL;
@@ -877,6 +947,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     self->pipe = pipe;
     self->config = config;
+    self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     snprintf (self->name, sizeof self->name, "conn-%d", config->instance);
     self->link = (pl_link_t) {
         .config = config, .name = self->name, .arg = self,

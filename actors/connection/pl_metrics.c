@@ -182,6 +182,10 @@ static const family_t s_families [] = {
       "HTTP requests refused for their size (413 body, 414 target, 431 header)" },
     { "conn", "http_rate_limited", NULL, "parley_conn_http_rate_limited_total", FAMILY_COUNTER, 1,
       "HTTP requests refused with 429 (http-rate, http-burst)" },
+    { "conn", "accept_pauses", NULL, "parley_conn_accept_pauses_total", FAMILY_COUNTER, 1,
+      "Times accepting paused for accept-pause-ms because the actor ran out of file descriptors" },
+    { "conn", "accept_shed", NULL, "parley_conn_accept_shed_total", FAMILY_COUNTER, 1,
+      "Clients answered 503 and closed while the actor was out of file descriptors" },
     { "conn", "delivery_latency_ms", NULL, "parley_conn_delivery_latency_seconds", FAMILY_HISTOGRAM, MS,
       "Time from a message's createdAt to its delivery to this actor" },
     //  Room router

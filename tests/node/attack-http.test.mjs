@@ -175,3 +175,47 @@ test('HTTP requests are rate limited per user, and per address without a token: 
         await limited.down();
     }
 });
+
+//  CPU ticks (user + system) a process used so far
+function cpuTicks (pid) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+}
+
+test('out of file descriptors, the actor neither spins nor floods its log, and serves again', async () => {
+    const pid = host.pid('conn-0');
+    const open = readdirSync(`/proc/${pid}/fd`).length;
+    const opened = [];
+    //  The soft limit only: the hard one could not be raised again
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))[1];
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${open + 8}:`]);
+    try {
+        for (let index = 0; index < 40; index++) {
+            const socket = net.connect(host.port, '127.0.0.1');
+            socket.received = '';
+            socket.on('data', (chunk) => { socket.received += chunk.toString(); });
+            socket.on('error', () => {});
+            opened.push(socket);
+        }
+        await sleep(300);
+        const logBefore = host.log('conn-0').length;
+        const ticksBefore = cpuTicks(pid);
+        await sleep(2000);
+        const ticks = cpuTicks(pid) - ticksBefore;
+        const logged = host.log('conn-0').length - logBefore;
+        assert.ok(ticks < 40, `${ticks} CPU ticks in 2 s while out of descriptors`);
+        assert.ok(logged < 2000, `${logged} bytes of log in 2 s`);
+        assert.match(host.log('conn-0'), /accept: Too many open files; pausing/);
+        //  Those that could not get in heard 503 in JSON, not silence
+        const told = opened.filter((socket) => / 503 /.test(socket.received));
+        assert.ok(told.length > 0);
+        assert.match(told[0].received, /\{"error":"server out of connections, try again"\}/);
+    } finally {
+        for (const socket of opened) socket.destroy();
+    }
+    await waitFor('the actor to serve again', async () =>
+        (await host.http('GET', `/api/rooms/${room.id}/messages?limit=1`, aliceToken)).status === 200, 10000);
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
+    await waitFor('the pauses in /metrics', async () => await counter('parley_conn_accept_pauses_total') > 0
+        && await counter('parley_conn_accept_shed_total') > 0, 5000);
+});
