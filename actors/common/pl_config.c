@@ -69,6 +69,12 @@ static const opt_t s_options [] = {
     { "close-grace-s",      I (close_grace_s),      "5", 1, 3600, "a closing session may take this long to flush" },
     { "linger-s",           I (linger_s),           "1", 1, 60, "a closed session keeps reading this long" },
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
+    //  HTTP requests and the listening socket (issue 8)
+    { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers buffered; past it the connection is closed unanswered" },
+    { "http-url-max",       I (http_url_max),       "4096", 64, 1048576, "longest request target (path and query); longer gets 414" },
+    { "http-rate",          I (http_rate),          "20", 0, 1000000, "HTTP requests a second per user (per address without a valid token); 0: no limit" },
+    { "http-burst",         I (http_burst),         "40", 1, 1000000, "HTTP requests a user (or address) may make at once" },
+    { "accept-pause-ms",    I (accept_pause_ms),    "100", 10, 60000, "pause in accepting connections while out of file descriptors" },
     { "member-cache-ms",    I (member_cache_ms),    "30000", 0, 3600000, "how long a member list is trusted" },
     { "redis-url",          S (redis_url),          "redis://127.0.0.1:6379", 0, 0, "Redis server; with redis-cluster, seed nodes redis://[:pw@]h1:p1,h2:p2" },
     { "redis-cluster",      B (redis_cluster),      "0", 0, 0, "redis-url names Redis Cluster seed nodes" },

@@ -70,9 +70,60 @@ s_parse_number (const char *text, uint64_t *value)
     return 0;
 }
 
-//  before=SEQ&limit=N; other parameters are ignored, the last one wins.
+//  A parameter's name for an error message: as it came when short and
+//  printable, else a placeholder (the message goes out as JSON).
+static void
+s_param_error (pl_api_route_t *route, const char *format, const char *name)
+{
+    bool printable = strlen (name) <= 32;
+    for (const char *at = name; printable && *at; at++)
+        printable = *at >= 0x20 && *at < 0x7f && *at != '"' && *at != '\\';
+    char message [128];
+    snprintf (message, sizeof message, format, printable? name: "(unprintable)");
+    pl_api_route_error (route, 400, message);
+}
+
+//  One parameter of room.messages; seen flags before (1) and limit (2),
+//  so a second one is refused rather than silently winning. 0 / -1.
 static int
-s_parse_messages_query (const char *query, int history_limit, pl_api_route_t *route)
+s_parse_messages_param (const char *name, const char *value, int history_limit,
+                        int *seen, pl_api_route_t *route)
+{
+    int flag = streq (name, "before")? 1: streq (name, "limit")? 2: 0;
+    if (!flag) {
+        s_param_error (route, "unknown query parameter '%s'", name);
+        return -1;
+    }
+    if (*seen & flag) {
+        s_param_error (route, "query parameter '%s' given twice", name);
+        return -1;
+    }
+    *seen |= flag;
+    uint64_t number = 0;
+    if (flag == 1) {
+        if (!value || s_parse_number (value, &number)) {
+            pl_api_route_error (route, 400, "before must be a sequence number");
+            return -1;
+        }
+        route->seq = number;
+    }
+    else {
+        if (!value || s_parse_number (value, &number) || number == 0) {
+            pl_api_route_error (route, 400, "limit must be a positive number");
+            return -1;
+        }
+        route->limit = number > (uint64_t) history_limit?
+                       (uint32_t) history_limit: (uint32_t) number;
+    }
+    return 0;
+}
+
+//  The query string: before=SEQ&limit=N for room.messages, nothing for
+//  the other routes. Every parameter is checked: an unknown, repeated or
+//  malformed one is a 400, never ignored. Empty pairs ("a&&b") carry
+//  nothing and are skipped.
+static int
+s_parse_query (const char *query, bool messages, int history_limit, pl_api_route_t *route)
 {
     route->seq = 0;
     route->limit = (uint32_t) history_limit;
@@ -84,32 +135,20 @@ s_parse_messages_query (const char *query, int history_limit, pl_api_route_t *ro
         return -1;
     }
     int rc = 0;
+    int seen = 0;
     char *saveptr = NULL;
     for (char *pair = strtok_r (copy, "&", &saveptr); pair && rc == 0;
          pair = strtok_r (NULL, "&", &saveptr)) {
         char *equals = strchr (pair, '=');
-        const char *value = equals? equals + 1: "";
         if (equals)
             *equals = 0;
-        uint64_t number = 0;
-        if (streq (pair, "before")) {
-            if (s_parse_number (value, &number)) {
-                pl_api_route_error (route, 400, "before must be a sequence number");
-                rc = -1;
-            }
-            else
-                route->seq = number;
+        if (!messages) {
+            s_param_error (route, "unknown query parameter '%s'", pair);
+            rc = -1;
         }
         else
-        if (streq (pair, "limit")) {
-            if (s_parse_number (value, &number) || number == 0) {
-                pl_api_route_error (route, 400, "limit must be a positive number");
-                rc = -1;
-            }
-            else
-                route->limit = number > (uint64_t) history_limit?
-                               (uint32_t) history_limit: (uint32_t) number;
-        }
+            rc = s_parse_messages_param (pair, equals? equals + 1: NULL,
+                                         history_limit, &seen, route);
     }
     free (copy);
     return rc;
@@ -127,6 +166,17 @@ pl_api_route (const char *method, const char *path, const char *query,
     assert (route);
     memset (route, 0, sizeof *route);
 
+    //  A method HTTP does not define here is not "not allowed" but unknown
+    static const char *methods [] = {
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"
+    };
+    bool known = false;
+    for (size_t index = 0; index < sizeof methods / sizeof *methods && !known; index++)
+        known = streq (method, methods [index]);
+    if (!known) {
+        pl_api_route_error (route, 501, "method not implemented");
+        return;
+    }
     char segments [PATH_SEGMENTS_MAX][PL_ID_MAX + 2];
     int count = s_split_path (path, segments, PATH_SEGMENTS_MAX);
     bool options = streq (method, "OPTIONS");
@@ -201,8 +251,7 @@ pl_api_route (const char *method, const char *path, const char *query,
     route->target = target;
     route->kind = kind;
     route->takes_body = streq (method, "POST");
-    if (kind && streq (kind, "room.messages"))
-        s_parse_messages_query (query, history_limit, route);
+    s_parse_query (query, kind && streq (kind, "room.messages"), history_limit, route);
 }
 
 
@@ -313,8 +362,34 @@ pl_api_test (bool verbose)
     pl_check (route.seq == 0 && route.limit == 200);
     pl_api_route ("GET", "/api/rooms/r1/messages", "before=42&limit=10", 200, &route);
     pl_check (route.target == PL_API_QUERY && route.seq == 42 && route.limit == 10);
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5000&x=y", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5000", 200, &route);
     pl_check (route.target == PL_API_QUERY && route.limit == 200);
+    //  Every parameter is checked, none is ignored (issue 8)
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&x=y", 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 400);
+    pl_check (streq (route.error, "unknown query parameter 'x'"));
+    char long_param [400];
+    memset (long_param, 'x', sizeof long_param);
+    memcpy (long_param + 300, "=1&limit=abc", 13);
+    pl_api_route ("GET", "/api/rooms/r1/messages", long_param, 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 400);
+    pl_check (streq (route.error, "unknown query parameter '(unprintable)'"));
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&limit=6", 200, &route);
+    pl_check (route.status == 400 && strstr (route.error, "given twice"));
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit", 200, &route);
+    pl_check (route.status == 400 && strstr (route.error, "limit must be"));
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5%26x", 200, &route);
+    pl_check (route.status == 400);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "&limit=5&", 200, &route);
+    pl_check (route.target == PL_API_QUERY && route.limit == 5);
+    pl_api_route ("GET", "/api/rooms", "x", 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("GET", "/healthz", "before=1", 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 400);
+    pl_api_route ("TRACE", "/api/rooms", NULL, 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 405);
+    pl_api_route ("BREW", "/api/rooms", NULL, 200, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 501);
     pl_api_route ("GET", "/api/rooms/r1/messages", "before=-1", 200, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
     pl_api_route ("GET", "/api/rooms/r1/messages", "limit=0", 200, &route);

@@ -42,6 +42,7 @@
 #include <jansson.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <inttypes.h>
@@ -53,6 +54,8 @@
 //  Timer tick: safety-net drain, request deadlines, heart-beats. Limits
 //  and timeouts an operator may tune are in pl_config.
 #define TICK_MS             100
+//  Out of descriptors, warn at most this often (a cadence, not a limit)
+#define ACCEPT_WARN_MS      10000
 //  Largest WebSocket message we write; frames are never split
 #define WS_CHUNK            (256 * 1024)
 
@@ -77,6 +80,14 @@ struct _self_t {
     struct lws_vhost *vhost;
     int listen_fd;              //  ours, SO_REUSEPORT; lws owns it once adopted
     struct lws *listen_wsi;
+    //  Out of file descriptors (issue 8): accepting pauses, a spare
+    //  descriptor lets one waiting client hear 503 each time
+    int spare_fd;               //  /dev/null, closed to make room for that answer
+    lws_sorted_usec_list_t accept_resume;
+    bool accept_paused;
+    int64_t accept_warned_ms;   //  last warning; one per ACCEPT_WARN_MS
+    uint64_t accept_pauses;     //  figures: pauses, and clients told 503
+    uint64_t accept_shed;
     lws_sorted_usec_list_t tick;
     bool terminated;
     bool shutting_down;         //  $TERM came: finish in-flight work, then stop
@@ -90,6 +101,7 @@ struct _self_t {
     pl_metrics_t *host_metrics; //  every actor's status records, for /metrics
     pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     uint64_t http_requests;
+    pl_http_guard_t http_guard;         //  HTTP refusals and rate limits
     unsigned char *scratch;     //  LWS_PRE + bytes for lws_write
     size_t scratch_size;
 };
@@ -106,6 +118,7 @@ static const struct lws_protocols s_protocols [] = {
     { "v10.stomp",  s_callback, sizeof (pss_t), 0, 10, NULL, 0 },
     { "parley-zmq", s_callback, 0, 0, 0, NULL, 0 },
     { "parley-listen", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley-not-http", s_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -281,6 +294,24 @@ s_self_refusals (self_t *self)
         "tokens_expired", (json_int_t) pl_sessions_counts (self->sessions)->tokens_expired);
 }
 
+//  HTTP refusals and the listening socket's troubles (issue 8)
+static void
+s_self_report_http (self_t *self, json_t *figures)
+{
+    if (!figures)
+        return;
+    json_object_set_new (figures, "http_refused_malformed",
+                         json_integer ((json_int_t) self->http_guard.refused_malformed));
+    json_object_set_new (figures, "http_refused_size",
+                         json_integer ((json_int_t) self->http_guard.refused_size));
+    json_object_set_new (figures, "http_rate_limited",
+                         json_integer ((json_int_t) self->http_guard.rate_limited));
+    json_object_set_new (figures, "accept_pauses", json_integer ((json_int_t) self->accept_pauses));
+    json_object_set_new (figures, "accept_shed", json_integer ((json_int_t) self->accept_shed));
+    //  Once a second is often enough to forget the buckets that refilled
+    pl_http_guard_prune (&self->http_guard);
+}
+
 //  This actor's status record for operators, once a second
 static void
 s_self_report (self_t *self)
@@ -303,6 +334,7 @@ s_self_report (self_t *self)
         "delivery_latency_ms", pl_histogram_json (&self->delivery_latency));
     if (figures)
         json_object_update_new (figures, s_self_refusals (self));
+    s_self_report_http (self, figures);
     pl_monitor_report (self->monitor, figures);
 }
 
@@ -440,6 +472,10 @@ s_http_write_headers (self_t *self, struct lws *wsi, const pl_http_response_t *r
         return -1;
     if (response->close_after && s_http_add_header (wsi, "connection:", "close", &p, end))
         return -1;
+    char seconds [16];
+    snprintf (seconds, sizeof seconds, "%d", response->retry_after);
+    if (response->retry_after && s_http_add_header (wsi, "retry-after:", seconds, &p, end))
+        return -1;
     if (lws_finalize_http_header (wsi, &p, end))
         return -1;
     if (lws_write (wsi, start, (size_t) (p - start), LWS_WRITE_HTTP_HEADERS) != (int) (p - start))
@@ -498,21 +534,37 @@ s_header_copy (struct lws *wsi, enum lws_token_indexes token)
     return value;
 }
 
-//  The query string: lws splits it into urldecoded name=value fragments
+//  The query string: lws splits it at '&' into urldecoded name=value
+//  fragments. They are joined again with '&'; bytes that would change
+//  what the join means ('&', '%') or that no parameter holds (controls, a
+//  decoded %00, non-ASCII) go back to %XX, so pl_api refuses them instead
+//  of misreading them. Every fragment is read, whatever its length.
 static char *
 s_query_copy (struct lws *wsi)
 {
     pl_buf_t query;
     pl_buf_init (&query);
-    char fragment [256];
-    for (int index = 0; index < 16; index++) {
-        int length = lws_hdr_copy_fragment (wsi, fragment, sizeof fragment,
-                                            WSI_TOKEN_HTTP_URI_ARGS, index);
-        if (length < 0)
+    int rc = 0;
+    for (int index = 0; rc == 0; index++) {
+        int length = lws_hdr_fragment_length (wsi, WSI_TOKEN_HTTP_URI_ARGS, index);
+        if (length <= 0)
             break;
-        pl_buf_printf (&query, "%s%s", index? "&": "", fragment);
+        char *fragment = (char *) malloc ((size_t) length + 1);
+        if (!fragment
+        ||  lws_hdr_copy_fragment (wsi, fragment, length + 1, WSI_TOKEN_HTTP_URI_ARGS, index) < 0)
+            rc = -1;
+        if (index && rc == 0)
+            rc = pl_buf_append (&query, "&", 1);
+        for (int at = 0; at < length && rc == 0; at++) {
+            unsigned char byte = (unsigned char) fragment [at];
+            if (byte < 0x21 || byte > 0x7e || byte == '&' || byte == '%')
+                rc = pl_buf_printf (&query, "%%%02X", byte);
+            else
+                rc = pl_buf_append (&query, fragment + at, 1);
+        }
+        free (fragment);
     }
-    char *text = strndup (pl_buf_head (&query), pl_buf_pending (&query));
+    char *text = rc? NULL: strndup (pl_buf_head (&query), pl_buf_pending (&query));
     pl_buf_free (&query);
     return text;
 }
@@ -523,30 +575,62 @@ s_http_handle_request (self_t *self, struct lws *wsi, pss_t *pss)
     self->http_requests++;
     pl_http_destroy (&pss->http);
     pss->headers_sent = false;
-    pss->http = pl_http_new (&self->link, wsi);
+    pss->http = pl_http_new (&self->link, &self->http_guard, wsi);
     if (!pss->http)
         return -1;
     char *uri = NULL;
     int uri_length = 0;
     int method = lws_http_get_uri_and_method (wsi, &uri, &uri_length);
-    static const char *names [] = { "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE" };
-    char *path = uri && uri_length > 0? strndup (uri, (size_t) uri_length): strdup ("/");
-    char *query = s_query_copy (wsi);
-    char *token = s_header_copy (wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    char *length = s_header_copy (wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    int rc = -1;
-    if (path && query)
-        rc = pl_http_request (pss->http, method >= 0 && method < 6? names [method]: "OTHER",
-                              path, query, token, length);
-    free (path);
-    free (query);
-    if (token) {
+    //  In the order of lws's LWSHUMETH_*
+    static const char *names [] = {
+        "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD"
+    };
+    bool has_uri = uri && uri_length > 0;
+    char address [64] = "";
+    lws_get_peer_simple (wsi, address, sizeof address);
+    pl_http_head_t head = {
+        .address = address,
+        .method = method >= 0 && method < 8? names [method]: "OTHER",
+        .path = has_uri? uri: "/",
+        .path_size = has_uri? (size_t) uri_length: 1,
+        .query = s_query_copy (wsi),
+        .authorization = s_header_copy (wsi, WSI_TOKEN_HTTP_AUTHORIZATION),
+        .content_length = s_header_copy (wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH),
+        .transfer_encoding = s_header_copy (wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)
+    };
+    int rc = head.query? pl_http_request (pss->http, &head): -1;
+    free ((char *) head.query);
+    if (head.authorization) {
         //  Do not leave bearer tokens lying in freed memory
-        memset (token, 0, strlen (token));
-        free (token);
+        memset ((char *) head.authorization, 0, strlen (head.authorization));
+        free ((char *) head.authorization);
     }
-    free (length);
+    free ((char *) head.content_length);
+    free ((char *) head.transfer_encoding);
     return rc;
+}
+
+
+//  The answer to bytes lws's HTTP parser could not take: lws hands the
+//  connection over as a raw socket (FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG)
+//  instead of writing its own HTML 403. Returns -1: close once written.
+static int
+s_not_http_handle_writeable (self_t *self, struct lws *wsi)
+{
+    static const char body [] =
+        "{\"error\":\"method not implemented, or not an HTTP/1.1 request\"}";
+    char response [512];
+    int size = snprintf (response, sizeof response,
+        "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\n"
+        "content-length: %zu\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n%s",
+        sizeof body - 1, body);
+    unsigned char *start = s_self_scratch (self, (size_t) size);
+    if (start) {
+        memcpy (start, response, (size_t) size);
+        if (lws_write (wsi, start, (size_t) size, LWS_WRITE_RAW) < size)
+            return -1;
+    }
+    return -1;
 }
 
 
@@ -572,6 +656,16 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                 s_self_drain_dealer (self);
             }
             return 0;
+        //  What lws's HTTP parser gave up on (an unknown method, an
+        //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
+        case LWS_CALLBACK_RAW_ADOPT:
+            self->http_guard.refused_malformed++;
+            return 0;
+        case LWS_CALLBACK_RAW_RX:
+            lws_callback_on_writable (wsi);
+            return 0;
+        case LWS_CALLBACK_RAW_WRITEABLE:
+            return s_not_http_handle_writeable (self, wsi);
         case LWS_CALLBACK_RAW_ADOPT_FILE:
         case LWS_CALLBACK_RAW_CLOSE_FILE:
             return 0;
@@ -649,15 +743,69 @@ s_lws_log (int level, const char *line)
         pl_log_warning ("lws: %.*s", (int) length, line);
 }
 
+//  The pause is over: poll the listening socket again
+static void
+s_self_accept_resume (lws_sorted_usec_list_t *sul)
+{
+    self_t *self = lws_container_of (sul, self_t, accept_resume);
+    self->accept_paused = false;
+    if (self->listen_wsi)
+        lws_rx_flow_control (self->listen_wsi, 1);
+}
+
+//  accept () said EMFILE or ENFILE. The listener is level-triggered, so
+//  polling it on would spin (and log) until a descriptor frees up: stop
+//  polling it for accept-pause-ms instead. The spare descriptor makes room
+//  to tell one waiting client 503 rather than leave it hanging.
+static void
+s_self_accept_pause (self_t *self, int error)
+{
+    self->accept_pauses++;
+    int64_t now = pl_mono_ms ();
+    if (!self->accept_warned_ms || now - self->accept_warned_ms >= ACCEPT_WARN_MS) {
+        pl_log_warning ("accept: %s; pausing %d ms at a time (%" PRIu64 " pauses, %" PRIu64
+                        " clients told 503 so far); raise LimitNOFILE", strerror (error),
+                        self->config->accept_pause_ms, self->accept_pauses, self->accept_shed);
+        self->accept_warned_ms = now;
+    }
+    if (self->spare_fd >= 0) {
+        close (self->spare_fd);
+        int fd = accept4 (self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            static const char body [] = "{\"error\":\"server out of connections, try again\"}";
+            char busy [256];
+            int size = snprintf (busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\n"
+                "content-type: application/json\r\ncontent-length: %zu\r\n"
+                "retry-after: 1\r\nconnection: close\r\n\r\n%s", sizeof body - 1, body);
+            //  Best effort: a fresh socket's buffer takes this at once
+            if (send (fd, busy, (size_t) size, MSG_NOSIGNAL) > 0)
+                self->accept_shed++;
+            close (fd);
+        }
+        self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (self->listen_wsi && !self->accept_paused) {
+        self->accept_paused = true;
+        lws_rx_flow_control (self->listen_wsi, 0);
+        lws_sul_schedule (self->context, 0, &self->accept_resume, s_self_accept_resume,
+                          (lws_usec_t) self->config->accept_pause_ms * LWS_US_PER_MS);
+    }
+}
+
 //  Accept what is waiting and hand each socket to lws, which serves it as
 //  HTTP (and WebSocket after the upgrade). The listener is level-triggered:
 //  a bounded batch per wake-up keeps the loop fair.
 static void
 s_self_accept (self_t *self)
 {
+    if (self->accept_paused)
+        return;                 //  a wake-up from before the pause took hold
     for (int count = 0; count < 64; count++) {
         int fd = accept4 (self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                s_self_accept_pause (self, errno);
+            else
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
             &&  errno != ECONNABORTED)
                 pl_log_warning ("accept: %s", strerror (errno));
@@ -734,6 +882,7 @@ s_self_destroy (self_t **self_p)
         return;
     if (self->context) {
         lws_sul_cancel (&self->tick);
+        lws_sul_cancel (&self->accept_resume);
         self->stopping = true;
         //  Closes every connection: sessions send their LEAVEs meanwhile
         lws_context_destroy (self->context);
@@ -745,6 +894,9 @@ s_self_destroy (self_t **self_p)
     zsock_destroy (&self->dealer);
     pl_monitor_destroy (&self->monitor);
     pl_metrics_destroy (&self->host_metrics);
+    pl_http_guard_free (&self->http_guard);
+    if (self->spare_fd >= 0)
+        close (self->spare_fd);
     free (self->scratch);
     free (self);
     *self_p = NULL;
@@ -762,8 +914,10 @@ s_self_start_lws (self_t *self)
     info.user = self;
     info.gid = -1;
     info.uid = -1;
-    //  Room for a bearer token in Authorization
-    info.max_http_header_data = PL_TOKEN_MAX + 4096;
+    //  Room for a bearer token, and beyond: what fits here reaches
+    //  pl_http, which answers 414 / 431 in JSON; past it lws closes
+    info.max_http_header_data = 0;
+    info.max_http_header_data2 = (unsigned int) self->config->http_request_bytes;
     self->context = lws_create_context (&info);
     if (!self->context) {
         pl_log_error ("cannot create the libwebsockets context");
@@ -774,7 +928,12 @@ s_self_start_lws (self_t *self)
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = s_protocols;
     info.vhost_name = self->name;
-    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
+                 | LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    //  Where lws's HTTP parser gives up, the connection becomes raw and
+    //  ours to answer in JSON (else lws writes an HTML 403)
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = "parley-not-http";
     self->vhost = lws_create_vhost (self->context, &info);
     if (!self->vhost) {
         pl_log_error ("cannot create the libwebsockets vhost");
@@ -804,6 +963,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     self->pipe = pipe;
     self->config = config;
+    self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     snprintf (self->name, sizeof self->name, "conn-%d", config->instance);
     self->link = (pl_link_t) {
         .config = config, .name = self->name, .arg = self,
@@ -812,7 +972,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     };
     self->link.pending = pl_pending_new (config->request_timeout_ms);
     self->sessions = pl_sessions_new (&self->link);
-    if (!self->link.pending || !self->sessions) {
+    if (!self->link.pending || !self->sessions
+    ||  pl_http_guard_init (&self->http_guard, config)) {
         s_self_destroy (&self);
         return NULL;
     }

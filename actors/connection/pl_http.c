@@ -15,14 +15,21 @@
 
 struct _pl_http_t {
     pl_link_t *link;
+    pl_http_guard_t *guard;
     void *conn;
     char method [8];
     char *path;
     char *query;
     char *token;                //  Authorization, or NULL
+    char *address;              //  the client's, or NULL
+    bool verified;              //  token checked and good: identity holds the caller
+    pl_identity_t identity;
+    char reason [128];          //  why the token was refused
     size_t content_length;
     bool expect_body;
     bool too_large;
+    int refusal;                //  status of a refusal decided from the head, or 0
+    const char *refusal_reason;
     pl_buf_t body;
     bool ready;                 //  response set
     pl_http_response_t response;
@@ -32,14 +39,44 @@ static void s_query_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_query_expire (pl_pending_request_t *request);
 static const pl_pending_kind_t s_query_kind = { "QUERY", s_query_answer, s_query_expire };
 
+int
+pl_http_guard_init (pl_http_guard_t *guard, const pl_config_t *config)
+{
+    memset (guard, 0, sizeof *guard);
+    if (config->http_rate == 0)
+        return 0;
+    guard->users = pl_buckets_new (config->http_rate, config->http_burst);
+    guard->addresses = pl_buckets_new (config->http_rate, config->http_burst);
+    return guard->users && guard->addresses? 0: -1;
+}
+
+void
+pl_http_guard_prune (pl_http_guard_t *guard)
+{
+    int64_t now = pl_mono_ms ();
+    if (guard->users)
+        pl_buckets_prune (guard->users, now);
+    if (guard->addresses)
+        pl_buckets_prune (guard->addresses, now);
+}
+
+void
+pl_http_guard_free (pl_http_guard_t *guard)
+{
+    pl_buckets_destroy (&guard->users);
+    pl_buckets_destroy (&guard->addresses);
+}
+
 pl_http_t *
-pl_http_new (pl_link_t *link, void *conn)
+pl_http_new (pl_link_t *link, pl_http_guard_t *guard, void *conn)
 {
     assert (link);
+    assert (guard);
     pl_http_t *self = (pl_http_t *) calloc (1, sizeof (pl_http_t));
     if (!self)
         return NULL;
     self->link = link;
+    self->guard = guard;
     self->conn = conn;
     pl_buf_init (&self->body);
     return self;
@@ -54,6 +91,7 @@ pl_http_destroy (pl_http_t **self_p)
     pl_pending_drop (self->link->pending, self);
     free (self->path);
     free (self->query);
+    free (self->address);
     if (self->token) {
         //  Do not leave bearer tokens lying in freed memory
         memset (self->token, 0, strlen (self->token));
@@ -94,6 +132,20 @@ s_respond_error (pl_http_t *self, int status, const char *message)
     s_respond_json (self, status, pl_api_error_json (message));
 }
 
+//  A refusal decided here (not by the router): counted by kind
+static void
+s_refuse (pl_http_t *self, int status, const char *message)
+{
+    if (status == 413 || status == 414 || status == 431)
+        self->guard->refused_size++;
+    else
+    if (status == 429)
+        self->guard->rate_limited++;
+    else
+        self->guard->refused_malformed++;
+    s_respond_error (self, status, message);
+}
+
 //  Ready when the router spoke lately and said a persistence actor and the
 //  bridge are there.
 static void
@@ -119,7 +171,11 @@ s_dispatch_local (pl_http_t *self, const pl_api_route_t *route)
 {
     switch (route->target) {
         case PL_API_ERROR:
-            s_respond_error (self, route->status, route->error);
+            //  404 is an answer, not a refusal of what was sent
+            if (route->status == 404)
+                s_respond_error (self, route->status, route->error);
+            else
+                s_refuse (self, route->status, route->error);
             return true;
         case PL_API_HEALTHZ:
             s_respond_json (self, 200, strdup ("{\"status\":\"ok\"}"));
@@ -152,19 +208,18 @@ s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
         s_respond_error (self, 401, "missing bearer token");
         return;
     }
-    pl_identity_t identity;
-    char reason [128] = "";
-    if (pl_token_verify (link->verifier, self->token, &identity, reason, sizeof reason)) {
+    if (!self->verified) {
         char message [200];
         snprintf (message, sizeof message, "authentication failed: %s",
-                  *reason? reason: "invalid token");
+                  *self->reason? self->reason: "invalid token");
         s_respond_error (self, 401, message);
         return;
     }
-    pl_msg_t *query = pl_api_query (route, identity.user_id, identity.name,
+    pl_identity_t *identity = &self->identity;
+    pl_msg_t *query = pl_api_query (route, identity->user_id, identity->name,
                                     pl_buf_head (&self->body), pl_buf_pending (&self->body));
     if (!query) {
-        s_respond_error (self, route->status, route->error);
+        s_refuse (self, route->status, route->error);
         return;
     }
     uint64_t corr = pl_pending_add (link->pending, &s_query_kind, self, NULL, NULL);
@@ -185,15 +240,47 @@ s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
                    (link->config->request_timeout_ms + 999) / 1000 + link->config->close_grace_s);
 }
 
+//  One token from the caller's bucket: the user's when the token is good,
+//  else the address's. Returns false once answered 429.
+static bool
+s_rate_limit (pl_http_t *self)
+{
+    pl_http_guard_t *guard = self->guard;
+    if (self->token)
+        self->verified = pl_token_verify (self->link->verifier, self->token, &self->identity,
+                                          self->reason, sizeof self->reason) == 0;
+    pl_buckets_t *buckets = self->verified? guard->users: guard->addresses;
+    const char *key = self->verified? self->identity.user_id: self->address;
+    int64_t wait_ms = 0;
+    if (!buckets || pl_buckets_take (buckets, key? key: "", pl_mono_ms (), &wait_ms))
+        return true;
+    const pl_config_t *config = self->link->config;
+    char message [160];
+    snprintf (message, sizeof message, "rate limit: over %d HTTP requests a second "
+              "(http-rate) or %d at once (http-burst)%s", config->http_rate, config->http_burst,
+              self->verified? "": " from this address");
+    self->response.retry_after = (int) ((wait_ms + 999) / 1000);
+    if (self->response.retry_after < 1)
+        self->response.retry_after = 1;
+    s_refuse (self, 429, message);
+    return false;
+}
+
 //  The request is complete (headers, and body if any): answer or ask.
 static void
 s_dispatch (pl_http_t *self)
 {
     const pl_config_t *config = self->link->config;
+    if (!s_rate_limit (self))
+        return;
+    if (self->refusal) {
+        s_refuse (self, self->refusal, self->refusal_reason);
+        return;
+    }
     if (self->too_large) {
         char message [64];
         snprintf (message, sizeof message, "body over %d bytes", config->max_body_bytes);
-        s_respond_error (self, 413, message);
+        s_refuse (self, 413, message);
         return;
     }
     pl_api_route_t route;
@@ -202,25 +289,62 @@ s_dispatch (pl_http_t *self)
         s_dispatch_query (self, &route);
 }
 
-int
-pl_http_request (pl_http_t *self, const char *method, const char *path,
-                 const char *query, const char *authorization, const char *content_length)
+//  Content-Length: digits only (no sign, no spaces), at most 19 of them.
+//  Returns 0 / -1.
+static int
+s_parse_length (const char *text, size_t *length)
 {
-    snprintf (self->method, sizeof self->method, "%s", method);
-    self->path = strdup (path);
-    self->query = strdup (query? query: "");
-    if (authorization && *authorization)
-        self->token = strdup (authorization);
-    if (content_length) {
-        char *end = NULL;
-        unsigned long long value = strtoull (content_length, &end, 10);
-        self->content_length = (end && *end == 0)? (size_t) value: SIZE_MAX;
-    }
-    if (!self->path || !self->query || (authorization && *authorization && !self->token))
+    size_t digits = strlen (text);
+    if (digits == 0 || digits > 19 || strspn (text, "0123456789") != digits)
         return -1;
-    if (self->content_length > (size_t) self->link->config->max_body_bytes) {
+    unsigned long long value = strtoull (text, NULL, 10);
+    *length = value > SIZE_MAX? SIZE_MAX: (size_t) value;
+    return 0;
+}
+
+//  What the head alone tells is wrong: sets refusal and its reason
+static void
+s_check_head (pl_http_t *self, const pl_http_head_t *head)
+{
+    const pl_config_t *config = self->link->config;
+    int status = 0;
+    const char *reason = NULL;
+    if (head->path_size + strlen (self->query) > (size_t) config->http_url_max)
+        status = 414, reason = "request target too long";
+    else
+    if (self->token && strlen (self->token) > PL_TOKEN_MAX + 16)
+        status = 431, reason = "Authorization header too long";
+    else
+    if (memchr (head->path, 0, head->path_size))
+        status = 400, reason = "path holds a NUL byte";
+    else
+    if (head->transfer_encoding && !streq (head->transfer_encoding, "identity"))
+        status = 411, reason = "a body needs Content-Length (chunked bodies are not accepted)";
+    else
+    if (head->content_length && s_parse_length (head->content_length, &self->content_length))
+        status = 400, reason = "invalid Content-Length";
+    self->refusal = status;
+    self->refusal_reason = reason;
+}
+
+int
+pl_http_request (pl_http_t *self, const pl_http_head_t *head)
+{
+    assert (head->method && head->path);
+    snprintf (self->method, sizeof self->method, "%s", head->method);
+    self->path = strndup (head->path, head->path_size);
+    self->query = strdup (head->query? head->query: "");
+    if (head->authorization && *head->authorization)
+        self->token = strdup (head->authorization);
+    if (head->address)
+        self->address = strdup (head->address);
+    if (!self->path || !self->query || (head->authorization && *head->authorization && !self->token)
+    ||  (head->address && !self->address))
+        return -1;
+    s_check_head (self, head);
+    if (self->refusal || self->content_length > (size_t) self->link->config->max_body_bytes) {
         //  Answer now; the unread body makes the connection unusable
-        self->too_large = true;
+        self->too_large = !self->refusal;
         self->response.close_after = true;
         s_dispatch (self);
     }
@@ -296,14 +420,28 @@ s_query_expire (pl_pending_request_t *request)
 
 //  A request without body through the fake link; returns it, answered
 //  or waiting
+static pl_http_guard_t s_test_guard;
+
+//  A request with body headers (length, encoding may be NULL)
+static pl_http_t *
+s_test_head (pl_link_fake_t *fake, const char *method, const char *path, const char *query,
+             const char *token, const char *length, const char *encoding)
+{
+    pl_http_t *http = pl_http_new (&fake->link, &s_test_guard, fake);
+    pl_check (http);
+    pl_http_head_t head = {
+        .method = method, .path = path, .path_size = strlen (path), .query = query,
+        .authorization = token, .content_length = length, .transfer_encoding = encoding
+    };
+    pl_check (pl_http_request (http, &head) == 0);
+    return http;
+}
+
 static pl_http_t *
 s_test_request (pl_link_fake_t *fake, const char *method, const char *path,
                 const char *query, const char *token)
 {
-    pl_http_t *http = pl_http_new (&fake->link, fake);
-    pl_check (http);
-    pl_check (pl_http_request (http, method, path, query, token, NULL) == 0);
-    return http;
+    return s_test_head (fake, method, path, query, token, NULL, NULL);
 }
 
 //  Expect an answer with status whose body holds text (when not NULL)
@@ -352,13 +490,11 @@ s_test_local (pl_link_fake_t *fake, const char *bearer)
     pl_http_destroy (&http);
 
     //  Bodies over max-body-bytes: announced (closed after), or arriving
-    http = pl_http_new (&fake->link, fake);
-    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, "20000") == 0);
+    http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, "20000", NULL);
     s_test_expect (http, 413, "body over 16384 bytes");
     pl_check (pl_http_response (http)->close_after);
     pl_http_destroy (&http);
-    http = pl_http_new (&fake->link, fake);
-    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, "100") == 0);
+    http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, "100", NULL);
     pl_check (pl_http_response (http) == NULL);
     char chunk [10000];
     memset (chunk, 'x', sizeof chunk);
@@ -367,6 +503,62 @@ s_test_local (pl_link_fake_t *fake, const char *bearer)
     pl_http_body_end (http);
     s_test_expect (http, 413, NULL);
     pl_check (!pl_http_response (http)->close_after);
+    pl_http_destroy (&http);
+    pl_check (zlistx_size (fake->sent) == 0);
+}
+
+//  What the head alone refuses, each in JSON, counted, closed after (issue 8)
+static void
+s_test_head_refusals (pl_link_fake_t *fake, const char *bearer)
+{
+    pl_http_guard_t before = s_test_guard;
+    struct { const char *length, *encoding; int status; const char *text; } cases [] = {
+        { "abc", NULL, 400, "invalid Content-Length" },
+        { "-1", NULL, 400, "invalid Content-Length" },
+        { " 12", NULL, 400, "invalid Content-Length" },
+        { "99999999999999999999", NULL, 400, "invalid Content-Length" },
+        { NULL, "chunked", 411, "Content-Length" },
+        { "2", "chunked", 411, "Content-Length" },
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof *cases; index++) {
+        pl_http_t *http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer,
+                                       cases [index].length, cases [index].encoding);
+        s_test_expect (http, cases [index].status, cases [index].text);
+        pl_check (pl_http_response (http)->close_after);
+        pl_http_destroy (&http);
+    }
+    pl_check (s_test_guard.refused_malformed == before.refused_malformed + 6);
+    size_t size = PL_TOKEN_MAX + 200;
+    char *url = (char *) malloc (size);
+    pl_check (url);
+    memset (url, 'a', size - 1);
+    url [0] = '/';
+    url [size - 1] = 0;
+    pl_http_t *http = s_test_request (fake, "GET", url, NULL, NULL);
+    s_test_expect (http, 414, "{\"error\":\"request target too long\"}");
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/api/rooms/r1/messages", url, NULL);
+    s_test_expect (http, 414, NULL);
+    pl_http_destroy (&http);
+    memcpy (url, "Bearer ", 7);
+    url [PL_TOKEN_MAX + 100] = 0;
+    http = s_test_request (fake, "GET", "/api/rooms", NULL, url);
+    s_test_expect (http, 431, "Authorization");
+    pl_http_destroy (&http);
+    free (url);
+    pl_check (s_test_guard.refused_size == before.refused_size + 3);
+    //  A decoded %00 in the path
+    http = pl_http_new (&fake->link, &s_test_guard, fake);
+    pl_http_head_t head = { .method = "GET", .path = "/api/rooms/r\0001", .path_size = 14 };
+    pl_check (pl_http_request (http, &head) == 0);
+    s_test_expect (http, 400, "NUL");
+    pl_http_destroy (&http);
+    //  The query as the actor passes it: every parameter checked
+    http = s_test_request (fake, "GET", "/api/rooms/r1/messages", "x=1&limit=abc", bearer);
+    s_test_expect (http, 400, "unknown query parameter 'x'");
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "OTHER", "/api/rooms", NULL, NULL);
+    s_test_expect (http, 501, "not implemented");
     pl_http_destroy (&http);
     pl_check (zlistx_size (fake->sent) == 0);
 }
@@ -401,10 +593,9 @@ static void
 s_test_query (pl_link_fake_t *fake, const char *bearer)
 {
     const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
-    pl_http_t *http = pl_http_new (&fake->link, fake);
     char length [24];
     snprintf (length, sizeof length, "%zu", strlen (create));
-    pl_check (pl_http_request (http, "POST", "/api/rooms", NULL, bearer, length) == 0);
+    pl_http_t *http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, length, NULL);
     pl_check (pl_http_body (http, create, 10) == 0);
     pl_check (pl_http_body (http, create + 10, strlen (create) - 10) == 0);
     pl_http_body_end (http);
@@ -468,6 +659,43 @@ s_test_query (pl_link_fake_t *fake, const char *bearer)
     pl_msg_destroy (&msg);
 }
 
+//  Requests per user (verified token), else per address: 429 with
+//  Retry-After once the burst is spent, the others unaffected
+static void
+s_test_rate_limit (pl_link_fake_t *fake, pl_config_t *config, const char *bearer)
+{
+    pl_check (pl_config_set (config, "http-rate", "1") == 0);
+    pl_check (pl_config_set (config, "http-burst", "2") == 0);
+    pl_http_guard_t saved = s_test_guard;
+    pl_check (pl_http_guard_init (&s_test_guard, config) == 0);
+    for (int index = 0; index < 2; index++) {
+        pl_http_t *http = s_test_request (fake, "GET", "/healthz", NULL, bearer);
+        s_test_expect (http, 200, NULL);
+        pl_http_destroy (&http);
+    }
+    pl_http_t *http = s_test_request (fake, "GET", "/healthz", NULL, bearer);
+    s_test_expect (http, 429, "http-rate");
+    pl_check (pl_http_response (http)->retry_after == 1);
+    pl_http_destroy (&http);
+    //  Without a (good) token: the address's bucket, not the user's
+    http = s_test_request (fake, "GET", "/healthz", NULL, "Bearer forged");
+    s_test_expect (http, 200, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    s_test_expect (http, 200, NULL);
+    pl_http_destroy (&http);
+    http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    s_test_expect (http, 429, "from this address");
+    pl_check (pl_http_response (http)->retry_after >= 1);
+    pl_http_destroy (&http);
+    pl_check (s_test_guard.rate_limited == 2);
+    pl_check (pl_buckets_size (s_test_guard.users) == 1);
+    pl_http_guard_prune (&s_test_guard);
+    pl_http_guard_free (&s_test_guard);
+    pl_http_guard_free (&s_test_guard);
+    s_test_guard = saved;
+}
+
 void
 pl_http_test (bool verbose)
 {
@@ -485,8 +713,10 @@ pl_http_test (bool verbose)
     snprintf (bearer, sizeof bearer, "Bearer %s", token);
 
     s_test_local (fake, bearer);
+    s_test_head_refusals (fake, bearer);
     s_test_readyz (fake);
     s_test_query (fake, bearer);
+    s_test_rate_limit (fake, config, bearer);
 
     free (token);
     pl_link_fake_destroy (&fake);

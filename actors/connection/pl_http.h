@@ -14,12 +14,37 @@
 #ifndef PL_HTTP_H_INCLUDED
 #define PL_HTTP_H_INCLUDED
 
+#include "pl_bucket.h"
 #include "pl_link.h"
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct _pl_http_t pl_http_t;
+
+//  What every request of one actor shares: the refusal counters (its
+//  status record) and the rate limits. The actor owns it.
+typedef struct {
+    pl_buckets_t *users;        //  requests per user id (verified token), or NULL: no limit
+    pl_buckets_t *addresses;    //  requests per remote address without a valid token
+    uint64_t refused_malformed; //  400, 405, 411, 501 answered before routing
+    uint64_t refused_size;      //  413, 414, 431
+    uint64_t rate_limited;      //  429
+} pl_http_guard_t;
+
+//  A request's line and headers as lws parsed them. Strings are NULL
+//  when absent; path is decoded, so a %00 shows as a NUL before path_size.
+typedef struct {
+    const char *method;         //  "GET", ...; a method lws does not know: "OTHER"
+    const char *path;
+    size_t path_size;
+    const char *query;          //  without '?', pairs joined by '&' (may be NULL)
+    const char *authorization;
+    const char *content_length;
+    const char *transfer_encoding;
+    const char *address;        //  the client's, for its rate limit without a token
+} pl_http_head_t;
 
 //  The answer to write
 typedef struct {
@@ -29,28 +54,43 @@ typedef struct {
     size_t size;
     bool preflight;             //  CORS preflight: add the allow-* headers
     bool close_after;           //  the request body was left unread: close after
+    int retry_after;            //  429: seconds to wait (Retry-After), else 0
 } pl_http_response_t;
 
-//  Create a request on conn (passed back to the link's hooks). Returns
-//  NULL when out of memory.
+//  Set up guard's rate limits from config (http-rate, http-burst; none
+//  when http-rate is 0). Returns 0, or -1 when out of memory.
+int
+    pl_http_guard_init (pl_http_guard_t *guard, const pl_config_t *config);
+
+//  Forget buckets that are full again (call now and then).
+void
+    pl_http_guard_prune (pl_http_guard_t *guard);
+
+//  Free guard's buckets. Safe twice.
+void
+    pl_http_guard_free (pl_http_guard_t *guard);
+
+//  Create a request on conn (passed back to the link's hooks), counted
+//  and limited in guard. Returns NULL when out of memory.
 pl_http_t *
-    pl_http_new (pl_link_t *link, void *conn);
+    pl_http_new (pl_link_t *link, pl_http_guard_t *guard, void *conn);
 
 //  Destroy it: its QUERY, if in flight, is forgotten and the bearer token
 //  scrubbed. Safe on NULL and twice.
 void
     pl_http_destroy (pl_http_t **self_p);
 
-//  The request line and headers: method ("GET", ...), path, query string
-//  (may be ""), the Authorization header and Content-Length as they came
-//  (NULL when absent). When no body follows, the request is handled now;
-//  a body over max-body-bytes is refused at once (and the connection is
-//  closed after the answer, the body being unread). Returns 0, or -1 when
-//  out of memory.
+//  The request line and headers. When no body follows, the request is
+//  handled now. Each request takes a token from its user's bucket (its
+//  address's without a valid token); an empty bucket is a 429 with
+//  Retry-After. A request that cannot be served as sent (target over
+//  http-url-max: 414, Authorization too long: 431, a NUL in the path, a
+//  Content-Length that is not a number: 400, a chunked body: 411, a body
+//  over max-body-bytes: 413) is refused at once, and the connection is
+//  closed after the answer (its body is left unread). Returns 0, or -1
+//  when out of memory.
 int
-    pl_http_request (pl_http_t *self, const char *method, const char *path,
-                     const char *query, const char *authorization,
-                     const char *content_length);
+    pl_http_request (pl_http_t *self, const pl_http_head_t *head);
 
 //  Body bytes as they arrive. Returns 0, or -1 when out of memory.
 int

@@ -188,6 +188,17 @@ static const family_t s_families [] = {
       "STOMP sessions ended with an ERROR because their token expired" },
     { "conn", "http_requests", NULL, "parley_conn_http_requests_total", FAMILY_COUNTER, 1,
       "HTTP requests received (API, health checks, metrics)" },
+    //  Connection actor: HTTP refusals and the listening socket (issue 8)
+    { "conn", "http_refused_malformed", NULL, "parley_conn_http_refused_malformed_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused as malformed before routing (400, 405, 411, 501)" },
+    { "conn", "http_refused_size", NULL, "parley_conn_http_refused_size_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused for their size (413 body, 414 target, 431 header)" },
+    { "conn", "http_rate_limited", NULL, "parley_conn_http_rate_limited_total", FAMILY_COUNTER, 1,
+      "HTTP requests refused with 429 (http-rate, http-burst)" },
+    { "conn", "accept_pauses", NULL, "parley_conn_accept_pauses_total", FAMILY_COUNTER, 1,
+      "Times accepting paused for accept-pause-ms because the actor ran out of file descriptors" },
+    { "conn", "accept_shed", NULL, "parley_conn_accept_shed_total", FAMILY_COUNTER, 1,
+      "Clients answered 503 and closed while the actor was out of file descriptors" },
     { "conn", "delivery_latency_ms", NULL, "parley_conn_delivery_latency_seconds", FAMILY_HISTOGRAM, MS,
       "Time from a message's createdAt to its delivery to this actor" },
     //  Room router
