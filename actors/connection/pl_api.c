@@ -157,6 +157,84 @@ s_parse_query (const char *query, bool messages, int history_limit, pl_api_route
 //  --------------------------------------------------------------------------
 //  Work out what a request means.
 
+//  A method HTTP does not define here is not "not allowed" but unknown
+static bool
+s_method_known (const char *method)
+{
+    static const char *methods [] = {
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"
+    };
+    for (size_t index = 0; index < sizeof methods / sizeof *methods; index++)
+        if (streq (method, methods [index]))
+            return true;
+    return false;
+}
+
+//  What a path under /api/rooms is: the one method it takes (*allowed_p)
+//  and its operation (*kind_p), the room and user it names. Returns -1
+//  after setting the route's error for an id that cannot be one.
+static int
+s_match_rooms (const char *method, char segments [][PL_ID_MAX + 2], int count,
+               const char **allowed_p, const char **kind_p, pl_api_route_t *route)
+{
+    if (count == 2) {
+        //  The collection takes two methods
+        bool get = streq (method, "GET");
+        *allowed_p = get? "GET": "POST";
+        *kind_p = get? "room.list": "room.create";
+        return 0;
+    }
+    if (!pl_id_valid (segments [2])) {
+        pl_api_route_error (route, 400, "invalid room id");
+        return -1;
+    }
+    if (count == 3)
+        *allowed_p = "GET", *kind_p = "room.get";
+    else
+    if (count == 4 && streq (segments [3], "messages"))
+        *allowed_p = "GET", *kind_p = "room.messages";
+    else
+    if (count == 4 && streq (segments [3], "members"))
+        *allowed_p = "POST", *kind_p = "member.add";
+    else
+    if (count == 5 && streq (segments [3], "members")) {
+        if (!pl_id_valid (segments [4])) {
+            pl_api_route_error (route, 400, "invalid user id");
+            return -1;
+        }
+        *allowed_p = "DELETE", *kind_p = "member.remove";
+        strcpy (route->sub, segments [4]);
+    }
+    if (*allowed_p)
+        strcpy (route->room, segments [2]);
+    return 0;
+}
+
+//  Which resource a path names: its method and target, or NULL in
+//  *allowed_p when there is none. Returns -1 when the route holds an error.
+static int
+s_match_path (const char *method, const char *path, const char **allowed_p,
+              const char **kind_p, pl_api_target_t *target_p, pl_api_route_t *route)
+{
+    char segments [PATH_SEGMENTS_MAX][PL_ID_MAX + 2];
+    int count = s_split_path (path, segments, PATH_SEGMENTS_MAX);
+    static const struct {
+        const char *name;
+        pl_api_target_t target;
+    } locals [] = {
+        { "healthz", PL_API_HEALTHZ }, { "readyz", PL_API_READYZ }, { "metrics", PL_API_METRICS }
+    };
+    for (size_t index = 0; count == 1 && index < sizeof locals / sizeof *locals; index++)
+        if (streq (segments [0], locals [index].name)) {
+            *allowed_p = "GET";
+            *target_p = locals [index].target;
+            return 0;
+        }
+    if (count >= 2 && streq (segments [0], "api") && streq (segments [1], "rooms"))
+        return s_match_rooms (method, segments, count, allowed_p, kind_p, route);
+    return 0;
+}
+
 void
 pl_api_route (const char *method, const char *path, const char *query,
               int history_limit, pl_api_route_t *route)
@@ -165,82 +243,21 @@ pl_api_route (const char *method, const char *path, const char *query,
     assert (path);
     assert (route);
     memset (route, 0, sizeof *route);
-
-    //  A method HTTP does not define here is not "not allowed" but unknown
-    static const char *methods [] = {
-        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"
-    };
-    bool known = false;
-    for (size_t index = 0; index < sizeof methods / sizeof *methods && !known; index++)
-        known = streq (method, methods [index]);
-    if (!known) {
+    if (!s_method_known (method)) {
         pl_api_route_error (route, 501, "method not implemented");
         return;
     }
-    char segments [PATH_SEGMENTS_MAX][PL_ID_MAX + 2];
-    int count = s_split_path (path, segments, PATH_SEGMENTS_MAX);
-    bool options = streq (method, "OPTIONS");
     //  allowed: the one method the path takes; kind: its operation
     const char *allowed = NULL;
     const char *kind = NULL;
     pl_api_target_t target = PL_API_QUERY;
-
-    if (count == 1 && streq (segments [0], "healthz")) {
-        allowed = "GET";
-        target = PL_API_HEALTHZ;
-    }
-    else
-    if (count == 1 && streq (segments [0], "readyz")) {
-        allowed = "GET";
-        target = PL_API_READYZ;
-    }
-    else
-    if (count == 1 && streq (segments [0], "metrics")) {
-        allowed = "GET";
-        target = PL_API_METRICS;
-    }
-    else
-    if (count >= 2 && streq (segments [0], "api") && streq (segments [1], "rooms")) {
-        if (count == 2) {
-            //  The collection takes two methods
-            if (streq (method, "GET"))
-                allowed = "GET", kind = "room.list";
-            else
-                allowed = "POST", kind = "room.create";
-        }
-        else {
-            if (!pl_id_valid (segments [2])) {
-                pl_api_route_error (route, 400, "invalid room id");
-                return;
-            }
-            if (count == 3)
-                allowed = "GET", kind = "room.get";
-            else
-            if (count == 4 && streq (segments [3], "messages"))
-                allowed = "GET", kind = "room.messages";
-            else
-            if (count == 4 && streq (segments [3], "members"))
-                allowed = "POST", kind = "member.add";
-            else
-            if (count == 5 && streq (segments [3], "members")) {
-                if (!pl_id_valid (segments [4])) {
-                    pl_api_route_error (route, 400, "invalid user id");
-                    return;
-                }
-                allowed = "DELETE", kind = "member.remove";
-            }
-            if (allowed) {
-                strcpy (route->room, segments [2]);
-                if (count == 5)
-                    strcpy (route->sub, segments [4]);
-            }
-        }
-    }
+    if (s_match_path (method, path, &allowed, &kind, &target, route))
+        return;
     if (!allowed) {
         pl_api_route_error (route, 404, "not found");
         return;
     }
-    if (options) {
+    if (streq (method, "OPTIONS")) {
         route->target = PL_API_PREFLIGHT;
         return;
     }
