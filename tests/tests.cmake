@@ -52,3 +52,18 @@ add_test (NAME systemd.verify COMMAND ${CMAKE_SOURCE_DIR}/tests/systemd-verify.s
 #   by `parley-connection --print-config`, regenerated and compared here
 add_test (NAME config.example
           COMMAND sh -c "$<TARGET_FILE:parley-connection> --print-config | diff -u ${CMAKE_SOURCE_DIR}/systemd/parley.conf.example - && $<TARGET_FILE:parley-room-router> --config ${CMAKE_SOURCE_DIR}/systemd/parley.conf.example --print-config >/dev/null")
+
+#   Fuzz targets (tests/fuzz): `bin/parley fuzz` builds them with clang in
+#   build-fuzz/, then each runs a few seconds over its seeds. Once per
+#   suite: only in the default build, not again under Release or ASan.
+if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "Release")
+    add_test (NAME fuzz.build COMMAND ${CMAKE_SOURCE_DIR}/bin/parley fuzz --build-only)
+    set_tests_properties (fuzz.build PROPERTIES FIXTURES_SETUP fuzz TIMEOUT 600)
+    file (GLOB PARLEY_FUZZ_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_*.c)
+    foreach (source ${PARLEY_FUZZ_TESTS})
+        get_filename_component (name ${source} NAME_WE)
+        string (REGEX REPLACE "^fuzz_" "" name ${name})
+        add_test (NAME fuzz.${name} COMMAND ${CMAKE_SOURCE_DIR}/bin/parley fuzz --seconds 5 ${name})
+        set_tests_properties (fuzz.${name} PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 120)
+    endforeach ()
+endif ()
