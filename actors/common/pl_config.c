@@ -108,6 +108,7 @@ static const opt_t s_options [] = {
     { "store-batch",        I (store_batch),        "512", 1, 100000, "most entries in one bulk insert" },
     { "history-limit",      I (history_limit),      "200", 1, 10000, "largest history page" },
     { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
+    { "max-rooms-per-user", I (max_rooms_per_user), "10000", 1, 10000000, "most rooms one user is a member of" },
     { "max-room-name-chars", I (max_room_name_chars), "100", 1, 10000, "longest group room name, in characters" },
     { "store-prepare-retry-ms", I (store_prepare_retry_ms), "1000", 100, 60000, "pause before a store retries reaching MongoDB and creating indexes" },
     //  Hostile load on the stores (issue 8, i8-store): bounded, fair, stoppable

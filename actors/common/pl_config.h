@@ -107,6 +107,7 @@ typedef struct {
     int   store_batch;          //  most entries in one bulk insert
     int   history_limit;        //  largest page of GET .../messages
     int   max_room_members;     //  most members of a group room
+    int   max_rooms_per_user;   //  most rooms one user is in (create and add refuse more)
     int   max_room_name_chars;  //  longest group room name (characters)
     int   store_prepare_retry_ms;   //  pause between attempts to reach MongoDB
     //  Hostile load on the stores (issue 8, i8-store)

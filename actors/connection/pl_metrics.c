@@ -235,6 +235,8 @@ static const family_t s_families [] = {
     //  Refusals of a non-member, whether the room exists or not (issue 8)
     { "router", "not_member_refused", NULL, "parley_router_not_member_refused_total", FAMILY_COUNTER, 1,
       "SUBSCRIBE, SEND and resume requests refused: the user is not a member of the room (or there is no such room)" },
+    { "store", "rooms_quota_refused", NULL, "parley_store_rooms_quota_refused_total", FAMILY_COUNTER, 1,
+      "Room creates and member adds refused: the user is in max-rooms-per-user rooms already" },
     { "store", "not_member_refused", NULL, "parley_store_not_member_refused_total", FAMILY_COUNTER, 1,
       "HTTP room, history and member requests refused: the caller is not a member of the room (or there is no such room)" },
     //  Stream bridge

@@ -44,6 +44,7 @@ typedef struct {
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
     uint64_t not_member;        //  queries refused: not a member (issue 8)
+    uint64_t rooms_quota;       //  creates and adds refused: max-rooms-per-user
     bool terminated;
     //  Queries wait in one queue per user and run in turns, so one user's
     //  flood (a resume storm) cannot starve the others' queries
@@ -262,6 +263,39 @@ s_self_room_answer (self_t *self, const char *room_id, int status, char **json_p
     return status;
 }
 
+//  May user be in one more room (max-rooms-per-user)? 0, or the answer.
+static int
+s_self_quota (self_t *self, const char *user, char **json_p)
+{
+    int64_t held = 0;
+    if (pl_store_rooms_count (self->store, user, &held))
+        return pl_rooms_unavailable (json_p);
+    int status = pl_rooms_may_join_another (self->rooms, user, held, json_p);
+    if (status)
+        self->rooms_quota++;
+    return status;
+}
+
+//  A create at the quota: a direct room of the pair that exists already is
+//  no new room, so it is answered as it is (200) instead of refused.
+static int
+s_self_quota_for_create (self_t *self, const pl_room_t *room, const char *caller, char **json_p)
+{
+    int status = s_self_quota (self, caller, json_p);
+    if (status == 429 && streq_safe (room->kind, "direct")) {
+        pl_room_t existing;
+        int found = pl_store_room_load (self->store, room->id, &existing);
+        pl_rooms_room_reset (&existing);
+        if (found == PL_STORE_OK) {
+            free (*json_p);
+            *json_p = NULL;
+            self->rooms_quota--;
+            status = s_self_room_answer (self, room->id, 200, json_p);
+        }
+    }
+    return status;
+}
+
 static int
 s_query_room_members (self_t *self, pl_msg_t *query, char **json_p)
 {
@@ -311,6 +345,11 @@ s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
         if (status == 200)
             s_self_room_changed (self, legacy_id);
         free (legacy_id);
+        pl_rooms_room_reset (&room);
+        return status;
+    }
+    status = s_self_quota_for_create (self, &room, pl_msg_user (query), json_p);
+    if (status) {
         pl_rooms_room_reset (&room);
         return status;
     }
@@ -414,6 +453,8 @@ s_query_member_add (self_t *self, pl_msg_t *query, char **json_p)
     status = s_self_member_room (self, pl_msg_user (query), pl_msg_room (query), &room, json_p);
     if (status == 0)
         status = pl_rooms_may_add (self->rooms, &room, user, json_p);
+    if (status == 0)
+        status = s_self_quota (self, user, json_p);
     if (status == 200)
         //  A member already: the room as it is
         status = pl_store_room_last_seq (self->store, &room)? pl_rooms_unavailable (json_p)
@@ -639,7 +680,7 @@ s_self_report (self_t *self)
 {
     if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
         "mongodb_ready", self->prepared,
         "queries", (json_int_t) self->queries,
@@ -647,7 +688,8 @@ s_self_report (self_t *self)
         "queries_refused", (json_int_t) self->queries_refused,
         "queries_expired", (json_int_t) self->queries_expired,
         "queries_stopped", (json_int_t) self->queries_stopped,
-        "not_member_refused", (json_int_t) self->not_member));
+        "not_member_refused", (json_int_t) self->not_member,
+        "rooms_quota_refused", (json_int_t) self->rooms_quota));
 }
 
 //  $TERM: what the router sent and what is queued gets 503 "stopping", at

@@ -20,6 +20,7 @@
 struct _pl_rooms_t {
     int max_members;            //  of a group, counting its creator
     int max_name_chars;         //  of a group's name
+    int max_rooms_per_user;     //  rooms one user may be in
     int history_limit;          //  largest page of history or resume
     unsigned char *id_key;      //  HMAC key of direct room ids
     size_t id_key_size;
@@ -71,6 +72,7 @@ pl_rooms_new (const pl_config_t *config)
         return NULL;
     self->max_members = config->max_room_members;
     self->max_name_chars = config->max_room_name_chars;
+    self->max_rooms_per_user = config->max_rooms_per_user;
     self->history_limit = config->history_limit;
     if (s_id_key (self, config))
         pl_rooms_destroy (&self);
@@ -555,6 +557,18 @@ pl_rooms_may_add (pl_rooms_t *self, const pl_room_t *room, const char *user, cha
 }
 
 int
+pl_rooms_may_join_another (pl_rooms_t *self, const char *user, int64_t held, char **json_p)
+{
+    assert (self && user);
+    if (held < self->max_rooms_per_user)
+        return 0;
+    char message [PL_ID_MAX + 96];
+    snprintf (message, sizeof message, "%s is in %d rooms, the most allowed (max-rooms-per-user)",
+              user, self->max_rooms_per_user);
+    return s_error (json_p, 429, message);
+}
+
+int
 pl_rooms_may_remove (const pl_room_t *room, const char *caller, const char *user, char **json_p)
 {
     assert (room);
@@ -903,6 +917,18 @@ pl_rooms_test (bool verbose)
     s_test_decisions (self, small);
     s_test_answers (self);
     s_test_messages ();
+
+    //  The rooms a user may be in come from the configuration too
+    pl_config_set (config, "max-rooms-per-user", "2");
+    pl_rooms_t *few = pl_rooms_new (config);
+    pl_check (few);
+    char *text_ = NULL;
+    pl_check (pl_rooms_may_join_another (few, "alice", 1, &text_) == 0 && !text_);
+    s_test_error (429, pl_rooms_may_join_another (few, "alice", 2, &text_));
+    pl_check (pl_rooms_may_join_another (few, "alice", 5, &text_) == 429);
+    pl_check (text_ && strstr (text_, "max-rooms-per-user") && strstr (text_, "alice"));
+    free (text_);
+    pl_rooms_destroy (&few);
 
     //  The name limit comes from the configuration
     pl_config_set (config, "max-room-name-chars", "3");

@@ -138,6 +138,12 @@ int
 int
     pl_rooms_may_add (pl_rooms_t *self, const pl_room_t *room, const char *user, char **json_p);
 
+//  May user be in one more room, being in `held` already (max-rooms-per-
+//  user)? 0, or 429 naming the limit. A quota, not a rate: waiting does not
+//  help, so the answer has no Retry-After.
+int
+    pl_rooms_may_join_another (pl_rooms_t *self, const char *user, int64_t held, char **json_p);
+
 //  Removing user: direct rooms 400 (the pair's id would name a room one of
 //  them cannot enter); the creator removes anyone, a member only itself
 //  (403); user not a member 404.

@@ -130,6 +130,10 @@ int
 int
     pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p);
 
+//  How many rooms list user as a member (*count). Returns 0 or -1.
+int
+    pl_store_rooms_count (pl_store_t *self, const char *user, int64_t *count);
+
 //  Add user to a room's members (a member document first, then the room's
 //  list; adding twice lists once). Returns 0 or -1.
 int

@@ -326,6 +326,22 @@ pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p,
 }
 
 
+int
+pl_store_rooms_count (pl_store_t *self, const char *user, int64_t *count)
+{
+    assert (self && user && count);
+    //  FerretDB: countDocuments (an aggregate of $match and $group) answers
+    //  as MongoDB does; it scans rooms where MongoDB uses the members index
+    bson_t *filter = BCON_NEW ("members", BCON_UTF8 (user));
+    bson_error_t error;
+    *count = mongoc_collection_count_documents (self->rooms, filter, NULL, NULL, NULL, &error);
+    bson_destroy (filter);
+    if (*count < 0)
+        return pl_store_failed ("rooms count", &error);
+    return 0;
+}
+
+
 //  --------------------------------------------------------------------------
 //  Members
 
