@@ -69,6 +69,7 @@ static const opt_t s_options [] = {
     { "close-grace-s",      I (close_grace_s),      "5", 1, 3600, "a closing session may take this long to flush" },
     { "linger-s",           I (linger_s),           "1", 1, 60, "a closed session keeps reading this long" },
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
+    { "http-head-timeout-s", I (http_head_timeout_s), "10", 1, 300, "a client that has not sent its whole request head (or anything) by then is closed" },
     //  HTTP requests and the listening socket (issue 8)
     { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers buffered; past it the connection is closed unanswered" },
     { "http-url-max",       I (http_url_max),       "4096", 64, 1048576, "longest request target (path and query); longer gets 414" },

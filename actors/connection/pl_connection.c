@@ -934,6 +934,9 @@ s_self_start_lws (self_t *self)
     //  ours to answer in JSON (else lws writes an HTML 403)
     info.listen_accept_role = "raw-skt";
     info.listen_accept_protocol = "parley-not-http";
+    //  A client holding a request head it does not finish (or a socket that
+    //  says nothing) is closed after this: lws's header-buffer idle timeout
+    info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
     self->vhost = lws_create_vhost (self->context, &info);
     if (!self->vhost) {
         pl_log_error ("cannot create the libwebsockets vhost");
