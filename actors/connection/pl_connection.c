@@ -637,39 +637,12 @@ s_not_http_handle_writeable (self_t *self, struct lws *wsi)
 //  --------------------------------------------------------------------------
 //  The one lws callback
 
+//  WebSocket and HTTP reasons: the session or request of this connection
 static int
-s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+s_callback_session (self_t *self, struct lws *wsi, enum lws_callback_reasons reason,
+                    pss_t *pss, void *in, size_t len)
 {
-    struct lws_context *context = lws_get_context (wsi);
-    self_t *self = context? (self_t *) lws_context_user (context): NULL;
-    pss_t *pss = (pss_t *) user;
-    if (!self)
-        return 0;
-
     switch (reason) {
-        //  ZeroMQ sockets in the loop
-        case LWS_CALLBACK_RAW_RX_FILE:
-            if (wsi == self->listen_wsi)
-                s_self_accept (self);
-            else {
-                s_self_handle_pipe (self);
-                s_self_drain_dealer (self);
-            }
-            return 0;
-        //  What lws's HTTP parser gave up on (an unknown method, an
-        //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
-        case LWS_CALLBACK_RAW_ADOPT:
-            self->http_guard.refused_malformed++;
-            return 0;
-        case LWS_CALLBACK_RAW_RX:
-            lws_callback_on_writable (wsi);
-            return 0;
-        case LWS_CALLBACK_RAW_WRITEABLE:
-            return s_not_http_handle_writeable (self, wsi);
-        case LWS_CALLBACK_RAW_ADOPT_FILE:
-        case LWS_CALLBACK_RAW_CLOSE_FILE:
-            return 0;
-
         //  WebSocket
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
             char uri [16];
@@ -723,6 +696,44 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             return 0;
         default:
             return 0;
+    }
+}
+
+static int
+s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct lws_context *context = lws_get_context (wsi);
+    self_t *self = context? (self_t *) lws_context_user (context): NULL;
+    pss_t *pss = (pss_t *) user;
+    if (!self)
+        return 0;
+
+    switch (reason) {
+        //  ZeroMQ sockets in the loop
+        case LWS_CALLBACK_RAW_RX_FILE:
+            if (wsi == self->listen_wsi)
+                s_self_accept (self);
+            else {
+                s_self_handle_pipe (self);
+                s_self_drain_dealer (self);
+            }
+            return 0;
+        //  What lws's HTTP parser gave up on (an unknown method, an
+        //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
+        case LWS_CALLBACK_RAW_ADOPT:
+            self->http_guard.refused_malformed++;
+            return 0;
+        case LWS_CALLBACK_RAW_RX:
+            lws_callback_on_writable (wsi);
+            return 0;
+        case LWS_CALLBACK_RAW_WRITEABLE:
+            return s_not_http_handle_writeable (self, wsi);
+        case LWS_CALLBACK_RAW_ADOPT_FILE:
+        case LWS_CALLBACK_RAW_CLOSE_FILE:
+            return 0;
+
+        default:
+            return s_callback_session (self, wsi, reason, pss, in, len);
     }
 }
 
