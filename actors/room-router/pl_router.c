@@ -309,9 +309,16 @@ s_self_handle_membership_request (self_t *self, pl_msg_t **request_p)
         return;
     }
     room_t *room = s_room_require (self, pl_msg_room (request));
-    if (s_room_members_fresh (self, room)) {
+    //  Every change of members drops the list (ROOM_CHANGED, from any
+    //  host), so a list that only aged past member-cache-ms is still right:
+    //  it decides now while a fresh one loads. Sends never wait behind a
+    //  busy store for a list they have (issue 8: a store slowed by a storm
+    //  made every SEND of every room wait, then fail).
+    if (room->members) {
         s_decide (self, room, request);
         pl_msg_destroy (request_p);
+        if (!s_room_members_fresh (self, room))
+            s_room_load_members (self, room);
         return;
     }
     waiter_t *waiter = (waiter_t *) zmalloc (sizeof (waiter_t));
@@ -366,8 +373,16 @@ static void
 s_self_forget_members (self_t *self, const char *room_id)
 {
     room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
-    if (room)
-        zhashx_destroy (&room->members);
+    if (!room)
+        return;
+    zhashx_destroy (&room->members);
+    //  A load under way may have read the members before the change: its
+    //  answer is dropped, and who waits asks again
+    if (room->loading_corr) {
+        s_room_stop_loading (self, room);
+        if (zlistx_size (room->waiters))
+            s_room_load_members (self, room);
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -698,6 +713,109 @@ s_test_recv (zsock_t *socket)
     return message;
 }
 
+//  Ask whether user may subscribe to room; the answer's status
+static uint32_t
+s_test_authz (zsock_t *conn, const char *room, const char *user, uint64_t corr)
+{
+    pl_msg_t *message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, corr);
+    pl_msg_set_room (message, room);
+    pl_msg_set_user (message, user);
+    pl_msg_send (&message, conn);
+    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
+    pl_check (message && pl_msg_corr (message) == corr);
+    uint32_t status = pl_msg_status (message);
+    pl_msg_destroy (&message);
+    return status;
+}
+
+//  The store's next room.members query, answered with these members (NULL:
+//  left unanswered); returns whether one came
+static bool
+s_test_members_query (zsock_t *store, const char *members)
+{
+    zsock_set_rcvtimeo (store, 300);
+    pl_msg_t *query = pl_msg_recv_command (store, PL_MSG_QUERY);
+    if (!query)
+        return false;
+    pl_check (streq (pl_msg_operation (query), "room.members"));
+    if (members) {
+        pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
+        pl_msg_set_corr (answer, pl_msg_corr (query));
+        pl_msg_set_status (answer, 200);
+        pl_msg_set_body (answer, members, strlen (members));
+        pl_msg_send (&answer, store);
+    }
+    pl_msg_destroy (&query);
+    return true;
+}
+
+//  A member list past member-cache-ms still decides at once while a fresh
+//  one loads: a busy store never holds up SENDs of a room in use. A
+//  ROOM_CHANGED drops the list, and then requests wait for the new one.
+static void
+s_test_stale_members (void)
+{
+    pl_config_t *config = pl_config_new_default ();
+    pl_config_set (config, "router-endpoint", "inproc://pl_router_stale-router");
+    pl_config_set (config, "bridge-endpoint", "inproc://pl_router_stale-bridge");
+    pl_config_set (config, "member-cache-ms", "100");
+    pl_check (pl_config_finish (config) == 0);
+    zsock_t *bridge = zsock_new_router ("inproc://pl_router_stale-bridge");
+    zactor_t *router = zactor_new (pl_router_actor, config);
+    zsock_t *conn = zsock_new_dealer (NULL);
+    zsock_set_identity (conn, "conn-0");
+    zsock_connect (conn, "inproc://pl_router_stale-router");
+    zsock_set_rcvtimeo (conn, 2000);
+    zsock_t *store = zsock_new_dealer (NULL);
+    zsock_set_identity (store, "store-0");
+    zsock_connect (store, "inproc://pl_router_stale-router");
+    pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
+    pl_msg_set_role (hello, "store");
+    pl_msg_send (&hello, store);
+    hello = pl_msg_new (PL_MSG_HELLO);
+    pl_msg_set_role (hello, "conn");
+    pl_msg_send (&hello, conn);
+    zclock_sleep (50);
+
+    //  First: loaded from the store
+    pl_msg_t *message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, 1);
+    pl_msg_set_room (message, "r9");
+    pl_msg_set_user (message, "u1");
+    pl_msg_send (&message, conn);
+    pl_check (s_test_members_query (store, "[\"u1\"]"));
+    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
+    pl_check (message && pl_msg_status (message) == 200);
+    pl_msg_destroy (&message);
+    //  Aged: answered at once from the old list, a reload goes out (once)
+    zclock_sleep (150);
+    pl_check (s_test_authz (conn, "r9", "u1", 2) == 200);
+    pl_check (s_test_authz (conn, "r9", "u2", 3) == 403);
+    pl_check (s_test_members_query (store, NULL));
+    pl_check (!s_test_members_query (store, NULL));
+    //  A change of members: the list is gone, the next request waits for it
+    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
+    pl_msg_set_room (message, "r9");
+    pl_msg_send (&message, store);
+    zclock_sleep (50);
+    message = pl_msg_new (PL_MSG_AUTHZ);
+    pl_msg_set_corr (message, 4);
+    pl_msg_set_room (message, "r9");
+    pl_msg_set_user (message, "u2");
+    pl_msg_send (&message, conn);
+    pl_check (s_test_members_query (store, "[\"u1\",\"u2\"]"));
+    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
+    pl_check (message && pl_msg_corr (message) == 4 && pl_msg_status (message) == 200);
+    pl_msg_destroy (&message);
+
+    zsock_destroy (&store);
+    zsock_destroy (&conn);
+    zactor_destroy (&router);
+    zsock_destroy (&bridge);
+    pl_config_destroy (&config);
+}
+
 void
 pl_router_test (bool verbose)
 {
@@ -863,6 +981,7 @@ pl_router_test (bool verbose)
     zsock_destroy (&store);
     zsock_destroy (&bridge);
     pl_config_destroy (&config);
+    s_test_stale_members ();
     if (verbose)
         printf ("OK\n");
 }

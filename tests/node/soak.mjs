@@ -23,6 +23,16 @@ for (let i = 2; i < process.argv.length; i += 2) {
 }
 const GROWTH_LIMIT = 1.10;
 
+//  Problems are also said as they happen (the first few), so a stalled run
+//  shows its cause before it ends
+class Problems extends Array {
+    push (...items) {
+        for (const item of items)
+            if (this.length < 5) console.log(`problem: ${item}`);
+        return super.push(...items);
+    }
+}
+
 function rssKiB (pid) {
     return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 }
@@ -112,7 +122,7 @@ let failed = false;
 try {
     const rooms = [];
     for (let i = 0; i < options.rooms; i++) rooms.push(await openRoom(host, i));
-    const problems = [];
+    const problems = new Problems();
     const counts = { visits: 0 };
     const started = Date.now();
     const deadline = started + options.minutes * 60000;
@@ -131,7 +141,13 @@ try {
     const total = rooms.reduce((sum, r) => sum + r.receipted, 0);
     await waitFor('every receipted message delivered', () => rooms.every((r) => r.lastSeen >= r.receipted), 60000)
         .catch(() => problems.push('not every receipted message reached its steady receiver'));
-    const stored = await withMongo(host.database, (db) => db.collection('messages').countDocuments({}));
+    //  The store may lag behind the load: it has time to catch up
+    const storedNow = () => withMongo(host.database, (db) => db.collection('messages').countDocuments({}));
+    const storing = Date.now();
+    await waitFor('every receipted message in MongoDB', async () => await storedNow() >= total, 600000)
+        .catch(() => {});
+    const stored = await storedNow();
+    console.log(`in MongoDB ${((Date.now() - storing) / 1000).toFixed(1)} s after the load ended`);
     if (stored !== total) problems.push(`${total} receipted but ${stored} in MongoDB`);
     for (const r of rooms) problems.push(...r.problems);
     if (baseline && latest)
@@ -147,6 +163,8 @@ try {
     if (problems.length) {
         failed = true;
         console.log(`FAILED: ${problems.length} problems\n  ` + problems.slice(0, 20).join('\n  '));
+        for (const name of host.processes.keys())
+            console.log(`--- ${name}, last lines:\n${host.log(name).split('\n').slice(-12).join('\n')}`);
     }
     else
         console.log('passed: nothing lost, nothing duplicated, no growth after the warm-up');
