@@ -388,7 +388,7 @@ s_test_passes (void)
         pl_check (s_test_feed (&gate, passing [index], size, 1) == PL_GATE_PASS);
         pl_check (pl_gate_status (gate) == 0 && pl_gate_room (gate) == 0);
     }
-    //  MORE until the empty line; a body in the same read is kept
+    //  MORE until the empty line; a body in the same input is kept
     const char post [] = "POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
     gate = pl_gate_new (32768, 4096);
     pl_check (pl_gate_input (gate, post, 20) == PL_GATE_MORE);

@@ -45,8 +45,7 @@ void
     pl_gate_destroy (pl_gate_t **self_p);
 
 //  Most bytes the next pl_gate_input may take (at least 1 while the
-//  verdict is PL_GATE_MORE): read no more than this from the socket, so
-//  that everything read is kept for lws.
+//  verdict is PL_GATE_MORE).
 size_t
     pl_gate_room (pl_gate_t *self);
 
@@ -58,8 +57,7 @@ pl_gate_verdict_t
 pl_gate_verdict_t
     pl_gate_verdict (pl_gate_t *self);
 
-//  Everything read so far (the head, and what followed it in the same
-//  read), for lws once the head passed.
+//  Everything input so far.
 const char *
     pl_gate_data (pl_gate_t *self, size_t *size);
 
