@@ -909,8 +909,10 @@ s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
     size_t seen, limit = (size_t) self->config->http_request_bytes + 1;
     pl_gate_data (gate, &seen);
     char *peeked = (char *) s_self_scratch (self, limit);
+    if (!peeked)
+        return -1;
     bool refused = pl_gate_verdict (gate) == PL_GATE_REFUSE;
-    ssize_t size = peeked? recv (fd, peeked, limit, refused? 0: MSG_PEEK): -1;
+    ssize_t size = recv (fd, peeked, limit, refused? 0: MSG_PEEK);
     if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
     if (refused)
