@@ -29,6 +29,7 @@
 #include "pl_resume.h"
 #include "pl_link.h"
 #include "pl_http.h"
+#include "pl_gate.h"
 #include "pl_handshake.h"
 #include "pl_interest.h"
 #include "pl_session.h"
@@ -69,6 +70,7 @@ static const selftest_t s_selftests [] = {
     { "pl_resume",      pl_resume_test },
     { "pl_link",        pl_link_test },
     { "pl_http",        pl_http_test },
+    { "pl_gate",        pl_gate_test },
     { "pl_handshake",   pl_handshake_test },
     { "pl_interest",    pl_interest_test },
     { "pl_limits",      pl_limits_test },     //  issue 8: STOMP limits

@@ -71,7 +71,7 @@ static const opt_t s_options [] = {
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
     { "http-head-timeout-s", I (http_head_timeout_s), "10", 1, 300, "a client that has not sent its whole request head (or anything) by then is closed" },
     //  HTTP requests and the listening socket (issue 8)
-    { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers buffered; past it the connection is closed unanswered" },
+    { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers a client may send; past it 431 (414 when the target is over http-url-max)" },
     { "http-url-max",       I (http_url_max),       "4096", 64, 1048576, "longest request target (path and query); longer gets 414" },
     { "http-rate",          I (http_rate),          "20", 0, 1000000, "HTTP requests a second per user (per address without a valid token); 0: no limit" },
     { "http-burst",         I (http_burst),         "40", 1, 1000000, "HTTP requests a user (or address) may make at once" },

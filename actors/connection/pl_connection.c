@@ -15,6 +15,12 @@
     adopts). ZMQ_FD is edge-triggered, so each wake-up, each send and each
     timer tick drains the socket while ZMQ_EVENTS says POLLIN.
 
+    Accept: each new socket is adopted as a raw descriptor first, and its
+    request head read into a pl_gate, which refuses in JSON what lws 4.1's
+    parser would refuse in its own way; a head that passes goes to lws
+    with a dup () of the socket, unread (the gate only peeks). HTTP answers close their connection, so
+    every request passes the gate.
+
     Writes: a session's frames wait in its outbound queue and are written
     only from LWS_CALLBACK_SERVER_WRITEABLE, one lws_write per callback. A
     closing session is closed once the queue is out, or after close-grace-s
@@ -33,6 +39,7 @@
 #include "pl_metrics.h"
 #include "pl_monitor.h"
 #include "pl_drain.h"
+#include "pl_gate.h"
 #include "pl_notify.h"
 #include "pl_session.h"
 #include "pl_sockets.h"
@@ -119,11 +126,14 @@ static const struct lws_protocols s_protocols [] = {
     { "parley-zmq", s_callback, 0, 0, 0, NULL, 0 },
     { "parley-listen", s_callback, 0, 0, 0, NULL, 0 },
     { "parley-not-http", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley-gate", s_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
 static void s_self_drain_dealer (self_t *self);
 static void s_self_accept (self_t *self);
+static int s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate);
+static void s_gate_adopt (self_t *self, int fd);
 
 
 //  --------------------------------------------------------------------------
@@ -470,7 +480,9 @@ s_http_write_headers (self_t *self, struct lws *wsi, const pl_http_response_t *r
     ||   s_http_add_header (wsi, "access-control-allow-headers:", "authorization, content-type", &p, end)
     ||   s_http_add_header (wsi, "access-control-max-age:", "600", &p, end)))
         return -1;
-    if (response->close_after && s_http_add_header (wsi, "connection:", "close", &p, end))
+    //  Every answer closes its connection: the next request comes on a new
+    //  one, through pl_gate (see s_gate_adopt)
+    if (s_http_add_header (wsi, "connection:", "close", &p, end))
         return -1;
     char seconds [16];
     snprintf (seconds, sizeof seconds, "%d", response->retry_after);
@@ -508,11 +520,9 @@ s_http_handle_writeable (self_t *self, struct lws *wsi, pss_t *pss)
         if (lws_write (wsi, start, response->size, LWS_WRITE_HTTP_FINAL) != (int) response->size)
             return -1;
     }
-    bool close_after = response->close_after;
+    //  lws sends what it still holds of the answer before it closes
     pl_http_destroy (&pss->http);
-    if (close_after || lws_http_transaction_completed (wsi))
-        return -1;
-    return 0;
+    return -1;
 }
 
 
@@ -711,6 +721,8 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
     switch (reason) {
         //  ZeroMQ sockets in the loop
         case LWS_CALLBACK_RAW_RX_FILE:
+            if (lws_get_opaque_user_data (wsi))
+                return s_gate_handle_input (self, wsi, (pl_gate_t *) lws_get_opaque_user_data (wsi));
             if (wsi == self->listen_wsi)
                 s_self_accept (self);
             else {
@@ -728,8 +740,12 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             return 0;
         case LWS_CALLBACK_RAW_WRITEABLE:
             return s_not_http_handle_writeable (self, wsi);
+        case LWS_CALLBACK_RAW_CLOSE_FILE: {
+            pl_gate_t *gate = (pl_gate_t *) lws_get_opaque_user_data (wsi);
+            pl_gate_destroy (&gate);
+            return 0;
+        }
         case LWS_CALLBACK_RAW_ADOPT_FILE:
-        case LWS_CALLBACK_RAW_CLOSE_FILE:
             return 0;
 
         default:
@@ -764,6 +780,20 @@ s_self_accept_resume (lws_sorted_usec_list_t *sul)
         lws_rx_flow_control (self->listen_wsi, 1);
 }
 
+//  Out of descriptors: tell the client 503 in JSON, best effort (a fresh
+//  socket's buffer takes this at once)
+static void
+s_self_shed (self_t *self, int fd)
+{
+    static const char body [] = "{\"error\":\"server out of connections, try again\"}";
+    char busy [256];
+    int size = snprintf (busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\n"
+        "content-type: application/json\r\ncontent-length: %zu\r\n"
+        "retry-after: 1\r\nconnection: close\r\n\r\n%s", sizeof body - 1, body);
+    if (send (fd, busy, (size_t) size, MSG_NOSIGNAL) > 0)
+        self->accept_shed++;
+}
+
 //  accept () said EMFILE or ENFILE. The listener is level-triggered, so
 //  polling it on would spin (and log) until a descriptor frees up: stop
 //  polling it for accept-pause-ms instead. The spare descriptor makes room
@@ -783,14 +813,7 @@ s_self_accept_pause (self_t *self, int error)
         close (self->spare_fd);
         int fd = accept4 (self->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            static const char body [] = "{\"error\":\"server out of connections, try again\"}";
-            char busy [256];
-            int size = snprintf (busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\n"
-                "content-type: application/json\r\ncontent-length: %zu\r\n"
-                "retry-after: 1\r\nconnection: close\r\n\r\n%s", sizeof body - 1, body);
-            //  Best effort: a fresh socket's buffer takes this at once
-            if (send (fd, busy, (size_t) size, MSG_NOSIGNAL) > 0)
-                self->accept_shed++;
+            s_self_shed (self, fd);
             close (fd);
         }
         self->spare_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -803,9 +826,9 @@ s_self_accept_pause (self_t *self, int error)
     }
 }
 
-//  Accept what is waiting and hand each socket to lws, which serves it as
-//  HTTP (and WebSocket after the upgrade). The listener is level-triggered:
-//  a bounded batch per wake-up keeps the loop fair.
+//  Accept what is waiting and put each socket at the gate (then lws serves
+//  it as HTTP, and WebSocket after the upgrade). The listener is
+//  level-triggered: a bounded batch per wake-up keeps the loop fair.
 static void
 s_self_accept (self_t *self)
 {
@@ -822,10 +845,102 @@ s_self_accept (self_t *self)
                 pl_log_warning ("accept: %s", strerror (errno));
             break;
         }
-        if (!lws_adopt_socket_vhost (self->vhost, fd))
-            pl_log_warning ("lws cannot adopt a new connection");   //  it closed fd
+        s_gate_adopt (self, fd);
     }
 }
+
+
+//  --------------------------------------------------------------------------
+//  The gate: a new connection's first request head, before lws sees it
+
+//  Adopt the socket as a raw descriptor of ours, with its pl_gate as the
+//  wsi's opaque data; a client that does not finish its head within
+//  http-head-timeout-s is closed.
+static void
+s_gate_adopt (self_t *self, int fd)
+{
+    lws_adopt_desc_t adopt = {
+        .vh = self->vhost, .type = LWS_ADOPT_RAW_FILE_DESC, .vh_prot_name = "parley-gate",
+        .opaque = pl_gate_new ((size_t) self->config->http_request_bytes,
+                               (size_t) self->config->http_url_max)
+    };
+    adopt.fd.filefd = fd;
+    struct lws *wsi = adopt.opaque? lws_adopt_descriptor_vhost_via_info (&adopt): NULL;
+    if (!wsi) {
+        pl_log_warning ("cannot adopt a new connection");
+        pl_gate_t *gate = (pl_gate_t *) adopt.opaque;
+        pl_gate_destroy (&gate);
+        close (fd);             //  lws closes only the sockets it adopts as such
+        return;
+    }
+    lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, self->config->http_head_timeout_s);
+}
+
+//  The head is refused: the JSON answer, counted, and our side shut.
+//  Closing with unread bytes would reset the connection and could take
+//  the answer with it, so what else comes is read and dropped for
+//  linger-s. Returns -1 to close now.
+static int
+s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
+{
+    int status = pl_gate_status (gate);
+    if (status == 414 || status == 431)
+        self->http_guard.refused_size++;
+    else
+        self->http_guard.refused_malformed++;
+    size_t size;
+    const char *answer = pl_gate_answer (gate, &size);
+    //  Best effort: a fresh socket's buffer takes this at once
+    if (send (fd, answer, size, MSG_NOSIGNAL) < 0 || shutdown (fd, SHUT_WR))
+        return -1;
+    lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, self->config->linger_s);
+    return 0;
+}
+
+//  Bytes from a connection at the gate. They are peeked at, never taken,
+//  so lws reads the head that passes (and what follows) itself; until the
+//  head is complete, SO_RCVLOWAT keeps poll quiet until more bytes come.
+//  (lws 4.1's lws_adopt_socket_vhost_readbuf loops on a head with a body
+//  to come.) Returns -1 to close the raw wsi.
+static int
+s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
+{
+    int fd = lws_get_socket_fd (wsi);
+    size_t seen, limit = (size_t) self->config->http_request_bytes + 1;
+    pl_gate_data (gate, &seen);
+    char *peeked = (char *) s_self_scratch (self, limit);
+    if (!peeked)
+        return -1;
+    bool refused = pl_gate_verdict (gate) == PL_GATE_REFUSE;
+    ssize_t size = recv (fd, peeked, limit, refused? 0: MSG_PEEK);
+    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (refused)
+        return size > 0? 0: -1;     //  lingering after the answer: dropped
+    if (size <= (ssize_t) seen)
+        return -1;              //  nothing new: the client went, or its socket failed
+    int low = 1;
+    switch (pl_gate_input (gate, peeked + seen, (size_t) size - seen)) {
+        case PL_GATE_MORE:
+            low = (int) size + 1;
+            return setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
+        case PL_GATE_REFUSE:
+            setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
+            return s_gate_refuse (self, wsi, fd, gate);
+        case PL_GATE_PASS:
+            break;
+    }
+    //  lws gets a dup of the socket (closing the raw wsi closes only ours)
+    int copy = setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low)?
+               -1: fcntl (fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        s_self_shed (self, fd);
+    else
+    if (!lws_adopt_socket_vhost (self->vhost, copy))
+        pl_log_warning ("lws cannot adopt a new connection");   //  it closed copy
+    return -1;
+}
+
 
 //  Our own listening socket: lws 4.1 sets SO_REUSEPORT only with several
 //  service threads, so LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE alone does not
@@ -925,10 +1040,11 @@ s_self_start_lws (self_t *self)
     info.user = self;
     info.gid = -1;
     info.uid = -1;
-    //  Room for a bearer token, and beyond: what fits here reaches
-    //  pl_http, which answers 414 / 431 in JSON; past it lws closes
+    //  pl_gate passes heads up to http-request-bytes; lws keeps each header
+    //  it does not know with 8 bytes more than it came with, so a head of
+    //  tiny headers takes up to 3 times its size here
     info.max_http_header_data = 0;
-    info.max_http_header_data2 = (unsigned int) self->config->http_request_bytes;
+    info.max_http_header_data2 = 3 * (unsigned int) self->config->http_request_bytes;
     self->context = lws_create_context (&info);
     if (!self->context) {
         pl_log_error ("cannot create the libwebsockets context");

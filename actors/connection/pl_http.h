@@ -28,8 +28,8 @@ typedef struct _pl_http_t pl_http_t;
 typedef struct {
     pl_buckets_t *users;        //  requests per user id (verified token), or NULL: no limit
     pl_buckets_t *addresses;    //  requests per remote address without a valid token
-    uint64_t refused_malformed; //  400, 405, 411, 501 answered before routing
-    uint64_t refused_size;      //  413, 414, 431
+    uint64_t refused_malformed; //  400, 405, 411, 501, 505 answered before routing (pl_gate too)
+    uint64_t refused_size;      //  413, 414, 431 (pl_gate too)
     uint64_t rate_limited;      //  429
 } pl_http_guard_t;
 

@@ -146,8 +146,30 @@ def msg_seeds():
     msg("replay", 14, numbers=(7, 4, 10, 0, 200), strings=(b"conn-0", b"r1", b"alice"))
 
 
+#   Gate: byte 0 = the size of the pieces (0: all at once), then the bytes
+def gate(name, head, step=0):
+    write("gate", name, bytes([step]) + head)
+
+
+def gate_seeds():
+    gate("get", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    gate("ws", b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+         b"Sec-WebSocket-Protocol: v12.stomp\r\n\r\n", step=7)
+    gate("post", b"POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", step=1)
+    gate("query", b"GET /api/rooms/r1/messages?limit=2&before=10;x=%41 HTTP/1.0\r\n\r\n")
+    gate("nul", b"GET /a%00 HTTP/1.1\r\n\r\n")
+    gate("escape", b"GET /a%zz HTTP/1.1\r\n\r\n")
+    gate("absolute", b"GET http://x/ HTTP/1.1\r\n\r\n")
+    gate("method", b"BREW / HTTP/1.1\r\n\r\n")
+    gate("version", b"GET / HTTP/2.0\r\n\r\n")
+    gate("header", b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
+    gate("big", b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 600 + b"\r\n\r\n", step=100)
+
+
 if __name__ == "__main__":
     stomp_seeds()
     api_seeds()
     token_seeds()
     msg_seeds()
+    gate_seeds()

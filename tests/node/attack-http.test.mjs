@@ -122,25 +122,33 @@ test('refusals before routing are JSON with the right status, and counted', asyn
     const many = Array.from({ length: 1000 }, (_, index) => `X-H${index}: v\r\n`).join('');
     const answer = await rawRequest(host.port, `GET /healthz HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
     assert.equal(answer.status, 200);
-    //  What libwebsockets 4.1 refuses inside its parser, before any hook:
-    //  closed, or its own 403; never a hang or a crash
-    const inLws = [
-        `GET /api/rooms HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(40000)}\r\n\r\n`,
-        'GET /api/rooms/r%001 HTTP/1.1\r\nHost: x\r\n\r\n',
-        `GET /api/rooms/${room.id}/messages?limit=1%00 HTTP/1.1\r\nHost: x\r\n\r\n`,
-        'GET /api/rooms/%zz HTTP/1.1\r\nHost: x\r\n\r\n',
-        'GET http://x/api/rooms HTTP/1.1\r\nHost: x\r\n\r\n',
+    //  What libwebsockets 4.1 would refuse inside its parser, before any
+    //  hook (closed, or its HTML 403): pl_gate reads the head first
+    const query = Array.from({ length: 40 }, (_, index) => `p${index}=1`).join('&');
+    const gated = [
+        ['a head over http-request-bytes', `GET /api/rooms HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(40000)}\r\n\r\n`, 431],
+        ['a request line over http-request-bytes', `GET /api/${'a'.repeat(40000)} HTTP/1.1\r\nHost: x\r\n\r\n`, 414],
+        ['more query parts than lws keeps', `GET /api/rooms/${room.id}/messages?${query} HTTP/1.1\r\nHost: x\r\n\r\n`, 400],
+        ['a %00 in the path', 'GET /api/rooms/r%001 HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+        ['a %00 in the query', `GET /api/rooms/${room.id}/messages?limit=1%00 HTTP/1.1\r\nHost: x\r\n\r\n`, 400],
+        ['a bad %-escape', 'GET /api/rooms/%zz HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+        ['an absolute-form target', 'GET http://x/api/rooms HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+        ['no HTTP version', 'GET /api/rooms\r\n\r\n', 400],
+        ['HTTP/2.0 in the request line', 'GET /api/rooms HTTP/2.0\r\nHost: x\r\n\r\n', 505],
+        ['a malformed header line', 'GET /api/rooms HTTP/1.1\r\nHost x\r\n\r\n', 400],
     ];
-    for (const bytes of inLws) {
-        const refused = await rawRequest(host.port, bytes);
-        assert.ok([0, 403].includes(refused.status), `${bytes.slice(0, 40)}: ${refused.status}`);
+    for (const [what, bytes, status] of gated) {
+        const answer = await rawRequest(host.port, bytes);
+        assert.equal(answer.status, status, `${what}: ${answer.headers}`);
+        assert.match(answer.headers, /content-type: application\/json/i, what);
+        assert.equal(typeof JSON.parse(answer.body).error, 'string', what);
         await stillServes();
     }
     //  A good request after a refused one on another connection
     await stillServes();
     await waitFor('the refusals in /metrics', async () =>
-        await counter('parley_conn_http_refused_malformed_total') >= malformed + 8
-        && await counter('parley_conn_http_refused_size_total') >= sized + 4, 5000);
+        await counter('parley_conn_http_refused_malformed_total') >= malformed + 8 + 8
+        && await counter('parley_conn_http_refused_size_total') >= sized + 4 + 2, 5000);
 });
 
 test('HTTP requests are rate limited per user, and per address without a token: 429 with Retry-After', async () => {

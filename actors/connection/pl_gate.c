@@ -1,0 +1,502 @@
+/*  =========================================================================
+    pl_gate - the first request head of a new connection, checked before
+    libwebsockets sees it
+    =========================================================================
+*/
+#include "pl_gate.h"
+#include "pl_util.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  The methods lws 4.1 serves; for any other it gives up on HTTP
+static const char *s_methods [] = {
+    "GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD"
+};
+//  What a request line holds besides its target: the longest method, two
+//  spaces and "HTTP/1.1"
+#define LINE_OVERHEAD       (7 + 2 + 8)
+//  First buffer; it doubles up to head_max + 1
+#define FIRST_CAPACITY      1024
+
+struct _pl_gate_t {
+    size_t head_max;            //  http-request-bytes
+    size_t target_max;          //  http-url-max
+    char *data;                 //  what the client sent so far
+    size_t size;
+    size_t capacity;
+    size_t parsed;              //  where the first line not checked yet starts
+    size_t lines;               //  lines checked; the first is the request line
+    pl_gate_verdict_t verdict;
+    int status;                 //  a refusal's
+    char answer [512];
+    size_t answer_size;
+};
+
+pl_gate_t *
+pl_gate_new (size_t head_max, size_t target_max)
+{
+    assert (head_max > 0 && target_max > 0);
+    pl_gate_t *self = (pl_gate_t *) calloc (1, sizeof (pl_gate_t));
+    if (!self)
+        return NULL;
+    self->head_max = head_max;
+    self->target_max = target_max;
+    self->verdict = PL_GATE_MORE;
+    return self;
+}
+
+void
+pl_gate_destroy (pl_gate_t **self_p)
+{
+    pl_gate_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->data);
+    free (self);
+    *self_p = NULL;
+}
+
+size_t
+pl_gate_room (pl_gate_t *self)
+{
+    return self->verdict == PL_GATE_MORE? self->head_max + 1 - self->size: 0;
+}
+
+pl_gate_verdict_t
+pl_gate_verdict (pl_gate_t *self)
+{
+    return self->verdict;
+}
+
+const char *
+pl_gate_data (pl_gate_t *self, size_t *size)
+{
+    *size = self->size;
+    return self->data;
+}
+
+int
+pl_gate_status (pl_gate_t *self)
+{
+    return self->status;
+}
+
+const char *
+pl_gate_answer (pl_gate_t *self, size_t *size)
+{
+    *size = self->answer_size;
+    return self->status? self->answer: NULL;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Checks
+
+//  Refuse with status; the message is ours (no quotes or backslashes), so
+//  it goes into the JSON as it is.
+static void
+    s_gate_refuse (pl_gate_t *self, int status, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_gate_refuse (pl_gate_t *self, int status, const char *format, ...)
+{
+    char message [200];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    const char *reason = status == 414? "URI Too Long":
+                         status == 431? "Request Header Fields Too Large":
+                         status == 501? "Not Implemented":
+                         status == 503? "Service Unavailable":
+                         status == 505? "HTTP Version Not Supported": "Bad Request";
+    int body = (int) strlen (message) + (int) strlen ("{\"error\":\"\"}");
+    int size = snprintf (self->answer, sizeof self->answer,
+        "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        "access-control-allow-origin: *\r\nconnection: close\r\n\r\n{\"error\":\"%s\"}",
+        status, reason, body, message);
+    assert (size > 0 && (size_t) size < sizeof self->answer);
+    self->answer_size = (size_t) size;
+    self->status = status;
+    self->verdict = PL_GATE_REFUSE;
+}
+
+//  Whether line (length bytes, complete or not) may start with a method
+//  lws serves, followed by a space
+static bool
+s_method_possible (const char *line, size_t length)
+{
+    for (size_t index = 0; index < sizeof s_methods / sizeof s_methods [0]; index++) {
+        size_t size = strlen (s_methods [index]);
+        if (memcmp (line, s_methods [index], length < size? length: size) == 0
+        &&  (length <= size || line [size] == ' '))
+            return true;
+    }
+    return false;
+}
+
+static int
+s_hex (char digit)
+{
+    if (digit >= '0' && digit <= '9')
+        return digit - '0';
+    if (digit >= 'a' && digit <= 'f')
+        return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F')
+        return digit - 'A' + 10;
+    return -1;
+}
+
+//  A token character (RFC 9110): what a header name is made of
+static bool
+s_tchar (unsigned char byte)
+{
+    return (byte >= 'a' && byte <= 'z') || (byte >= 'A' && byte <= 'Z')
+        || (byte >= '0' && byte <= '9') || (byte && strchr ("!#$%&'*+-.^_`|~", byte));
+}
+
+//  The target: a path, valid %-escapes and no %00 (lws closes or answers
+//  403 on those), and no more query parts than lws has slots for
+static void
+s_gate_target (pl_gate_t *self, const char *target, size_t size)
+{
+    if (size == 0 || target [0] != '/') {
+        s_gate_refuse (self, 400, "the request target must be a path (absolute-form is not served)");
+        return;
+    }
+    bool query = false;
+    size_t parts = 0;
+    for (size_t at = 0; at < size && self->verdict == PL_GATE_MORE; at++) {
+        unsigned char byte = (unsigned char) target [at];
+        if (byte < 0x21 || byte == 0x7f)
+            s_gate_refuse (self, 400, "control character in the request target");
+        else
+        if (byte == '%') {
+            int high = at + 2 < size? s_hex (target [at + 1]): -1;
+            int low = at + 2 < size? s_hex (target [at + 2]): -1;
+            if (high < 0 || low < 0)
+                s_gate_refuse (self, 400, "bad %%-escape in the request target");
+            else
+            if (high == 0 && low == 0)
+                s_gate_refuse (self, 400, "%%00 in the request target");
+            at += 2;
+        }
+        else
+        if (byte == '?' && !query) {
+            query = true;
+            parts = 1;
+        }
+        else
+        if (query && (byte == '&' || byte == ';') && ++parts > PL_GATE_QUERY_PARTS)
+            s_gate_refuse (self, 400, "more than %d query parameters", PL_GATE_QUERY_PARTS);
+    }
+}
+
+//  METHOD SP target SP HTTP/1.x, the CR taken off
+static void
+s_gate_request_line (pl_gate_t *self, const char *line, size_t length)
+{
+    const char *space = s_method_possible (line, length)?
+                        (const char *) memchr (line, ' ', length): NULL;
+    if (!space) {
+        s_gate_refuse (self, 501, "method not implemented, or not an HTTP/1.1 request");
+        return;
+    }
+    const char *target = space + 1;
+    const char *end = line + length;
+    space = (const char *) memchr (target, ' ', (size_t) (end - target));
+    const char *version = space? space + 1: end;
+    size_t version_size = (size_t) (end - version);
+    if (!space || version_size != 8 || memcmp (version, "HTTP/", 5) != 0
+    ||  version [5] < '0' || version [5] > '9' || version [6] != '.'
+    ||  version [7] < '0' || version [7] > '9')
+        s_gate_refuse (self, 400, "the request line needs a target and an HTTP version");
+    else
+    if (memcmp (version, "HTTP/1.1", 8) != 0 && memcmp (version, "HTTP/1.0", 8) != 0)
+        s_gate_refuse (self, 505, "HTTP version not supported: HTTP/1.1 only");
+    else
+    if ((size_t) (space - target) > self->target_max)
+        s_gate_refuse (self, 414, "request target over http-url-max (%zu bytes)", self->target_max);
+    else
+        s_gate_target (self, target, (size_t) (space - target));
+}
+
+//  name ":" value, the CR taken off; no folded lines, no controls but tab
+static void
+s_gate_header_line (pl_gate_t *self, const char *line, size_t length)
+{
+    size_t at = 0;
+    while (at < length && s_tchar ((unsigned char) line [at]))
+        at++;
+    if (at == 0 || at == length || line [at] != ':') {
+        s_gate_refuse (self, 400, "malformed header line");
+        return;
+    }
+    for (at++; at < length; at++) {
+        unsigned char byte = (unsigned char) line [at];
+        if ((byte < 0x20 && byte != '\t') || byte == 0x7f) {
+            s_gate_refuse (self, 400, "control character in a header");
+            return;
+        }
+    }
+}
+
+//  Check the lines completed since the last call; an empty one ends the head
+static void
+s_gate_scan (pl_gate_t *self)
+{
+    while (self->verdict == PL_GATE_MORE) {
+        const char *start = self->data + self->parsed;
+        const char *newline = (const char *) memchr (start, '\n', self->size - self->parsed);
+        if (!newline)
+            break;
+        size_t length = (size_t) (newline - start);
+        if (length == 0 || start [length - 1] != '\r') {
+            s_gate_refuse (self, 400, "the lines of a request head end in CRLF");
+            break;
+        }
+        length--;
+        if (self->lines == 0)
+            s_gate_request_line (self, start, length);
+        else
+        if (length == 0)
+            self->verdict = PL_GATE_PASS;
+        else
+            s_gate_header_line (self, start, length);
+        self->lines++;
+        self->parsed = (size_t) (newline + 1 - self->data);
+    }
+}
+
+pl_gate_verdict_t
+pl_gate_input (pl_gate_t *self, const char *data, size_t size)
+{
+    if (self->verdict != PL_GATE_MORE || size == 0)
+        return self->verdict;
+    assert (size <= pl_gate_room (self));
+    if (self->size + size > self->capacity) {
+        size_t capacity = self->capacity? self->capacity: FIRST_CAPACITY;
+        while (capacity < self->size + size)
+            capacity *= 2;
+        if (capacity > self->head_max + 1)
+            capacity = self->head_max + 1;
+        char *grown = (char *) realloc (self->data, capacity);
+        if (!grown) {
+            s_gate_refuse (self, 503, "server out of memory, try again");
+            return self->verdict;
+        }
+        self->data = grown;
+        self->capacity = capacity;
+    }
+    memcpy (self->data + self->size, data, size);
+    self->size += size;
+    s_gate_scan (self);
+    if (self->verdict == PL_GATE_PASS && self->parsed > self->head_max)
+        s_gate_refuse (self, 431, "request head over http-request-bytes (%zu bytes)", self->head_max);
+    if (self->verdict != PL_GATE_MORE)
+        return self->verdict;
+    //  What the request line shows before it is complete
+    if (self->lines == 0 && !s_method_possible (self->data, self->size))
+        s_gate_refuse (self, 501, "method not implemented, or not an HTTP/1.1 request");
+    else
+    if (self->lines == 0 && self->size > self->target_max + LINE_OVERHEAD)
+        s_gate_refuse (self, 414, "request target over http-url-max (%zu bytes)", self->target_max);
+    else
+    if (self->size > self->head_max)
+        s_gate_refuse (self, 431, "request head over http-request-bytes (%zu bytes)", self->head_max);
+    return self->verdict;
+}
+
+
+//  --------------------------------------------------------------------------
+//  Selftest
+
+//  A head fed in pieces of at most step bytes (0: all at once); returns the
+//  verdict and leaves the gate in *gate_p
+static pl_gate_verdict_t
+s_test_feed (pl_gate_t **gate_p, const char *head, size_t size, size_t step)
+{
+    pl_gate_destroy (gate_p);
+    *gate_p = pl_gate_new (32768, 4096);
+    pl_check (*gate_p);
+    pl_gate_verdict_t verdict = PL_GATE_MORE;
+    for (size_t at = 0; at < size && verdict == PL_GATE_MORE; ) {
+        size_t piece = step && step < size - at? step: size - at;
+        size_t room = pl_gate_room (*gate_p);
+        pl_check (room > 0);
+        if (piece > room)
+            piece = room;
+        verdict = pl_gate_input (*gate_p, head + at, piece);
+        at += piece;
+    }
+    return verdict;
+}
+
+//  A head that must be refused with status and a message containing text
+static void
+s_test_refused (const char *head, size_t size, int status, const char *text)
+{
+    pl_gate_t *gate = NULL;
+    pl_check (s_test_feed (&gate, head, size, 0) == PL_GATE_REFUSE);
+    pl_check (pl_gate_status (gate) == status);
+    size_t answer_size;
+    const char *answer = pl_gate_answer (gate, &answer_size);
+    pl_check (answer && answer_size == strlen (answer));
+    char status_line [32];
+    snprintf (status_line, sizeof status_line, "HTTP/1.1 %d ", status);
+    pl_check (strncmp (answer, status_line, strlen (status_line)) == 0);
+    pl_check (strstr (answer, "\r\ncontent-type: application/json\r\n"));
+    pl_check (strstr (answer, "\r\nconnection: close\r\n"));
+    const char *body = strstr (answer, "\r\n\r\n") + 4;
+    char length [64];
+    snprintf (length, sizeof length, "\r\ncontent-length: %zu\r\n", strlen (body));
+    pl_check (strstr (answer, length));
+    pl_check (strncmp (body, "{\"error\":\"", 10) == 0);
+    pl_check (strstr (body, text));
+    //  The verdict stays, and more input changes nothing
+    pl_check (pl_gate_room (gate) == 0);
+    pl_check (pl_gate_input (gate, "GET / HTTP/1.1\r\n\r\n", 18) == PL_GATE_REFUSE);
+    pl_gate_destroy (&gate);
+    pl_gate_destroy (&gate);
+}
+
+#define REFUSED(head, status, text) s_test_refused (head, sizeof head - 1, status, text)
+
+//  Heads lws takes: everything read goes to lws, body bytes included
+static void
+s_test_passes (void)
+{
+    pl_gate_t *gate = NULL;
+    const char *passing [] = {
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: v12.stomp, v11.stomp\r\n\r\n",
+        "GET /api/rooms/r1/messages?limit=2&before=10 HTTP/1.0\r\n\r\n",
+        "OPTIONS /api/rooms HTTP/1.1\r\nOrigin: http://x\r\nX-Empty:\r\nX-Tab:\ta\tb\r\n\r\n",
+        "DELETE /api/rooms/r%C3%A9 HTTP/1.1\r\nUser-Agent: caf\xc3\xa9\r\n\r\n",
+        "HEAD / HTTP/1.1\r\n\r\n", "PUT / HTTP/1.1\r\n\r\n", "PATCH / HTTP/1.1\r\n\r\n",
+    };
+    for (size_t index = 0; index < sizeof passing / sizeof passing [0]; index++) {
+        size_t size = strlen (passing [index]);
+        pl_check (s_test_feed (&gate, passing [index], size, 0) == PL_GATE_PASS);
+        pl_check (s_test_feed (&gate, passing [index], size, 1) == PL_GATE_PASS);
+        pl_check (pl_gate_status (gate) == 0 && pl_gate_room (gate) == 0);
+    }
+    //  MORE until the empty line; a body in the same input is kept
+    const char post [] = "POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    gate = pl_gate_new (32768, 4096);
+    pl_check (pl_gate_input (gate, post, 20) == PL_GATE_MORE);
+    pl_check (pl_gate_verdict (gate) == PL_GATE_MORE);
+    pl_check (pl_gate_room (gate) == 32769 - 20);
+    pl_check (pl_gate_input (gate, post + 20, sizeof post - 1 - 20) == PL_GATE_PASS);
+    size_t size;
+    const char *data = pl_gate_data (gate, &size);
+    pl_check (size == sizeof post - 1 && memcmp (data, post, size) == 0);
+    pl_check (pl_gate_answer (gate, &size) == NULL);
+    //  32 query parts (either separator) pass; 1,000 short headers fit
+    char head [40000];
+    int length = snprintf (head, sizeof head, "GET /a?p0");
+    for (int part = 1; part < PL_GATE_QUERY_PARTS; part++)
+        length += snprintf (head + length, sizeof head - (size_t) length, "%sp%d", part % 2? "&": ";", part);
+    length += snprintf (head + length, sizeof head - (size_t) length, " HTTP/1.1\r\n");
+    for (int header = 0; header < 1000; header++)
+        length += snprintf (head + length, sizeof head - (size_t) length, "X-H%d: v\r\n", header);
+    length += snprintf (head + length, sizeof head - (size_t) length, "\r\n");
+    pl_check (s_test_feed (&gate, head, (size_t) length, 1000) == PL_GATE_PASS);
+    pl_gate_destroy (&gate);
+}
+
+//  Sizes: the head (431), the target (414), at the limit and one past it
+static void
+s_test_sizes (void)
+{
+    pl_gate_t *gate = NULL;
+    char *head = (char *) malloc (50000);
+    pl_check (head);
+    //  A header that takes the head to exactly 32768 bytes passes; one more
+    //  byte is a 431, whether the head ends or not
+    size_t prefix = strlen ("GET / HTTP/1.1\r\nX-Big: ");
+    memcpy (head, "GET / HTTP/1.1\r\nX-Big: ", prefix);
+    memset (head + prefix, 'a', 32768 - prefix - 4);
+    memcpy (head + 32768 - 4, "\r\n\r\n", 4);
+    pl_check (s_test_feed (&gate, head, 32768, 4096) == PL_GATE_PASS);
+    memset (head + prefix, 'a', 32769 - prefix - 4);
+    memcpy (head + 32769 - 4, "\r\n\r\n", 4);
+    pl_check (s_test_feed (&gate, head, 32769, 4096) == PL_GATE_REFUSE);
+    pl_check (pl_gate_status (gate) == 431);
+    memset (head + prefix, 'a', 40000);
+    pl_check (s_test_feed (&gate, head, prefix + 40000, 4096) == PL_GATE_REFUSE);
+    pl_check (pl_gate_status (gate) == 431);
+    //  A target of http-url-max passes, one byte more is a 414, known
+    //  before the line ends when the line is that long
+    memcpy (head, "GET /", 5);
+    memset (head + 5, 'a', 4095);
+    memcpy (head + 4100, " HTTP/1.1\r\n\r\n", 13);
+    pl_check (s_test_feed (&gate, head, 4113, 0) == PL_GATE_PASS);
+    memset (head + 5, 'a', 4096);
+    memcpy (head + 4101, " HTTP/1.1\r\n\r\n", 13);
+    pl_check (s_test_feed (&gate, head, 4114, 0) == PL_GATE_REFUSE);
+    pl_check (pl_gate_status (gate) == 414);
+    memset (head + 5, 'a', 20000);
+    pl_check (s_test_feed (&gate, head, 20005, 1024) == PL_GATE_REFUSE);
+    pl_check (pl_gate_status (gate) == 414);
+    pl_check (pl_gate_data (gate, &prefix) && prefix < 4096 + 2048);
+    free (head);
+    pl_gate_destroy (&gate);
+}
+
+void
+pl_gate_test (bool verbose)
+{
+    printf (" * pl_gate: ");
+    if (verbose)
+        printf ("\n");
+    s_test_passes ();
+    s_test_sizes ();
+
+    //  What lws 4.1 closes on, or answers with its HTML 403
+    REFUSED ("GET /api/rooms/r%001 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "%00");
+    REFUSED ("GET /api/rooms/r1/messages?limit=1%00 HTTP/1.1\r\n\r\n", 400, "%00");
+    REFUSED ("GET /api/rooms/%zz HTTP/1.1\r\n\r\n", 400, "bad %-escape");
+    REFUSED ("GET /a%4 HTTP/1.1\r\n\r\n", 400, "bad %-escape");
+    REFUSED ("GET /a% HTTP/1.1\r\n\r\n", 400, "bad %-escape");
+    REFUSED ("GET /a?b=%g1 HTTP/1.1\r\n\r\n", 400, "bad %-escape");
+    REFUSED ("GET http://x/api/rooms HTTP/1.1\r\nHost: x\r\n\r\n", 400, "absolute-form");
+    REFUSED ("OPTIONS * HTTP/1.1\r\n\r\n", 400, "must be a path");
+    REFUSED ("CONNECT x:443 HTTP/1.1\r\n\r\n", 400, "must be a path");
+    REFUSED ("GET /a?1&2&3&4&5&6&7&8&9&10&11&12&13&14&15&16&17&18&19&20&21&22&23&24&25"
+             "&26&27&28&29&30&31&32;33 HTTP/1.1\r\n\r\n", 400, "more than 32 query parameters");
+    //  Methods and versions
+    REFUSED ("TRACE /api/rooms HTTP/1.1\r\n\r\n", 501, "method not implemented");
+    REFUSED ("BREW /api/rooms HTTP/1.1\r\n\r\n", 501, "method not implemented");
+    REFUSED ("get / HTTP/1.1\r\n\r\n", 501, "method not implemented");
+    REFUSED ("GETS / HTTP/1.1\r\n\r\n", 501, "method not implemented");
+    REFUSED ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 501, "not an HTTP/1.1 request");
+    REFUSED ("\x16\x03\x01\x00\x05hello", 501, "not an HTTP/1.1 request");
+    REFUSED ("\r\nGET / HTTP/1.1\r\n\r\n", 501, "method not implemented");
+    REFUSED ("GET\r\n\r\n", 501, "method not implemented");
+    REFUSED ("GET /\r\n\r\n", 400, "an HTTP version");
+    REFUSED ("GET / \r\n\r\n", 400, "an HTTP version");
+    REFUSED ("GET /a b HTTP/1.1\r\n\r\n", 400, "an HTTP version");
+    REFUSED ("GET  / HTTP/1.1\r\n\r\n", 400, "an HTTP version");
+    REFUSED ("GET / HTTX/1.1\r\n\r\n", 400, "an HTTP version");
+    REFUSED ("GET / HTTP/2.0\r\n\r\n", 505, "HTTP/1.1 only");
+    REFUSED ("GET / HTTP/0.9\r\n\r\n", 505, "HTTP/1.1 only");
+    //  Lines and headers
+    REFUSED ("GET / HTTP/1.1\n\n", 400, "CRLF");
+    REFUSED ("GET / HTTP/1.1\r\nHost: x\n\r\n", 400, "CRLF");
+    REFUSED ("GET /a\x01 HTTP/1.1\r\n\r\n", 400, "control character in the request target");
+    REFUSED ("GET / HTTP/1.1\r\nHost x\r\n\r\n", 400, "malformed header line");
+    REFUSED ("GET / HTTP/1.1\r\n: x\r\n\r\n", 400, "malformed header line");
+    REFUSED ("GET / HTTP/1.1\r\nGET /x HTTP/1.1\r\n\r\n", 400, "malformed header line");
+    REFUSED ("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "malformed header line");
+    REFUSED ("GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n", 400, "control character in a header");
+    REFUSED ("GET / HTTP/1.1\r\nHost: \0\r\n\r\n", 400, "control character in a header");
+    printf ("OK\n");
+}
