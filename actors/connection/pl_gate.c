@@ -390,6 +390,7 @@ s_test_passes (void)
     }
     //  MORE until the empty line; a body in the same input is kept
     const char post [] = "POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    pl_gate_destroy (&gate);
     gate = pl_gate_new (32768, 4096);
     pl_check (pl_gate_input (gate, post, 20) == PL_GATE_MORE);
     pl_check (pl_gate_verdict (gate) == PL_GATE_MORE);
