@@ -110,6 +110,8 @@ s_test_http (int port, zsock_t *router, const char *alice)
     pl_check (status == 200);
     pl_check (strstr (response, "{\"status\":\"ok\"}"));
     pl_check (strstr (response, "access-control-allow-origin: *"));
+    //  Every HTTP answer closes: the next request passes pl_gate again
+    pl_check (strstr (response, "connection: close"));
     free (response);
     response = pl_wsclient_http (port, "OPTIONS", "/api/rooms", NULL, NULL, &status);
     pl_check (status == 204);
@@ -120,6 +122,7 @@ s_test_http (int port, zsock_t *router, const char *alice)
     big [sizeof big - 1] = 0;
     response = pl_wsclient_http (port, "POST", "/api/rooms", alice, big, &status);
     pl_check (status == 413);
+    pl_check (strstr (response, "connection: close"));
     free (response);
 
     const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";

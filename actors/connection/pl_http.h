@@ -53,7 +53,6 @@ typedef struct {
     const char *body;           //  size bytes, or NULL when there is none
     size_t size;
     bool preflight;             //  CORS preflight: add the allow-* headers
-    bool close_after;           //  the request body was left unread: close after
     int retry_after;            //  429: seconds to wait (Retry-After), else 0
 } pl_http_response_t;
 

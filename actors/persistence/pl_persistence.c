@@ -270,10 +270,7 @@ s_self_quota (self_t *self, const char *user, char **json_p)
     int64_t held = 0;
     if (pl_store_rooms_count (self->store, user, &held))
         return pl_rooms_unavailable (json_p);
-    int status = pl_rooms_may_join_another (self->rooms, user, held, json_p);
-    if (status)
-        self->rooms_quota++;
-    return status;
+    return pl_rooms_may_join_another (self->rooms, user, held, json_p);
 }
 
 //  A create at the quota: a direct room of the pair that exists already is
@@ -289,10 +286,11 @@ s_self_quota_for_create (self_t *self, const pl_room_t *room, const char *caller
         if (found == PL_STORE_OK) {
             free (*json_p);
             *json_p = NULL;
-            self->rooms_quota--;
             status = s_self_room_answer (self, room->id, 200, json_p);
         }
     }
+    if (status == 429)
+        self->rooms_quota++;
     return status;
 }
 
@@ -453,8 +451,11 @@ s_query_member_add (self_t *self, pl_msg_t *query, char **json_p)
     status = s_self_member_room (self, pl_msg_user (query), pl_msg_room (query), &room, json_p);
     if (status == 0)
         status = pl_rooms_may_add (self->rooms, &room, user, json_p);
-    if (status == 0)
+    if (status == 0) {
         status = s_self_quota (self, user, json_p);
+        if (status == 429)
+            self->rooms_quota++;
+    }
     if (status == 200)
         //  A member already: the room as it is
         status = pl_store_room_last_seq (self->store, &room)? pl_rooms_unavailable (json_p)

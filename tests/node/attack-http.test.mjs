@@ -65,11 +65,6 @@ async function stillServes () {
     assert.equal(answer.json.length, 2);
 }
 
-async function counter (name) {
-    const text = await (await fetch(`${host.base}/metrics`)).text();
-    return Number((new RegExp(`^${name}\\{[^}]*\\} (\\d+)`, 'm').exec(text) ?? [])[1] ?? -1);
-}
-
 test('every query parameter is checked: unknown, repeated, malformed or hidden ones get 400', async () => {
     const path = `/api/rooms/${room.id}/messages`;
     let answer = await host.http('GET', `${path}?limit=2`, aliceToken);
@@ -93,8 +88,8 @@ test('every query parameter is checked: unknown, repeated, malformed or hidden o
 });
 
 test('refusals before routing are JSON with the right status, and counted', async () => {
-    const malformed = await counter('parley_conn_http_refused_malformed_total');
-    const sized = await counter('parley_conn_http_refused_size_total');
+    const malformed = await host.counter('parley_conn_http_refused_malformed_total');
+    const sized = await host.counter('parley_conn_http_refused_size_total');
     const big = 'a'.repeat(13000);
     const auth = `Authorization: Bearer ${aliceToken}\r\n`;
     const cases = [
@@ -147,8 +142,8 @@ test('refusals before routing are JSON with the right status, and counted', asyn
     //  A good request after a refused one on another connection
     await stillServes();
     await waitFor('the refusals in /metrics', async () =>
-        await counter('parley_conn_http_refused_malformed_total') >= malformed + 8 + 8
-        && await counter('parley_conn_http_refused_size_total') >= sized + 4 + 2, 5000);
+        await host.counter('parley_conn_http_refused_malformed_total') >= malformed + 8 + 8
+        && await host.counter('parley_conn_http_refused_size_total') >= sized + 4 + 2, 5000);
 });
 
 test('HTTP requests are rate limited per user, and per address without a token: 429 with Retry-After', async () => {
@@ -175,10 +170,8 @@ test('HTTP requests are rate limited per user, and per address without a token: 
         for (let index = 0; index < 10 && status !== 429; index++)
             status = (await limited.http('GET', '/api/rooms/r1', 'forged')).status;
         assert.equal(status, 429);
-        await waitFor('the 429s in /metrics', async () => {
-            const text = await (await fetch(`${limited.base}/metrics`)).text();
-            return Number((/^parley_conn_http_rate_limited_total\{[^}]*\} (\d+)/m.exec(text) ?? [])[1]) >= 5;
-        }, 5000);
+        await waitFor('the 429s in /metrics',
+            async () => await limited.counter('parley_conn_http_rate_limited_total') >= 5, 5000);
     } finally {
         await limited.down();
     }
@@ -224,6 +217,6 @@ test('out of file descriptors, the actor neither spins nor floods its log, and s
     await waitFor('the actor to serve again', async () =>
         (await host.http('GET', `/api/rooms/${room.id}/messages?limit=1`, aliceToken)).status === 200, 10000);
     execFileSync('prlimit', ['--pid', String(pid), `--nofile=${soft}:`]);
-    await waitFor('the pauses in /metrics', async () => await counter('parley_conn_accept_pauses_total') > 0
-        && await counter('parley_conn_accept_shed_total') > 0, 5000);
+    await waitFor('the pauses in /metrics', async () => await host.counter('parley_conn_accept_pauses_total') > 0
+        && await host.counter('parley_conn_accept_shed_total') > 0, 5000);
 });

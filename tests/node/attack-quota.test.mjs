@@ -15,12 +15,6 @@ after(async () => {
     await host?.down();
 });
 
-async function counter (name) {
-    const text = await (await fetch(`${host.base}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`));
-    return line ? Number(line.split(' ').pop()) : 0;
-}
-
 test('past max-rooms-per-user a create or an add gets 429 naming the limit', async () => {
     const mallory = host.token('mallory', 'Mallory');
     const first = await host.createRoom(mallory, { kind: 'direct', members: ['u1'] });
@@ -44,5 +38,5 @@ test('past max-rooms-per-user a create or an add gets 429 naming the limit', asy
     assert.equal(fine.status, 201);
     const rooms = await host.http('GET', '/api/rooms', mallory);
     assert.equal(rooms.json.length, 3);
-    await waitFor('the refusals counted', async () => await counter('parley_store_rooms_quota_refused_total') === 2, 5000);
+    await waitFor('the refusals counted', async () => await host.counter('parley_store_rooms_quota_refused_total') === 2, 5000);
 });

@@ -42,15 +42,6 @@ async function othersStillWork () {
     assert.equal(bobSees[sent - 1].body.content, `still working ${sent}`);
 }
 
-//  The sum of a counter's samples in /metrics (0 when absent)
-async function counter (name) {
-    const text = await (await fetch(`${host.base}/metrics`)).text();
-    let total = 0;
-    for (const line of text.split('\n'))
-        if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.split(' ').pop());
-    return total;
-}
-
 //  A raw SEND body (not JSON.stringify'd by the client): the ERROR it gets
 async function sendRaw (token, body) {
     const client = await host.stomp(token);
@@ -62,7 +53,7 @@ async function sendRaw (token, body) {
 }
 
 test('content with NUL is refused with an ERROR, never cut and stored', async () => {
-    const before = await counter('parley_conn_refused_nul_total');
+    const before = await host.counter('parley_conn_refused_nul_total');
     const token = host.token('alice', 'Alice');
     for (const body of ['{"type":"TALK","content":"visible\\u0000hidden"}', '{"type":"TALK","content":"\\u0000"}',
         JSON.stringify({ type: 'TALK', content: 'a\0b', clientMsgId: randomUUID() })]) {
@@ -73,11 +64,11 @@ test('content with NUL is refused with an ERROR, never cut and stored', async ()
     await othersStillWork();
     const stored = await withMongo(host.database, (db) => db.collection('messages').find({}).toArray());
     assert.ok(!stored.some((m) => /visible|^$|^a$/.test(m.content)), 'no cut content stored');
-    await waitFor('the refusals counted', async () => await counter('parley_conn_refused_nul_total') === before + 3, 5000);
+    await waitFor('the refusals counted', async () => await host.counter('parley_conn_refused_nul_total') === before + 3, 5000);
 });
 
 test('a session ends with an ERROR when its token expires; a new token resumes', async () => {
-    const before = await counter('parley_conn_tokens_expired_total');
+    const before = await host.counter('parley_conn_tokens_expired_total');
     //  Nothing here has to happen before the expiry, so a loaded machine
     //  cannot make the test race the token
     const client = await host.stomp(host.token('alice', 'Alice', 3));
@@ -98,7 +89,7 @@ test('a session ends with an ERROR when its token expires; a new token resumes',
     await waitFor('the missed message', () => resumed.length === 1);
     assert.equal(resumed[0].body.seq, sent);
     await again.deactivate();
-    await waitFor('the expiry counted', async () => await counter('parley_conn_tokens_expired_total') >= before + 1, 5000);
+    await waitFor('the expiry counted', async () => await host.counter('parley_conn_tokens_expired_total') >= before + 1, 5000);
 });
 
 //  Wait for a client's ERROR (it ends the session)
@@ -114,7 +105,7 @@ async function storedOf (user) {
 }
 
 test('SENDs over send-rate get an ERROR naming it; every receipted one is stored', async () => {
-    const before = await counter('parley_conn_refused_send_rate_total');
+    const before = await host.counter('parley_conn_refused_send_rate_total');
     const carol = await host.stomp(host.token('carol'));
     const receipted = [];
     const started = Date.now();
@@ -132,12 +123,12 @@ test('SENDs over send-rate get an ERROR naming it; every receipted one is stored
         const stored = await storedOf('carol');
         return receipted.every((content) => stored.includes(content));
     }, 10000);
-    await waitFor('the refusal counted', async () => await counter('parley_conn_refused_send_rate_total') > before, 5000);
+    await waitFor('the refusal counted', async () => await host.counter('parley_conn_refused_send_rate_total') > before, 5000);
     await othersStillWork();
 });
 
 test('more requests in flight than max-in-flight get an ERROR naming it', async () => {
-    const before = await counter('parley_conn_refused_in_flight_total');
+    const before = await host.counter('parley_conn_refused_in_flight_total');
     const dave = await host.stomp(host.token('dave'));
     const receipted = [];
     for (let i = 0; i < 8; i++)
@@ -149,7 +140,7 @@ test('more requests in flight than max-in-flight get an ERROR naming it', async 
         const stored = await storedOf('dave');
         return receipted.every((content) => stored.includes(content));
     }, 10000);
-    await waitFor('the refusal counted', async () => await counter('parley_conn_refused_in_flight_total') > before, 5000);
+    await waitFor('the refusal counted', async () => await host.counter('parley_conn_refused_in_flight_total') > before, 5000);
     await othersStillWork();
 });
 
@@ -169,7 +160,7 @@ test('connections over max-connections-per-user and max-connections get an ERROR
     assert.ok(refused.length >= 4, `${refused.length} of 14 refused`);
     for (const socket of sockets) socket.close();
     await Promise.all(sockets.map((s) => s.closedPromise));
-    await waitFor('the counts', async () => await counter('parley_conn_refused_connections_total') >= 4
-        && await counter('parley_conn_refused_connections_per_user_total') >= 1, 5000);
+    await waitFor('the counts', async () => await host.counter('parley_conn_refused_connections_total') >= 4
+        && await host.counter('parley_conn_refused_connections_per_user_total') >= 1, 5000);
     await othersStillWork();
 });

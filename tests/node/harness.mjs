@@ -199,6 +199,15 @@ export class Host {
         return answer.json;
     }
 
+    //  The sum of a counter's samples in this host's /metrics (0 when absent)
+    async counter (name) {
+        const text = await (await fetch(`${this.base}/metrics`)).text();
+        let total = 0;
+        for (const line of text.split('\n'))
+            if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.split(' ').pop());
+        return total;
+    }
+
     //  A connected @stomp/stompjs client. Errors and closes are recorded
     //  on client.errors / client.closed instead of throwing.
     async stomp (token, { headers = {}, url = this.url } = {}) {
