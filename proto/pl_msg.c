@@ -135,14 +135,17 @@ s_check (const pl_msg_t *self, field_t field)
 }
 #endif
 
+//  The public field numbers are the private ones (one X-macro, one order)
+#define S_FIELD_SAME(field, slot, type) \
+    _Static_assert ((int) FIELD_##field == (int) PL_MSG_FIELD_##field, #field);
+PL_MSG_FIELDS (S_FIELD_SAME)
+
 bool
-pl_msg_declares (pl_msg_command_t command, const char *field)
+pl_msg_declares (pl_msg_command_t command, pl_msg_field_t field)
 {
-    assert (command > 0 && command < PL_MSG_COMMAND_LIMIT && field);
-    for (int index = 0; index < FIELD_LIMIT; index++)
-        if (streq (s_fields [index].name, field))
-            return s_declares [command][index];
-    return false;
+    assert (command > 0 && command < PL_MSG_COMMAND_LIMIT);
+    assert (field >= 0 && field < PL_MSG_FIELD_LIMIT);
+    return s_declares [command][field];
 }
 
 pl_msg_t *

@@ -216,9 +216,16 @@ pl_msg_t *pl_msg_decode (const byte *data, size_t size, const char **error);
 pl_msg_command_t pl_msg_command (const pl_msg_t *self);
 const char *pl_msg_command_name (pl_msg_command_t command);
 
-//  Whether a command declares the named field (code that serves several
-//  commands alike, such as the RESULT builder, asks before it reads).
-bool pl_msg_declares (pl_msg_command_t command, const char *field);
+//  The named fields, for code that serves several commands alike (such as
+//  the RESULT builder): it asks whether a command declares a field before
+//  it reads it. A table lookup: cheap enough for every message.
+typedef enum {
+#define PL_MSG_FIELD_ENUM(field, slot, type) PL_MSG_FIELD_##field,
+    PL_MSG_FIELDS (PL_MSG_FIELD_ENUM)
+    PL_MSG_FIELD_LIMIT
+} pl_msg_field_t;
+
+bool pl_msg_declares (pl_msg_command_t command, pl_msg_field_t field);
 
 //  Routing id (ROUTER sockets): the peer it came from / goes to.
 const char *pl_msg_routing_id (const pl_msg_t *self);

@@ -12,12 +12,12 @@ pl_reply_new (const pl_msg_t *request, uint32_t status, const char *body)
     pl_msg_t *reply = pl_msg_new (PL_MSG_RESULT);
     pl_msg_set_routing_id (reply, pl_msg_routing_id (request));
     //  A request forwarded by the router names the conn to go back to
-    if (pl_msg_declares (pl_msg_command (request), "route"))
+    if (pl_msg_declares (pl_msg_command (request), PL_MSG_FIELD_route))
         pl_msg_set_route (reply, pl_msg_route (request));
     pl_msg_set_corr (reply, pl_msg_corr (request));
-    if (pl_msg_declares (pl_msg_command (request), "session"))
+    if (pl_msg_declares (pl_msg_command (request), PL_MSG_FIELD_session))
         pl_msg_set_session (reply, pl_msg_session (request));
-    if (pl_msg_declares (pl_msg_command (request), "room"))
+    if (pl_msg_declares (pl_msg_command (request), PL_MSG_FIELD_room))
         pl_msg_set_room (reply, pl_msg_room (request));
     pl_msg_set_status (reply, status);
     if (body)
