@@ -44,6 +44,7 @@
     X (seq,         seq,     u64)       \
     X (before,      seq,     u64)       \
     X (after,       seq,     u64)       \
+    X (read_seq,    seq,     u64)       \
     X (created,     created, i64)       \
     X (status,      status,  u32)       \
     X (readiness,   status,  u32)       \
@@ -105,7 +106,8 @@
     F (SEND, user,         "senderId (from the token)") \
     F (SEND, sender_name,  "senderName (from the token)") \
     F (SEND, room,         "the room") \
-    F (SEND, type,         "message type: `TALK`") \
+    F (SEND, type,         "message type: `TALK` or `READ`") \
+    F (SEND, read_seq,     "`READ`: the sender's new read cursor in the room; else 0") \
     F (SEND, cmid,         "clientMsgId, or empty: one repeated within `dedup-ttl-s` is not appended again") \
     F (SEND, body,         "the content") \
     F (SEND, route,        "set by the router: the conn's routing id, copied into the RESULT") \
@@ -116,12 +118,12 @@
     F (RESULT, session,    "the request's session") \
     F (RESULT, room,       "the request's room, from the router and a store (the conn reads it in an AUTHZ answer)") \
     F (RESULT, status,     "HTTP-style: 2xx done, 4xx refused, 503 unavailable (try again)") \
-    F (RESULT, seq,        "SEND: the message's room seq (also for a repeated clientMsgId); REPLAY: the room's last seq in the stream; else 0") \
+    F (RESULT, seq,        "SEND: the message's room seq (also for a repeated clientMsgId), a `READ`'s cursor (400: past the room's last seq); REPLAY: the room's last seq in the stream; else 0") \
     F (RESULT, body,       "AUTHZ, SEND: text for the client when refused; QUERY: JSON; REPLAY: JSON array of DELIVER bodies") \
     C (DELIVER, 9, "bridge → router → conn", \
        "a room message for the conn's subscribers (or a user event)") \
     F (DELIVER, room,      "the room; empty in a user event") \
-    F (DELIVER, seq,       "the message's room seq") \
+    F (DELIVER, seq,       "the message's room seq; 0 in an event of the room (`READ_STATUS`), which no resume holds back or drops") \
     F (DELIVER, created,   "createdAt, milliseconds since the epoch (delivery latency)") \
     F (DELIVER, user,      "a user event (room empty): the user whose sessions get it on `/user/queue/events`; no actor sends one yet") \
     F (DELIVER, body,      "the JSON the client gets (`{\"roomId\":…,\"seq\":…}`), rendered once by the bridge") \
@@ -130,9 +132,9 @@
     F (PERSIST, stream,    "the shard stream that holds the entry") \
     F (PERSIST, entry_id,  "the entry's id in that stream") \
     F (PERSIST, room,      "roomId") \
-    F (PERSIST, seq,       "the message's room seq") \
-    F (PERSIST, type,      "message type") \
-    F (PERSIST, user,      "senderId") \
+    F (PERSIST, seq,       "the message's room seq; `READ`: the reader's new cursor") \
+    F (PERSIST, type,      "message type; `READ`: a read cursor, not a message") \
+    F (PERSIST, user,      "senderId; `READ`: the reader") \
     F (PERSIST, sender_name, "senderName") \
     F (PERSIST, cmid,      "clientMsgId, or empty") \
     F (PERSIST, created,   "createdAt, milliseconds since the epoch") \

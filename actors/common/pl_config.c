@@ -88,6 +88,7 @@ static const opt_t s_options [] = {
     { "persist-timeout-ms", I (persist_timeout_ms), "5000", 100, 600000, "unconfirmed work goes to another store" },
     { "replay-window",      I (replay_window),      "10000", 1, 10000000, "newest entries of a room kept for replay" },
     { "replay-ttl-s",       I (replay_ttl_s),       "604800", 1, 31536000, "replay index of an idle room expires after" },
+    { "read-cache-ttl-s",   I (read_cache_ttl_s),   "2592000", 60, 31536000, "Redis keeps a room's read cursors this long after its last READ (MongoDB keeps them for good)" },
     { "claim-interval-ms",  I (claim_interval_ms),  "1000", 10, 3600000, "how often pending persist work is claimed" },
     { "persist-attempts",   I (persist_attempts),   "5", 1, 1000, "failed stores of an entry before it is dead-lettered" },
     { "persist-retry-ms",   I (persist_retry_ms),   "1000", 10, 600000, "pause before a failed entry is stored again (doubles each time)" },

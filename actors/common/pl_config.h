@@ -85,6 +85,7 @@ typedef struct {
     int   persist_timeout_ms;   //  an unconfirmed batch is handed to another store
     int   replay_window;        //  newest entries of a room kept in its replay index
     int   replay_ttl_s;         //  a room's replay index expires this long after its last append
+    int   read_cache_ttl_s;     //  read cursors cached in Redis expire after
     int   claim_interval_ms;    //  how often pending persist work of others is claimed
     int   persist_attempts;     //  failed stores of one entry before it is dead-lettered
     int   persist_retry_ms;     //  pause before a failed entry is handed out again (doubles)

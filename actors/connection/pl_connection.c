@@ -342,8 +342,11 @@ s_self_report (self_t *self)
         "slow_consumers", (json_int_t) counts->slow_consumers,
         "http_requests", (json_int_t) self->http_requests,
         "delivery_latency_ms", pl_histogram_json (&self->delivery_latency));
-    if (figures)
+    if (figures) {
         json_object_update_new (figures, s_self_refusals (self));
+        json_object_set_new (figures, "reads", json_integer ((json_int_t) counts->reads));
+        json_object_set_new (figures, "event_errors", json_integer ((json_int_t) counts->event_errors));
+    }
     s_self_report_http (self, figures);
     pl_monitor_report (self->monitor, figures);
 }

@@ -242,9 +242,9 @@ s_test_stomp (int port, zsock_t *router, const char *alice)
 
     //  Not yet supported: ERROR and close; the router sees LEAVE r1
     pl_wsclient_send_stomp (client,
-        "SEND\ndestination:/app/rooms/r1\nreceipt:m2\n\n{\"type\":\"READ\",\"seq\":1}");
+        "SEND\ndestination:/app/rooms/r1\nreceipt:m2\n\n{\"type\":\"TYPING\"}");
     frame = pl_wsclient_recv_stomp (client);
-    pl_stomp_text_expect (frame, "ERROR", "message", "message type READ is not supported yet");
+    pl_stomp_text_expect (frame, "ERROR", "message", "message type TYPING is not supported yet");
     pl_stomp_text_expect (frame, "ERROR", "receipt-id", "m2");
     free (frame);
     pl_wsclient_expect_closed (client);

@@ -70,7 +70,9 @@ s_send_check (const pl_config_t *config, json_t *json, char *message, size_t siz
     json_t *cmid = json_object_get (json, "clientMsgId");
     if (!type)
         return "type must be a string";
-    if (streq (type, "READ") || streq (type, "TYPING")) {
+    if (streq (type, "READ"))
+        return NULL;            //  its seq: pl_limits_read_seq
+    if (streq (type, "TYPING")) {
         snprintf (message, size, "message type %s is not supported yet", type);
         return message;
     }
@@ -119,6 +121,20 @@ pl_limits_send_body (pl_limits_t *self, const char *body, size_t size,
         return NULL;
     }
     return json;
+}
+
+int
+pl_limits_read_seq (json_t *json, uint64_t *seq, char *message, size_t size)
+{
+    json_t *value = json_object_get (json, "seq");
+    //  Up to 2^53 - 1: what a JavaScript client holds exactly
+    if (!json_is_integer (value) || json_integer_value (value) < 1
+    ||  json_integer_value (value) > 9007199254740991LL) {
+        snprintf (message, size, "READ needs \"seq\": a message seq (a positive integer)");
+        return -1;
+    }
+    *seq = (uint64_t) json_integer_value (value);
+    return 0;
 }
 
 int

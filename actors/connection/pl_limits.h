@@ -34,11 +34,17 @@ pl_limits_t *
 void
     pl_limits_destroy (pl_limits_t **self_p);
 
-//  A SEND body checked: the JSON object of a valid TALK message (the
-//  caller decrefs it), or NULL with the reason for the client in message.
+//  A SEND body checked: the JSON object of a valid TALK message, or of a
+//  READ (its seq: pl_limits_read_seq), which the caller decrefs; or NULL
+//  with the reason for the client in message.
 json_t *
     pl_limits_send_body (pl_limits_t *self, const char *body, size_t size,
                          char *message, size_t message_size);
+
+//  The seq of a READ body (1 to 2^53 - 1). Returns 0, or -1 with the
+//  reason for the client in message.
+int
+    pl_limits_read_seq (json_t *json, uint64_t *seq, char *message, size_t size);
 
 //  A WebSocket opens. Returns 0, or -1 with the reason in message when the
 //  actor holds max-connections already (then no pl_limits_close).

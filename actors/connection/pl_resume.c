@@ -28,6 +28,7 @@ struct _pl_resume_t {
     zlistx_t *held;             //  live DELIVERs (pl_msg_t) held while resuming
     int idle_rounds;            //  rounds that found nothing new
     bool store_down;            //  MongoDB did not answer the last page
+    bool bridge_down;           //  the bridge did not answer the last page
     pl_resume_gate_t *gate;     //  whose turn it is, per user; NULL: always ours
     char user [PL_ID_MAX + 1];
     enum { TURN_NONE, TURN_WAITING, TURN_RUNNING } turn;
@@ -162,7 +163,7 @@ s_gate_leave (pl_resume_t *self)
         user->running++;
         gate->running++;
         next->turn = TURN_RUNNING;
-        s_ask (next, true);
+        s_ask (next, false);      //  the stream first, as in pl_resume_start
     }
     else
     if (user->running == 0 && zlistx_size (user->waiting) == 0)
@@ -229,8 +230,10 @@ pl_resume_start (pl_resume_t *self, uint64_t since)
 {
     self->resuming = true;
     self->cursor = since;
+    //  The stream first: a recent gap (a reconnect) is all there, and
+    //  MongoDB is spared the query
     if (s_gate_enter (self))
-        s_ask (self, true);
+        s_ask (self, false);
 }
 
 bool
@@ -258,8 +261,13 @@ pl_resume_live (pl_resume_t *self, pl_msg_t *msg)
         zlistx_add_end (self->held, pl_msg_dup (msg));
         return;
     }
-    //  Already delivered, by the resume or by a redelivery after a restart
+    //  An event of the room (READ_STATUS) has no seq: it passes as it comes
     uint64_t seq = pl_msg_seq (msg);
+    if (seq == 0) {
+        self->ops->deliver (self->arg, 0, pl_msg_body (msg), pl_msg_body_size (msg));
+        return;
+    }
+    //  Already delivered, by the resume or by a redelivery after a restart
     if (seq <= self->cursor)
         return;
     self->cursor = seq;
@@ -329,6 +337,7 @@ s_page (pl_resume_t *self, pl_msg_t *result)
         s_ask (self, count >= self->page_size && progressed);
         return;
     }
+    self->bridge_down = false;
     uint64_t last_seq = pl_msg_seq (result);
     if (self->cursor >= last_seq)
         s_finish (self);
@@ -365,6 +374,12 @@ pl_resume_answer (pl_resume_t *self, pl_msg_t *result)
         //  What is not stored yet is still in the stream: try there
         self->store_down = true;
         s_ask (self, false);
+    }
+    else
+    if (!self->asked_store && !self->bridge_down) {
+        //  Redis away: MongoDB may hold the gap, or a part of it
+        self->bridge_down = true;
+        s_ask (self, true);
     }
     else {
         char reason [256], message [300];
@@ -480,14 +495,17 @@ s_test_in_order (void)
     pl_resume_destroy (&resume);
     pl_resume_destroy (&resume);
 
-    //  MongoDB, a full page then a short one; the bridge has the rest;
-    //  what came live meanwhile follows, once
+    //  The stream first: trimmed past the cursor, so MongoDB, a full page
+    //  then a short one; the bridge has the rest; what came live meanwhile
+    //  follows, once
     resume = s_test_new (&sub);
     pl_resume_start (resume, 2);
-    pl_check (pl_resume_active (resume) && streq (sub.asked, "S2"));
+    pl_check (pl_resume_active (resume) && streq (sub.asked, "B2"));
     s_test_live (resume, 12);
     s_test_live (resume, 13);
     pl_check (streq (sub.delivered, ""));
+    s_test_page (resume, 200, 7, 12, 12);
+    pl_check (streq (sub.delivered, "") && streq (sub.asked, "S2"));
     s_test_page (resume, 200, 3, 6, 0);
     pl_check (streq (sub.delivered, "3,4,5,6") && streq (sub.asked, "S6"));
     s_test_page (resume, 200, 7, 8, 0);
@@ -514,7 +532,8 @@ s_test_holes (void)
     //  is past the cursor (trimmed meanwhile): MongoDB again
     pl_resume_t *resume = s_test_new (&sub);
     pl_resume_start (resume, 0);
-    s_test_page (resume, 200, 1, 1, 0);
+    pl_check (streq (sub.asked, "B0"));
+    s_test_page (resume, 200, 1, 1, 5);
     pl_check (streq (sub.asked, "B1"));
     s_test_page (resume, 200, 3, 5, 5);
     pl_check (streq (sub.delivered, "1") && streq (sub.asked, "S1"));
@@ -530,9 +549,11 @@ static void
 s_test_failures (void)
 {
     test_sub_t sub;
-    //  MongoDB down: the bridge; down again: the session fails
+    //  The bridge down: MongoDB; down too: the session fails
     pl_resume_t *resume = s_test_new (&sub);
     pl_resume_start (resume, 10);
+    s_test_page (resume, 503, 0, 0, 0);
+    pl_check (streq (sub.asked, "S10") && !*sub.failed);
     s_test_page (resume, 503, 0, 0, 0);
     pl_check (streq (sub.asked, "B10") && !*sub.failed);
     s_test_page (resume, 503, 0, 0, 0);
@@ -541,7 +562,10 @@ s_test_failures (void)
     //  MongoDB down and the bridge does not have the next seq either
     resume = s_test_new (&sub);
     pl_resume_start (resume, 10);
+    s_test_page (resume, 200, 12, 13, 13);
+    pl_check (streq (sub.asked, "S10"));
     s_test_page (resume, 503, 0, 0, 0);
+    pl_check (streq (sub.asked, "B10") && !*sub.failed);
     s_test_page (resume, 200, 12, 13, 13);
     pl_check (streq (sub.failed, "resume failed: persistence unavailable, try again"));
     pl_resume_destroy (&resume);
@@ -549,15 +573,16 @@ s_test_failures (void)
     //  A seq nobody has is skipped after idle_max rounds
     resume = s_test_new (&sub);
     pl_resume_start (resume, 0);
-    for (int round = 0; round < 2; round++) {
-        s_test_page (resume, 200, 1, 0, 0);         //  MongoDB: nothing
-        pl_check (streq (sub.asked, "B0"));
-        s_test_page (resume, 200, 2, 3, 3);         //  the bridge starts at 2
-        pl_check (streq (sub.asked, round == 0? "S0": "S1"));
-    }
+    s_test_page (resume, 200, 2, 3, 3);             //  the bridge starts at 2
+    pl_check (streq (sub.asked, "S0"));
+    s_test_page (resume, 200, 1, 0, 0);             //  MongoDB: nothing
+    pl_check (streq (sub.asked, "B0"));
+    s_test_page (resume, 200, 2, 3, 3);             //  a third round: skipped
+    pl_check (streq (sub.asked, "S1"));
     pl_check (pl_resume_cursor (resume) == 1 && streq (sub.delivered, ""));
     s_test_page (resume, 200, 2, 3, 0);
-    s_test_page (resume, 200, 2, 3, 3);
+    pl_check (streq (sub.asked, "B3"));
+    s_test_page (resume, 200, 4, 3, 3);
     pl_check (streq (sub.delivered, "2,3") && !pl_resume_active (resume));
     pl_resume_destroy (&resume);
 
@@ -616,7 +641,7 @@ s_test_gate (void)
     pl_check (!pl_resume_active (resumes [0]) && subs [1].asks == 1 && subs [2].asks == 0);
     //  The second goes (its session closed): the third asks
     pl_resume_destroy (&resumes [1]);
-    pl_check (subs [2].asks == 1 && streq (subs [2].asked, "S0"));
+    pl_check (subs [2].asks == 1 && streq (subs [2].asked, "B0"));
     //  A failed one passes its turn too; a gone waiting one just leaves
     pl_resume_t *late = s_test_new (&subs [1]);
     pl_resume_set_gate (late, gate, "u1");
@@ -624,8 +649,8 @@ s_test_gate (void)
     pl_check (subs [1].asks == 0 && pl_resume_gate_waiting (gate) == 1);
     pl_resume_destroy (&late);
     pl_check (pl_resume_gate_waiting (gate) == 0 && subs [1].asks == 0);
-    s_test_page (resumes [2], 503, 0, 0, 0);
-    s_test_page (resumes [2], 503, 0, 0, 0);
+    for (int failed = 0; failed < 3; failed++)
+        s_test_page (resumes [2], 503, 0, 0, 0);
     pl_check (*subs [2].failed && pl_resume_gate_running (gate) == 1);
     for (int index = 0; index < 4; index++)
         pl_resume_destroy (&resumes [index]);

@@ -5,9 +5,10 @@
     Every room subscription has one. Live messages go out in seq order, once:
     one at or below the cursor (a redelivery after a restart, or one the
     resume sent already) is dropped. While a resume runs, live messages are
-    held back and the gap is asked for page by page: from MongoDB first,
-    then from the bridge for what is only in the stream (proto/SPEC.md,
-    "Resume"); once the cursor reaches the room's last seq as the bridge saw
+    held back and the gap is asked for page by page: from the bridge
+    first (a recent gap is all in the stream), from MongoDB for what the
+    stream no longer has, then the bridge again (proto/SPEC.md, "Resume");
+    once the cursor reaches the room's last seq as the bridge saw
     it, the held messages follow. A seq neither has is skipped after a few
     rounds that found nothing.
 

@@ -59,6 +59,7 @@ struct _pl_session_t {
     int64_t last_in_ms;
     int64_t last_out_ms;
     void *list_handle;          //  in owner->list
+    uint64_t events;            //  MESSAGEs without a seq so far: their message-ids
 };
 
 //  One subscription of a session
@@ -80,10 +81,13 @@ static void s_session_expire_check (pl_session_t *self, int64_t now);
 
 static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_read_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_read_expire (pl_pending_request_t *request);
 static void s_resume_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_request_expire (pl_pending_request_t *request);
 static const pl_pending_kind_t s_authz_kind = { "AUTHZ", s_authz_answer, s_request_expire };
 static const pl_pending_kind_t s_send_kind = { "SEND", s_send_answer, s_request_expire };
+static const pl_pending_kind_t s_read_kind = { "READ", s_read_answer, s_read_expire };
 static const pl_pending_kind_t s_resume_kind = { "RESUME", s_resume_answer, s_request_expire };
 
 
@@ -188,21 +192,27 @@ s_session_receipt (pl_session_t *self, const char *receipt, const char *seq)
     s_session_queue (self, "RECEIPT", headers, NULL, 0);
 }
 
-//  Queue one MESSAGE of a room (seq > 0) or of the user queue ("") for a
-//  subscription. Returns -1 when the session is closing.
+//  Queue one MESSAGE for a subscription: a room's message (seq > 0), an
+//  event of a room (READ_STATUS: seq 0) or of the user queue (room "").
+//  Returns -1 when the session is closing.
 static int
 s_sub_message (sub_t *sub, const char *room, uint64_t seq, const char *body, size_t size)
 {
     char message_id [PL_ID_MAX + 32], seq_text [24];
     snprintf (seq_text, sizeof seq_text, "%" PRIu64, seq);
-    //  A room id is at most PL_ID_MAX characters (checked at SUBSCRIBE)
-    snprintf (message_id, sizeof message_id, "%.*s:%s", PL_ID_MAX, *room? room: "user", seq_text);
+    //  A room id is at most PL_ID_MAX characters (checked at SUBSCRIBE).
+    //  Events have no seq: they are numbered per session, "<room>:e<n>"
+    if (seq)
+        snprintf (message_id, sizeof message_id, "%.*s:%s", PL_ID_MAX, room, seq_text);
+    else
+        snprintf (message_id, sizeof message_id, "%.*s:e%" PRIu64, PL_ID_MAX,
+                  *room? room: "user", ++sub->session->events);
     const char *headers [] = {
         "subscription", sub->id, "message-id", message_id, "destination", sub->destination,
         "content-type", "application/json", "seq", seq_text, NULL
     };
-    //  User events carry no seq
-    if (!*room)
+    //  Only messages carry a seq: a client resumes from it
+    if (!seq)
         headers [8] = NULL;
     s_session_queue (sub->session, "MESSAGE", headers, body, size);
     return sub->session->closing? -1: 0;
@@ -325,6 +335,65 @@ s_send_answer (pl_pending_request_t *request, pl_msg_t *result)
         s_session_error (session, reason, request->receipt);
     }
     s_session_answered (session);
+}
+
+//  An event for this session only, on its /user/queue/events
+//  subscriptions (none: dropped, the client did not ask for events)
+static void
+s_session_event (pl_session_t *self, const char *body, size_t size)
+{
+    for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub && !self->closing;
+         sub = (sub_t *) zhashx_next (self->subs))
+        if (!sub->resume && sub->active)
+            s_sub_message (sub, "", 0, body, size);
+}
+
+//  An error that does not end the session (a rejected READ): an ERROR
+//  event, with the room and the frame's receipt when there are some
+static void
+s_session_event_error (pl_session_t *self, const char *room, const char *message,
+                       const char *receipt)
+{
+    json_t *event = json_pack ("{s:s, s:s}", "type", "ERROR", "message", message);
+    if (!event)
+        return;
+    if (room && *room)
+        json_object_set_new (event, "roomId", json_string (room));
+    //  A receipt that is not UTF-8 is left out (json_string says NULL)
+    if (receipt)
+        json_object_set_new (event, "receiptId", json_string (receipt));
+    char *text = json_dumps (event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref (event);
+    if (text)
+        s_session_event (self, text, strlen (text));
+    free (text);
+    self->owner->counts.event_errors++;
+}
+
+//  A READ answered: RECEIPT when it went through (or changed nothing, not
+//  being forward), else an ERROR event; the session goes on either way
+static void
+s_read_answer (pl_pending_request_t *request, pl_msg_t *result)
+{
+    pl_session_t *session = (pl_session_t *) request->owner;
+    if (pl_msg_status (result) == 200) {
+        char seq [24];
+        snprintf (seq, sizeof seq, "%" PRIu64, pl_msg_seq (result));
+        s_session_receipt (session, request->receipt, seq);
+    }
+    else {
+        char reason [256];
+        pl_pending_reason (result, reason, sizeof reason);
+        s_session_event_error (session, pl_msg_room (result), reason, request->receipt);
+    }
+    s_session_answered (session);
+}
+
+static void
+s_read_expire (pl_pending_request_t *request)
+{
+    s_session_event_error ((pl_session_t *) request->owner, NULL, "server busy, READ not stored",
+                           request->receipt);
 }
 
 static void
@@ -560,6 +629,33 @@ s_session_handle_unsubscribe (pl_session_t *self, pl_stomp_frame_t *frame)
     s_session_receipt (self, receipt, NULL);
 }
 
+//  A READ moves the sender's cursor in the room. What is wrong with it is
+//  said by an ERROR event: the session goes on.
+static void
+s_session_handle_read (pl_session_t *self, const char *room, json_t *json, const char *receipt)
+{
+    char message [200];
+    uint64_t seq;
+    pl_sessions_t *owner = self->owner;
+    if (pl_limits_read_seq (json, &seq, message, sizeof message)
+    ||  pl_limits_send (owner->limits, self->terms.identity.user_id, pl_mono_ms (),
+                        message, sizeof message)
+    ||  pl_limits_request (owner->limits, pl_pending_owned (owner->link->pending, self),
+                           message, sizeof message)) {
+        s_session_event_error (self, room, message, receipt);
+        return;
+    }
+    pl_msg_t *read = pl_msg_new (PL_MSG_SEND);
+    if (read) {
+        pl_msg_set_sender_name (read, self->terms.identity.name);
+        pl_msg_set_room (read, room);
+        pl_msg_set_type (read, "READ");
+        pl_msg_set_read_seq (read, seq);
+        owner->counts.reads++;
+    }
+    s_session_request (self, &s_read_kind, &read, NULL, receipt, NULL);
+}
+
 static void
 s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
 {
@@ -572,14 +668,21 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
         s_session_error (self, "unknown destination", receipt);
         return;
     }
-    if (pl_limits_send (self->owner->limits, self->terms.identity.user_id, pl_mono_ms (),
-                        message, sizeof message)) {
-        s_session_error (self, message, receipt);
-        return;
-    }
     json_t *json = pl_limits_send_body (self->owner->limits, frame->body, frame->body_size,
                                         message, sizeof message);
     if (!json) {
+        s_session_error (self, message, receipt);
+        return;
+    }
+    const char *room = destination + strlen (APP_ROOMS);
+    if (streq (json_string_value (json_object_get (json, "type")), "READ")) {
+        s_session_handle_read (self, room, json, receipt);
+        json_decref (json);
+        return;
+    }
+    if (pl_limits_send (self->owner->limits, self->terms.identity.user_id, pl_mono_ms (),
+                        message, sizeof message)) {
+        json_decref (json);
         s_session_error (self, message, receipt);
         return;
     }
@@ -593,7 +696,7 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
     if (send) {
         //  Sender id and name come from the token, never from the body
         pl_msg_set_sender_name (send, self->terms.identity.name);
-        pl_msg_set_room (send, destination + strlen (APP_ROOMS));
+        pl_msg_set_room (send, room);
         pl_msg_set_type (send, "TALK");
         pl_msg_set_cmid (send, json_is_string (cmid)? json_string_value (cmid): "");
         pl_msg_set_body (send, json_string_value (content), json_string_length (content));

@@ -37,6 +37,9 @@ typedef struct {
              deliveries, slow_consumers;
     //  Sessions ended because their token expired (issue 8)
     uint64_t tokens_expired;
+    //  READs passed to the router; ERROR events (errors that do not end
+    //  a session)
+    uint64_t reads, event_errors;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL

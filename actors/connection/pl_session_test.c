@@ -115,7 +115,7 @@ s_test_refusals (pl_sessions_t *sessions)
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"x\",\"clientMsgId\":\"a b\"}",
             "clientMsgId must be",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
-        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\"}", "message type READ is not supported",
+        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TYPING\"}", "message type TYPING is not supported",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"seen\\u0000hidden\"}",
             "message must not contain NUL characters",
         "CONNECT\naccept-version:1.2\n\n", "already connected",
@@ -203,17 +203,22 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_msg_destroy (&send);
     s_test_expect (session, "RECEIPT", "seq", "42");
 
-    //  Resume: MongoDB, then the bridge; live messages wait for the gap
+    //  Resume: the stream first (trimmed past 4 here), MongoDB, the stream
+    //  again; live messages wait for the gap
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s2\ndestination:/topic/rooms/r1\n"
                                      "since-seq:3\n\n", 200, NULL);
-    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
-    pl_check (streq (pl_msg_operation (query), "room.since") && pl_msg_after (query) == 3);
+    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
+    pl_check (pl_msg_after (replay) == 3);
     s_test_deliver (sessions, "r1", "", 6);
     s_test_expect (session, "MESSAGE", "subscription", "s0");
+    pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
+    pl_msg_destroy (&replay);
+    pl_msg_t *query = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_check (streq (pl_msg_operation (query), "room.since") && pl_msg_after (query) == 3);
     pl_link_fake_answer (fake, query, 200, 0, "[{\"seq\":4}]");
     pl_msg_destroy (&query);
     s_test_expect (session, "MESSAGE", "seq", "4");
-    pl_msg_t *replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
+    replay = pl_link_fake_take (fake, PL_MSG_REPLAY);
     pl_link_fake_answer (fake, replay, 200, 5, "[{\"seq\":5}]");
     pl_msg_destroy (&replay);
     s_test_expect (session, "MESSAGE", "seq", "5");
@@ -236,6 +241,62 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
                       403, "not a member of room r3");
     s_test_expect_error (session, "not a member of room r3");
     pl_session_destroy (&session);
+}
+
+//  Expect an ERROR event on the events subscription that contains text;
+//  the session goes on
+static void
+s_test_expect_event_error (pl_session_t *session, const char *text)
+{
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    pl_check (head && strstr (head, "\"type\":\"ERROR\"") && strstr (head, text));
+    pl_check (!pl_session_closing (session));
+    s_test_expect (session, "MESSAGE", "subscription", "ev");
+}
+
+//  READ: the router gets the cursor; what goes wrong is an ERROR event, not
+//  the end of the session; READ_STATUS (seq 0) passes a room's cursor
+static void
+s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SUBSCRIBE\nid:ev\ndestination:/user/queue/events\n\n");
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:r0\n\n{\"type\":\"READ\",\"seq\":0}");
+    s_test_expect_event_error (session, "READ needs \\\"seq\\\"");
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"READ\",\"seq\":\"3\"}");
+    s_test_expect_event_error (session, "\"roomId\":\"r1\"");
+    pl_check (zlistx_size (fake->sent) == 0);
+
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:r1\n\n{\"type\":\"READ\",\"seq\":3}");
+    pl_msg_t *read = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_check (streq (pl_msg_type (read), "READ") && pl_msg_read_seq (read) == 3);
+    pl_check (streq (pl_msg_user (read), "u1") && streq (pl_msg_room (read), "r1"));
+    pl_link_fake_answer (fake, read, 200, 3, NULL);
+    pl_msg_destroy (&read);
+    s_test_expect (session, "RECEIPT", "seq", "3");
+
+    s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:r2\n\n{\"type\":\"READ\",\"seq\":99}");
+    read = pl_link_fake_take (fake, PL_MSG_SEND);
+    pl_link_fake_answer (fake, read, 400, 0, "seq 99 is past the room's last message (3)");
+    pl_msg_destroy (&read);
+    s_test_expect_event_error (session, "\"receiptId\":\"r2\"");
+
+    //  Events of a room carry no seq, and a message-id of their own
+    s_test_deliver (sessions, "r1", "", 0);
+    s_test_expect (session, "MESSAGE", "message-id", "r1:e4");
+    s_test_deliver (sessions, "r1", "", 0);
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    pl_check (head && !strstr (head, "\nseq:"));
+    s_test_expect (session, "MESSAGE", "message-id", "r1:e5");
+    pl_check (pl_sessions_counts (sessions)->event_errors == 3);
+    pl_session_destroy (&session);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
 }
 
 //  No answer in time, the router out of reach, a client too slow to read
@@ -368,6 +429,7 @@ pl_session_test (bool verbose)
     pl_check (pl_sessions_refused (sessions)->nul == 1);
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
+    s_test_reads (fake, sessions);
     s_test_failures (fake, sessions);
     s_test_limits (fake, sessions);
     s_test_expiry (fake, sessions);

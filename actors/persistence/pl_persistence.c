@@ -37,9 +37,12 @@ typedef struct {
     pl_every_t heartbeat;       //  HELLO to bridge and router
     pl_every_t status;          //  status record to the monitor
     int64_t next_prepare;
-    pl_msg_t **batch;           //  PERSIST messages of one bulk insert
-    pl_store_message_t *rows;
-    size_t batch_size;          //  entries in batch and rows
+    pl_msg_t **batch;           //  PERSIST messages of one batch, in order
+    size_t batch_size;
+    pl_store_message_t *rows;   //  its messages: one bulk insert
+    size_t row_count;
+    pl_store_cursor_t *cursors; //  its READs: one bulk update
+    size_t cursor_count;
     pl_monitor_t *monitor;      //  socket events and status for operators
     uint64_t stored;            //  entries confirmed
     uint64_t failed;            //  entries a bulk insert failed
@@ -109,7 +112,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     }
     self->batch = (pl_msg_t **) zmalloc (sizeof (pl_msg_t *) * (size_t) config->store_batch);
     self->rows = (pl_store_message_t *) zmalloc (sizeof (pl_store_message_t) * (size_t) config->store_batch);
-    assert (self->batch && self->rows);
+    self->cursors = (pl_store_cursor_t *) zmalloc (sizeof (pl_store_cursor_t) * (size_t) config->store_batch);
+    assert (self->batch && self->rows && self->cursors);
     pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
     pl_every_init (&self->status, config->status_interval_ms);
     self->queues = zhashx_new ();
@@ -133,6 +137,7 @@ s_self_destroy (self_t **self_p)
         zhashx_destroy (&self->queues);
         free (self->batch);
         free (self->rows);
+        free (self->cursors);
         free (self);
         *self_p = NULL;
     }
@@ -140,25 +145,26 @@ s_self_destroy (self_t **self_p)
 
 
 //  --------------------------------------------------------------------------
-//  PERSIST from the bridge: one bulk insert per batch, PERSISTED for each
+//  PERSIST from the bridge: per batch one bulk insert of its messages and
+//  one bulk update of its read cursors, PERSISTED for each entry
 
 //  Confirm one entry of a batch to the bridge
 static void
-s_self_confirm (self_t *self, pl_msg_t *entry, const pl_store_message_t *row)
+s_self_confirm (self_t *self, pl_msg_t *entry, int result, const char *error)
 {
     pl_msg_t *persisted = pl_msg_new (PL_MSG_PERSISTED);
     pl_msg_set_stream (persisted, pl_msg_stream (entry));
     pl_msg_set_entry_id (persisted, pl_msg_entry_id (entry));
     pl_msg_set_room (persisted, pl_msg_room (entry));
     pl_msg_set_seq (persisted, pl_msg_seq (entry));
-    if (row->result == 0) {
+    if (result == 0) {
         pl_msg_set_status (persisted, 200);
         self->stored++;
     }
     else {
         self->failed++;
         pl_msg_set_status (persisted, 500);
-        pl_msg_set_body (persisted, row->error, strlen (row->error));
+        pl_msg_set_body (persisted, error, strlen (error));
     }
     //  A confirmation the bridge does not get is harmless: it hands the
     //  entry out again and the duplicate insert counts as stored
@@ -177,8 +183,20 @@ s_self_batch_add (void *actor, pl_msg_t **message_p)
     }
     size_t count = self->batch_size;
     assert (count < (size_t) self->config->store_batch);
-    memset (&self->rows [count], 0, sizeof self->rows [count]);
-    self->rows [count].message = (pl_room_message_t) {
+    self->batch [count] = message;
+    self->batch_size = count + 1;
+    *message_p = NULL;
+    if (streq (pl_msg_type (message), "READ")) {
+        self->cursors [self->cursor_count++] = (pl_store_cursor_t) {
+            .room_id = pl_msg_room (message),
+            .user_id = pl_msg_user (message),
+            .seq = (int64_t) pl_msg_seq (message)
+        };
+        return;
+    }
+    pl_store_message_t *row = &self->rows [self->row_count++];
+    memset (row, 0, sizeof *row);
+    row->message = (pl_room_message_t) {
         .room_id = pl_msg_room (message),
         .seq = (int64_t) pl_msg_seq (message),
         .type = pl_msg_type (message),
@@ -188,9 +206,6 @@ s_self_batch_add (void *actor, pl_msg_t **message_p)
         .client_msg_id = pl_msg_cmid (message),
         .created_ms = pl_msg_created (message)
     };
-    self->batch [count] = message;
-    self->batch_size = count + 1;
-    *message_p = NULL;
 }
 
 //  Read up to one batch of PERSIST entries, store them in one bulk insert
@@ -198,15 +213,25 @@ s_self_batch_add (void *actor, pl_msg_t **message_p)
 static int
 s_self_persist_batch (self_t *self)
 {
-    self->batch_size = 0;
+    self->batch_size = self->row_count = self->cursor_count = 0;
     pl_drain (self->bridge, self->config->store_batch, "bridge", s_self_batch_add, self);
     size_t count = self->batch_size;
     if (count == 0)
         return 0;
-    if (pl_store_insert_messages (self->store, self->rows, count))
-        pl_log_warning ("bulk insert of %zu entries failed: %s", count, self->rows [0].error);
+    if (self->row_count && pl_store_insert_messages (self->store, self->rows, self->row_count))
+        pl_log_warning ("bulk insert of %zu entries failed: %s", self->row_count, self->rows [0].error);
+    if (self->cursor_count)
+        pl_store_read_cursors (self->store, self->cursors, self->cursor_count);
+    size_t row = 0, cursor = 0;
     for (size_t index = 0; index < count; index++) {
-        s_self_confirm (self, self->batch [index], &self->rows [index]);
+        if (streq (pl_msg_type (self->batch [index]), "READ")) {
+            pl_store_cursor_t *done = &self->cursors [cursor++];
+            s_self_confirm (self, self->batch [index], done->result, done->error);
+        }
+        else {
+            pl_store_message_t *done = &self->rows [row++];
+            s_self_confirm (self, self->batch [index], done->result, done->error);
+        }
         pl_msg_destroy (&self->batch [index]);
     }
     return (int) count;

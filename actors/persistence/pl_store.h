@@ -144,10 +144,22 @@ int
 int
     pl_store_member_remove (pl_store_t *self, const char *room_id, const char *user);
 
-//  Move a member's read cursor forward, never back. Returns 0 (also when the
-//  user is not a member: nothing to move), -1 on failure.
+//  One READ of a batch: a member's cursor to move
+typedef struct {
+    const char *room_id;
+    const char *user_id;
+    int64_t seq;
+    int result;                 //  out: 0 stored (or not a member), -1 failed
+    char error [160];           //  out: why it failed
+} pl_store_cursor_t;
+
+//  Move members' read cursors forward, never back ($max), in ONE unordered
+//  bulk write with one update per member and room (several READs of one
+//  member in one room become the highest). Not a member (removed since):
+//  nothing to move, stored. An invalid id fails alone. Returns 0 when the
+//  server answered (see each .result), -1 when the whole batch failed.
 int
-    pl_store_read_cursor (pl_store_t *self, const char *room_id, const char *user_id, int64_t seq);
+    pl_store_read_cursors (pl_store_t *self, pl_store_cursor_t *cursors, size_t count);
 
 //  Selftest; needs PARLEY_TEST_MONGO_URL (fails without it).
 void

@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include "pl_store_internal.h"
+#include <czmq.h>
 #include "pl_log.h"
 #include "pl_util.h"
 
@@ -391,25 +392,83 @@ pl_store_member_remove (pl_store_t *self, const char *room_id, const char *user)
     return rc;
 }
 
+static void
+s_cursor_failed (pl_store_cursor_t *cursor, const char *error)
+{
+    cursor->result = -1;
+    //  Driver messages run to 504 bytes; the start says enough
+    snprintf (cursor->error, sizeof cursor->error, "%.*s", (int) sizeof cursor->error - 1, error);
+}
+
+//  The highest READ of each member in a batch: key "room#user" -> cursor.
+//  Returns NULL when out of memory.
+static zhashx_t *
+s_cursors_coalesce (pl_store_cursor_t *cursors, size_t count)
+{
+    zhashx_t *highest = zhashx_new ();
+    if (!highest)
+        return NULL;
+    for (size_t index = 0; index < count; index++) {
+        pl_store_cursor_t *cursor = &cursors [index];
+        cursor->result = 0;
+        if (!pl_id_valid (cursor->room_id) || !pl_id_valid (cursor->user_id) || cursor->seq < 1) {
+            s_cursor_failed (cursor, "invalid room id, user id or seq");
+            continue;
+        }
+        char id [2 * PL_ID_MAX + 2];
+        snprintf (id, sizeof id, "%s#%s", cursor->room_id, cursor->user_id);
+        pl_store_cursor_t *known = (pl_store_cursor_t *) zhashx_lookup (highest, id);
+        if (!known || known->seq < cursor->seq)
+            zhashx_update (highest, id, cursor);
+    }
+    return highest;
+}
+
 int
-pl_store_read_cursor (pl_store_t *self, const char *room_id, const char *user_id, int64_t seq)
+pl_store_read_cursors (pl_store_t *self, pl_store_cursor_t *cursors, size_t count)
 {
     assert (self);
-    if (!pl_id_valid (room_id) || !pl_id_valid (user_id))
+    assert (cursors || count == 0);
+    zhashx_t *highest = s_cursors_coalesce (cursors, count);
+    if (!highest) {
+        for (size_t index = 0; index < count; index++)
+            s_cursor_failed (&cursors [index], "out of memory");
         return -1;
-    char id [2 * PL_ID_MAX + 2];
-    snprintf (id, sizeof id, "%s#%s", room_id, user_id);
-    //  No upsert: a late acknowledgement must not revive a removed member.
-    //  FerretDB: $max behaves as on MongoDB (no change when not greater).
-    bson_t *selector = BCON_NEW ("_id", BCON_UTF8 (id));
-    bson_t *update = BCON_NEW ("$max", "{", "readSeq", BCON_INT64 (seq), "}");
+    }
+    if (zhashx_size (highest) == 0) {
+        zhashx_destroy (&highest);
+        return 0;
+    }
+    //  No upsert: a late READ must not revive a removed member. FerretDB:
+    //  $max and unordered bulk updates behave as on MongoDB.
+    bson_t *options = BCON_NEW ("ordered", BCON_BOOL (false));
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (self->members, options);
+    bson_destroy (options);
     bson_error_t error;
-    bool ok = mongoc_collection_update_one (self->members, selector, update, NULL, NULL, &error);
-    if (!ok)
-        pl_log_warning ("store: read cursor of %s failed: %s", id, error.message);
-    bson_destroy (update);
-    bson_destroy (selector);
-    return ok? 0: -1;
+    bool ok = true;
+    for (pl_store_cursor_t *cursor = (pl_store_cursor_t *) zhashx_first (highest); ok && cursor;
+         cursor = (pl_store_cursor_t *) zhashx_next (highest)) {
+        bson_t *selector = BCON_NEW ("_id", BCON_UTF8 ((const char *) zhashx_cursor (highest)));
+        bson_t *update = BCON_NEW ("$max", "{", "readSeq", BCON_INT64 (cursor->seq), "}");
+        ok = mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, &error);
+        bson_destroy (update);
+        bson_destroy (selector);
+    }
+    if (ok) {
+        bson_t reply;
+        ok = mongoc_bulk_operation_execute (bulk, &reply, &error) != 0;
+        bson_destroy (&reply);
+    }
+    mongoc_bulk_operation_destroy (bulk);
+    zhashx_destroy (&highest);
+    if (!ok) {
+        pl_log_warning ("store: read cursors failed: %s", error.message);
+        for (size_t index = 0; index < count; index++)
+            if (cursors [index].result == 0)
+                s_cursor_failed (&cursors [index], error.message);
+        return -1;
+    }
+    return 0;
 }
 
 
@@ -471,10 +530,21 @@ s_test_rooms (pl_store_t *self, const char *group_id)
 static void
 s_test_cursors (pl_store_t *self, const char *group_id)
 {
-    pl_check (pl_store_read_cursor (self, group_id, "bob", 500) == 0);
-    pl_check (pl_store_read_cursor (self, group_id, "bob", 100) == 0);
-    pl_check (pl_store_read_cursor (self, group_id, "carol", 100) == 0);      //  not a member: nothing
-    pl_check (pl_store_read_cursor (self, group_id, "bad id", 100) == -1);
+    //  One batch: bob's highest wins, carol is no member, a bad id fails alone
+    pl_store_cursor_t cursors [] = {
+        { .room_id = group_id, .user_id = "bob", .seq = 300 },
+        { .room_id = group_id, .user_id = "bob", .seq = 500 },
+        { .room_id = group_id, .user_id = "bob", .seq = 400 },
+        { .room_id = group_id, .user_id = "carol", .seq = 100 },
+        { .room_id = group_id, .user_id = "bad id", .seq = 100 }
+    };
+    pl_check (pl_store_read_cursors (self, cursors, 5) == 0);
+    for (int index = 0; index < 4; index++)
+        pl_check (cursors [index].result == 0);
+    pl_check (cursors [4].result == -1 && *cursors [4].error);
+    //  Never back
+    pl_store_cursor_t back = { .room_id = group_id, .user_id = "bob", .seq = 100 };
+    pl_check (pl_store_read_cursors (self, &back, 1) == 0 && back.result == 0);
     pl_room_t room;
     pl_check (pl_store_room_load (self, group_id, &room) == PL_STORE_OK);
     pl_check (pl_store_room_read_seqs (self, &room) == 0);
@@ -580,5 +650,6 @@ pl_store_rooms_test_unreachable (pl_store_t *self)
     pl_check (pl_store_rooms_of_user (self, "alice", &rooms, &count) == -1 && !rooms && !count);
     pl_check (pl_store_member_add (self, "g:x", "carol") == -1);
     pl_check (pl_store_member_remove (self, "g:x", "alice") == -1);
-    pl_check (pl_store_read_cursor (self, "g:x", "alice", 5) == -1);
+    pl_store_cursor_t cursor = { .room_id = "g:x", .user_id = "alice", .seq = 5 };
+    pl_check (pl_store_read_cursors (self, &cursor, 1) == -1 && cursor.result == -1);
 }

@@ -26,6 +26,8 @@ typedef struct {
     char *key;                  //  "<stream>/<entry id>"
     pl_msg_t *persist;          //  the PERSIST message
     pl_peer_t *store;           //  where it went, NULL while queued
+    pl_peer_t *slow;            //  a store that missed the deadline and still
+                                //  holds a copy: its count stays until the end
     int64_t deadline;           //  hand to another store after this
     int64_t not_before;         //  retry pause after a failure
     int attempts;               //  stores that failed it
@@ -152,6 +154,18 @@ pl_bridge_render (const char *room_id, int64_t seq, const char *type,
     return text;
 }
 
+char *
+pl_bridge_render_read (const char *room_id, const char *reader_id, int64_t seq)
+{
+    json_t *object = json_pack ("{s:s, s:s, s:s, s:I}", "type", "READ_STATUS", "roomId", room_id,
+                                "readerId", reader_id, "seq", (json_int_t) seq);
+    if (!object)
+        return NULL;
+    char *text = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref (object);
+    return text;
+}
+
 //  --------------------------------------------------------------------------
 //  Fan-out: every entry of this host's group goes to the room-router
 
@@ -164,6 +178,18 @@ s_on_fanout (void *arg, const pl_entry_t *entry)
         //  A signal from some host: the room's members changed
         message = pl_msg_new (PL_MSG_ROOM_CHANGED);
         pl_msg_set_room (message, entry->room_id);
+    }
+    else
+    if (streq (entry->type, "READ")) {
+        //  A read cursor: an event of the room, without a seq of its own
+        char *body = pl_bridge_render_read (entry->room_id, entry->sender_id, entry->seq);
+        if (!body)
+            return;
+        message = pl_msg_new (PL_MSG_DELIVER);
+        pl_msg_set_room (message, entry->room_id);
+        pl_msg_set_created (message, entry->created_ms);
+        pl_msg_set_body (message, body, strlen (body));
+        free (body);
     }
     else {
         char *body = pl_bridge_render (entry->room_id, entry->seq, entry->type, entry->sender_id,
@@ -220,16 +246,36 @@ s_on_persist (void *arg, const pl_entry_t *entry)
     zlistx_add_end (self->queue, work);
 }
 
-//  Put a store's unconfirmed work back in the queue (it restarted or left).
+//  The entry is done or goes back to the queue: the stores holding it no
+//  longer count it.
+static void
+s_work_release (work_t *work)
+{
+    if (work->store && work->store->outstanding)
+        work->store->outstanding--;
+    if (work->slow && work->slow->outstanding)
+        work->slow->outstanding--;
+    work->store = work->slow = NULL;
+}
+
+//  Put a store's unconfirmed work back in the queue (it restarted or left);
+//  what a slower store still holds stays with that one.
 static void
 s_store_requeue (self_t *self, pl_peer_t *store)
 {
+    int64_t now = pl_mono_ms ();
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
-         work = (work_t *) zhashx_next (self->work))
+         work = (work_t *) zhashx_next (self->work)) {
+        if (work->slow == store)
+            work->slow = NULL;
         if (work->store == store) {
-            work->store = NULL;
-            zlistx_add_start (self->queue, work);
+            work->store = work->slow;
+            work->slow = NULL;
+            work->deadline = now + self->config->persist_timeout_ms;
+            if (!work->store)
+                zlistx_add_start (self->queue, work);
         }
+    }
     store->outstanding = 0;
 }
 
@@ -273,6 +319,37 @@ s_self_dispatch (self_t *self)
     }
 }
 
+//  The least busy store with room other than not, or NULL
+static pl_peer_t *
+s_store_other (self_t *self, pl_peer_t *not, size_t limit)
+{
+    pl_peer_t *best = NULL;
+    for (pl_peer_t *peer = pl_peers_first (self->stores); peer; peer = pl_peers_next (self->stores))
+        if (peer != not && peer->outstanding < limit && (!best || peer->outstanding < best->outstanding))
+            best = peer;
+    return best;
+}
+
+//  A store did not confirm in time: a copy goes to another store, once. The
+//  first keeps its copy (and its count), so a store that is only slow
+//  never gets the same entry again and its inbound queue stays bounded;
+//  with no other store there is nothing better than waiting on it.
+static void
+s_work_overdue (self_t *self, work_t *work, int64_t now)
+{
+    work->deadline = now + self->config->persist_timeout_ms;
+    if (work->slow)
+        return;                 //  handed out twice already
+    pl_peer_t *other = s_store_other (self, work->store, (size_t) self->config->store_batch * 2);
+    if (!other || pl_msg_send_copy (work->persist, self->frontend, other->id))
+        return;
+    pl_log_warning ("store %s did not confirm %s in time: %s has it too", work->store->id,
+                    work->key, other->id);
+    work->slow = work->store;
+    work->store = other;
+    other->outstanding++;
+}
+
 static void
 s_self_handle_persisted (self_t *self, pl_msg_t *message)
 {
@@ -281,19 +358,18 @@ s_self_handle_persisted (self_t *self, pl_msg_t *message)
     work_t *work = (work_t *) zhashx_lookup (self->work, key);
     if (!work)
         return;                 //  confirmed twice (handed out twice)
-    if (work->store && work->store->outstanding)
-        work->store->outstanding--;
+    bool queued = !work->store;
+    s_work_release (work);
     if (pl_msg_status (message) == 200) {
         pl_histogram_observe (&self->persist_lag,
                               (double) (pl_clock_ms () - pl_msg_created (work->persist)));
         pl_streams_persist_ack (self->streams, pl_msg_stream (message), pl_msg_entry_id (message));
-        if (!work->store)
+        if (queued)
             zlistx_delete (self->queue, zlistx_find (self->queue, work));
         zhashx_delete (self->work, key);
     }
     else
-    if (work->store) {
-        work->store = NULL;
+    if (!queued) {
         work->attempts++;
         if (work->attempts >= self->config->persist_attempts) {
             //  It will not store: out of the way, kept with its error
@@ -351,6 +427,13 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
     append_t *append = (append_t *) arg;
     self_t *self = append->self;
     self->appends--;
+    if (result == 2) {
+        char text [120];
+        snprintf (text, sizeof text, "seq %" PRIu64 " is past the room's last message (%" PRId64 ")",
+                  pl_msg_read_seq (append->request), seq);
+        s_self_answer_text (self, append->request, 400, text);
+    }
+    else
     if (result >= 0)
         s_self_answer (self, append->request, 200, (uint64_t) seq, NULL, 0);
     else {
@@ -381,7 +464,8 @@ s_self_handle_send (self_t *self, pl_msg_t **request_p)
         .sender_name = pl_msg_sender_name (request),
         .content = pl_msg_body (request),
         .client_msg_id = pl_msg_cmid (request),
-        .created_ms = pl_clock_ms ()
+        .created_ms = pl_clock_ms (),
+        .seq = (int64_t) pl_msg_read_seq (request)
     };
     self->appends++;
     if (pl_streams_append (self->streams, &entry, s_append_done, append))
@@ -554,13 +638,8 @@ s_self_handle_tick (self_t *self)
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
-        if (work->store && now >= work->deadline) {
-            pl_log_warning ("store %s did not confirm %s in time", work->store->id, work->key);
-            if (work->store->outstanding)
-                work->store->outstanding--;
-            work->store = NULL;
-            zlistx_add_end (self->queue, work);
-        }
+        if (work->store && now >= work->deadline)
+            s_work_overdue (self, work, now);
     pl_peer_t *store;
     while ((store = pl_peers_expired (self->stores, now)))
         s_store_forget (self, store);
@@ -629,6 +708,9 @@ pl_bridge_test (bool verbose)
     free (text);
     //  Invalid UTF-8 is refused, not rendered as broken JSON
     pl_check (pl_bridge_render ("r1", 1, "TALK", "u1", "Alice", "\xff", "", 0) == NULL);
+    text = pl_bridge_render_read ("r1", "u2", 7);
+    pl_check (text && streq (text, "{\"type\":\"READ_STATUS\",\"roomId\":\"r1\",\"readerId\":\"u2\",\"seq\":7}"));
+    free (text);
     if (verbose)
         printf ("OK\n");
 }

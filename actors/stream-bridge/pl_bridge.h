@@ -24,6 +24,10 @@ char *pl_bridge_render (const char *room_id, int64_t seq, const char *type,
                         const char *content, const char *client_msg_id,
                         int64_t created_ms);
 
+//  Render the delivered JSON of a READ entry: {"type":"READ_STATUS",
+//  "roomId":..,"readerId":..,"seq":N}; returns a malloc'd string, or NULL.
+char *pl_bridge_render_read (const char *room_id, const char *reader_id, int64_t seq);
+
 void pl_bridge_test (bool verbose);
 
 #endif

@@ -61,7 +61,7 @@ typedef struct {
     const char *content;
     const char *client_msg_id;  //  NULL or "" = none
     int64_t created_ms;
-    int64_t seq;                //  only for output
+    int64_t seq;                //  output; input of a READ: the new cursor
     const char *stream_key;     //  set on entries read from a stream
     const char *entry_id;       //  set on entries read from a stream
 } pl_entry_t;
@@ -84,7 +84,9 @@ typedef struct {
 } pl_streams_stats_t;
 
 //  result: 0 appended (seq set), 1 duplicate clientMsgId (seq = original
-//  seq), -1 failed (error text). A failure after the command was sent (lost
+//  seq), -1 failed (error text). A READ: 0 cursor moved (seq = the new
+//  cursor), 1 not forward, nothing appended (seq = the cursor), 2 refused,
+//  seq past the room's last (seq = the room's last seq). A failure after the command was sent (lost
 //  connection, teardown) leaves the outcome unknown: retry with the same
 //  clientMsgId, the dedup key makes that safe.
 typedef void (pl_append_fn) (void *arg, int result, int64_t seq, const char *error);
@@ -121,9 +123,13 @@ void
 int
     pl_streams_timeout (pl_streams_t *self);
 
-//  Queue one append. Returns 0 when queued: done is then called exactly
-//  once, later (never from inside this call), also on failure or destroy.
-//  Returns -1 when refused (no room id, or destroy under way): done is not
+//  Queue one append. A message of type "READ" is a read cursor instead
+//  (entry seq = the reader's new cursor, sender = the reader): it takes
+//  no seq of its own and is not in the replay index, but both groups read
+//  it like a message (entry type READ, seq = the cursor). Returns 0 when
+//  queued: done is then called exactly once, later (never from inside
+//  this call), also on failure or destroy. Returns -1 when refused (no
+//  room id, a READ without a cursor, or destroy under way): done is not
 //  called.
 int
     pl_streams_append (pl_streams_t *self, const pl_entry_t *message,

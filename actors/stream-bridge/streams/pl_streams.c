@@ -63,6 +63,8 @@ s_settings_init (settings_t *settings, const pl_config_t *config)
     snprintf (settings->window_text, sizeof settings->window_text, "%d", config->replay_window);
     snprintf (settings->index_ttl_text, sizeof settings->index_ttl_text, "%d",
               config->replay_ttl_s);
+    snprintf (settings->read_ttl_text, sizeof settings->read_ttl_text, "%d",
+              config->read_cache_ttl_s);
     snprintf (settings->claim_idle_text, sizeof settings->claim_idle_text, "%d",
               config->claim_idle_ms);
     snprintf (settings->host_gone_text, sizeof settings->host_gone_text, "%d",

@@ -37,6 +37,27 @@ static const char *s_append_script =
     "redis.call('EXPIRE', KEYS[3], ARGV[10])\n"
     "return {seq, id, 0}\n";
 
+//  A READ moves the reader's cursor in the room: refused past the room's
+//  last seq, a no-op when not forward, else cached (per room, expiring
+//  read-cache-ttl-s after the last READ) and XADDed as an entry of type
+//  READ whose seq is the new cursor. Not in the replay index: it is not a
+//  message. The cache only keeps READ_STATUS from going backwards;
+//  MongoDB's $max is the truth.
+//  KEYS: stream, seq hash, the room's cursors. ARGV: room reader name seq
+//  created ttl. Returns {seq, entry id, 0} moved, {cursor, '', 1} not
+//  forward, {last seq, '', 2} past the end.
+static const char *s_read_script =
+    "local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') or 0\n"
+    "local want = tonumber(ARGV[4])\n"
+    "if want > last then return {last, '', 2} end\n"
+    "local cursor = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0') or 0\n"
+    "if want <= cursor then return {cursor, '', 1} end\n"
+    "redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])\n"
+    "redis.call('EXPIRE', KEYS[3], ARGV[6])\n"
+    "local id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'room', ARGV[1],"
+    " 'seq', ARGV[4], 'type', 'READ', 'sender', ARGV[2], 'name', ARGV[3], 'created', ARGV[5])\n"
+    "return {want, id, 0}\n";
+
 //  Replay in one round trip, bounded by max entries and by the index size.
 //  Ids grow with seq inside a room, and the janitor trims streams from the
 //  oldest end: index members older than the stream's first entry are a
@@ -98,6 +119,7 @@ pl_streams_append_init (pl_streams_t *self)
 {
     script_t *scripts = self->scripted.scripts;
     scripts [SCRIPT_APPEND] = (script_t) { .name = "append", .text = s_append_script };
+    scripts [SCRIPT_READ] = (script_t) { .name = "read", .text = s_read_script };
     scripts [SCRIPT_REPLAY] = (script_t) { .name = "replay", .text = s_replay_script };
     for (int index = 0; index < SCRIPT_COUNT; index++) {
         script_t *script = &scripts [index];
@@ -150,7 +172,8 @@ pl_streams_append_load_scripts (conn_t *conn)
 
 //  A request with a copy of its EVAL form, for the room's shard
 static op_t *
-s_op_new (pl_streams_t *self, op_kind_t kind, int shard, void *arg, int argc, const char **argv)
+s_op_new (pl_streams_t *self, op_kind_t kind, script_id_t script, int shard, void *arg,
+          int argc, const char **argv)
 {
     size_t total = sizeof (op_t) + (size_t) argc * (sizeof (char *) + sizeof (size_t));
     for (int index = 0; index < argc; index++)
@@ -160,7 +183,7 @@ s_op_new (pl_streams_t *self, op_kind_t kind, int shard, void *arg, int argc, co
         return NULL;
     op->owner = self;
     op->kind = kind;
-    op->script = &self->scripted.scripts [kind == OP_APPEND? SCRIPT_APPEND: SCRIPT_REPLAY];
+    op->script = &self->scripted.scripts [script];
     op->shard = shard;
     op->arg = arg;
     op->argc = argc;
@@ -272,8 +295,8 @@ s_append_result (op_t *op, redisReply *reply)
         return;
     }
     int64_t seq = reply->element [0]->integer;
-    bool duplicate = reply->element [2]->integer != 0;
-    s_append_finish (op, duplicate? 1: 0, seq, NULL);
+    long long outcome = reply->element [2]->integer;
+    s_append_finish (op, outcome == 1 || outcome == 2? (int) outcome: 0, seq, NULL);
 }
 
 static void
@@ -372,7 +395,29 @@ s_append_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg
     argv [argc++] = settings->dedup_ttl_text;
     argv [argc++] = settings->window_text;
     argv [argc++] = settings->index_ttl_text;
-    return s_op_new (self, OP_APPEND, shard, arg, argc, argv);
+    return s_op_new (self, OP_APPEND, SCRIPT_APPEND, shard, arg, argc, argv);
+}
+
+//  The EVAL form of a READ: KEYS stream, seq, the room's cursors, then ARGV
+static op_t *
+s_read_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg)
+{
+    char *cursors_key = NULL;
+    if (asprintf (&cursors_key, "%s%d}:read:%s", self->keys.shard_prefix, shard,
+                  message->room_id) < 0)
+        return NULL;
+    char created [24], seq [24];
+    snprintf (created, sizeof created, "%" PRId64, message->created_ms);
+    snprintf (seq, sizeof seq, "%" PRId64, message->seq);
+    const char *argv [] = {
+        "EVAL", s_read_script, "3", self->keys.stream [shard], self->keys.seq [shard],
+        cursors_key, message->room_id, message->sender_id? message->sender_id: "",
+        message->sender_name? message->sender_name: "", seq, created,
+        self->settings.read_ttl_text
+    };
+    op_t *op = s_op_new (self, OP_APPEND, SCRIPT_READ, shard, arg, 12, argv);
+    free (cursors_key);
+    return op;
 }
 
 int
@@ -386,6 +431,16 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
         return -1;
 
     int shard = pl_streams_shard (message->room_id, self->settings.shards);
+    if (message->type && streq (message->type, "READ")) {
+        if (message->seq < 1)
+            return -1;
+        op_t *op = s_read_op (self, message, shard, done_arg);
+        if (!op)
+            return -1;
+        op->append_done = done;
+        s_op_start (self, op);
+        return 0;
+    }
     const char *cmid = message->client_msg_id? message->client_msg_id: "";
     const char *sender = message->sender_id? message->sender_id: "";
     char *dedup_key = NULL;
@@ -427,7 +482,7 @@ pl_streams_replay (pl_streams_t *self, const char *room_id, int64_t after_seq, i
     snprintf (count, sizeof count, "%d", max);
     const char *argv [] = { "EVAL", s_replay_script, "3", index_key, self->keys.stream [shard],
                             self->keys.seq [shard], room_id, after, count };
-    op_t *op = s_op_new (self, OP_REPLAY, shard, arg, 9, argv);
+    op_t *op = s_op_new (self, OP_REPLAY, SCRIPT_REPLAY, shard, arg, 9, argv);
     free (index_key);
     if (!op)
         return -1;

@@ -70,6 +70,7 @@ typedef struct {
     char dedup_ttl_text [16];   //  dedup-ttl-s
     char window_text [16];      //  replay-window
     char index_ttl_text [16];   //  replay-ttl-s
+    char read_ttl_text [16];    //  read-cache-ttl-s
     char claim_idle_text [16];  //  claim-idle-ms
     char host_gone_text [16];   //  host-gone-s
 } settings_t;
@@ -206,7 +207,7 @@ void
 //  --------------------------------------------------------------------------
 //  Scripted requests: appends and replays (pl_streams_append.c)
 
-typedef enum { SCRIPT_APPEND, SCRIPT_REPLAY, SCRIPT_COUNT } script_id_t;
+typedef enum { SCRIPT_APPEND, SCRIPT_READ, SCRIPT_REPLAY, SCRIPT_COUNT } script_id_t;
 
 typedef struct {
     const char *name;

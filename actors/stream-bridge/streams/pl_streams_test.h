@@ -69,6 +69,13 @@ typedef struct {
     size_t max_inflight;
     int appends_done;
     int appends_failed;
+    int wait_done;              //  appends_done to wait for
+    int last_result;            //  of the last append answered
+    int64_t last_seq;
+    int reads_fanout;           //  READ entries handed to on_fanout
+    int reads_persist;          //  ... and to on_persist
+    int64_t read_seq;           //  the last READ's cursor, as fan-out saw it
+    char read_sender [16];
     int64_t replayed [PROBE_REPLAY_MAX];
     char replayed_content [PROBE_REPLAY_MAX][32];
     int replay_count;

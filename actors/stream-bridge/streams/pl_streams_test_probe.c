@@ -24,6 +24,11 @@ pl_streams_test_probe_fanout (void *arg, const pl_entry_t *entry)
 {
     probe_t *probe = (probe_t *) arg;
     probe->fanout_count++;
+    if (streq (entry->type, "READ")) {
+        probe->reads_fanout++;
+        probe->read_seq = entry->seq;
+        snprintf (probe->read_sender, sizeof probe->read_sender, "%s", entry->sender_id);
+    }
     if (entry->seq == 0) {
         probe->signals++;
         snprintf (probe->signal_type, sizeof probe->signal_type, "%s", entry->type);
@@ -41,6 +46,8 @@ pl_streams_test_probe_persist (void *arg, const pl_entry_t *entry)
         probe->max_inflight = inflight;
     if (entry->seq == 0)
         probe->persist_signals++;
+    if (streq (entry->type, "READ"))
+        probe->reads_persist++;
     if (probe->persist_count++ == 0) {
         snprintf (probe->first_id, sizeof probe->first_id, "%s", entry->entry_id);
         snprintf (probe->first_stream, sizeof probe->first_stream, "%s", entry->stream_key);
@@ -61,6 +68,8 @@ s_probe_appended (void *arg, int result, int64_t seq, const char *error)
     (void) seq; (void) error;
     probe_t *probe = (probe_t *) arg;
     probe->appends_done++;
+    probe->last_result = result;
+    probe->last_seq = seq;
     if (result != 0)
         probe->appends_failed++;
 }
@@ -367,6 +376,69 @@ s_test_signal (int port, bool verbose)
 
 
 //  --------------------------------------------------------------------------
+//  Read cursors
+
+static bool s_probe_answered (probe_t *probe) { return probe->appends_done >= probe->wait_done; }
+
+//  One READ of room "rd" by u1, answered
+static void
+s_probe_read (probe_t *probe, int64_t seq, int expect_result, int64_t expect_seq)
+{
+    pl_entry_t read = { .room_id = "rd", .type = "READ", .sender_id = "u1",
+                        .sender_name = "One", .seq = seq, .created_ms = 2 };
+    probe->wait_done = probe->appends_done + 1;
+    pl_check (pl_streams_append (probe->streams, &read, s_probe_appended, probe) == 0);
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
+    pl_check (probe->last_result == expect_result && probe->last_seq == expect_seq);
+}
+
+static bool s_probe_read_seen (probe_t *probe) { return probe->reads_fanout == 2 && probe->reads_persist == 2; }
+
+//  Forward only, never past the room's last seq, no seq of its own, not
+//  in the replay index; both groups read it
+static void
+s_test_reads (int port, bool verbose)
+{
+    pl_config_t *config = s_probe_config (port, "prd", "rd-host");
+    pl_config_set (config, "read-cache-ttl-s", "500");
+    probe_t *probe = s_probe_new (config, pl_streams_test_probe_fanout,
+                                  pl_streams_test_probe_persist, true);
+    for (int index = 0; index < 5; index++) {
+        pl_entry_t message = { .room_id = "rd", .type = "CHAT", .sender_id = "u2",
+                               .content = "m", .created_ms = 1 };
+        pl_check (pl_streams_append (probe->streams, &message, s_probe_appended, probe) == 0);
+    }
+    probe->wait_done = 5;
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
+    pl_entry_t read = { .room_id = "rd", .type = "READ", .sender_id = "u1", .seq = 0 };
+    pl_check (pl_streams_append (probe->streams, &read, s_probe_appended, probe) == -1);
+    s_probe_read (probe, 3, 0, 3);
+    s_probe_read (probe, 2, 1, 3);              //  backwards: nothing
+    s_probe_read (probe, 3, 1, 3);
+    s_probe_read (probe, 9, 2, 5);              //  past the end: refused
+    s_probe_read (probe, 5, 0, 5);
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_read_seen));
+    pl_check (probe->read_seq == 5 && streq (probe->read_sender, "u1"));
+
+    int shard = pl_streams_shard ("rd", 4);
+    char value [16];
+    pl_streams_test_query_string (port, value, sizeof value, 0, "HGET prd:{%d}:seq rd", shard);
+    pl_check (streq (value, "5"));
+    pl_check (pl_streams_test_query (port, "ZCARD prd:{%d}:idx:rd", shard) == 5);
+    pl_check (pl_streams_test_query (port, "XLEN prd:{%d}:stream", shard) == 7);
+    pl_streams_test_query_string (port, value, sizeof value, 0, "HGET prd:{%d}:read:rd u1", shard);
+    pl_check (streq (value, "5"));
+    long long ttl = pl_streams_test_query (port, "TTL prd:{%d}:read:rd", shard);
+    pl_check (ttl > 490 && ttl <= 500);
+    pl_streams_destroy (&probe->streams);
+    if (verbose)
+        printf ("   reads: forward only, refused past the end, both groups, no seq taken\n");
+    free (probe);
+    pl_config_destroy (&config);
+}
+
+
+//  --------------------------------------------------------------------------
 //  Claims and dead letters
 
 static bool s_probe_20 (probe_t *probe) { return probe->persist_count == 20; }
@@ -617,6 +689,7 @@ pl_streams_test_parts (int port, bool verbose)
 {
     s_test_replay (port, verbose);
     s_test_signal (port, verbose);
+    s_test_reads (port, verbose);
     s_test_claim (port, verbose);
     s_test_janitor (port, verbose);
 }
