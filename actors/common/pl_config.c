@@ -104,6 +104,7 @@ static const opt_t s_options [] = {
     { "subset-block-ms",    I (subset_block_ms),    "50", 1, 60000, "BLOCK of a read that covers only some shards (persist-inflight nearly full)" },
     { "stop-flush-ms",      I (stop_flush_ms),      "500", 0, 60000, "at stop, how long the bridge waits for its last XACKs" },
     { "host-refresh-ms",    I (host_refresh_ms),    "5000", 100, 3600000, "how often the host key is refreshed (at most a third of host-gone-s)" },
+    { "broadcast-max-bytes", I (broadcast_max_bytes), "4096", 1, 1048576, "largest payload broadcast to every host's bridge (Redis PUBLISH, best effort); larger ones are refused" },
     { "mongo-url",          S (mongo_url),          "mongodb://127.0.0.1:27017", 0, 0, "MongoDB server" },
     { "mongo-db",           S (mongo_db),           "parley", 0, 0, "MongoDB database" },
     { "write-concern",      S (write_concern),      "majority", 0, 0, "write concern of stored messages" },

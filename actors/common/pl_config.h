@@ -101,6 +101,7 @@ typedef struct {
     int   subset_block_ms;      //  BLOCK of a read that covers only some shards
     int   stop_flush_ms;        //  at stop, how long the last XACKs may take
     int   host_refresh_ms;      //  how often the host key is refreshed (at most host-gone-s / 3)
+    int   broadcast_max_bytes;  //  largest payload of one broadcast between hosts
 
     //  Persistence
     char *mongo_url;            //  mongodb://host:port

@@ -29,6 +29,16 @@
     script and transaction stays within one shard's hash tag; the dead-letter
     path becomes XADD to "<prefix>:dead", then XACK once that answered OK.
 
+    Broadcast: pl_streams_broadcast PUBLISHes opaque bytes on the channel
+    "<prefix>:broadcast" over a command link (cluster: any master, a
+    PUBLISH reaches the subscribers of every node); a subscriber link of
+    its own (cluster: on one master), opened only once a handler is set,
+    hands every message of the channel to it, this host's own included.
+    Best effort and bounded (broadcast-max-bytes): nothing is stored or
+    retried, and what is published while the subscriber is away (Redis
+    restarting, the link reconnecting) is lost. For what may be lost:
+    typing indicators, presence; never chat messages.
+
     Callbacks run from inside pl_streams_handle (or pl_streams_destroy for
     requests that fail at teardown). They may call any function here except
     pl_streams_destroy.
@@ -44,9 +54,10 @@
 #include <jansson.h>
 #include "pl_config.h"
 
-//  Most poll items pl_streams_pollitems fills: single Redis uses 3
-//  (command, fan-out, persist); a cluster 1 + masters + 2 * shards, so
-//  redis-cluster allows at most (256 - 1 - 16) / 2 = 119 shards
+//  Most poll items pl_streams_pollitems fills: single Redis uses 4
+//  (command, fan-out, persist, broadcast subscriber); a cluster 1 +
+//  masters + 2 * shards + 1, so redis-cluster allows at most
+//  (256 - 2 - 16) / 2 = 119 shards
 #define PL_STREAMS_POLLITEMS_MAX 256
 //  Most cluster masters the layer talks to
 #define PL_STREAMS_NODES_MAX 16
@@ -81,6 +92,9 @@ typedef struct {
     uint64_t reconnects;        //  connections set up again after a loss
     uint64_t redirects;         //  cluster: MOVED/ASK replies followed
     uint64_t slot_map_loads;    //  cluster: CLUSTER SLOTS replies applied
+    uint64_t broadcasts_sent;   //  PUBLISHes queued by pl_streams_broadcast
+    uint64_t broadcasts_received;   //  messages handed to the broadcast handler
+    uint64_t broadcasts_dropped;    //  pl_streams_broadcast refused (not connected, too big)
 } pl_streams_stats_t;
 
 //  result: 0 appended (seq set), 1 duplicate clientMsgId (seq = original
@@ -92,6 +106,9 @@ typedef struct {
 typedef void (pl_append_fn) (void *arg, int result, int64_t seq, const char *error);
 //  entry and its strings are valid only during the call
 typedef void (pl_entry_fn) (void *arg, const pl_entry_t *entry);
+//  payload: size bytes as published (may hold NULs; use size, not strlen),
+//  valid only during the call
+typedef void (pl_broadcast_fn) (void *arg, const char *payload, size_t size);
 //  result 0 ok / -1 failed; first_seq: lowest seq delivered (0 if none);
 //  last_seq: the room's current last seq (0 on failure)
 typedef void (pl_replay_done_fn) (void *arg, int result, int64_t first_seq, int64_t last_seq);
@@ -193,6 +210,22 @@ size_t
 //  groups (appends made from now on reach this host's fan-out).
 bool
     pl_streams_connected (pl_streams_t *self);
+
+//  PUBLISH payload (size bytes, binary-safe) to every host's broadcast
+//  handler, this one's included. Never blocks, nothing comes back: an
+//  error reply is only logged. Returns 0 when queued, -1 when Redis is not
+//  connected or size is over broadcast-max-bytes (nothing sent, counted as
+//  dropped). Best effort: a host whose subscriber is away misses it.
+int
+    pl_streams_broadcast (pl_streams_t *self, const char *payload, size_t size);
+
+//  Hand every broadcast received to handler (arg as given), from inside
+//  pl_streams_handle. The subscriber link opens with the first handler
+//  (none is opened until then) and closes when handler is NULL; what is
+//  published before it has subscribed is not received (pl_streams_connected
+//  does not wait for it).
+void
+    pl_streams_set_broadcast_handler (pl_streams_t *self, pl_broadcast_fn *handler, void *arg);
 
 //  Copy the counters.
 void

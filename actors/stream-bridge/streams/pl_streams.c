@@ -3,10 +3,12 @@
     hooks and the figures (the rest of the public API lives with its
     concern)
 
-    Links: a command link carries pipelined scripts, XACKs and housekeeping;
-    a fan-out and a persist reader link each carry one XREADGROUP at a time,
-    because a blocking read occupies its connection. Housekeeping shares
-    these links, so it costs no thread and no blocking round trip.
+    Links: a command link carries pipelined scripts, XACKs, housekeeping and
+    broadcasts; a fan-out and a persist reader link each carry one
+    XREADGROUP at a time, because a blocking read occupies its connection;
+    the broadcast subscriber has a link of its own too (SUBSCRIBE takes the
+    whole connection). Housekeeping shares these links, so it costs no
+    thread and no blocking round trip.
 
     Where to find what, all in this folder:
       pl_streams_internal.h   the private state and what the files share
@@ -17,6 +19,7 @@
       pl_streams_readers.c    group setup, reads, acks, XAUTOCLAIM, fan-out hold
       pl_streams_janitor.c    XTRIM, groups of departed hosts, host key, figures
       pl_streams_dead.c       dead letters
+      pl_streams_broadcast.c  best-effort PUBLISH between hosts, the subscriber
       pl_streams_test*.c      the selftest, with a redis-server of its own
     =========================================================================
 */
@@ -69,6 +72,8 @@ s_settings_init (settings_t *settings, const pl_config_t *config)
               config->claim_idle_ms);
     snprintf (settings->host_gone_text, sizeof settings->host_gone_text, "%d",
               config->host_gone_s);
+    assert (config->broadcast_max_bytes > 0);
+    settings->broadcast_max = (size_t) config->broadcast_max_bytes;
 }
 
 //  Where Redis is: one server, or (redis-cluster) seed nodes
@@ -88,9 +93,9 @@ s_server_init (pl_streams_t *self, const pl_config_t *config)
         return -1;
     }
     if (server->cluster
-    &&  1 + PL_STREAMS_NODES_MAX + 2 * self->settings.shards > PL_STREAMS_POLLITEMS_MAX) {
+    &&  2 + PL_STREAMS_NODES_MAX + 2 * self->settings.shards > PL_STREAMS_POLLITEMS_MAX) {
         pl_log_error ("redis-cluster takes at most %d shards, not %d",
-                      (PL_STREAMS_POLLITEMS_MAX - 1 - PL_STREAMS_NODES_MAX) / 2,
+                      (PL_STREAMS_POLLITEMS_MAX - 2 - PL_STREAMS_NODES_MAX) / 2,
                       self->settings.shards);
         return -1;
     }
@@ -152,6 +157,7 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     pl_streams_link_init (&self->command, self, "command", self->settings.request_timeout_ms);
     if (s_server_init (self, config)
     ||  s_keys_init (self, config)
+    ||  pl_streams_broadcast_init (self)
     ||  pl_streams_append_init (self)
     ||  pl_streams_janitor_init (self)
     ||  pl_streams_readers_init (self, on_fanout, on_persist)
@@ -249,6 +255,7 @@ pl_streams_destroy (pl_streams_t **self_p)
     pl_streams_janitor_destroy (self);
     pl_streams_readers_destroy (self);
     pl_streams_cluster_destroy (self);
+    pl_streams_broadcast_destroy (self);
     s_keys_destroy (&self->keys, self->settings.shards);
     free (self->server.host);
     free (self->server.password);

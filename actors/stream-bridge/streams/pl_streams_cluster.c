@@ -179,6 +179,18 @@ pl_streams_cluster_address (conn_t *conn, const char **host, int *port)
         *host = conn->node->host;
         *port = conn->node->port;
     }
+    else
+    if (conn == &self->broadcast.link) {
+        //  Every node hears a PUBLISH made on any: the masters in turn, so
+        //  one that is down does not keep the subscriber out
+        if (self->cluster.node_count == 0)
+            return -1;
+        int index = self->broadcast.next_node % self->cluster.node_count;
+        self->broadcast.next_node = index + 1;
+        *host = self->cluster.nodes [index]->host;
+        *port = self->cluster.nodes [index]->port;
+        conn->target = index;
+    }
     else {
         //  A reader goes to the master of its shard's slot, once known
         int slot = pl_streams_cluster_keyslot (self->keys.stream [conn->reader->only_shard]);

@@ -67,6 +67,7 @@ typedef struct {
     int claim_interval_ms;
     int janitor_interval_ms;
     int host_refresh_ms;        //  at most a third of host-gone-s
+    size_t broadcast_max;       //  broadcast-max-bytes
     char dedup_ttl_text [16];   //  dedup-ttl-s
     char window_text [16];      //  replay-window
     char index_ttl_text [16];   //  replay-ttl-s
@@ -396,6 +397,31 @@ void
 
 
 //  --------------------------------------------------------------------------
+//  Broadcast between hosts (pl_streams_broadcast.c): PUBLISH on a command
+//  link, a subscriber link of its own in SUBSCRIBE mode
+
+typedef struct {
+    conn_t link;                //  the subscriber; enabled while there is a handler
+    pl_broadcast_fn *handler;
+    void *arg;
+    char *channel;              //  "<prefix>:broadcast"
+    bool subscribed;            //  the SUBSCRIBE on this link was confirmed
+    int next_node;              //  cluster: the master the subscriber tries next
+    int64_t log_at;             //  no log line before this mono ms
+    uint64_t log_skipped;       //  lines left out since the last one
+} broadcast_t;
+
+//  The channel name and the subscriber link, off. Returns 0 or -1.
+int
+    pl_streams_broadcast_init (pl_streams_t *self);
+void
+    pl_streams_broadcast_destroy (pl_streams_t *self);
+//  SUBSCRIBE on a subscriber link just started
+void
+    pl_streams_broadcast_greet (conn_t *conn);
+
+
+//  --------------------------------------------------------------------------
 //  The whole (pl_streams.c)
 
 struct _pl_streams_t {
@@ -408,6 +434,7 @@ struct _pl_streams_t {
     scripted_t scripted;
     readers_t readers;
     janitor_t janitor;
+    broadcast_t broadcast;
     pl_streams_stats_t stats;
     //  Which link each item of the last pl_streams_pollitems belongs to
     conn_t *item_conn [PL_STREAMS_POLLITEMS_MAX];

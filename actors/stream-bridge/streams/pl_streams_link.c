@@ -43,7 +43,8 @@ s_ev_cleanup (void *data)
     pl_streams_t *self = conn->owner;
     const char *why = conn->ac && conn->ac->errstr && *conn->ac->errstr?
                       conn->ac->errstr: "closed";
-    if (!self->destroying) {
+    //  A link closed on purpose (no broadcast handler) is no news
+    if (!self->destroying && conn->enabled) {
         if (conn->connected)
             pl_log_warning ("redis %s connection lost (%s), reconnecting", conn->name, why);
         else
@@ -62,6 +63,9 @@ s_ev_cleanup (void *data)
     s_backoff (conn);
     if (conn->reader)
         pl_streams_readers_reset (conn->reader);
+    else
+    if (conn == &self->broadcast.link)
+        self->broadcast.subscribed = false;
     else
         self->janitor.host_at = 0;      //  refresh the host key as soon as we are back
 }
@@ -157,6 +161,9 @@ s_link_greet (conn_t *conn)
         pl_streams_cluster_map_load (self);
     }
     else
+    if (conn == &self->broadcast.link)
+        pl_streams_broadcast_greet (conn);
+    else
         //  Pipelined ahead of every EVALSHA on this connection
         pl_streams_append_load_scripts (conn);
 }
@@ -203,8 +210,9 @@ pl_streams_link_up (conn_t *conn)
     return conn->ac && (conn->ac->c.flags & REDIS_CONNECTED);
 }
 
-//  Every link, for poll and timers: the command links, then (cluster) the
-//  slot-map link, then the readers. At most PL_STREAMS_POLLITEMS_MAX.
+//  Every link, for poll and timers: (cluster) the slot-map link, the
+//  command links, the readers, then the broadcast subscriber. At most
+//  PL_STREAMS_POLLITEMS_MAX.
 int
 pl_streams_link_list (pl_streams_t *self, conn_t **conns)
 {
@@ -214,6 +222,7 @@ pl_streams_link_list (pl_streams_t *self, conn_t **conns)
     count += pl_streams_cluster_command_links (self, conns + count);
     for (int index = 0; index < self->readers.count; index++)
         conns [count++] = &self->readers.all [index]->conn;
+    conns [count++] = &self->broadcast.link;
     return count;
 }
 

@@ -6,7 +6,8 @@
     readers through 2000 appends, duplicates, the in-flight limit, pending
     re-reads after re-creation, a Redis restart, NOSCRIPT and teardown.
     Replay, signals, claims, dead letters and the janitor follow in
-    pl_streams_test_probe.c, Redis Cluster in pl_streams_test_cluster.c.
+    pl_streams_test_probe.c, broadcasts in pl_streams_test_broadcast.c,
+    Redis Cluster in pl_streams_test_cluster.c.
     =========================================================================
 */
 #include "pl_streams_test.h"
@@ -728,6 +729,7 @@ pl_streams_test (bool verbose)
     s_test_noscript_teardown (test);
 
     pl_streams_test_parts (port, verbose);
+    pl_streams_test_broadcast (port, verbose);
     pl_streams_test_cluster (verbose);
 
     pl_streams_test_redis_stop (redis);

@@ -51,6 +51,7 @@ void
 //  The probe (pl_streams_test_probe.c)
 
 #define PROBE_REPLAY_MAX    64
+#define PROBE_BROADCASTS_MAX 8
 
 typedef struct {
     pl_streams_t *streams;
@@ -84,6 +85,10 @@ typedef struct {
     int replay_result;
     int64_t replay_first;
     int64_t replay_last;
+    int broadcasts;             //  handed to pl_streams_test_probe_broadcast
+    char broadcast [PROBE_BROADCASTS_MAX][48];      //  the latest, round robin
+    size_t broadcast_size [PROBE_BROADCASTS_MAX];
+    bool broadcast_outside;     //  one came outside pl_streams_handle: must stay false
 } probe_t;
 
 //  The probe's entry callbacks for pl_streams_new
@@ -103,9 +108,22 @@ void
 void
     pl_streams_test_probe_expect (probe_t *probe, int64_t first, int count, int64_t last);
 
+//  --------------------------------------------------------------------------
+//  Broadcast (pl_streams_test_broadcast.c)
+
+//  The probe's broadcast handler
+void
+    pl_streams_test_probe_broadcast (void *arg, const char *payload, size_t size);
+//  Two instances ("hosts") with the probe's handler: once both are
+//  subscribed, each broadcasts once and each gets both, its own included
+void
+    pl_streams_test_broadcast_pair (probe_t *one, probe_t *other);
+
 //  Selftest parts, one file each
 void
     pl_streams_test_parts (int port, bool verbose);
+void
+    pl_streams_test_broadcast (int port, bool verbose);
 void
     pl_streams_test_cluster (bool verbose);
 

@@ -4,7 +4,8 @@
 
     Key slots as Redis computes them, a wrong seed skipped, appends and
     readers spread over the masters, replay, a slot moved under load
-    (MOVED followed, map loaded again), dead letters, the host key.
+    (MOVED followed, map loaded again), dead letters, the host key,
+    broadcasts between two instances subscribed on different masters.
     =========================================================================
 */
 #include "pl_streams_test.h"
@@ -352,6 +353,31 @@ s_ctest_dead_letter (ctest_t *ctest)
     pl_check (s_ctest_query (ctest, "EXISTS %s", "pclu:host:clu-host") == 1);
 }
 
+//  A second instance (a second host, no readers) and the first broadcast
+//  to each other. Its subscriber goes to another master than the one the
+//  first publishes on (the first master of its table), so the cluster bus
+//  has to carry it.
+static void
+s_ctest_broadcast (ctest_t *ctest)
+{
+    probe_t *other = calloc (1, sizeof (probe_t));
+    pl_check (other);
+    other->streams = pl_streams_new (ctest->config, NULL, NULL, other);
+    pl_check (other->streams);
+    pl_check (pl_streams_test_probe_run (other, 10000, pl_streams_test_probe_connected));
+    cluster_t *cluster = &other->streams->cluster;
+    int publisher = ctest->probe->streams->cluster.nodes [0]->port;
+    int node = cluster->nodes [0]->port == publisher? 1: 0;
+    other->streams->broadcast.next_node = node;
+    pl_streams_test_broadcast_pair (ctest->probe, other);
+    pl_check (other->streams->broadcast.link.target == node);
+    pl_check (cluster->nodes [node]->port != publisher);
+    pl_streams_destroy (&other->streams);
+    free (other);
+    if (ctest->verbose)
+        printf ("   broadcast between two instances over the cluster bus\n");
+}
+
 void
 pl_streams_test_cluster (bool verbose)
 {
@@ -381,6 +407,7 @@ pl_streams_test_cluster (bool verbose)
     pl_streams_test_probe_expect (probe, 6, 8, CTEST_PER_ROOM);
     s_ctest_moved (ctest);
     s_ctest_dead_letter (ctest);
+    s_ctest_broadcast (ctest);
 
     pl_streams_destroy (&probe->streams);
     free (probe);
