@@ -106,7 +106,7 @@
     F (SEND, user,         "senderId (from the token)") \
     F (SEND, sender_name,  "senderName (from the token)") \
     F (SEND, room,         "the room") \
-    F (SEND, type,         "message type: `TALK` or `READ`") \
+    F (SEND, type,         "message type: `TALK`, `READ` or `TYPING`") \
     F (SEND, read_seq,     "`READ`: the sender's new read cursor in the room; else 0") \
     F (SEND, cmid,         "clientMsgId, or empty: one repeated within `dedup-ttl-s` is not appended again") \
     F (SEND, body,         "the content") \
@@ -118,14 +118,14 @@
     F (RESULT, session,    "the request's session") \
     F (RESULT, room,       "the request's room, from the router and a store (the conn reads it in an AUTHZ answer)") \
     F (RESULT, status,     "HTTP-style: 2xx done, 4xx refused, 503 unavailable (try again)") \
-    F (RESULT, seq,        "SEND: the message's room seq (also for a repeated clientMsgId), a `READ`'s cursor (400: past the room's last seq); REPLAY: the room's last seq in the stream; else 0") \
+    F (RESULT, seq,        "SEND: the message's room seq (also for a repeated clientMsgId), a `READ`'s cursor (400: past the room's last seq), 0 for `TYPING`; REPLAY: the room's last seq in the stream; else 0") \
     F (RESULT, body,       "AUTHZ, SEND: text for the client when refused; QUERY: JSON; REPLAY: JSON array of DELIVER bodies") \
     C (DELIVER, 9, "bridge → router → conn", \
        "a room message for the conn's subscribers (or a user event)") \
     F (DELIVER, room,      "the room; empty in a user event") \
-    F (DELIVER, seq,       "the message's room seq; 0 in an event of the room (`READ_STATUS`), which no resume holds back or drops") \
+    F (DELIVER, seq,       "the message's room seq; 0 in an event of the room (`READ_STATUS`, `TYPING`), which no resume holds back or drops") \
     F (DELIVER, created,   "createdAt, milliseconds since the epoch (delivery latency)") \
-    F (DELIVER, user,      "a user event (room empty): the user whose sessions get it on `/user/queue/events`; no actor sends one yet") \
+    F (DELIVER, user,      "a user event (room empty): the user whose sessions get it on `/user/queue/events`; an event of a room (`TYPING`): its sender, whose own sessions do not get it; else empty") \
     F (DELIVER, body,      "the JSON the client gets (`{\"roomId\":…,\"seq\":…}`), rendered once by the bridge") \
     C (PERSIST, 10, "bridge → store", \
        "store this stream entry in MongoDB") \

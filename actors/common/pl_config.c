@@ -56,6 +56,8 @@ static const opt_t s_options [] = {
     { "max-subscriptions",  I (max_subscriptions),  "256", 1, 65536, "most subscriptions of one session" },
     //  STOMP session limits (issue 8); per connection actor
     { "send-rate",          I (send_rate),          "20", 0, 1000000, "SENDs a second per user on one connection actor (0: no limit)" },
+    { "typing-rate",        I (typing_rate),        "2", 0, 1000, "TYPING events a second per user and room on one connection actor; more are dropped silently and counted (0: no limit)" },
+    { "typing-burst",       I (typing_burst),       "3", 1, 1000, "TYPING events a user may send to a room at once before typing-rate applies" },
     { "send-burst",         I (send_burst),         "100", 1, 1000000, "SENDs a user may make at once before send-rate applies" },
     { "max-connections",    I (max_connections),    "20000", 1, 10000000, "WebSocket sessions of one connection actor" },
     { "max-connections-per-user", I (max_connections_per_user), "32", 1, 1000000, "WebSocket sessions of one user on one connection actor" },

@@ -50,6 +50,8 @@ typedef struct {
     //  STOMP session limits (issue 8), per connection actor
     int   send_rate;            //  SENDs a second per user, 0: no limit
     int   send_burst;           //  SENDs a user may make at once
+    int   typing_rate;          //  TYPING a second per user and room (issue 9)
+    int   typing_burst;
     int   max_connections;      //  WebSocket sessions in total
     int   max_connections_per_user; //  WebSocket sessions of one user
     int   max_in_flight;        //  requests of one session waiting for the router

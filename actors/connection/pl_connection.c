@@ -295,8 +295,9 @@ static json_t *
 s_self_refusals (self_t *self)
 {
     const pl_limits_refused_t *refused = pl_sessions_refused (self->sessions);
-    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I}",
+    return json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "refused_nul", (json_int_t) refused->nul,
+        "refused_typing_rate", (json_int_t) refused->typing_rate,
         "refused_send_rate", (json_int_t) refused->send_rate,
         "refused_connections", (json_int_t) refused->connections,
         "refused_connections_per_user", (json_int_t) refused->connections_per_user,
@@ -346,6 +347,7 @@ s_self_report (self_t *self)
         json_object_update_new (figures, s_self_refusals (self));
         json_object_set_new (figures, "reads", json_integer ((json_int_t) counts->reads));
         json_object_set_new (figures, "event_errors", json_integer ((json_int_t) counts->event_errors));
+        json_object_set_new (figures, "typing", json_integer ((json_int_t) counts->typing));
     }
     s_self_report_http (self, figures);
     pl_monitor_report (self->monitor, figures);

@@ -15,6 +15,7 @@
 struct _pl_limits_t {
     const pl_config_t *config;
     pl_buckets_t *sends;        //  user id -> SENDs a second
+    pl_buckets_t *typing;       //  "user room" -> TYPINGs a second
     zhashx_t *users;            //  user id -> connected sessions (as a pointer)
     size_t open;                //  WebSockets counted by pl_limits_open
     pl_limits_refused_t refused;
@@ -29,8 +30,9 @@ pl_limits_new (const pl_config_t *config)
         return NULL;
     self->config = config;
     self->sends = pl_buckets_new (config->send_rate, config->send_burst);
+    self->typing = pl_buckets_new (config->typing_rate, config->typing_burst);
     self->users = zhashx_new ();
-    if (!self->sends || !self->users)
+    if (!self->sends || !self->typing || !self->users)
         pl_limits_destroy (&self);
     return self;
 }
@@ -41,6 +43,7 @@ pl_limits_destroy (pl_limits_t **self_p)
     pl_limits_t *self = *self_p;
     if (self) {
         pl_buckets_destroy (&self->sends);
+        pl_buckets_destroy (&self->typing);
         zhashx_destroy (&self->users);
         free (self);
         *self_p = NULL;
@@ -70,12 +73,8 @@ s_send_check (const pl_config_t *config, json_t *json, char *message, size_t siz
     json_t *cmid = json_object_get (json, "clientMsgId");
     if (!type)
         return "type must be a string";
-    if (streq (type, "READ"))
-        return NULL;            //  its seq: pl_limits_read_seq
-    if (streq (type, "TYPING")) {
-        snprintf (message, size, "message type %s is not supported yet", type);
-        return message;
-    }
+    if (streq (type, "READ") || streq (type, "TYPING"))
+        return NULL;            //  READ's seq: pl_limits_read_seq
     if (!streq (type, "TALK"))
         return "type must be TALK, READ or TYPING";
     if (!json_is_string (content))
@@ -121,6 +120,18 @@ pl_limits_send_body (pl_limits_t *self, const char *body, size_t size,
         return NULL;
     }
     return json;
+}
+
+int
+pl_limits_typing (pl_limits_t *self, const char *user_id, const char *room_id, int64_t now)
+{
+    //  Ids are [A-Za-z0-9_.:@-]: a space cannot be part of either
+    char key [2 * PL_ID_MAX + 2];
+    snprintf (key, sizeof key, "%s %s", user_id, room_id);
+    if (pl_buckets_take (self->typing, key, now, NULL))
+        return 0;
+    self->refused.typing_rate++;
+    return -1;
 }
 
 int
@@ -212,6 +223,7 @@ void
 pl_limits_prune (pl_limits_t *self, int64_t now)
 {
     pl_buckets_prune (self->sends, now);
+    pl_buckets_prune (self->typing, now);
 }
 
 const pl_limits_refused_t *

@@ -24,6 +24,8 @@ typedef struct _pl_limits_t pl_limits_t;
 //  Refusals counted since the start, one per limit
 typedef struct {
     uint64_t nul, send_rate, connections, connections_per_user, in_flight;
+    //  TYPING events dropped over typing-rate (issue 9)
+    uint64_t typing_rate;
 } pl_limits_refused_t;
 
 //  Limits of config (which must outlive them). NULL when out of memory.
@@ -40,6 +42,11 @@ void
 json_t *
     pl_limits_send_body (pl_limits_t *self, const char *body, size_t size,
                          char *message, size_t message_size);
+
+//  May user send one more TYPING to room at monotonic time now? Returns 0,
+//  or -1 (counted) when over typing-rate: the caller drops it silently.
+int
+    pl_limits_typing (pl_limits_t *self, const char *user_id, const char *room_id, int64_t now);
 
 //  The seq of a READ body (1 to 2^53 - 1). Returns 0, or -1 with the
 //  reason for the client in message.

@@ -81,13 +81,14 @@ static void s_session_expire_check (pl_session_t *self, int64_t now);
 
 static void s_authz_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_send_answer (pl_pending_request_t *request, pl_msg_t *result);
-static void s_read_answer (pl_pending_request_t *request, pl_msg_t *result);
-static void s_read_expire (pl_pending_request_t *request);
+static void s_soft_answer (pl_pending_request_t *request, pl_msg_t *result);
+static void s_soft_expire (pl_pending_request_t *request);
 static void s_resume_answer (pl_pending_request_t *request, pl_msg_t *result);
 static void s_request_expire (pl_pending_request_t *request);
 static const pl_pending_kind_t s_authz_kind = { "AUTHZ", s_authz_answer, s_request_expire };
 static const pl_pending_kind_t s_send_kind = { "SEND", s_send_answer, s_request_expire };
-static const pl_pending_kind_t s_read_kind = { "READ", s_read_answer, s_read_expire };
+static const pl_pending_kind_t s_read_kind = { "READ", s_soft_answer, s_soft_expire };
+static const pl_pending_kind_t s_typing_kind = { "TYPING", s_soft_answer, s_soft_expire };
 static const pl_pending_kind_t s_resume_kind = { "RESUME", s_resume_answer, s_request_expire };
 
 
@@ -370,16 +371,17 @@ s_session_event_error (pl_session_t *self, const char *room, const char *message
     self->owner->counts.event_errors++;
 }
 
-//  A READ answered: RECEIPT when it went through (or changed nothing, not
-//  being forward), else an ERROR event; the session goes on either way
+//  A READ or TYPING answered: RECEIPT when it went through (a READ's names
+//  the cursor, also when it changed nothing, not being forward), else an
+//  ERROR event; the session goes on either way
 static void
-s_read_answer (pl_pending_request_t *request, pl_msg_t *result)
+s_soft_answer (pl_pending_request_t *request, pl_msg_t *result)
 {
     pl_session_t *session = (pl_session_t *) request->owner;
     if (pl_msg_status (result) == 200) {
         char seq [24];
         snprintf (seq, sizeof seq, "%" PRIu64, pl_msg_seq (result));
-        s_session_receipt (session, request->receipt, seq);
+        s_session_receipt (session, request->receipt, pl_msg_seq (result)? seq: NULL);
     }
     else {
         char reason [256];
@@ -390,10 +392,11 @@ s_read_answer (pl_pending_request_t *request, pl_msg_t *result)
 }
 
 static void
-s_read_expire (pl_pending_request_t *request)
+s_soft_expire (pl_pending_request_t *request)
 {
-    s_session_event_error ((pl_session_t *) request->owner, NULL, "server busy, READ not stored",
-                           request->receipt);
+    char message [64];
+    snprintf (message, sizeof message, "server busy, %s not passed on", request->kind->name);
+    s_session_event_error ((pl_session_t *) request->owner, NULL, message, request->receipt);
 }
 
 static void
@@ -656,6 +659,34 @@ s_session_handle_read (pl_session_t *self, const char *room, json_t *json, const
     s_session_request (self, &s_read_kind, &read, NULL, receipt, NULL);
 }
 
+//  TYPING: to the room's other sessions on every host, never stored. Over
+//  typing-rate it is dropped silently (counted); other refusals are ERROR
+//  events.
+static void
+s_session_handle_typing (pl_session_t *self, const char *room, const char *receipt)
+{
+    char message [200];
+    pl_sessions_t *owner = self->owner;
+    const char *user = self->terms.identity.user_id;
+    if (pl_limits_typing (owner->limits, user, room, pl_mono_ms ())) {
+        s_session_receipt (self, receipt, NULL);
+        return;
+    }
+    if (pl_limits_request (owner->limits, pl_pending_owned (owner->link->pending, self),
+                           message, sizeof message)) {
+        s_session_event_error (self, room, message, receipt);
+        return;
+    }
+    pl_msg_t *typing = pl_msg_new (PL_MSG_SEND);
+    if (typing) {
+        pl_msg_set_sender_name (typing, self->terms.identity.name);
+        pl_msg_set_room (typing, room);
+        pl_msg_set_type (typing, "TYPING");
+        owner->counts.typing++;
+    }
+    s_session_request (self, &s_typing_kind, &typing, NULL, receipt, NULL);
+}
+
 static void
 s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
 {
@@ -675,8 +706,12 @@ s_session_handle_send (pl_session_t *self, pl_stomp_frame_t *frame)
         return;
     }
     const char *room = destination + strlen (APP_ROOMS);
-    if (streq (json_string_value (json_object_get (json, "type")), "READ")) {
-        s_session_handle_read (self, room, json, receipt);
+    const char *type = json_string_value (json_object_get (json, "type"));
+    if (streq (type, "READ") || streq (type, "TYPING")) {
+        if (streq (type, "READ"))
+            s_session_handle_read (self, room, json, receipt);
+        else
+            s_session_handle_typing (self, room, receipt);
         json_decref (json);
         return;
     }
@@ -963,9 +998,13 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
         zlistx_t *list = pl_interest_subscribers (self->rooms, room);
         if (!list)
             return;
-        //  Queueing never changes the room lists: closing happens later
+        //  Queueing never changes the room lists: closing happens later.
+        //  An event of a room that names its sender (TYPING) skips the
+        //  sender's own sessions.
+        const char *sender = pl_msg_user (msg);
         for (sub_t *sub = (sub_t *) zlistx_first (list); sub; sub = (sub_t *) zlistx_next (list))
-            s_sub_deliver (sub, msg);
+            if (!*sender || !streq (sub->session->terms.identity.user_id, sender))
+                s_sub_deliver (sub, msg);
     }
     else
     if (*pl_msg_user (msg)) {

@@ -40,6 +40,8 @@ typedef struct {
     //  READs passed to the router; ERROR events (errors that do not end
     //  a session)
     uint64_t reads, event_errors;
+    //  TYPINGs passed to the router
+    uint64_t typing;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL

@@ -115,7 +115,6 @@ s_test_refusals (pl_sessions_t *sessions)
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"x\",\"clientMsgId\":\"a b\"}",
             "clientMsgId must be",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"SHOUT\",\"content\":\"x\"}", "type must be TALK",
-        "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TYPING\"}", "message type TYPING is not supported",
         "SEND\ndestination:/app/rooms/r1\n\n{\"type\":\"TALK\",\"content\":\"seen\\u0000hidden\"}",
             "message must not contain NUL characters",
         "CONNECT\naccept-version:1.2\n\n", "already connected",
@@ -295,6 +294,29 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_check (head && !strstr (head, "\nseq:"));
     s_test_expect (session, "MESSAGE", "message-id", "r1:e5");
     pl_check (pl_sessions_counts (sessions)->event_errors == 3);
+
+    //  TYPING: to the router, RECEIPT without a seq; past typing-burst (3)
+    //  dropped silently; one that names u1 as its sender skips u1's sessions
+    for (int index = 0; index < 4; index++) {
+        s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:t\n\n{\"type\":\"TYPING\"}");
+        if (index < 3) {
+            pl_msg_t *typing = pl_link_fake_take (fake, PL_MSG_SEND);
+            pl_check (streq (pl_msg_type (typing), "TYPING") && streq (pl_msg_room (typing), "r1"));
+            pl_link_fake_answer (fake, typing, 200, 0, NULL);
+            pl_msg_destroy (&typing);
+        }
+        head = pl_session_outbound (session, &size);
+        pl_check (head && !strstr (head, "\nseq:"));
+        s_test_expect (session, "RECEIPT", "receipt-id", "t");
+    }
+    pl_check (zlistx_size (fake->sent) == 0 && pl_sessions_refused (sessions)->typing_rate == 1);
+    pl_msg_t *typing = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (typing, "r1");
+    pl_msg_set_user (typing, "u1");
+    pl_msg_set_body (typing, "{}", 2);
+    pl_sessions_deliver (sessions, typing);
+    pl_msg_destroy (&typing);
+    pl_check (pl_session_outbound (session, &size) == NULL);
     pl_session_destroy (&session);
     pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
 }

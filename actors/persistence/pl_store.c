@@ -241,6 +241,7 @@ pl_store_new (const char *mongo_url, const char *database, const char *write_con
     self->messages = mongoc_client_get_collection (client, database, "messages");
     self->rooms = mongoc_client_get_collection (client, database, "rooms");
     self->members = mongoc_client_get_collection (client, database, "members");
+    self->reads = mongoc_client_get_collection (client, database, "reads");
     return self;
 }
 
@@ -250,6 +251,7 @@ pl_store_destroy (pl_store_t **self_p)
     assert (self_p);
     pl_store_t *self = *self_p;
     if (self) {
+        mongoc_collection_destroy (self->reads);
         mongoc_collection_destroy (self->members);
         mongoc_collection_destroy (self->rooms);
         mongoc_collection_destroy (self->messages);
@@ -307,7 +309,9 @@ pl_store_prepare (pl_store_t *self)
     if (s_create_index (self->messages, "room_seq", "roomId", "seq", true)
     ||  s_create_index (self->rooms, "members_1", "members", NULL, false)
     ||  s_create_index (self->members, "userId_1", "userId", NULL, false)
-    ||  s_create_index (self->members, "roomId_1", "roomId", NULL, false))
+    ||  s_create_index (self->members, "roomId_1", "roomId", NULL, false)
+    ||  s_create_index (self->reads, "roomId_userId", "roomId", "userId", false)
+    ||  s_create_index (self->reads, "userId_1", "userId", NULL, false))
         return -1;
     return 0;
 }

@@ -22,8 +22,15 @@
                 unique index room_seq {roomId:1, seq:1}
       rooms     {_id: roomId, kind, name, members: [..], createdBy, createdAt}
                 index {members:1}
-      members   {_id: "<roomId>#<userId>", roomId, userId, readSeq}
+      members   {_id: "<roomId>#<userId>", roomId, userId, readSeq (unused)}
                 indexes {userId:1}, {roomId:1}
+      reads     {_id: "<roomId>#<userId>#<seq>", roomId, userId, seq}: a
+                member's read cursor is its highest seq here. Inserted,
+                never updated, since FerretDB 1.24 loses concurrent $max
+                updates of one document (two stores, two hosts) where
+                MongoDB applies them atomically; each write removes the
+                member's lower ones, so a member has a few at most.
+                indexes {roomId:1, userId:1}, {userId:1}
     =========================================================================
 */
 #ifndef PL_STORE_H_INCLUDED
@@ -135,7 +142,8 @@ int
     pl_store_rooms_count (pl_store_t *self, const char *user, int64_t *count);
 
 //  Add user to a room's members (a member document first, then the room's
-//  list; adding twice lists once). Returns 0 or -1.
+//  list; adding twice lists once) with its read cursor at 0: call it for a
+//  user who is not a member. Returns 0 or -1.
 int
     pl_store_member_add (pl_store_t *self, const char *room_id, const char *user);
 
@@ -153,11 +161,12 @@ typedef struct {
     char error [160];           //  out: why it failed
 } pl_store_cursor_t;
 
-//  Move members' read cursors forward, never back ($max), in ONE unordered
-//  bulk write with one update per member and room (several READs of one
-//  member in one room become the highest). Not a member (removed since):
-//  nothing to move, stored. An invalid id fails alone. Returns 0 when the
-//  server answered (see each .result), -1 when the whole batch failed.
+//  Move members' read cursors forward, never back, in ONE unordered bulk
+//  write: per member and room (several READs of one member in one room
+//  become the highest) an insert into reads and a removal of the lower
+//  ones. A redelivered READ is a duplicate insert: stored. An invalid id
+//  fails alone. Returns 0 when the server answered (see each .result), -1
+//  when the whole batch failed.
 int
     pl_store_read_cursors (pl_store_t *self, pl_store_cursor_t *cursors, size_t count);
 

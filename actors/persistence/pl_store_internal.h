@@ -21,6 +21,7 @@ struct _pl_store_t {
     mongoc_collection_t *messages;
     mongoc_collection_t *rooms;
     mongoc_collection_t *members;
+    mongoc_collection_t *reads;     //  read cursors, one document per move
 };
 
 //  A string field of a document, or NULL when absent or not a string

@@ -12,6 +12,7 @@
 #include "pl_util.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,9 +124,9 @@ s_compare_rooms (const void *a, const void *b)
     return strcmp (((const pl_room_t *) a)->id, ((const pl_room_t *) b)->id);
 }
 
-//  Fill read_seqs of rooms (sorted by id) from the member documents that
-//  match {key: value}: 0 for a member without one; a document of a user
-//  the room no longer lists is ignored. Returns 0 or -1.
+//  Fill read_seqs of rooms (sorted by id) from the reads documents that
+//  match {key: value}: a member's highest seq, 0 when it has none; a
+//  document of a user the room no longer lists is ignored. Returns 0 or -1.
 static int
 s_read_cursors (pl_store_t *self, const char *key, const char *value, pl_room_t *rooms, size_t count)
 {
@@ -136,15 +137,16 @@ s_read_cursors (pl_store_t *self, const char *key, const char *value, pl_room_t 
             return -1;
     }
     bson_t *filter = BCON_NEW (key, BCON_UTF8 (value));
-    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->members, filter, NULL, NULL);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->reads, filter, NULL, NULL);
     const bson_t *doc;
     while (mongoc_cursor_next (cursor, &doc)) {
         pl_room_t probe = { .id = (char *) pl_store_bson_str (doc, "roomId") };
         pl_room_t *room = probe.id? (pl_room_t *) bsearch (&probe, rooms, count, sizeof (pl_room_t),
                                                            s_compare_rooms): NULL;
         int member = room? pl_rooms_member_index (room, pl_store_bson_str (doc, "userId")): -1;
-        if (member >= 0)
-            room->read_seqs [member] = pl_store_bson_int64 (doc, "readSeq");
+        int64_t seq = pl_store_bson_int64 (doc, "seq");
+        if (member >= 0 && seq > room->read_seqs [member])
+            room->read_seqs [member] = seq;
     }
     bson_error_t error;
     int rc = mongoc_cursor_error (cursor, &error)? pl_store_failed ("read cursors", &error): 0;
@@ -158,6 +160,23 @@ pl_store_room_read_seqs (pl_store_t *self, pl_room_t *room)
 {
     assert (self && room && room->id);
     return s_read_cursors (self, "roomId", room->id, room, 1);
+}
+
+//  A bulk write failed only on duplicate keys (and was acknowledged)
+static bool
+s_only_duplicates (const bson_error_t *error, const bson_t *reply)
+{
+    if (!pl_store_is_duplicate (error) || pl_store_has_items (reply, "writeConcernErrors"))
+        return false;
+    bson_iter_t iter, child;
+    if (bson_iter_init_find (&iter, reply, "writeErrors") && bson_iter_recurse (&iter, &child))
+        while (bson_iter_next (&child)) {
+            bson_iter_t code;
+            if (!bson_iter_recurse (&child, &code) || !bson_iter_find (&code, "code")
+            ||  bson_iter_as_int64 (&code) != PL_STORE_DUPLICATE_KEY)
+                return false;
+        }
+    return true;
 }
 
 //  Create member documents for users (upserts, so repeating is harmless;
@@ -190,17 +209,8 @@ s_members_ensure (pl_store_t *self, const char *room_id, char * const *users, si
         ok = mongoc_bulk_operation_execute (bulk, &reply, error) != 0;
         //  Two concurrent upserts of one _id: MongoDB may answer 11000 to the
         //  loser, whose document then exists
-        if (!ok && pl_store_is_duplicate (error) && !pl_store_has_items (&reply, "writeConcernErrors")) {
+        if (!ok && s_only_duplicates (error, &reply))
             ok = true;
-            bson_iter_t iter, child;
-            if (bson_iter_init_find (&iter, &reply, "writeErrors") && bson_iter_recurse (&iter, &child))
-                while (bson_iter_next (&child)) {
-                    bson_iter_t code;
-                    if (!bson_iter_recurse (&child, &code) || !bson_iter_find (&code, "code")
-                    ||  bson_iter_as_int64 (&code) != PL_STORE_DUPLICATE_KEY)
-                        ok = false;
-                }
-        }
         bson_destroy (&reply);
     }
     bson_destroy (upsert);
@@ -351,6 +361,13 @@ pl_store_member_add (pl_store_t *self, const char *room_id, const char *user)
 {
     assert (self && room_id && user);
     bson_error_t error;
+    //  A new member starts unread: a cursor left by a READ that raced a
+    //  removal goes
+    bson_t *reads = BCON_NEW ("roomId", BCON_UTF8 (room_id), "userId", BCON_UTF8 (user));
+    bool cleared = mongoc_collection_delete_many (self->reads, reads, NULL, NULL, &error);
+    bson_destroy (reads);
+    if (!cleared)
+        return pl_store_failed ("read cursor reset", &error);
     //  Member document first, as in room insert
     char *users [] = { (char *) user };
     if (s_members_ensure (self, room_id, users, 1, &error))
@@ -386,6 +403,13 @@ pl_store_member_remove (pl_store_t *self, const char *room_id, const char *user)
     else
     if (!mongoc_collection_delete_one (self->members, member, NULL, NULL, &error))
         rc = pl_store_failed ("member document remove", &error);
+    else {
+        //  Its read cursor goes too: a later add starts at 0
+        bson_t *reads = BCON_NEW ("roomId", BCON_UTF8 (room_id), "userId", BCON_UTF8 (user));
+        if (!mongoc_collection_delete_many (self->reads, reads, NULL, NULL, &error))
+            rc = pl_store_failed ("read cursor remove", &error);
+        bson_destroy (reads);
+    }
     bson_destroy (member);
     bson_destroy (update);
     bson_destroy (selector);
@@ -424,6 +448,25 @@ s_cursors_coalesce (pl_store_cursor_t *cursors, size_t count)
     return highest;
 }
 
+//  A member's cursor to seq: the insert, and the removal of lower ones
+//  (a concurrent writer of a higher seq never loses its document: nobody
+//  removes a seq at or above their own)
+static bool
+s_bulk_add_cursor (mongoc_bulk_operation_t *bulk, const pl_store_cursor_t *cursor, bson_error_t *error)
+{
+    char id [2 * PL_ID_MAX + 24];
+    snprintf (id, sizeof id, "%s#%s#%" PRId64, cursor->room_id, cursor->user_id, cursor->seq);
+    bson_t *doc = BCON_NEW ("_id", BCON_UTF8 (id), "roomId", BCON_UTF8 (cursor->room_id),
+                            "userId", BCON_UTF8 (cursor->user_id), "seq", BCON_INT64 (cursor->seq));
+    bson_t *lower = BCON_NEW ("roomId", BCON_UTF8 (cursor->room_id), "userId", BCON_UTF8 (cursor->user_id),
+                              "seq", "{", "$lt", BCON_INT64 (cursor->seq), "}");
+    bool ok = mongoc_bulk_operation_insert_with_opts (bulk, doc, NULL, error)
+           && mongoc_bulk_operation_remove_many_with_opts (bulk, lower, NULL, error);
+    bson_destroy (lower);
+    bson_destroy (doc);
+    return ok;
+}
+
 int
 pl_store_read_cursors (pl_store_t *self, pl_store_cursor_t *cursors, size_t count)
 {
@@ -439,24 +482,19 @@ pl_store_read_cursors (pl_store_t *self, pl_store_cursor_t *cursors, size_t coun
         zhashx_destroy (&highest);
         return 0;
     }
-    //  No upsert: a late READ must not revive a removed member. FerretDB:
-    //  $max and unordered bulk updates behave as on MongoDB.
+    //  FerretDB: unordered bulks of inserts and deletes behave as on
+    //  MongoDB (duplicates reported as writeErrors code 11000)
     bson_t *options = BCON_NEW ("ordered", BCON_BOOL (false));
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (self->members, options);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts (self->reads, options);
     bson_destroy (options);
     bson_error_t error;
     bool ok = true;
     for (pl_store_cursor_t *cursor = (pl_store_cursor_t *) zhashx_first (highest); ok && cursor;
-         cursor = (pl_store_cursor_t *) zhashx_next (highest)) {
-        bson_t *selector = BCON_NEW ("_id", BCON_UTF8 ((const char *) zhashx_cursor (highest)));
-        bson_t *update = BCON_NEW ("$max", "{", "readSeq", BCON_INT64 (cursor->seq), "}");
-        ok = mongoc_bulk_operation_update_one_with_opts (bulk, selector, update, NULL, &error);
-        bson_destroy (update);
-        bson_destroy (selector);
-    }
+         cursor = (pl_store_cursor_t *) zhashx_next (highest))
+        ok = s_bulk_add_cursor (bulk, cursor, &error);
     if (ok) {
         bson_t reply;
-        ok = mongoc_bulk_operation_execute (bulk, &reply, &error) != 0;
+        ok = mongoc_bulk_operation_execute (bulk, &reply, &error) != 0 || s_only_duplicates (&error, &reply);
         bson_destroy (&reply);
     }
     mongoc_bulk_operation_destroy (bulk);

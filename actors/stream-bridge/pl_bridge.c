@@ -78,6 +78,7 @@ s_msg_destroy (void **item_p)
 
 static void s_on_fanout (void *arg, const pl_entry_t *entry);
 static void s_on_persist (void *arg, const pl_entry_t *entry);
+static void s_on_broadcast (void *arg, const char *payload, size_t size);
 
 static self_t *
 s_self_new (zsock_t *pipe, const pl_config_t *config)
@@ -102,6 +103,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         pl_monitor_watch (self->monitor, self->frontend, "peers");
     //  Fan-out waits for the router's first HELLO
     pl_streams_fanout_hold (self->streams, true);
+    pl_streams_set_broadcast_handler (self->streams, s_on_broadcast, self);
     self->stores = pl_peers_new (config->peer_timeout_ms, NULL);
     pl_every_init (&self->status, config->status_interval_ms);
     pl_every_init (&self->tick, TICK_MS);
@@ -484,6 +486,54 @@ s_self_release_held (self_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  Ephemeral events (TYPING): Redis pub/sub to every host's bridge, best
+//  effort; never in a stream, the persist group or MongoDB
+
+//  A TYPING from the router: published as the JSON clients get, answered
+//  at once (there is nothing to wait for: no host confirms a broadcast)
+static void
+s_self_handle_typing (self_t *self, pl_msg_t *request)
+{
+    json_t *event = json_pack ("{s:s, s:s, s:s, s:s}", "type", "TYPING",
+                               "roomId", pl_msg_room (request), "senderId", pl_msg_user (request),
+                               "senderName", pl_msg_sender_name (request));
+    char *text = event? json_dumps (event, JSON_COMPACT | JSON_PRESERVE_ORDER): NULL;
+    json_decref (event);
+    if (text && pl_streams_broadcast (self->streams, text, strlen (text)) == 0)
+        s_self_answer (self, request, 200, 0, NULL, 0);
+    else
+        s_self_answer_text (self, request, 503, "Redis not reachable, TYPING not passed on");
+    free (text);
+}
+
+//  A broadcast from some host (this one too): an event of a room goes to
+//  the router like a room's message, seq 0, naming its sender so that the
+//  sender's own sessions do not get it back
+static void
+s_on_broadcast (void *arg, const char *payload, size_t size)
+{
+    self_t *self = (self_t *) arg;
+    json_t *event = json_loadb (payload, size, 0, NULL);
+    const char *room = json_string_value (json_object_get (event, "roomId"));
+    const char *sender = json_string_value (json_object_get (event, "senderId"));
+    if (!room || !pl_id_valid (room) || !sender || !pl_id_valid (sender)) {
+        pl_log_warning ("broadcast without a valid roomId and senderId dropped");
+        json_decref (event);
+        return;
+    }
+    pl_msg_t *message = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (message, room);
+    pl_msg_set_user (message, sender);
+    pl_msg_set_created (message, pl_clock_ms ());
+    pl_msg_set_body (message, payload, size);
+    json_decref (event);
+    //  Best effort: a router that does not take it misses one typing event
+    if (self->router)
+        pl_msg_send_copy (message, self->frontend, self->router);
+    pl_msg_destroy (&message);
+}
+
+//  --------------------------------------------------------------------------
 //  Replay: a room's entries after a seq, for a resuming subscriber
 
 typedef struct {
@@ -581,6 +631,10 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             }
             break;
         case PL_MSG_SEND:
+            if (streq (pl_msg_type (message), "TYPING")) {
+                s_self_handle_typing (self, message);
+                break;
+            }
             //  Until this host's fan-out group exists (it starts at the live
             //  end), an append would not reach this host's subscribers
             if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
@@ -620,7 +674,7 @@ s_self_handle_tick (self_t *self)
     if (pl_every_due (&self->status, now)) {
         pl_streams_stats_t stats;
         pl_streams_stats (self->streams, &stats);
-        pl_monitor_report (self->monitor, json_pack (
+        json_t *figures = json_pack (
             "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
             "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
             "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
@@ -633,7 +687,15 @@ s_self_handle_tick (self_t *self)
             "appends_in_flight", (json_int_t) self->appends,
             "redis_connected", pl_streams_connected (self->streams),
             "persist_lag_ms", pl_histogram_json (&self->persist_lag),
-            "groups", pl_streams_groups_json (self->streams)));
+            "groups", pl_streams_groups_json (self->streams));
+        if (figures) {
+            json_object_set_new (figures, "broadcasts_sent", json_integer ((json_int_t) stats.broadcasts_sent));
+            json_object_set_new (figures, "broadcasts_received",
+                                 json_integer ((json_int_t) stats.broadcasts_received));
+            json_object_set_new (figures, "broadcasts_dropped",
+                                 json_integer ((json_int_t) stats.broadcasts_dropped));
+        }
+        pl_monitor_report (self->monitor, figures);
     }
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
