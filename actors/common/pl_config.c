@@ -71,10 +71,13 @@ static const opt_t s_options [] = {
     { "close-grace-s",      I (close_grace_s),      "5", 1, 3600, "a closing session may take this long to flush" },
     { "linger-s",           I (linger_s),           "1", 1, 60, "a closed session keeps reading this long" },
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
-    { "http-head-timeout-s", I (http_head_timeout_s), "10", 1, 300, "a client that has not sent its whole request head (or anything) by then is closed" },
+    { "http-head-timeout-s", I (http_head_timeout_s), "10", 1, 300, "a client that has not sent its whole request head (or anything) by then is answered 408 and closed" },
     //  HTTP requests and the listening socket (issue 8)
     { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers a client may send; past it 431 (414 when the target is over http-url-max)" },
     { "http-url-max",       I (http_url_max),       "4096", 64, 1048576, "longest request target (path and query); longer gets 414" },
+    //  At most 60: libwebsockets 4.1 keeps 92 header lines and query parts
+    //  together, and pl_gate lets 32 query parts through (PL_GATE_HEADER_LINES_MOST)
+    { "http-header-lines-max", I (http_header_lines_max), "48", 8, 60, "header lines a request head may have; more get 431" },
     { "http-rate",          I (http_rate),          "20", 0, 1000000, "HTTP requests a second per user (per address without a valid token); 0: no limit" },
     { "http-burst",         I (http_burst),         "40", 1, 1000000, "HTTP requests a user (or address) may make at once" },
     { "accept-pause-ms",    I (accept_pause_ms),    "100", 10, 60000, "pause in accepting connections while out of file descriptors" },

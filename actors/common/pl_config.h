@@ -64,10 +64,11 @@ typedef struct {
     int   close_grace_s;        //  a closing session may take this long to flush
     int   linger_s;             //  a closed session keeps reading this long
     int   http_headers_max;     //  largest HTTP response header block
-    int   http_head_timeout_s;  //  slow or silent clients are closed after this
+    int   http_head_timeout_s;  //  slow or silent clients are answered 408 after this
     //  HTTP requests and the listening socket (issue 8)
     int   http_request_bytes;   //  request line + headers lws buffers
     int   http_url_max;         //  longest path + query (414 past it)
+    int   http_header_lines_max;    //  most header lines of a request head (431 past it)
     int   http_rate;            //  HTTP requests a second per user / address, 0: no limit
     int   http_burst;           //  ... and at once
     int   accept_pause_ms;      //  no accepting this long when out of descriptors

@@ -17,9 +17,10 @@
 
     Accept: each new socket is adopted as a raw descriptor first, and its
     request head read into a pl_gate, which refuses in JSON what lws 4.1's
-    parser would refuse in its own way; a head that passes goes to lws
-    with a dup () of the socket, unread (the gate only peeks). HTTP answers close their connection, so
-    every request passes the gate.
+    parser would refuse in its own way, and answers 408 to a head not
+    complete within http-head-timeout-s; a head that passes goes to lws
+    with a dup () of the socket, unread (the gate only peeks). HTTP
+    answers close their connection, so every request passes the gate.
 
     Writes: a session's frames wait in its outbound queue and are written
     only from LWS_CALLBACK_SERVER_WRITEABLE, one lws_write per callback. A
@@ -133,6 +134,7 @@ static const struct lws_protocols s_protocols [] = {
 static void s_self_drain_dealer (self_t *self);
 static void s_self_accept (self_t *self);
 static int s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate);
+static int s_gate_expire (self_t *self, struct lws *wsi, pl_gate_t *gate);
 static void s_gate_adopt (self_t *self, int fd);
 
 
@@ -315,6 +317,8 @@ s_self_report_http (self_t *self, json_t *figures)
                          json_integer ((json_int_t) self->http_guard.refused_malformed));
     json_object_set_new (figures, "http_refused_size",
                          json_integer ((json_int_t) self->http_guard.refused_size));
+    json_object_set_new (figures, "http_refused_timeout",
+                         json_integer ((json_int_t) self->http_guard.refused_timeout));
     json_object_set_new (figures, "http_rate_limited",
                          json_integer ((json_int_t) self->http_guard.rate_limited));
     json_object_set_new (figures, "accept_pauses", json_integer ((json_int_t) self->accept_pauses));
@@ -735,6 +739,11 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                 s_self_drain_dealer (self);
             }
             return 0;
+        //  Only a gate's wsi has a timer: http-head-timeout-s is up
+        case LWS_CALLBACK_TIMER:
+            if (lws_get_opaque_user_data (wsi))
+                return s_gate_expire (self, wsi, (pl_gate_t *) lws_get_opaque_user_data (wsi));
+            return 0;
         //  What lws's HTTP parser gave up on (an unknown method, an
         //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
         case LWS_CALLBACK_RAW_ADOPT:
@@ -860,14 +869,17 @@ s_self_accept (self_t *self)
 
 //  Adopt the socket as a raw descriptor of ours, with its pl_gate as the
 //  wsi's opaque data; a client that does not finish its head within
-//  http-head-timeout-s is closed.
+//  http-head-timeout-s is answered 408 (the wsi's timer, s_gate_expire).
+//  The time counts from the accept, not from the last byte, so a client
+//  that dribbles its head gets no more of it.
 static void
 s_gate_adopt (self_t *self, int fd)
 {
     lws_adopt_desc_t adopt = {
         .vh = self->vhost, .type = LWS_ADOPT_RAW_FILE_DESC, .vh_prot_name = "parley-gate",
         .opaque = pl_gate_new ((size_t) self->config->http_request_bytes,
-                               (size_t) self->config->http_url_max)
+                               (size_t) self->config->http_url_max,
+                               (size_t) self->config->http_header_lines_max)
     };
     adopt.fd.filefd = fd;
     struct lws *wsi = adopt.opaque? lws_adopt_descriptor_vhost_via_info (&adopt): NULL;
@@ -878,17 +890,21 @@ s_gate_adopt (self_t *self, int fd)
         close (fd);             //  lws closes only the sockets it adopts as such
         return;
     }
-    lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, self->config->http_head_timeout_s);
+    lws_set_timer_usecs (wsi, (lws_usec_t) self->config->http_head_timeout_s * LWS_US_PER_SEC);
 }
 
 //  The head is refused: the JSON answer, counted, and our side shut.
 //  Closing with unread bytes would reset the connection and could take
 //  the answer with it, so what else comes is read and dropped for
-//  linger-s. Returns -1 to close now.
+//  linger-s (the head's timer stops). Returns -1 to close now.
 static int
 s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
 {
+    lws_set_timer_usecs (wsi, LWS_SET_TIMER_USEC_CANCEL);
     int status = pl_gate_status (gate);
+    if (status == 408)
+        self->http_guard.refused_timeout++;
+    else
     if (status == 414 || status == 431)
         self->http_guard.refused_size++;
     else
@@ -900,6 +916,23 @@ s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
         return -1;
     lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, self->config->linger_s);
     return 0;
+}
+
+//  http-head-timeout-s is up and the head is not complete (or not begun):
+//  408, then as any refusal. SO_RCVLOWAT back to 1, so that what the
+//  client sent (peeked, not taken) and sends on is read and dropped.
+//  Returns -1 to close now.
+static int
+s_gate_expire (self_t *self, struct lws *wsi, pl_gate_t *gate)
+{
+    if (pl_gate_verdict (gate) != PL_GATE_MORE)
+        return 0;               //  refused already (its timer stopped then)
+    pl_gate_expire (gate, self->config->http_head_timeout_s);
+    int fd = lws_get_socket_fd (wsi);
+    int low = 1;
+    if (setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low))
+        return -1;
+    return s_gate_refuse (self, wsi, fd, gate);
 }
 
 //  Bytes from a connection at the gate. They are peeked at, never taken,
@@ -1066,8 +1099,8 @@ s_self_start_lws (self_t *self)
     //  ours to answer in JSON (else lws writes an HTML 403)
     info.listen_accept_role = "raw-skt";
     info.listen_accept_protocol = "parley-not-http";
-    //  A client holding a request head it does not finish (or a socket that
-    //  says nothing) is closed after this: lws's header-buffer idle timeout
+    //  lws's own header-buffer idle timeout, a second line only: heads reach
+    //  lws whole, and the gate answers 408 to one that does not come
     info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
     self->vhost = lws_create_vhost (self->context, &info);
     if (!self->vhost) {

@@ -7,6 +7,7 @@
 #include "pl_util.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +23,24 @@ static const char *s_methods [] = {
 //  First buffer; it doubles up to head_max + 1
 #define FIRST_CAPACITY      1024
 
+//  A header whose lines lws joins into one copy of bounded size: its
+//  length so far as lws counts it
+typedef struct {
+    size_t lines;
+    size_t bytes;
+} joined_t;
+
 struct _pl_gate_t {
     size_t head_max;            //  http-request-bytes
     size_t target_max;          //  http-url-max
+    size_t lines_max;           //  http-header-lines-max
     char *data;                 //  what the client sent so far
     size_t size;
     size_t capacity;
     size_t parsed;              //  where the first line not checked yet starts
     size_t lines;               //  lines checked; the first is the request line
+    joined_t protocols;         //  Sec-WebSocket-Protocol
+    joined_t extensions;        //  Sec-WebSocket-Extensions
     pl_gate_verdict_t verdict;
     int status;                 //  a refusal's
     char answer [512];
@@ -37,14 +48,16 @@ struct _pl_gate_t {
 };
 
 pl_gate_t *
-pl_gate_new (size_t head_max, size_t target_max)
+pl_gate_new (size_t head_max, size_t target_max, size_t lines_max)
 {
     assert (head_max > 0 && target_max > 0);
+    assert (lines_max > 0 && lines_max <= PL_GATE_HEADER_LINES_MOST);
     pl_gate_t *self = (pl_gate_t *) calloc (1, sizeof (pl_gate_t));
     if (!self)
         return NULL;
     self->head_max = head_max;
     self->target_max = target_max;
+    self->lines_max = lines_max;
     self->verdict = PL_GATE_MORE;
     return self;
 }
@@ -110,7 +123,8 @@ s_gate_refuse (pl_gate_t *self, int status, const char *format, ...)
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    const char *reason = status == 414? "URI Too Long":
+    const char *reason = status == 408? "Request Timeout":
+                         status == 414? "URI Too Long":
                          status == 431? "Request Header Fields Too Large":
                          status == 501? "Not Implemented":
                          status == 503? "Service Unavailable":
@@ -226,24 +240,104 @@ s_gate_request_line (pl_gate_t *self, const char *line, size_t length)
         s_gate_target (self, target, (size_t) (space - target));
 }
 
-//  name ":" value, the CR taken off; no folded lines, no controls but tab
+//  Whether a header's name (size bytes) is name, which is in lower case
+static bool
+s_name_is (const char *line, size_t size, const char *name)
+{
+    if (size != strlen (name))
+        return false;
+    for (size_t at = 0; at < size; at++)
+        if (tolower ((unsigned char) line [at]) != name [at])
+            return false;
+    return true;
+}
+
+//  One more line of a header lws joins: its value (after the colon) as lws
+//  counts it. The first line's leading spaces are dropped; each further
+//  line adds the space lws puts before it and the comma it joins with.
+static size_t
+s_joined_add (joined_t *joined, const char *value, size_t size)
+{
+    if (joined->lines++ == 0)
+        while (size && *value == ' ') {
+            value++;
+            size--;
+        }
+    else
+        joined->bytes += 2;
+    joined->bytes += size;
+    return joined->bytes;
+}
+
+//  The names of a Sec-WebSocket-Protocol line, each up to a comma, leading
+//  spaces not counted. Returns whether one is over what lws copies.
+static bool
+s_protocol_name_too_long (const char *value, size_t size)
+{
+    size_t name = 0;
+    bool started = false;
+    for (size_t at = 0; at < size; at++) {
+        if (value [at] == ',') {
+            name = 0;
+            started = false;
+        }
+        else
+        if (started || value [at] != ' ') {
+            started = true;
+            if (++name > PL_GATE_PROTOCOL_NAME_BYTES)
+                return true;
+        }
+    }
+    return false;
+}
+
+//  The WebSocket headers whose lines lws joins into a buffer of its own:
+//  over it lws closes the upgrade without a word
+static void
+s_gate_websocket_header (pl_gate_t *self, const char *name, size_t name_size,
+                         const char *value, size_t size)
+{
+    if (s_name_is (name, name_size, "sec-websocket-protocol")) {
+        if (s_joined_add (&self->protocols, value, size) > PL_GATE_PROTOCOLS_BYTES)
+            s_gate_refuse (self, 431, "Sec-WebSocket-Protocol over %d bytes (its lines joined)",
+                           PL_GATE_PROTOCOLS_BYTES);
+        else
+        if (s_protocol_name_too_long (value, size))
+            s_gate_refuse (self, 431, "a Sec-WebSocket-Protocol name over %d bytes",
+                           PL_GATE_PROTOCOL_NAME_BYTES);
+    }
+    else
+    if (s_name_is (name, name_size, "sec-websocket-extensions")
+    &&  s_joined_add (&self->extensions, value, size) > PL_GATE_EXTENSIONS_BYTES)
+        s_gate_refuse (self, 431, "Sec-WebSocket-Extensions over %d bytes (its lines joined)",
+                       PL_GATE_EXTENSIONS_BYTES);
+}
+
+//  name ":" value, the CR taken off; no folded lines, no controls but tab,
+//  no more lines than http-header-lines-max (the request line is line 0)
 static void
 s_gate_header_line (pl_gate_t *self, const char *line, size_t length)
 {
-    size_t at = 0;
-    while (at < length && s_tchar ((unsigned char) line [at]))
-        at++;
-    if (at == 0 || at == length || line [at] != ':') {
+    if (self->lines > self->lines_max) {
+        s_gate_refuse (self, 431, "more than %zu header lines (http-header-lines-max)",
+                       self->lines_max);
+        return;
+    }
+    size_t colon = 0;
+    while (colon < length && s_tchar ((unsigned char) line [colon]))
+        colon++;
+    if (colon == 0 || colon == length || line [colon] != ':') {
         s_gate_refuse (self, 400, "malformed header line");
         return;
     }
-    for (at++; at < length; at++) {
+    for (size_t at = colon + 1; at < length; at++) {
         unsigned char byte = (unsigned char) line [at];
         if ((byte < 0x20 && byte != '\t') || byte == 0x7f) {
             s_gate_refuse (self, 400, "control character in a header");
             return;
         }
     }
+    s_gate_websocket_header (self, line, colon, line + colon + 1, length - colon - 1);
 }
 
 //  Check the lines completed since the last call; an empty one ends the head
@@ -312,17 +406,32 @@ pl_gate_input (pl_gate_t *self, const char *data, size_t size)
     return self->verdict;
 }
 
+pl_gate_verdict_t
+pl_gate_expire (pl_gate_t *self, int seconds)
+{
+    if (self->verdict == PL_GATE_MORE)
+        s_gate_refuse (self, 408, "request head not received within %d s", seconds);
+    return self->verdict;
+}
+
 
 //  --------------------------------------------------------------------------
 //  Selftest
 
-//  A head fed in pieces of at most step bytes (0: all at once); returns the
-//  verdict and leaves the gate in *gate_p
+//  The limits of the test gates: http-request-bytes, http-url-max and
+//  http-header-lines-max at the most lws takes
+#define TEST_HEAD_MAX   32768
+#define TEST_TARGET_MAX 4096
+#define TEST_LINES_MAX  PL_GATE_HEADER_LINES_MOST
+
+//  A head fed in pieces of at most step bytes (0: all at once) to a new gate
+//  with at most lines_max header lines; returns the verdict and leaves the
+//  gate in *gate_p
 static pl_gate_verdict_t
-s_test_feed (pl_gate_t **gate_p, const char *head, size_t size, size_t step)
+s_test_feed_lines (pl_gate_t **gate_p, const char *head, size_t size, size_t step, size_t lines_max)
 {
     pl_gate_destroy (gate_p);
-    *gate_p = pl_gate_new (32768, 4096);
+    *gate_p = pl_gate_new (TEST_HEAD_MAX, TEST_TARGET_MAX, lines_max);
     pl_check (*gate_p);
     pl_gate_verdict_t verdict = PL_GATE_MORE;
     for (size_t at = 0; at < size && verdict == PL_GATE_MORE; ) {
@@ -337,12 +446,18 @@ s_test_feed (pl_gate_t **gate_p, const char *head, size_t size, size_t step)
     return verdict;
 }
 
-//  A head that must be refused with status and a message containing text
-static void
-s_test_refused (const char *head, size_t size, int status, const char *text)
+static pl_gate_verdict_t
+s_test_feed (pl_gate_t **gate_p, const char *head, size_t size, size_t step)
 {
-    pl_gate_t *gate = NULL;
-    pl_check (s_test_feed (&gate, head, size, 0) == PL_GATE_REFUSE);
+    return s_test_feed_lines (gate_p, head, size, step, TEST_LINES_MAX);
+}
+
+//  A refused gate's answer: status, JSON, closing, a message with text;
+//  the verdict stays, and more input changes nothing
+static void
+s_test_answer (pl_gate_t *gate, int status, const char *text)
+{
+    pl_check (pl_gate_verdict (gate) == PL_GATE_REFUSE);
     pl_check (pl_gate_status (gate) == status);
     size_t answer_size;
     const char *answer = pl_gate_answer (gate, &answer_size);
@@ -358,9 +473,18 @@ s_test_refused (const char *head, size_t size, int status, const char *text)
     pl_check (strstr (answer, length));
     pl_check (strncmp (body, "{\"error\":\"", 10) == 0);
     pl_check (strstr (body, text));
-    //  The verdict stays, and more input changes nothing
     pl_check (pl_gate_room (gate) == 0);
     pl_check (pl_gate_input (gate, "GET / HTTP/1.1\r\n\r\n", 18) == PL_GATE_REFUSE);
+    pl_check (pl_gate_expire (gate, 1) == PL_GATE_REFUSE && pl_gate_status (gate) == status);
+}
+
+//  A head that must be refused with status and a message containing text
+static void
+s_test_refused (const char *head, size_t size, int status, const char *text)
+{
+    pl_gate_t *gate = NULL;
+    pl_check (s_test_feed (&gate, head, size, 0) == PL_GATE_REFUSE);
+    s_test_answer (gate, status, text);
     pl_gate_destroy (&gate);
     pl_gate_destroy (&gate);
 }
@@ -391,25 +515,148 @@ s_test_passes (void)
     //  MORE until the empty line; a body in the same input is kept
     const char post [] = "POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
     pl_gate_destroy (&gate);
-    gate = pl_gate_new (32768, 4096);
+    gate = pl_gate_new (TEST_HEAD_MAX, TEST_TARGET_MAX, TEST_LINES_MAX);
     pl_check (pl_gate_input (gate, post, 20) == PL_GATE_MORE);
     pl_check (pl_gate_verdict (gate) == PL_GATE_MORE);
-    pl_check (pl_gate_room (gate) == 32769 - 20);
+    pl_check (pl_gate_room (gate) == TEST_HEAD_MAX + 1 - 20);
     pl_check (pl_gate_input (gate, post + 20, sizeof post - 1 - 20) == PL_GATE_PASS);
     size_t size;
     const char *data = pl_gate_data (gate, &size);
     pl_check (size == sizeof post - 1 && memcmp (data, post, size) == 0);
     pl_check (pl_gate_answer (gate, &size) == NULL);
-    //  32 query parts (either separator) pass; 1,000 short headers fit
-    char head [40000];
-    int length = snprintf (head, sizeof head, "GET /a?p0");
+    //  Once passed, the timeout changes nothing
+    pl_check (pl_gate_expire (gate, 10) == PL_GATE_PASS && pl_gate_status (gate) == 0);
+    pl_gate_destroy (&gate);
+}
+
+//  A head of 32 query parts (either separator) and lines header lines of a
+//  header lws knows (each takes a slot of its table), ended when end
+static size_t
+s_test_lines_head (char *head, size_t capacity, int lines, bool end)
+{
+    int length = snprintf (head, capacity, "GET /a?p0");
     for (int part = 1; part < PL_GATE_QUERY_PARTS; part++)
-        length += snprintf (head + length, sizeof head - (size_t) length, "%sp%d", part % 2? "&": ";", part);
-    length += snprintf (head + length, sizeof head - (size_t) length, " HTTP/1.1\r\n");
-    for (int header = 0; header < 1000; header++)
-        length += snprintf (head + length, sizeof head - (size_t) length, "X-H%d: v\r\n", header);
-    length += snprintf (head + length, sizeof head - (size_t) length, "\r\n");
-    pl_check (s_test_feed (&gate, head, (size_t) length, 1000) == PL_GATE_PASS);
+        length += snprintf (head + length, capacity - (size_t) length, "%sp%d", part % 2? "&": ";", part);
+    length += snprintf (head + length, capacity - (size_t) length, " HTTP/1.1\r\n");
+    for (int line = 0; line < lines; line++)
+        length += snprintf (head + length, capacity - (size_t) length, "X-Forwarded-For: 10.0.0.%d\r\n", line);
+    if (end)
+        length += snprintf (head + length, capacity - (size_t) length, "\r\n");
+    pl_check ((size_t) length < capacity);
+    return (size_t) length;
+}
+
+//  Header lines: up to http-header-lines-max pass (32 query parts and 60
+//  known header lines fill lws's table), one more is a 431, known as soon
+//  as that line ends
+static void
+s_test_lines (void)
+{
+    pl_gate_t *gate = NULL;
+    char head [8000];
+    size_t size = s_test_lines_head (head, sizeof head, PL_GATE_HEADER_LINES_MOST, true);
+    pl_check (PL_GATE_HEADER_LINES_MOST + PL_GATE_QUERY_PARTS == PL_GATE_LWS_SLOTS);
+    pl_check (s_test_feed (&gate, head, size, 0) == PL_GATE_PASS);
+    pl_check (s_test_feed (&gate, head, size, 7) == PL_GATE_PASS);
+    size = s_test_lines_head (head, sizeof head, PL_GATE_HEADER_LINES_MOST + 1, true);
+    pl_check (s_test_feed (&gate, head, size, 0) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "more than 60 header lines (http-header-lines-max)");
+    //  A head that goes on and on is refused before it ends
+    size = s_test_lines_head (head, sizeof head, 200, false);
+    pl_check (s_test_feed (&gate, head, size, 1) == PL_GATE_REFUSE);
+    pl_check (pl_gate_data (gate, &size) && size < sizeof head / 2);
+    s_test_answer (gate, 431, "more than 60 header lines");
+    //  Any header counts, known to lws or not; the limit is the option's
+    const char eight [] = "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n"
+                          "E: 5\r\nF: 6\r\nG: 7\r\n\r\n";
+    pl_check (s_test_feed_lines (&gate, eight, sizeof eight - 1, 0, 8) == PL_GATE_PASS);
+    pl_check (s_test_feed_lines (&gate, eight, sizeof eight - 1, 0, 7) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "more than 7 header lines");
+    pl_gate_destroy (&gate);
+}
+
+//  A WebSocket upgrade with the given Sec-WebSocket-* lines
+static pl_gate_verdict_t
+s_test_upgrade (pl_gate_t **gate_p, const char *lines)
+{
+    char head [4096];
+    int size = snprintf (head, sizeof head, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n%s\r\n", lines);
+    pl_check (size > 0 && (size_t) size < sizeof head);
+    return s_test_feed (gate_p, head, (size_t) size, 0);
+}
+
+//  Lines of name with value, count times, in lines (capacity bytes)
+static const char *
+s_test_repeat (char *lines, size_t capacity, const char *name, const char *value, int count)
+{
+    size_t length = 0;
+    lines [0] = 0;
+    for (int line = 0; line < count; line++)
+        length += (size_t) snprintf (lines + length, capacity - length, "%s: %s\r\n", name, value);
+    pl_check (length < capacity);
+    return lines;
+}
+
+//  Sec-WebSocket-Protocol and -Extensions at what lws copies, and one
+//  byte over, on one line and over several (as measured against lws 4.1)
+static void
+s_test_websocket (void)
+{
+    pl_gate_t *gate = NULL;
+    char lines [3000], name [300];
+    //  One line: 126 bytes after the leading spaces
+    memset (name, 'a', sizeof name);
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Protocol:    v12.stomp,%.50s,%.50s,%.14s\r\n",
+              name, name, name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_PASS);
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Protocol: v12.stomp,%.50s,%.50s,%.15s\r\n",
+              name, name, name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "Sec-WebSocket-Protocol over 126 bytes");
+    //  Ten lines of v12.stomp join to 117 bytes, eleven to 129
+    s_test_repeat (lines, sizeof lines, "Sec-WebSocket-Protocol", "v12.stomp", 10);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_PASS);
+    s_test_repeat (lines, sizeof lines, "sec-websocket-protocol", "v12.stomp", 11);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "(its lines joined)");
+    //  A name of 62 bytes (leading spaces not counted), then one of 63
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Protocol: x,   %.62s, v12.stomp\r\n", name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_PASS);
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Protocol: v12.stomp, %.63s\r\n", name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "a Sec-WebSocket-Protocol name over 62 bytes");
+    //  Extensions: 254 bytes on one line; 12 lines of permessage-deflate
+    //  join to 249 bytes, 13 to 270
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Extensions:  %.254s\r\n", name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_PASS);
+    snprintf (lines, sizeof lines, "Sec-WebSocket-Extensions: %.255s\r\n", name);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "Sec-WebSocket-Extensions over 254 bytes");
+    s_test_repeat (lines, sizeof lines, "Sec-WebSocket-Extensions", "permessage-deflate", 12);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_PASS);
+    s_test_repeat (lines, sizeof lines, "Sec-WebSocket-Extensions", "permessage-deflate", 13);
+    pl_check (s_test_upgrade (&gate, lines) == PL_GATE_REFUSE);
+    s_test_answer (gate, 431, "Sec-WebSocket-Extensions over 254 bytes");
+    pl_gate_destroy (&gate);
+}
+
+//  http-head-timeout-s: a head not complete (or not begun) is a 408
+static void
+s_test_expire (void)
+{
+    pl_gate_t *gate = pl_gate_new (TEST_HEAD_MAX, TEST_TARGET_MAX, TEST_LINES_MAX);
+    pl_check (gate);
+    pl_check (pl_gate_expire (gate, 10) == PL_GATE_REFUSE);
+    s_test_answer (gate, 408, "request head not received within 10 s");
+    pl_gate_destroy (&gate);
+    const char slow [] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaa";
+    pl_check (s_test_feed (&gate, slow, sizeof slow - 1, 1) == PL_GATE_MORE);
+    pl_check (pl_gate_expire (gate, 3) == PL_GATE_REFUSE);
+    s_test_answer (gate, 408, "{\"error\":\"request head not received within 3 s\"}");
+    size_t size;
+    pl_check (strstr (pl_gate_answer (gate, &size), "HTTP/1.1 408 Request Timeout\r\n"));
     pl_gate_destroy (&gate);
 }
 
@@ -460,6 +707,9 @@ pl_gate_test (bool verbose)
         printf ("\n");
     s_test_passes ();
     s_test_sizes ();
+    s_test_lines ();
+    s_test_websocket ();
+    s_test_expire ();
 
     //  What lws 4.1 closes on, or answers with its HTML 403
     REFUSED ("GET /api/rooms/r%001 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "%00");

@@ -2,15 +2,27 @@
     pl_gate - the first request head of a new connection, checked before
     libwebsockets sees it
 
-    libwebsockets 4.1 refuses some request heads inside its parser, before
-    any callback: it closes the connection (a head over its buffer, too
-    many query parts, a decoded %00) or answers an HTML 403 (a bad
-    %-escape, an absolute-form target). The actor reads a new connection's
-    bytes into a gate until the head ends (an empty line); the gate passes
-    what lws will take and refuses the rest with a status and a JSON
-    answer: 400 (malformed), 414 (target over http-url-max), 431 (head
-    over http-request-bytes), 501 (a method lws does not serve, or no
-    HTTP at all), 505 (an HTTP version other than 1.0 and 1.1).
+    libwebsockets 4.1 refuses some request heads before any callback: it
+    closes the connection (a head over its buffer, more lines of the
+    headers it knows and query parts than its table holds, a decoded %00, a
+    WebSocket upgrade whose Sec-WebSocket-Protocol or -Extensions lines
+    outgrow its copy of them) or answers an HTML 403 (a bad %-escape, an
+    absolute-form target). The actor reads a new connection's bytes into a
+    gate until the head ends (an empty line); the gate passes what lws
+    will take and refuses the rest with a status and a JSON answer: 400
+    (malformed), 414 (target over http-url-max), 431 (head over
+    http-request-bytes, more header lines than http-header-lines-max, the
+    WebSocket headers above), 501 (a method lws does not serve, or no HTTP
+    at all), 505 (an HTTP version other than 1.0 and 1.1); and 408 when
+    the actor says the head took longer than http-head-timeout-s.
+
+    What lws 4.1 (Debian's 4.1.6) keeps, measured against the actor: a
+    table of 92 slots for the lines of the headers it knows (each line
+    one, repeated or not) and the query parts together; one more and it
+    closes. Headers it does not know take none. The gate counts every
+    header line, known or not (a limit an operator can reason about, with
+    no copy of lws's list of names), against http-header-lines-max, which
+    may be at most 92 less the 32 query parts it lets through: 60.
 
     A gate buffers at most http-request-bytes (plus one byte to tell that
     it is over), grows its buffer by doubling, and checks each line once
@@ -31,14 +43,27 @@ typedef enum {
     PL_GATE_REFUSE              //  write pl_gate_answer, then close
 } pl_gate_verdict_t;
 
-//  Query parts (separated by '&' or ';') a target may have: lws keeps each
-//  in a slot of a fixed table it shares with the headers it knows
+//  Slots of lws 4.1's header table: the lines of the headers it knows and
+//  the query parts of the target, together
+#define PL_GATE_LWS_SLOTS       92
+//  Query parts (separated by '&' or ';') a target may have
 #define PL_GATE_QUERY_PARTS     32
+//  The most http-header-lines-max may be: the slots the query leaves
+#define PL_GATE_HEADER_LINES_MOST   (PL_GATE_LWS_SLOTS - PL_GATE_QUERY_PARTS)
+//  A WebSocket upgrade: lws copies all Sec-WebSocket-Protocol lines joined
+//  (a space and a comma between lines, the first line's leading spaces
+//  dropped) into 127 bytes, and each name of the list into 63; the
+//  Sec-WebSocket-Extensions lines, joined alike, into 255. Over these it
+//  closes the connection.
+#define PL_GATE_PROTOCOLS_BYTES     126
+#define PL_GATE_PROTOCOL_NAME_BYTES 62
+#define PL_GATE_EXTENSIONS_BYTES    254
 
 //  A gate for one connection: head_max is http-request-bytes, target_max
-//  http-url-max. Returns NULL when out of memory.
+//  http-url-max, lines_max http-header-lines-max (at most
+//  PL_GATE_HEADER_LINES_MOST). Returns NULL when out of memory.
 pl_gate_t *
-    pl_gate_new (size_t head_max, size_t target_max);
+    pl_gate_new (size_t head_max, size_t target_max, size_t lines_max);
 
 //  Safe on NULL and twice.
 void
@@ -57,11 +82,18 @@ pl_gate_verdict_t
 pl_gate_verdict_t
     pl_gate_verdict (pl_gate_t *self);
 
+//  The head did not come in time (seconds is http-head-timeout-s): while
+//  the verdict is PL_GATE_MORE, it becomes a 408 refusal. Returns the
+//  verdict.
+pl_gate_verdict_t
+    pl_gate_expire (pl_gate_t *self, int seconds);
+
 //  Everything input so far.
 const char *
     pl_gate_data (pl_gate_t *self, size_t *size);
 
-//  A refusal's status (400, 414, 431, 501, 505), or 0 while there is none.
+//  A refusal's status (400, 408, 414, 431, 501, 503, 505), or 0 while
+//  there is none.
 int
     pl_gate_status (pl_gate_t *self);
 

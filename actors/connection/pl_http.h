@@ -30,6 +30,7 @@ typedef struct {
     pl_buckets_t *addresses;    //  requests per remote address without a valid token
     uint64_t refused_malformed; //  400, 405, 411, 501, 505 answered before routing (pl_gate too)
     uint64_t refused_size;      //  413, 414, 431 (pl_gate too)
+    uint64_t refused_timeout;   //  408: no whole request head within http-head-timeout-s (pl_gate)
     uint64_t rate_limited;      //  429
 } pl_http_guard_t;
 

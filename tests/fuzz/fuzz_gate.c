@@ -4,11 +4,11 @@
 
     Input: byte 0 is the size of the pieces the rest arrives in (0: all at
     once); the rest is what a client sends on a new connection. The gate
-    has a small head limit (512) and target limit (128) so sizes are
-    reached often.
+    has a small head limit (512), target limit (128) and header line
+    limit (8) so they are reached often.
 
     Checked: pieces never exceed pl_gate_room; once the verdict is not
-    MORE it stays; a pass holds a complete head within the limit whose
+    MORE it stays; a pass holds a complete head within the limits whose
     request line starts with a method lws serves; a refusal has one of the
     documented statuses and a whole answer (status line, JSON content-type,
     content-length of the body, connection: close, a body that parses).
@@ -25,11 +25,13 @@
 
 #define HEAD_MAX    512
 #define TARGET_MAX  128
+#define LINES_MAX   8
 
 static void
 s_check_refusal (pl_gate_t *gate)
 {
     int status = pl_gate_status (gate);
+    //  408 comes only from pl_gate_expire, never from bytes
     pl_check (status == 400 || status == 414 || status == 431 || status == 501
            || status == 503 || status == 505);
     size_t size;
@@ -63,6 +65,11 @@ s_check_pass (pl_gate_t *gate)
     for (size_t index = 0; index < sizeof methods / sizeof methods [0]; index++)
         known = known || strncmp (data, methods [index], strlen (methods [index])) == 0;
     pl_check (known);
+    //  The request line, at most LINES_MAX header lines, the empty line
+    size_t lines = 0;
+    for (const char *at = data; at < end + 4; at++)
+        lines += *at == '\n';
+    pl_check (lines >= 2 && lines - 2 <= LINES_MAX);
     pl_check (pl_gate_status (gate) == 0);
 }
 
@@ -74,7 +81,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     size_t step = data [0];
     const char *bytes = (const char *) data + 1;
     size -= 1;
-    pl_gate_t *gate = pl_gate_new (HEAD_MAX, TARGET_MAX);
+    pl_gate_t *gate = pl_gate_new (HEAD_MAX, TARGET_MAX, LINES_MAX);
     pl_check (gate);
     pl_gate_verdict_t verdict = PL_GATE_MORE;
     for (size_t at = 0; at < size; ) {

@@ -165,6 +165,11 @@ def gate_seeds():
     gate("version", b"GET / HTTP/2.0\r\n\r\n")
     gate("header", b"GET / HTTP/1.1\r\nHost x\r\n\r\n")
     gate("big", b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 600 + b"\r\n\r\n", step=100)
+    gate("lines", b"GET / HTTP/1.1\r\n" + b"".join(b"Cookie: a=%d\r\n" % line for line in range(9))
+         + b"\r\n", step=3)
+    gate("protocols", b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: v12.stomp,"
+         b" v11.stomp\r\nsec-websocket-protocol:  v10.stomp\r\nSec-WebSocket-Extensions: "
+         b"permessage-deflate; client_max_window_bits\r\nSec-WebSocket-Extensions: x\r\n\r\n")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ let aliceToken;
 let room;
 
 before(async () => {
-    //  Rate limits out of the way here; their own test has its own host
-    host = await new Host({ extra: ['--http-rate', '0'] }).up();
+    //  Rate limits out of the way here; their own test has its own host.
+    //  Header lines at their most (60): where libwebsockets' table is full
+    host = await new Host({ extra: ['--http-rate', '0', '--http-header-lines-max', '60'] }).up();
     aliceToken = host.token('alice', 'Alice');
     room = await host.createRoom(aliceToken, { kind: 'direct', members: ['bob'] });
     const alice = await host.stomp(aliceToken);
@@ -31,8 +32,8 @@ after(async () => {
 });
 
 //  Bytes no proper client sends; resolves with the status (0: closed
-//  without an answer) and the body, once the answer is complete or the
-//  connection closed.
+//  without an answer) and the body, once the answer is complete (a 101's
+//  head), or the connection closed.
 function rawRequest (port, bytes, timeoutMs = 5000) {
     return new Promise((resolve, reject) => {
         const socket = net.connect(port, '127.0.0.1');
@@ -52,6 +53,7 @@ function rawRequest (port, bytes, timeoutMs = 5000) {
             const end = text.indexOf('\r\n\r\n');
             const length = /content-length: *(\d+)/i.exec(text.slice(0, end));
             if (end >= 0 && length && data.length >= end + 4 + Number(length[1])) finish();
+            else if (end >= 0 && text.startsWith('HTTP/1.1 101 ')) finish();
         });
         socket.on('close', finish);
         socket.on('error', () => {});
@@ -113,10 +115,11 @@ test('refusals before routing are JSON with the right status, and counted', asyn
         assert.match(answer.headers, /content-type: application\/json/i, what);
         assert.equal(typeof JSON.parse(answer.body).error, 'string', what);
     }
-    //  1,000 short headers fit in http-request-bytes: an ordinary answer
+    //  1,000 short headers fit in http-request-bytes, not in http-header-lines-max
     const many = Array.from({ length: 1000 }, (_, index) => `X-H${index}: v\r\n`).join('');
     const answer = await rawRequest(host.port, `GET /healthz HTTP/1.1\r\nHost: x\r\n${many}\r\n`);
-    assert.equal(answer.status, 200);
+    assert.equal(answer.status, 431);
+    assert.match(JSON.parse(answer.body).error, /more than 60 header lines \(http-header-lines-max\)/);
     //  What libwebsockets 4.1 would refuse inside its parser, before any
     //  hook (closed, or its HTML 403): pl_gate reads the head first
     const query = Array.from({ length: 40 }, (_, index) => `p${index}=1`).join('&');
@@ -143,7 +146,55 @@ test('refusals before routing are JSON with the right status, and counted', asyn
     await stillServes();
     await waitFor('the refusals in /metrics', async () =>
         await host.counter('parley_conn_http_refused_malformed_total') >= malformed + 8 + 8
-        && await host.counter('parley_conn_http_refused_size_total') >= sized + 4 + 2, 5000);
+        && await host.counter('parley_conn_http_refused_size_total') >= sized + 4 + 2 + 1, 5000);
+});
+
+//  Lines of one header, count times
+const lines = (header, count) => Array.from({ length: count }, (_, index) => `${header}${index}\r\n`).join('');
+
+test('too many header lines: 431 in JSON where libwebsockets 4.1 closed without a word, counted', async () => {
+    const sized = await host.counter('parley_conn_http_refused_size_total');
+    //  libwebsockets keeps 92 lines of the headers it knows and query parts
+    //  together: 32 query parts and 60 header lines fill it, and it still
+    //  hands the request on (to the API, which knows no p0)
+    const query = Array.from({ length: 32 }, (_, index) => `p${index}=1`).join('&');
+    let answer = await rawRequest(host.port,
+        `GET /api/rooms/${room.id}/messages?${query} HTTP/1.1\r\nHost: x\r\n${lines('X-Forwarded-For: 10.0.0.', 59)}\r\n`);
+    assert.equal(answer.status, 400, answer.headers);
+    assert.match(JSON.parse(answer.body).error, /unknown query parameter/);
+    const refused = [
+        ['61 header lines', `GET /healthz HTTP/1.1\r\nHost: x\r\n${lines('X-Forwarded-For: 10.0.0.', 60)}\r\n`],
+        ['100 X-Forwarded-For lines', `GET /healthz HTTP/1.1\r\n${lines('X-Forwarded-For: 10.0.0.', 100)}\r\n`],
+        ['100 Cookie lines', `GET /api/rooms HTTP/1.1\r\nHost: x\r\n${lines('Cookie: a=', 100)}\r\n`],
+    ];
+    for (const [what, bytes] of refused) {
+        answer = await rawRequest(host.port, bytes);
+        assert.equal(answer.status, 431, `${what}: ${answer.headers}`);
+        assert.match(answer.headers, /content-type: application\/json/i, what);
+        assert.match(answer.headers, /connection: close/i, what);
+        assert.match(JSON.parse(answer.body).error, /more than 60 header lines \(http-header-lines-max\)/, what);
+    }
+    //  A WebSocket upgrade: libwebsockets joins the lines of
+    //  Sec-WebSocket-Protocol into 127 bytes, of -Extensions into 255
+    const upgrade = (more) => `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
+        + `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${more}\r\n`;
+    const protocols = (count) => 'Sec-WebSocket-Protocol: v12.stomp\r\n'.repeat(count);
+    const extensions = (count) => protocols(1) + 'Sec-WebSocket-Extensions: permessage-deflate\r\n'.repeat(count);
+    assert.equal((await rawRequest(host.port, upgrade(protocols(10)))).status, 101);
+    assert.equal((await rawRequest(host.port, upgrade(extensions(12)))).status, 101);
+    for (const [what, bytes, error] of [
+        ['11 Sec-WebSocket-Protocol lines', upgrade(protocols(11)), /Sec-WebSocket-Protocol over 126 bytes/],
+        ['13 Sec-WebSocket-Extensions lines', upgrade(extensions(13)), /Sec-WebSocket-Extensions over 254 bytes/],
+        ['a subprotocol name of 63 bytes', upgrade(`Sec-WebSocket-Protocol: ${'x'.repeat(63)}, v12.stomp\r\n`),
+            /Sec-WebSocket-Protocol name over 62 bytes/],
+    ]) {
+        answer = await rawRequest(host.port, bytes);
+        assert.equal(answer.status, 431, `${what}: ${answer.headers}`);
+        assert.match(JSON.parse(answer.body).error, error, what);
+    }
+    await stillServes();
+    await waitFor('the 431s in /metrics', async () =>
+        await host.counter('parley_conn_http_refused_size_total') >= sized + 6, 5000);
 });
 
 test('HTTP requests are rate limited per user, and per address without a token: 429 with Retry-After', async () => {
