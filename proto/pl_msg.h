@@ -155,15 +155,18 @@
     F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `member.add` or `member.remove`") \
     F (QUERY, user,        "the caller (from its token); empty in `room.members`") \
     F (QUERY, caller_name, "the caller's name (from its token; not read)") \
-    F (QUERY, room,        "the room of the operation") \
+    F (QUERY, room,        "the room of the operation; `room.list`: the page starts after this room (empty: from the first)") \
     F (QUERY, target_user, "`member.remove`: the user to remove") \
     F (QUERY, before,      "`room.messages`: only seq < before, newest first (0: no bound)") \
     F (QUERY, after,       "`room.since`: only seq > after, oldest first") \
-    F (QUERY, limit,       "`room.messages`, `room.since`: at most this many (0 or over `history-limit`: `history-limit`)") \
+    F (QUERY, limit,       "`room.messages`, `room.since`, `room.list`: at most this many (0 or over `history-limit`: `history-limit`)") \
     F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object") \
     C (ROOM_CHANGED, 13, "store → router → bridge; bridge → router", \
        "a room's members changed: every host's router drops its cached list") \
     F (ROOM_CHANGED, room, "the room") \
+    F (ROOM_CHANGED, type, "the user event it makes: `ROOM_ADDED`, `ROOM_REMOVED`, or empty (members reloaded only)") \
+    F (ROOM_CHANGED, target_user, "the user the event is for; empty in a `ROOM_ADDED`: every member of the new room") \
+    F (ROOM_CHANGED, body, "`ROOM_ADDED`: the room object (JSON) as the HTTP API answers it") \
     C (REPLAY, 14, "conn → router → bridge", \
        "a room's messages after a seq that are still in its shard stream (resume)") \
     F (REPLAY, corr,       "chosen by the conn, echoed in the RESULT") \

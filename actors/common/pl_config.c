@@ -100,6 +100,7 @@ static const opt_t s_options [] = {
     { "persist-retry-max-ms", I (persist_retry_max_ms), "30000", 10, 3600000, "longest pause between stores of a failed entry" },
     { "held-sends-max",     I (held_sends_max),     "10000", 0, 10000000, "SENDs held while Redis is not reachable; more are refused" },
     { "claim-idle-ms",      I (claim_idle_ms),      "30000", 1, 86400000, "persist work idle this long is claimed" },
+    { "stream-retain-s",    I (stream_retain_s),    "120", 0, 86400, "entries this young stay in the shard streams even once stored, so a resume after a short break is served from Redis (memory: about rate x this x entry size)" },
     { "janitor-interval-ms", I (janitor_interval_ms), "5000", 10, 3600000, "how often shard streams are trimmed" },
     { "host-gone-s",        I (host_gone_s),        "300", 2, 2592000, "a silent host loses its fan-out group after" },
     { "redis-backoff-min-ms", I (redis_backoff_min_ms), "100", 1, 60000, "first wait before a lost Redis connection is tried again" },
@@ -120,6 +121,7 @@ static const opt_t s_options [] = {
     { "max-room-name-chars", I (max_room_name_chars), "100", 1, 10000, "longest group room name, in characters" },
     { "store-prepare-retry-ms", I (store_prepare_retry_ms), "1000", 100, 60000, "pause before a store retries reaching MongoDB and creating indexes" },
     //  Hostile load on the stores (issue 8, i8-store): bounded, fair, stoppable
+    { "store-slow-query-ms", I (store_slow_query_ms), "500", 1, 3600000, "a query that takes this long is logged and counted as slow" },
     { "store-turn-ms",      I (store_turn_ms),      "50", 1, 10000, "longest a store runs queries before it serves its other work (heartbeat, stop, inserts)" },
     { "store-queue-max",    I (store_queue_max),    "10000", 1, 10000000, "queries one store holds queued; more are answered 503" },
     { "store-user-queue-max", I (store_user_queue_max), "256", 1, 10000000, "queries of one user one store holds queued; more are answered 503" },

@@ -96,6 +96,7 @@ typedef struct {
     int   held_sends_max;       //  SENDs held while Redis is away; more get 503
     int   claim_idle_ms;        //  pending this long without an ack: its consumer is taken as dead
     int   janitor_interval_ms;  //  how often the shard streams are trimmed
+    int   stream_retain_s;      //  stored entries this young stay in the streams
     int   host_gone_s;          //  a host silent this long loses its fan-out group
     int   redis_backoff_min_ms; //  first wait before a lost Redis link is tried again
     int   redis_backoff_max_ms; //  the wait doubles up to this
@@ -118,6 +119,7 @@ typedef struct {
     int   store_prepare_retry_ms;   //  pause between attempts to reach MongoDB
     //  Hostile load on the stores (issue 8, i8-store)
     int   store_turn_ms;            //  longest run of queries between other work
+    int   store_slow_query_ms;  //  queries this slow are logged and counted
     int   store_queue_max;          //  queries queued in one store
     int   store_user_queue_max;     //  queries of one user queued in one store
     int   resume_user_max;          //  resumes of one user running at once per connection actor

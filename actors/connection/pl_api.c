@@ -83,29 +83,43 @@ s_param_error (pl_api_route_t *route, const char *format, const char *name)
     pl_api_route_error (route, 400, message);
 }
 
-//  One parameter of room.messages; seen flags before (1) and limit (2),
-//  so a second one is refused rather than silently winning. 0 / -1.
+//  The query parameters an operation takes; any other is a 400. Each may
+//  come once (flag), so a second one is refused rather than silently
+//  winning.
+typedef enum { PARAM_BEFORE = 1, PARAM_AFTER = 2, PARAM_LIMIT = 4 } s_param_flag_t;
+typedef struct {
+    const char *kind;
+    const char *name;
+    s_param_flag_t flag;
+} s_param_t;
+
+static const s_param_t s_params [] = {
+    { "room.messages", "before", PARAM_BEFORE },
+    { "room.messages", "limit", PARAM_LIMIT },
+    { "room.list", "after", PARAM_AFTER },
+    { "room.list", "limit", PARAM_LIMIT }
+};
+
+//  One parameter's value into the route. 0 / -1.
 static int
-s_parse_messages_param (const char *name, const char *value, int history_limit,
-                        int *seen, pl_api_route_t *route)
+s_parse_param (s_param_flag_t flag, const char *value, int history_limit, pl_api_route_t *route)
 {
-    int flag = streq (name, "before")? 1: streq (name, "limit")? 2: 0;
-    if (!flag) {
-        s_param_error (route, "unknown query parameter '%s'", name);
-        return -1;
-    }
-    if (*seen & flag) {
-        s_param_error (route, "query parameter '%s' given twice", name);
-        return -1;
-    }
-    *seen |= flag;
     uint64_t number = 0;
-    if (flag == 1) {
+    if (flag == PARAM_BEFORE) {
         if (!value || s_parse_number (value, &number)) {
             pl_api_route_error (route, 400, "before must be a sequence number");
             return -1;
         }
         route->seq = number;
+    }
+    else
+    if (flag == PARAM_AFTER) {
+        //  The page starts after this room (room.list): the route's room
+        if (!value || !pl_id_valid (value)) {
+            pl_api_route_error (route, 400, "after must be a room id");
+            return -1;
+        }
+        snprintf (route->room, sizeof route->room, "%s", value);
     }
     else {
         if (!value || s_parse_number (value, &number) || number == 0) {
@@ -118,12 +132,32 @@ s_parse_messages_param (const char *name, const char *value, int history_limit,
     return 0;
 }
 
-//  The query string: before=SEQ&limit=N for room.messages, nothing for
-//  the other routes. Every parameter is checked: an unknown, repeated or
-//  malformed one is a 400, never ignored. Empty pairs ("a&&b") carry
-//  nothing and are skipped.
+//  One name=value of an operation's query. 0 / -1.
 static int
-s_parse_query (const char *query, bool messages, int history_limit, pl_api_route_t *route)
+s_parse_pair (const char *kind, const char *name, const char *value, int history_limit,
+              int *seen, pl_api_route_t *route)
+{
+    const s_param_t *param = NULL;
+    for (size_t index = 0; !param && index < sizeof s_params / sizeof *s_params; index++)
+        if (kind && streq (s_params [index].kind, kind) && streq (s_params [index].name, name))
+            param = &s_params [index];
+    if (!param) {
+        s_param_error (route, "unknown query parameter '%s'", name);
+        return -1;
+    }
+    if (*seen & (int) param->flag) {
+        s_param_error (route, "query parameter '%s' given twice", name);
+        return -1;
+    }
+    *seen |= (int) param->flag;
+    return s_parse_param (param->flag, value, history_limit, route);
+}
+
+//  The query string of an operation (s_params says what each takes).
+//  Every parameter is checked: an unknown, repeated or malformed one is a
+//  400, never ignored. Empty pairs ("a&&b") carry nothing and are skipped.
+static int
+s_parse_query (const char *query, const char *kind, int history_limit, pl_api_route_t *route)
 {
     route->seq = 0;
     route->limit = (uint32_t) history_limit;
@@ -142,13 +176,7 @@ s_parse_query (const char *query, bool messages, int history_limit, pl_api_route
         char *equals = strchr (pair, '=');
         if (equals)
             *equals = 0;
-        if (!messages) {
-            s_param_error (route, "unknown query parameter '%s'", pair);
-            rc = -1;
-        }
-        else
-            rc = s_parse_messages_param (pair, equals? equals + 1: NULL,
-                                         history_limit, &seen, route);
+        rc = s_parse_pair (kind, pair, equals? equals + 1: NULL, history_limit, &seen, route);
     }
     free (copy);
     return rc;
@@ -268,7 +296,7 @@ pl_api_route (const char *method, const char *path, const char *query,
     route->target = target;
     route->kind = kind;
     route->takes_body = streq (method, "POST");
-    s_parse_query (query, kind && streq (kind, "room.messages"), history_limit, route);
+    s_parse_query (query, kind, history_limit, route);
 }
 
 
@@ -304,10 +332,10 @@ pl_api_query (pl_api_route_t *route, const char *user_id, const char *name,
     pl_msg_set_caller_name (query, name);
     pl_msg_set_room (query, route->room);
     pl_msg_set_target_user (query, route->sub);
-    if (streq (route->kind, "room.messages")) {
+    if (streq (route->kind, "room.messages"))
         pl_msg_set_before (query, route->seq);
+    if (streq (route->kind, "room.messages") || streq (route->kind, "room.list"))
         pl_msg_set_limit (query, route->limit);
-    }
     if (route->takes_body)
         pl_msg_set_body (query, body, body_size);
     return query;

@@ -32,16 +32,16 @@ typedef struct {
     int status;                 //  PL_API_ERROR: HTTP status
     char error [160];           //  PL_API_ERROR: message for {"error":..}
     const char *kind;           //  PL_API_QUERY: operation, "room.create"...
-    char room [PL_ID_MAX + 1];  //  room id from the path, or ""
+    char room [PL_ID_MAX + 1];  //  room id from the path (room.list: after=), or ""
     char sub [PL_ID_MAX + 1];   //  user id from the path, or ""
     uint64_t seq;               //  room.messages: before (0 = newest)
-    uint32_t limit;             //  room.messages: page size
+    uint32_t limit;             //  room.messages, room.list: page size
     bool takes_body;            //  the QUERY carries the request JSON
 } pl_api_route_t;
 
 //  Work out what a request means. method is "GET", "POST", ...; path is
 //  the URL path without query; query is the query string without '?'
-//  (may be NULL or ""). history_limit is the largest page of messages.
+//  (may be NULL or ""). history_limit is the largest page (of messages, of rooms).
 //  Fills route; route->target says what to do.
 void
     pl_api_route (const char *method, const char *path, const char *query,

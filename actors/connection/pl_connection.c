@@ -352,6 +352,8 @@ s_self_report (self_t *self)
         json_object_set_new (figures, "reads", json_integer ((json_int_t) counts->reads));
         json_object_set_new (figures, "event_errors", json_integer ((json_int_t) counts->event_errors));
         json_object_set_new (figures, "typing", json_integer ((json_int_t) counts->typing));
+        json_object_set_new (figures, "subscriptions_ended",
+                             json_integer ((json_int_t) counts->subscriptions_ended));
     }
     s_self_report_http (self, figures);
     pl_monitor_report (self->monitor, figures);

@@ -175,6 +175,8 @@ static const family_t s_families [] = {
       "TYPING frames passed on to every host (not stored)" },
     { "conn", "refused_typing_rate", NULL, "parley_conn_refused_typing_rate_total", FAMILY_COUNTER, 1,
       "TYPING frames dropped silently over typing-rate (per user and room on this actor)" },
+    { "conn", "subscriptions_ended", NULL, "parley_conn_subscriptions_ended_total", FAMILY_COUNTER, 1,
+      "Room subscriptions ended because their user was removed from the room" },
     { "conn", "deliveries", NULL, "parley_conn_deliveries_total", FAMILY_COUNTER, 1,
       "Messages the router delivered to this actor" },
     { "conn", "errors", NULL, "parley_conn_errors_total", FAMILY_COUNTER, 1,
@@ -240,6 +242,8 @@ static const family_t s_families [] = {
       "Queries answered 503 because store-queue-max or store-user-queue-max was reached" },
     { "store", "queries_expired", NULL, "parley_store_queries_expired_total", FAMILY_COUNTER, 1,
       "Queries dropped unrun: queued longer than request-timeout-ms, the requester gave up" },
+    { "store", "queries_slow", NULL, "parley_store_queries_slow_total", FAMILY_COUNTER, 1,
+      "Queries that took store-slow-query-ms or longer (each logged with its operation and room)" },
     { "store", "queries_stopped", NULL, "parley_store_queries_stopped_total", FAMILY_COUNTER, 1,
       "Queries answered 503 'stopping, try again' because the store was stopping" },
     //  Refusals of a non-member, whether the room exists or not (issue 8)

@@ -222,6 +222,8 @@ static void
 s_ask (pl_resume_t *self, bool from_store)
 {
     self->asked_store = from_store;
+    pl_log_debug ("room %s: resume asks %s after %" PRIu64, self->room,
+                  from_store? "MongoDB": "the stream", self->cursor);
     self->ops->ask (self->arg, self->cursor, from_store);
 }
 
@@ -367,6 +369,9 @@ pl_resume_answer (pl_resume_t *self, pl_msg_t *result)
 {
     if (!self->resuming)
         return;
+    if (pl_msg_status (result) != 200)
+        pl_log_debug ("room %s: resume page from %s failed (%u)", self->room,
+                      self->asked_store? "MongoDB": "the stream", pl_msg_status (result));
     if (pl_msg_status (result) == 200)
         s_page (self, result);
     else

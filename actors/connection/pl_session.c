@@ -102,6 +102,37 @@ s_sub_leave (sub_t *sub)
     }
 }
 
+//  The room of a ROOM_REMOVED user event into room, else ""
+static void
+s_event_removed_room (pl_msg_t *msg, char *room)
+{
+    *room = 0;
+    json_t *event = json_loadb (pl_msg_body (msg), pl_msg_body_size (msg), 0, NULL);
+    const char *room_id = json_string_value (json_object_get (event, "roomId"));
+    if (streq_safe (json_string_value (json_object_get (event, "type")), "ROOM_REMOVED")
+    &&  room_id && pl_id_valid (room_id))
+        snprintf (room, PL_ID_MAX + 1, "%s", room_id);
+    json_decref (event);
+}
+
+//  The user is no longer a member: its subscriptions to the room end now
+//  (no ERROR, the session goes on; the ROOM_REMOVED event says why)
+static void
+s_session_end_room (pl_session_t *self, const char *room)
+{
+    zlistx_t *ended = zlistx_new ();
+    assert (ended);
+    for (sub_t *sub = (sub_t *) zhashx_first (self->subs); sub; sub = (sub_t *) zhashx_next (self->subs))
+        if (streq (sub->room, room))
+            zlistx_add_end (ended, sub->id);
+    for (char *id = (char *) zlistx_first (ended); id; id = (char *) zlistx_next (ended)) {
+        s_sub_leave ((sub_t *) zhashx_lookup (self->subs, id));
+        zhashx_delete (self->subs, id);
+        self->owner->counts.subscriptions_ended++;
+    }
+    zlistx_destroy (&ended);
+}
+
 
 //  --------------------------------------------------------------------------
 //  The outbound queue, ERROR and RECEIPT
@@ -1008,11 +1039,16 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
     }
     else
     if (*pl_msg_user (msg)) {
-        //  A user event: every session of that user on its events queue
+        //  A user event: every session of that user on its events queue;
+        //  a removal from a room first ends the user's subscriptions to it
+        char removed [PL_ID_MAX + 1];
+        s_event_removed_room (msg, removed);
         for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
              session = (pl_session_t *) zlistx_next (self->list)) {
             if (!session->connected || !streq (session->terms.identity.user_id, pl_msg_user (msg)))
                 continue;
+            if (*removed)
+                s_session_end_room (session, removed);
             for (sub_t *sub = (sub_t *) zhashx_first (session->subs); sub;
                  sub = (sub_t *) zhashx_next (session->subs))
                 if (sub->active && !*sub->room)

@@ -42,6 +42,8 @@ typedef struct {
     uint64_t reads, event_errors;
     //  TYPINGs passed to the router
     uint64_t typing;
+    //  Room subscriptions ended because the user was removed from the room
+    uint64_t subscriptions_ended;
 } pl_sessions_counts_t;
 
 //  Create the sessions of an actor; link must outlive them. Returns NULL

@@ -321,6 +321,38 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
 }
 
+//  ROOM_REMOVED ends the user's subscriptions to the room at once, not the
+//  session, and is handed to its events queue
+static void
+s_test_removed (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (session, "CONNECTED", NULL, NULL);
+    s_test_send (session, "SUBSCRIBE\nid:ev\ndestination:/user/queue/events\n\n");
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s1\ndestination:/topic/rooms/r2\n\n", 200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r2");
+    pl_msg_t *event = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_user (event, "u1");
+    const char *body = "{\"type\":\"ROOM_REMOVED\",\"roomId\":\"r1\"}";
+    pl_msg_set_body (event, body, strlen (body));
+    pl_sessions_deliver (sessions, event);
+    pl_msg_destroy (&event);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
+    size_t size;
+    const char *head = pl_session_outbound (session, &size);
+    pl_check (head && strstr (head, "ROOM_REMOVED"));
+    s_test_expect (session, "MESSAGE", "subscription", "ev");
+    s_test_deliver (sessions, "r1", "", 7);
+    pl_check (pl_session_outbound (session, &size) == NULL);
+    s_test_deliver (sessions, "r2", "", 7);
+    s_test_expect (session, "MESSAGE", "subscription", "s1");
+    pl_check (!pl_session_closing (session) && pl_sessions_counts (sessions)->subscriptions_ended == 1);
+    pl_session_destroy (&session);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
+}
+
 //  No answer in time, the router out of reach, a client too slow to read
 static void
 s_test_failures (pl_link_fake_t *fake, pl_sessions_t *sessions)
@@ -452,6 +484,7 @@ pl_session_test (bool verbose)
     s_test_heartbeats (fake, sessions);
     s_test_rooms (fake, sessions);
     s_test_reads (fake, sessions);
+    s_test_removed (fake, sessions);
     s_test_failures (fake, sessions);
     s_test_limits (fake, sessions);
     s_test_expiry (fake, sessions);

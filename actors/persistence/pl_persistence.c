@@ -58,6 +58,7 @@ typedef struct {
     uint64_t queries_refused;   //  answered 503: queue full
     uint64_t queries_expired;   //  dropped: the requester gave up already
     uint64_t queries_stopped;   //  answered 503: the store was stopping
+    uint64_t queries_slow;      //  took store-slow-query-ms or longer
 } self_t;
 
 //  One user's queued queries; arrival times say when the requester gave up
@@ -242,14 +243,24 @@ s_self_persist_batch (self_t *self)
 //  QUERY from the router: rules first (pl_rooms), then data (pl_store).
 //  Each handler returns the HTTP status and sets *json_p.
 
-//  Tell the router that a room's members changed, so it reloads them.
+//  Tell the router that a room's members changed, so every host reloads
+//  them; change (NULL: none) is the user event it makes: ROOM_ADDED for
+//  target (NULL: every member of the new room in room_json), ROOM_REMOVED
+//  for target.
 static void
-s_self_room_changed (self_t *self, const char *room_id)
+s_self_room_changed (self_t *self, const char *room_id, const char *change, const char *target,
+                     const char *room_json)
 {
     if (!room_id || !*room_id)
         return;
     pl_msg_t *changed = pl_msg_new (PL_MSG_ROOM_CHANGED);
     pl_msg_set_room (changed, room_id);
+    if (change) {
+        pl_msg_set_type (changed, change);
+        pl_msg_set_target_user (changed, target? target: "");
+        if (room_json)
+            pl_msg_set_body (changed, room_json, strlen (room_json));
+    }
     pl_msg_send (&changed, self->router);
 }
 
@@ -366,7 +377,7 @@ s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
     status = s_self_legacy_room (self, &room, &legacy_id, json_p);
     if (status || legacy_id) {
         if (status == 200)
-            s_self_room_changed (self, legacy_id);
+            s_self_room_changed (self, legacy_id, NULL, NULL, NULL);
         free (legacy_id);
         pl_rooms_room_reset (&room);
         return status;
@@ -385,8 +396,11 @@ s_query_room_create (self_t *self, pl_msg_t *query, char **json_p)
         status = s_self_room_answer (self, room.id, 200, json_p);
     else
         status = pl_rooms_unavailable (json_p);
-    if (status == 200 || status == 201)
-        s_self_room_changed (self, room.id);
+    if (status == 201)
+        s_self_room_changed (self, room.id, "ROOM_ADDED", NULL, *json_p);
+    else
+    if (status == 200)
+        s_self_room_changed (self, room.id, NULL, NULL, NULL);
     pl_rooms_room_reset (&room);
     return status;
 }
@@ -417,7 +431,10 @@ s_query_room_list (self_t *self, pl_msg_t *query, char **json_p)
     size_t count;
     if (pl_store_rooms_of_user (self->store, caller, &rooms, &count))
         return pl_rooms_unavailable (json_p);
-    status = pl_rooms_list_answer (rooms, count, caller, json_p);
+    int limit = (int) pl_msg_limit (query);
+    if (limit <= 0 || limit > self->config->history_limit)
+        limit = self->config->history_limit;
+    status = pl_rooms_list_answer (rooms, count, pl_msg_room (query), (size_t) limit, json_p);
     pl_rooms_list_destroy (&rooms, count);
     return status;
 }
@@ -482,15 +499,16 @@ s_query_member_add (self_t *self, pl_msg_t *query, char **json_p)
             self->rooms_quota++;
     }
     if (status == 200)
-        //  A member already: the room as it is
+        //  A member already: the room as it is, nothing changes
         status = pl_store_room_last_seq (self->store, &room)? pl_rooms_unavailable (json_p)
                                                              : pl_rooms_room_answer (&room, 200, json_p);
     else
-    if (status == 0)
+    if (status == 0) {
         status = pl_store_member_add (self->store, room.id, user)? pl_rooms_unavailable (json_p)
                                                                  : s_self_room_answer (self, room.id, 200, json_p);
-    if (status == 200 || status == 201)
-        s_self_room_changed (self, pl_msg_room (query));
+        if (status == 200)
+            s_self_room_changed (self, room.id, "ROOM_ADDED", user, *json_p);
+    }
     pl_rooms_room_reset (&room);
     return status;
 }
@@ -510,7 +528,7 @@ s_query_member_remove (self_t *self, pl_msg_t *query, char **json_p)
         status = pl_store_member_remove (self->store, room.id, user)? pl_rooms_unavailable (json_p)
                                                                     : s_self_room_answer (self, room.id, 200, json_p);
     if (status == 200 || status == 204)
-        s_self_room_changed (self, pl_msg_room (query));
+        s_self_room_changed (self, room.id, "ROOM_REMOVED", user, NULL);
     pl_rooms_room_reset (&room);
     return status;
 }
@@ -545,6 +563,7 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
 {
     char *json = NULL;
     int status = -1;
+    int64_t started = pl_mono_ms ();
     for (size_t index = 0; index < sizeof s_queries / sizeof s_queries [0]; index++)
         if (streq (pl_msg_operation (query), s_queries [index].kind)) {
             status = s_queries [index].handler (self, query, &json);
@@ -552,6 +571,13 @@ s_self_handle_query (self_t *self, pl_msg_t *query)
         }
     if (status == -1)
         status = pl_rooms_unknown_query (&json);
+    //  One slow query holds up every batch behind it: operators should know
+    int64_t took = pl_mono_ms () - started;
+    if (took >= self->config->store_slow_query_ms) {
+        self->queries_slow++;
+        pl_log_warning ("slow query: %s of room %s by %s took %" PRId64 " ms", pl_msg_operation (query),
+                        pl_msg_room (query), pl_msg_user (query), took);
+    }
     s_self_send_result (self, query, status, json);
     free (json);
 }
@@ -706,7 +732,7 @@ s_self_report (self_t *self)
 {
     if (!pl_every_due (&self->status, pl_mono_ms ()))
         return;
-    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+    pl_monitor_report (self->monitor, json_pack ("{s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "stored", (json_int_t) self->stored, "failed", (json_int_t) self->failed,
         "mongodb_ready", self->prepared,
         "queries", (json_int_t) self->queries,
@@ -714,6 +740,7 @@ s_self_report (self_t *self)
         "queries_refused", (json_int_t) self->queries_refused,
         "queries_expired", (json_int_t) self->queries_expired,
         "queries_stopped", (json_int_t) self->queries_stopped,
+        "queries_slow", (json_int_t) self->queries_slow,
         "not_member_refused", (json_int_t) self->not_member,
         "rooms_quota_refused", (json_int_t) self->rooms_quota));
 }

@@ -152,6 +152,7 @@ pl_rooms_room_reset (pl_room_t *room)
         free (room->members [index]);
     free (room->members);
     free (room->read_seqs);
+    json_decref (room->last_message);
     memset (room, 0, sizeof *room);
 }
 
@@ -256,16 +257,38 @@ pl_rooms_detail_answer (const pl_room_t *room, char **json_p)
     return pl_rooms_answer (json_p, 200, json);
 }
 
+//  Newest activity first; ties by id, so pages never overlap
+static int
+s_compare_activity (const void *a, const void *b)
+{
+    const pl_room_t *left = (const pl_room_t *) a, *right = (const pl_room_t *) b;
+    if (left->active_ms != right->active_ms)
+        return left->active_ms > right->active_ms? -1: 1;
+    return strcmp (left->id, right->id);
+}
+
 int
-pl_rooms_list_answer (const pl_room_t *rooms, size_t count, const char *caller, char **json_p)
+pl_rooms_list_answer (pl_room_t *rooms, size_t count, const char *after, size_t limit,
+                      char **json_p)
 {
     assert (rooms || count == 0);
+    if (count > 1)
+        qsort (rooms, count, sizeof *rooms, s_compare_activity);
+    size_t first = 0;
+    if (after && *after) {
+        while (first < count && strcmp (rooms [first].id, after))
+            first++;
+        if (first == count)
+            return s_error (json_p, 400, "after: not one of your rooms");
+        first++;
+    }
     json_t *array = json_array ();
-    for (size_t index = 0; index < count; index++) {
+    for (size_t index = first; index < count && index - first < limit; index++) {
         const pl_room_t *room = &rooms [index];
         json_t *json = s_room_json (room);
-        int64_t unread = room->last_seq - s_read_seq (room, pl_rooms_member_index (room, caller));
-        json_object_set_new (json, "unread", json_integer (unread > 0? unread: 0));
+        json_object_set_new (json, "unread", json_integer (room->unread > 0? room->unread: 0));
+        json_object_set_new (json, "lastMessage",
+                             room->last_message? json_incref (room->last_message): json_null ());
         json_array_append_new (array, json);
     }
     return pl_rooms_answer (json_p, 200, array);
@@ -817,28 +840,44 @@ s_test_answers (pl_rooms_t *self)
     pl_check (streq_safe (json_object_iter_key (json_object_iter (read_seq)), "alice"));
     json_decref (json);
 
-    //  unread: after the caller's cursor, never below 0
-    rooms [1].last_seq = 3;
-    rooms [1].read_seqs = (int64_t *) calloc (2, sizeof (int64_t));
-    pl_check (rooms [1].read_seqs);
-    rooms [1].read_seqs [pl_rooms_member_index (&rooms [1], "bob")] = 7;
-    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, "bob", &text_));
-    pl_check (json_array_size (json) == 2);
-    pl_check (json_integer_value (json_object_get (json_array_get (json, 0), "unread")) == 510);
-    pl_check (json_integer_value (json_object_get (json_array_get (json, 1), "unread")) == 0);
-    json_decref (json);
-    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, "alice", &text_));
-    pl_check (json_integer_value (json_object_get (json_array_get (json, 0), "unread")) == 1010);
-    pl_check (json_integer_value (json_object_get (json_array_get (json, 1), "unread")) == 3);
-    json_decref (json);
-    json = s_test_call (200, pl_rooms_list_answer (NULL, 0, "alice", &text_));
-    pl_check (json_is_array (json) && json_array_size (json) == 0);
-    json_decref (json);
-
     json = s_test_call (200, pl_rooms_members_answer (group, &text_));
     pl_check (json_array_size (json) == 3 && streq_safe (json_string_value (json_array_get (json, 2)), "carol"));
     json_decref (json);
     s_test_error (404, pl_rooms_members_answer (NULL, &text_));
+    //  The list: newest activity first, ties by id; unread and lastMessage
+    //  as the store loaded them; pages after a room
+    rooms [0].active_ms = 100;
+    rooms [0].unread = 510;
+    rooms [1].active_ms = 200;
+    rooms [1].unread = 3;
+    pl_room_message_t last = { .room_id = rooms [1].id, .seq = 3, .type = "TALK", .sender_id = "bob",
+                               .sender_name = "Bob", .content = "hi", .created_ms = 200 };
+    rooms [1].last_message = pl_rooms_message_json (&last);
+    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, NULL, 10, &text_));
+    pl_check (json_array_size (json) == 2);
+    json_t *first = json_array_get (json, 0), *second = json_array_get (json, 1);
+    pl_check (json_integer_value (json_object_get (first, "unread")) == 3);
+    pl_check (streq_safe (s_test_str (json_object_get (first, "lastMessage"), "content"), "hi"));
+    pl_check (json_integer_value (json_object_get (second, "unread")) == 510);
+    pl_check (json_is_null (json_object_get (second, "lastMessage")));
+    char second_id [80];
+    snprintf (second_id, sizeof second_id, "%s", s_test_str (second, "id"));
+    json_decref (json);
+    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, NULL, 1, &text_));
+    pl_check (json_array_size (json) == 1);
+    json_decref (json);
+    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, rooms [0].id, 10, &text_));
+    const char *next = s_test_str (json_array_get (json, 0), "id");
+    pl_check (json_array_size (json) == 1 && next && strcmp (next, second_id) == 0);
+    json_decref (json);
+    json = s_test_call (200, pl_rooms_list_answer (rooms, 2, second_id, 10, &text_));
+    pl_check (json_array_size (json) == 0);
+    json_decref (json);
+    s_test_error (400, pl_rooms_list_answer (rooms, 2, "g:nothere", 10, &text_));
+    json = s_test_call (200, pl_rooms_list_answer (NULL, 0, NULL, 10, &text_));
+    pl_check (json_is_array (json) && json_array_size (json) == 0);
+    json_decref (json);
+
     pl_rooms_room_reset (&rooms [0]);
     pl_rooms_room_reset (&rooms [1]);
     pl_room_t *list = (pl_room_t *) calloc (2, sizeof (pl_room_t));

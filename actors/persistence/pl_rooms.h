@@ -34,6 +34,10 @@ typedef struct {
     size_t member_capacity;
     int64_t *read_seqs;         //  read cursor of each member, NULL: not loaded
     int64_t last_seq;           //  highest stored seq, where loaded
+    //  Where a room list loaded them (pl_store_rooms_of_user):
+    json_t *last_message;       //  the newest message as delivered, NULL: none
+    int64_t active_ms;          //  its createdAt, else the room's
+    int64_t unread;             //  the caller's unread messages
 } pl_room_t;
 
 //  A stored message as history and resume serve it (strings borrowed)
@@ -170,10 +174,14 @@ int
 int
     pl_rooms_detail_answer (const pl_room_t *room, char **json_p);
 
-//  GET /api/rooms: array of room objects, each with "unread": messages
-//  after the caller's read cursor (never below 0). 200.
+//  GET /api/rooms: one page of the caller's rooms, newest activity first
+//  (ties by id): the ones after the room "after" (NULL or "": from the
+//  first; one not in the list: 400), at most limit. Each room object has
+//  "unread" (messages after the caller's read cursor that others sent) and
+//  "lastMessage" (as delivered, or null). Sorts rooms in place. 200.
 int
-    pl_rooms_list_answer (const pl_room_t *rooms, size_t count, const char *caller, char **json_p);
+    pl_rooms_list_answer (pl_room_t *rooms, size_t count, const char *after, size_t limit,
+                          char **json_p);
 
 //  The member list for the router's cache: array of user ids, 200; room
 //  NULL 404.

@@ -561,6 +561,21 @@ pl_store_insert_messages (pl_store_t *self, pl_store_message_t *messages, size_t
 //  --------------------------------------------------------------------------
 //  Read messages
 
+void
+pl_store_message_from_bson (const bson_t *doc, pl_room_message_t *message)
+{
+    *message = (pl_room_message_t) {
+        .room_id = pl_store_bson_str (doc, "roomId"),
+        .seq = pl_store_bson_int64 (doc, "seq"),
+        .type = pl_store_bson_str (doc, "type"),
+        .sender_id = pl_store_bson_str (doc, "senderId"),
+        .sender_name = pl_store_bson_str (doc, "senderName"),
+        .content = pl_store_bson_str (doc, "content"),
+        .client_msg_id = pl_store_bson_str (doc, "clientMsgId"),
+        .created_ms = pl_store_bson_date (doc, "createdAt")
+    };
+}
+
 //  One page of a room's messages: newest first below a bound (history),
 //  or oldest first above one (resume). FerretDB: sort and limit give the
 //  same result as on MongoDB; on SQLite both run in memory after a scan of
@@ -585,16 +600,8 @@ s_messages_page (pl_store_t *self, const char *room_id, int64_t bound, bool asce
     int rc = 0;
     const bson_t *doc;
     while (rc == 0 && mongoc_cursor_next (cursor, &doc)) {
-        pl_room_message_t message = {
-            .room_id = pl_store_bson_str (doc, "roomId"),
-            .seq = pl_store_bson_int64 (doc, "seq"),
-            .type = pl_store_bson_str (doc, "type"),
-            .sender_id = pl_store_bson_str (doc, "senderId"),
-            .sender_name = pl_store_bson_str (doc, "senderName"),
-            .content = pl_store_bson_str (doc, "content"),
-            .client_msg_id = pl_store_bson_str (doc, "clientMsgId"),
-            .created_ms = pl_store_bson_date (doc, "createdAt")
-        };
+        pl_room_message_t message;
+        pl_store_message_from_bson (doc, &message);
         rc = handler (&message, arg);
     }
     bson_error_t error;

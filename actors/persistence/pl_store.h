@@ -131,8 +131,8 @@ int
 int
     pl_store_room_read_seqs (pl_store_t *self, pl_room_t *room);
 
-//  The rooms listing user, by id, each with last_seq and read_seqs holding
-//  user's read cursor. Sets *rooms_p (release with pl_rooms_list_destroy)
+//  The rooms listing user, by id, each with read_seqs holding user's read
+//  cursor, last_seq, last_message, active_ms and user's unread count. Sets *rooms_p (release with pl_rooms_list_destroy)
 //  and *count_p. Returns 0 or -1 (then *rooms_p is NULL).
 int
     pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p);

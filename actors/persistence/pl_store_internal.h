@@ -48,6 +48,10 @@ bool
 bool
     pl_store_has_items (const bson_t *reply, const char *key);
 
+//  A message document as a message (strings borrowed from doc)
+void
+    pl_store_message_from_bson (const bson_t *doc, pl_room_message_t *message);
+
 //  The rooms part of the selftest: rooms and members in the test database
 //  of a reachable store, whose messages of room_id run to seq 1010; then
 //  with a store whose server does not answer, every call fails.

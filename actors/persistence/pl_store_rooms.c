@@ -317,6 +317,46 @@ s_rooms_listing (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t
     return rc;
 }
 
+//  What a room list shows of a room for user: its newest message (lastSeq,
+//  lastMessage, activity) and the user's unread messages: after its read
+//  cursor, sent by others. FerretDB: the count is an aggregate of $match
+//  and $group as on MongoDB, a scan of the room's messages on SQLite where
+//  MongoDB walks room_seq from the cursor. Returns 0 or -1.
+static int
+s_room_summary (pl_store_t *self, pl_room_t *room, const char *user)
+{
+    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id));
+    bson_t *sort = BCON_NEW ("seq", BCON_INT32 (-1));
+    bson_t *doc;
+    bson_error_t error;
+    int rc = s_find_one (self->messages, filter, sort, &doc, &error);
+    bson_destroy (sort);
+    bson_destroy (filter);
+    if (rc == PL_STORE_FAILED)
+        return pl_store_failed ("last message", &error);
+    room->last_seq = 0;
+    room->active_ms = room->created_ms;
+    room->unread = 0;
+    if (rc == PL_STORE_MISSING)
+        return 0;
+    pl_room_message_t message;
+    pl_store_message_from_bson (doc, &message);
+    room->last_seq = message.seq;
+    room->active_ms = message.created_ms;
+    json_decref (room->last_message);
+    room->last_message = pl_rooms_message_json (&message);
+    bson_destroy (doc);
+    int member = pl_rooms_member_index (room, user);
+    int64_t cursor = room->read_seqs && member >= 0? room->read_seqs [member]: 0;
+    if (cursor >= room->last_seq)
+        return 0;
+    filter = BCON_NEW ("roomId", BCON_UTF8 (room->id), "seq", "{", "$gt", BCON_INT64 (cursor), "}",
+                       "senderId", "{", "$ne", BCON_UTF8 (user), "}");
+    room->unread = mongoc_collection_count_documents (self->messages, filter, NULL, NULL, NULL, &error);
+    bson_destroy (filter);
+    return room->unread < 0? pl_store_failed ("unread count", &error): 0;
+}
+
 int
 pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t *count_p)
 {
@@ -328,7 +368,7 @@ pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p,
     if (rc == 0)
         rc = s_read_cursors (self, "userId", user, *rooms_p, *count_p);
     for (size_t index = 0; rc == 0 && index < *count_p; index++)
-        rc = pl_store_room_last_seq (self, &(*rooms_p) [index]);
+        rc = s_room_summary (self, &(*rooms_p) [index], user);
     if (rc) {
         pl_rooms_list_destroy (rooms_p, *count_p);
         *count_p = 0;
@@ -601,11 +641,16 @@ s_test_cursors (pl_store_t *self, const char *group_id)
         pl_room_t *entry = &rooms [index];
         int64_t read_seq = entry->read_seqs [pl_rooms_member_index (entry, "bob")];
         if (streq_safe (entry->id, group_id)) {
-            pl_check (entry->last_seq == 1010 && read_seq == 500);
+            //  Alice sent all 1,010: 510 after bob's cursor are unread
+            pl_check (entry->last_seq == 1010 && read_seq == 500 && entry->unread == 510);
+            json_t *last = entry->last_message;
+            pl_check (last && json_integer_value (json_object_get (last, "seq")) == 1010);
+            pl_check (entry->active_ms > entry->created_ms);
             seen_group = true;
         }
         else
-            pl_check (entry->last_seq == 0 && read_seq == 0);
+            pl_check (entry->last_seq == 0 && read_seq == 0 && entry->unread == 0
+                      && !entry->last_message && entry->active_ms == entry->created_ms);
     }
     pl_check (seen_group);
     pl_rooms_list_destroy (&rooms, count);

@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include <jansson.h>
+
 //  Deadlines and idle rooms are checked this often (not a limit)
 #define TICK_MS           100
 #define ROUTER_IDENTITY   "router"
@@ -547,6 +549,58 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     pl_msg_destroy (message_p);
 }
 
+//  A user event to every session of user on this host: every conn gets it,
+//  each hands it to that user's sessions (the router does not track users)
+static void
+s_self_user_event (self_t *self, const char *user, json_t *event)
+{
+    char *body = json_dumps (event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!body || !pl_id_valid (user)) {
+        free (body);
+        return;
+    }
+    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_user (deliver, user);
+    pl_msg_set_created (deliver, pl_clock_ms ());
+    pl_msg_set_body (deliver, body, strlen (body));
+    free (body);
+    for (pl_peer_t *conn = pl_peers_first (self->conns); conn; conn = pl_peers_next (self->conns))
+        s_send_to (self, deliver, conn->id);
+    pl_msg_destroy (&deliver);
+}
+
+//  A change of members heard from the stream: ROOM_ADDED to the added
+//  user (or every member of a new room), ROOM_REMOVED to the removed one
+static void
+s_self_room_event (self_t *self, pl_msg_t *changed)
+{
+    const char *type = pl_msg_type (changed);
+    const char *target = pl_msg_target_user (changed);
+    if (streq (type, "ROOM_REMOVED")) {
+        json_t *event = json_pack ("{s:s, s:s}", "type", "ROOM_REMOVED", "roomId", pl_msg_room (changed));
+        if (event)
+            s_self_user_event (self, target, event);
+        json_decref (event);
+        return;
+    }
+    if (!streq (type, "ROOM_ADDED"))
+        return;
+    json_t *room = json_loadb (pl_msg_body (changed), pl_msg_body_size (changed), 0, NULL);
+    json_t *event = json_is_object (room)? json_pack ("{s:s, s:O}", "type", "ROOM_ADDED", "room", room): NULL;
+    if (event && *target)
+        s_self_user_event (self, target, event);
+    else
+    if (event) {
+        size_t index;
+        json_t *member;
+        json_array_foreach (json_object_get (room, "members"), index, member)
+            if (json_is_string (member))
+                s_self_user_event (self, json_string_value (member), event);
+    }
+    json_decref (event);
+    json_decref (room);
+}
+
 //  A message from the stream bridge (a pl_drain_fn).
 static void
 s_self_handle_bridge (void *actor, pl_msg_t **message_p)
@@ -565,8 +619,10 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
     if (pl_msg_command (message) == PL_MSG_RESULT)
         s_send_to (self, message, pl_msg_route (message));
     else
-    if (pl_msg_command (message) == PL_MSG_ROOM_CHANGED)
+    if (pl_msg_command (message) == PL_MSG_ROOM_CHANGED) {
         s_self_forget_members (self, pl_msg_room (message));
+        s_self_room_event (self, message);
+    }
     else
     if (pl_msg_command (message) == PL_MSG_PING) {
         if (pl_msg_readiness (message) & PL_READY_BRIDGE)
@@ -927,6 +983,34 @@ pl_router_test (bool verbose)
     pl_msg_destroy (&message);
     zsock_set_rcvtimeo (other, 100);
     pl_check (pl_msg_recv (other) == NULL);
+
+    //  A change of members heard from the stream: a user event per member
+    //  of a new room, to every conn (each knows its own users); a room
+    //  other than r1, whose cached members the next parts use
+    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
+    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
+    pl_msg_set_room (message, "r9");
+    pl_msg_set_type (message, "ROOM_ADDED");
+    const char *room_json = "{\"id\":\"r9\",\"members\":[\"u1\",\"u2\"]}";
+    pl_msg_set_body (message, room_json, strlen (room_json));
+    pl_msg_send (&message, bridge);
+    for (int index = 0; index < 2; index++) {
+        message = s_test_recv (conn);
+        pl_check (pl_msg_command (message) == PL_MSG_DELIVER && !*pl_msg_room (message));
+        pl_check (streq (pl_msg_user (message), index? "u2": "u1"));
+        pl_check (strstr (pl_msg_body (message), "\"type\":\"ROOM_ADDED\",\"room\":{\"id\":\"r9\""));
+        pl_msg_destroy (&message);
+    }
+    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
+    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
+    pl_msg_set_room (message, "r9");
+    pl_msg_set_type (message, "ROOM_REMOVED");
+    pl_msg_set_target_user (message, "u2");
+    pl_msg_send (&message, bridge);
+    message = s_test_recv (conn);
+    pl_check (streq (pl_msg_user (message), "u2"));
+    pl_check (streq (pl_msg_body (message), "{\"type\":\"ROOM_REMOVED\",\"roomId\":\"r9\"}"));
+    pl_msg_destroy (&message);
 
     //  A QUERY goes to the store and its RESULT back to the asker
     message = pl_msg_new (PL_MSG_QUERY);

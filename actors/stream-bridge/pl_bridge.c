@@ -177,9 +177,15 @@ s_on_fanout (void *arg, const pl_entry_t *entry)
     self_t *self = (self_t *) arg;
     pl_msg_t *message;
     if (entry->seq == 0) {
-        //  A signal from some host: the room's members changed
+        //  A signal from some host: the room's members changed, perhaps
+        //  with a user event to make (its type other than ROOM_CHANGED)
         message = pl_msg_new (PL_MSG_ROOM_CHANGED);
         pl_msg_set_room (message, entry->room_id);
+        if (!streq (entry->type, "ROOM_CHANGED")) {
+            pl_msg_set_type (message, entry->type);
+            pl_msg_set_target_user (message, entry->sender_id);
+            pl_msg_set_body (message, entry->content, strlen (entry->content));
+        }
     }
     else
     if (streq (entry->type, "READ")) {
@@ -656,7 +662,9 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             break;
         case PL_MSG_ROOM_CHANGED:
             //  Through the room's stream, so every host's router hears it
-            if (pl_streams_signal (self->streams, pl_msg_room (message), "ROOM_CHANGED"))
+            if (pl_streams_signal (self->streams, pl_msg_room (message),
+                                   *pl_msg_type (message)? pl_msg_type (message): "ROOM_CHANGED",
+                                   pl_msg_target_user (message), pl_msg_body (message)))
                 pl_log_warning ("ROOM_CHANGED of %s not signalled: Redis not reachable",
                                 pl_msg_room (message));
             break;

@@ -168,13 +168,15 @@ int
                        pl_entry_fn *on_entry, pl_replay_done_fn *done, void *arg);
 
 //  XADD to the room's shard stream an entry with v=1, room, type (e.g.
-//  "ROOM_CHANGED"), seq 0 and no content or sender: every host's fan-out
-//  reader hands it to on_fanout like any entry (entry->seq == 0 tells it
-//  apart; it is not a chat message); the persist reader XACKs it itself and
-//  never calls on_persist. Returns 0 when sent, -1 when Redis is not
-//  connected or the arguments are empty (nothing sent).
+//  "ROOM_CHANGED"), seq 0, and user and content (NULL: empty) as its
+//  sender and content: every host's fan-out reader hands it to on_fanout
+//  like any entry (entry->seq == 0 tells it apart; it is not a chat
+//  message); the persist reader XACKs it itself and never calls
+//  on_persist. Returns 0 when sent, -1 when Redis is not connected or room
+//  or type is empty (nothing sent).
 int
-    pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type);
+    pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type,
+                       const char *user, const char *content);
 
 //  A persist entry was stored: XACK it (batched).
 void

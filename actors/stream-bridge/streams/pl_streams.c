@@ -57,6 +57,7 @@ s_settings_init (settings_t *settings, const pl_config_t *config)
     settings->stop_flush_ms = config->stop_flush_ms;
     settings->claim_interval_ms = config->claim_interval_ms;
     settings->janitor_interval_ms = config->janitor_interval_ms;
+    settings->stream_retain_s = config->stream_retain_s;
     //  Several refreshes per host-gone-s, so one lost SET does not look like death
     int64_t third = (int64_t) config->host_gone_s * 1000 / 3;
     settings->host_refresh_ms = third < config->host_refresh_ms?

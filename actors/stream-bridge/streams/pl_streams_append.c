@@ -507,7 +507,8 @@ s_signal_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
 }
 
 int
-pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type)
+pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type,
+                   const char *user, const char *content)
 {
     assert (self);
     if (self->destroying || !room_id || !*room_id || !type || !*type)
@@ -519,6 +520,7 @@ pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type)
         return -1;
     //  Not in the replay index: a signal has no seq of its own
     const char *argv [] = { "XADD", stream, "*", "v", "1", "room", room_id,
-                            "seq", "0", "type", type };
-    return pl_streams_cluster_send (self, stream, s_signal_reply, NULL, 11, argv, NULL);
+                            "seq", "0", "type", type, "sender", user? user: "",
+                            "content", content? content: "" };
+    return pl_streams_cluster_send (self, stream, s_signal_reply, NULL, 15, argv, NULL);
 }

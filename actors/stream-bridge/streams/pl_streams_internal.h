@@ -67,6 +67,7 @@ typedef struct {
     int claim_interval_ms;
     int janitor_interval_ms;
     int host_refresh_ms;        //  at most a third of host-gone-s
+    int stream_retain_s;        //  entries this young are never trimmed
     size_t broadcast_max;       //  broadcast-max-bytes
     char dedup_ttl_text [16];   //  dedup-ttl-s
     char window_text [16];      //  replay-window

@@ -131,6 +131,13 @@ s_janitor_decide (jshard_t *jshard)
     if (!jshard->failed && !self->destroying) {
         s_destroy_gone (jshard);
         const char *needed = s_needed_id (jshard);
+        //  What is newer than stream-retain-s stays too: a resume after a
+        //  short break reads it from Redis, sparing MongoDB the query
+        char retained [32];
+        snprintf (retained, sizeof retained, "%" PRId64 "-0",
+                  pl_clock_ms () - (int64_t) self->settings.stream_retain_s * 1000);
+        if (needed && s_id_compare (retained, needed) < 0)
+            needed = retained;
         //  Without a persist group nothing stores the entries: keep them
         if (needed && jshard->has_persist && s_id_compare (needed, "0-1") > 0) {
             const char *argv [] = { "XTRIM", stream, "MINID", "=", needed };

@@ -114,6 +114,8 @@ pl_streams_test_config (const char *url, int shards, const char *prefix, const c
     pl_config_set (config, "shards", number);
     pl_config_set (config, "read-count", "50");
     pl_config_set (config, "block-ms", "100");
+    //  Trimmed as soon as stored, as the janitor parts expect
+    pl_config_set (config, "stream-retain-s", "0");
     pl_config_set (config, "key-prefix", prefix);
     pl_config_set (config, "host-id", host_id);
     return config;

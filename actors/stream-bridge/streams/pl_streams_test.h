@@ -60,6 +60,7 @@ typedef struct {
     char signal_type [32];
     char signal_room [32];
     char signal_content [8];
+    char signal_sender [8];
     int persist_count;
     int persist_signals;        //  persist entries with seq 0: must stay 0
     bool ack;                   //  ack persist entries inside on_persist

@@ -34,6 +34,7 @@ pl_streams_test_probe_fanout (void *arg, const pl_entry_t *entry)
         snprintf (probe->signal_type, sizeof probe->signal_type, "%s", entry->type);
         snprintf (probe->signal_room, sizeof probe->signal_room, "%s", entry->room_id);
         snprintf (probe->signal_content, sizeof probe->signal_content, "%s", entry->content);
+        snprintf (probe->signal_sender, sizeof probe->signal_sender, "%s", entry->sender_id);
     }
 }
 
@@ -345,15 +346,15 @@ s_test_signal (int port, bool verbose)
     pl_config_t *config = s_probe_config (port, "psig", "sig-host");
     probe_t *probe = s_probe_new (config, pl_streams_test_probe_fanout,
                                   pl_streams_test_probe_persist, true);
-    pl_check (pl_streams_signal (probe->streams, "sig-room", "") == -1);
-    pl_check (pl_streams_signal (probe->streams, "sig-room", "ROOM_CHANGED") == 0);
+    pl_check (pl_streams_signal (probe->streams, "sig-room", "", NULL, NULL) == -1);
+    pl_check (pl_streams_signal (probe->streams, "sig-room", "ROOM_CHANGED", "u9", "{}") == 0);
     pl_entry_t message = { .room_id = "sig-room", .type = "CHAT", .sender_id = "u",
                            .content = "after the signal", .created_ms = 1 };
     pl_streams_append (probe->streams, &message, s_probe_appended, probe);
     pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_signalled));
     pl_check (streq (probe->signal_type, "ROOM_CHANGED"));
     pl_check (streq (probe->signal_room, "sig-room"));
-    pl_check (streq (probe->signal_content, ""));
+    pl_check (streq (probe->signal_content, "{}") && streq (probe->signal_sender, "u9"));
     pl_streams_test_probe_run (probe, 300, NULL);
     pl_check (probe->persist_signals == 0);
     pl_check (probe->fanout_count == 2 && probe->persist_count == 1);
