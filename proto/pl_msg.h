@@ -152,15 +152,15 @@
     F (QUERY, corr,        "chosen by the requester, echoed in the RESULT") \
     F (QUERY, session,     "`room.since`: the subscriber's session; else 0") \
     F (QUERY, route,       "set by the router: the conn's routing id, copied into the RESULT; empty in the router's own") \
-    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `member.add` or `member.remove`") \
-    F (QUERY, user,        "the caller (from its token); empty in `room.members`") \
+    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `member.add`, `member.remove` or `user.unread`") \
+    F (QUERY, user,        "the caller (from its token); empty in `room.members`; `user.unread`: the user whose counts are asked") \
     F (QUERY, caller_name, "the caller's name (from its token; not read)") \
     F (QUERY, room,        "the room of the operation; `room.list`: the page starts after this room (empty: from the first)") \
     F (QUERY, target_user, "`member.remove`: the user to remove") \
     F (QUERY, before,      "`room.messages`: only seq < before, newest first (0: no bound)") \
     F (QUERY, after,       "`room.since`: only seq > after, oldest first") \
     F (QUERY, limit,       "`room.messages`, `room.since`, `room.list`: at most this many (0 or over `history-limit`: `history-limit`)") \
-    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object") \
+    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object; `user.unread`: a JSON array of room ids (empty: every room of the user)") \
     C (ROOM_CHANGED, 13, "store → router → bridge; bridge → router", \
        "a room's members changed: every host's router drops its cached list") \
     F (ROOM_CHANGED, room, "the room") \
@@ -175,7 +175,13 @@
     F (REPLAY, user,       "the subscriber (the router checks membership)") \
     F (REPLAY, room,       "the room") \
     F (REPLAY, after,      "only seq > after, oldest first") \
-    F (REPLAY, limit,      "at most this many (0 or over `history-limit`: `history-limit`)")
+    F (REPLAY, limit,      "at most this many (0 or over `history-limit`: `history-limit`)") \
+    C (WATCH, 15, "conn → router", \
+       "the conn has its first `/user/queue/events` subscriber of a user: send it that user's events") \
+    F (WATCH, user,        "the user") \
+    C (UNWATCH, 16, "conn → router", \
+       "the conn's last `/user/queue/events` subscriber of a user is gone") \
+    F (UNWATCH, user,      "the user")
 
 #define PL_MSG_COMMAND_ENUM(command, number, path, summary) PL_MSG_##command = number,
 #define PL_MSG_NO_FIELD(command, field, meaning)

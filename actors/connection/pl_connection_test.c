@@ -193,6 +193,9 @@ s_test_stomp (int port, zsock_t *router, const char *alice)
 
     pl_wsclient_send_stomp (client, "SUBSCRIBE\nid:sub-1\ndestination:/user/queue/events\nreceipt:s2\n\n");
     s_test_expect (client, "RECEIPT", "receipt-id", "s2");
+    msg = s_test_router_expect (router, PL_MSG_WATCH);
+    pl_check (streq (pl_msg_user (msg), "u1"));
+    pl_msg_destroy (&msg);
 
     pl_wsclient_send_stomp (client,
         "SEND\ndestination:/app/rooms/r1\nreceipt:m1\ncontent-type:application/json\n\n"
@@ -249,9 +252,18 @@ s_test_stomp (int port, zsock_t *router, const char *alice)
     free (frame);
     pl_wsclient_expect_closed (client);
     pl_wsclient_destroy (&client);
-    msg = s_test_router_expect (router, PL_MSG_LEAVE);
-    pl_check (streq (pl_msg_room (msg), "r1"));
-    pl_msg_destroy (&msg);
+    //  LEAVE r1 and UNWATCH u1, in the order the session's table holds them
+    bool left = false, unwatched = false;
+    for (int index = 0; index < 20 && !(left && unwatched); index++) {
+        msg = pl_msg_recv (router);
+        pl_check (msg);
+        if (pl_msg_command (msg) == PL_MSG_LEAVE && streq (pl_msg_room (msg), "r1"))
+            left = true;
+        if (pl_msg_command (msg) == PL_MSG_UNWATCH && streq (pl_msg_user (msg), "u1"))
+            unwatched = true;
+        pl_msg_destroy (&msg);
+    }
+    pl_check (left && unwatched);
 
     //  A session's refusals and timeouts: pl_session_test
 }

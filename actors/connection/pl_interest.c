@@ -12,7 +12,8 @@
 
 struct _pl_interest_t {
     pl_link_t *link;
-    zhashx_t *rooms;            //  room -> zlistx_t of subscribers, never empty
+    zhashx_t *rooms;            //  key -> zlistx_t of subscribers, never empty
+    bool of_users;              //  keys are users: WATCH/UNWATCH, else JOIN/LEAVE
 };
 
 static void
@@ -21,13 +22,18 @@ s_list_destroy (zlistx_t **list_p)
     zlistx_destroy (list_p);
 }
 
+//  JOIN (WATCH) when joining, else LEAVE (UNWATCH)
 static void
-s_send (pl_interest_t *self, pl_msg_command_t command, const char *room)
+s_send (pl_interest_t *self, bool join, const char *key)
 {
-    pl_msg_t *msg = pl_msg_new (command);
+    pl_msg_t *msg = pl_msg_new (self->of_users? (join? PL_MSG_WATCH: PL_MSG_UNWATCH)
+                                              : (join? PL_MSG_JOIN: PL_MSG_LEAVE));
     if (!msg)
         return;
-    pl_msg_set_room (msg, room);
+    if (self->of_users)
+        pl_msg_set_user (msg, key);
+    else
+        pl_msg_set_room (msg, key);
     self->link->send (self->link->arg, &msg);
 }
 
@@ -45,6 +51,15 @@ pl_interest_new (pl_link_t *link)
         return NULL;
     }
     zhashx_set_destructor (self->rooms, (zhashx_destructor_fn *) s_list_destroy);
+    return self;
+}
+
+pl_interest_t *
+pl_interest_new_users (pl_link_t *link)
+{
+    pl_interest_t *self = pl_interest_new (link);
+    if (self)
+        self->of_users = true;
     return self;
 }
 
@@ -68,7 +83,7 @@ pl_interest_add (pl_interest_t *self, const char *room, void *subscriber)
         if (!list)
             return NULL;
         zhashx_insert (self->rooms, room, list);
-        s_send (self, PL_MSG_JOIN, room);
+        s_send (self, true, room);
     }
     return zlistx_add_end (list, subscriber);
 }
@@ -84,7 +99,7 @@ pl_interest_remove (pl_interest_t *self, const char *room, void *handle)
         char copy [PL_ID_MAX + 1];
         snprintf (copy, sizeof copy, "%s", room);
         zhashx_delete (self->rooms, copy);
-        s_send (self, PL_MSG_LEAVE, copy);
+        s_send (self, false, copy);
     }
 }
 
@@ -98,14 +113,14 @@ void
 pl_interest_release (pl_interest_t *self, const char *room)
 {
     if (!zhashx_lookup (self->rooms, room) && pl_id_valid (room))
-        s_send (self, PL_MSG_LEAVE, room);
+        s_send (self, false, room);
 }
 
 void
 pl_interest_resync (pl_interest_t *self)
 {
     for (void *list = zhashx_first (self->rooms); list; list = zhashx_next (self->rooms))
-        s_send (self, PL_MSG_JOIN, (const char *) zhashx_cursor (self->rooms));
+        s_send (self, true, (const char *) zhashx_cursor (self->rooms));
 }
 
 size_t
@@ -170,8 +185,29 @@ pl_interest_test (bool verbose)
     pl_check (pl_interest_size (rooms) == 0);
 
     pl_interest_add (rooms, "r4", &a);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r4");
     pl_interest_destroy (&rooms);
     pl_interest_destroy (&rooms);
+
+    //  Users: WATCH on the first, UNWATCH after the last, again on resync
+    pl_interest_t *users = pl_interest_new_users (&fake->link);
+    pl_check (users);
+    void *watch_a = pl_interest_add (users, "u1", &a);
+    void *watch_b = pl_interest_add (users, "u1", &b);
+    pl_msg_t *watch = pl_link_fake_take (fake, PL_MSG_WATCH);
+    pl_check (streq (pl_msg_user (watch), "u1"));
+    pl_msg_destroy (&watch);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_interest_resync (users);
+    watch = pl_link_fake_take (fake, PL_MSG_WATCH);
+    pl_msg_destroy (&watch);
+    pl_interest_remove (users, "u1", watch_a);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_interest_remove (users, "u1", watch_b);
+    watch = pl_link_fake_take (fake, PL_MSG_UNWATCH);
+    pl_check (streq (pl_msg_user (watch), "u1"));
+    pl_msg_destroy (&watch);
+    pl_interest_destroy (&users);
     pl_link_fake_destroy (&fake);
     pl_config_destroy (&config);
     printf ("OK\n");

@@ -1,6 +1,7 @@
 /*  =========================================================================
     pl_interest - the rooms a connection actor has joined at the router, and
-    which subscribers here want each
+    which subscribers here want each (or, made with pl_interest_new_users,
+    the users whose events it watches, and which subscribers want each)
 
     The first subscriber of a room sends JOIN, the last one to go sends
     LEAVE, so the router routes a room's DELIVERs here exactly while
@@ -23,6 +24,11 @@ typedef struct _pl_interest_t pl_interest_t;
 //  of memory.
 pl_interest_t *
     pl_interest_new (pl_link_t *link);
+
+//  The same for users: the /user/queue/events subscribers of each user,
+//  with WATCH and UNWATCH (the user in the user field) for JOIN and LEAVE.
+pl_interest_t *
+    pl_interest_new_users (pl_link_t *link);
 
 //  Destroy it (no LEAVEs). Safe on NULL and twice.
 void

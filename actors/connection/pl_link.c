@@ -100,6 +100,25 @@ pl_link_fake_take (pl_link_fake_t *self, pl_msg_command_t command)
     return msg;
 }
 
+size_t
+pl_link_fake_drop (pl_link_fake_t *self, pl_msg_command_t command)
+{
+    size_t dropped = 0;
+    bool again = true;
+    while (again) {
+        again = false;
+        for (pl_msg_t *msg = (pl_msg_t *) zlistx_first (self->sent); msg;
+             msg = (pl_msg_t *) zlistx_next (self->sent))
+            if (pl_msg_command (msg) == command) {
+                zlistx_delete (self->sent, zlistx_cursor (self->sent));
+                dropped++;
+                again = true;
+                break;
+            }
+    }
+    return dropped;
+}
+
 void
 pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char *room)
 {

@@ -80,6 +80,11 @@ pl_msg_t *
 
 //  Take the oldest message sent, which must be of command for room
 //  (checked), and destroy it.
+//  Take every message of a command out of sent, wherever it is; returns
+//  how many there were.
+size_t
+    pl_link_fake_drop (pl_link_fake_t *self, pl_msg_command_t command);
+
 void
     pl_link_fake_expect (pl_link_fake_t *self, pl_msg_command_t command, const char *room);
 

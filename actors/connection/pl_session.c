@@ -35,7 +35,8 @@ struct _pl_sessions_t {
     uint64_t next_number;
     bool shutting_down;         //  no new frames; sessions end when answered
     zlistx_t *list;             //  pl_session_t, not owned
-    pl_interest_t *rooms;          //  the active subscriptions of each room
+    pl_interest_t *rooms;       //  the active subscriptions of each room
+    pl_interest_t *watchers;    //  the /user/queue/events subscriptions of each user
     pl_limits_t *limits;        //  connections, SEND rate, requests in flight
     pl_sessions_counts_t counts;
     pl_resume_gate_t *resumes;  //  resume-user-max per user at once (issue 8)
@@ -97,7 +98,11 @@ static void
 s_sub_leave (sub_t *sub)
 {
     if (sub->room_handle) {
-        pl_interest_remove (sub->session->owner->rooms, sub->room, sub->room_handle);
+        pl_sessions_t *owner = sub->session->owner;
+        if (*sub->room)
+            pl_interest_remove (owner->rooms, sub->room, sub->room_handle);
+        else
+            pl_interest_remove (owner->watchers, sub->session->terms.identity.user_id, sub->room_handle);
         sub->room_handle = NULL;
     }
 }
@@ -630,8 +635,9 @@ s_session_handle_subscribe (pl_session_t *self, pl_stomp_frame_t *frame)
         sub->since = strtoll (since, NULL, 10);
     zhashx_insert (self->subs, id, sub);
     if (!room) {
-        //  The router delivers user events; nothing to ask
+        //  The router sends this user's events here from now on (WATCH)
         sub->active = true;
+        sub->room_handle = pl_interest_add (self->owner->watchers, self->terms.identity.user_id, sub);
         s_session_receipt (self, receipt, NULL);
         return;
     }
@@ -996,9 +1002,10 @@ pl_sessions_new (pl_link_t *link)
     self->link = link;
     self->list = zlistx_new ();
     self->rooms = pl_interest_new (link);
+    self->watchers = pl_interest_new_users (link);
     self->resumes = pl_resume_gate_new (link->config->resume_user_max);
     self->limits = pl_limits_new (link->config);
-    if (!self->list || !self->rooms || !self->resumes || !self->limits) {
+    if (!self->list || !self->rooms || !self->watchers || !self->resumes || !self->limits) {
         pl_sessions_destroy (&self);
         return NULL;
     }
@@ -1013,6 +1020,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
         assert (!self->list || zlistx_size (self->list) == 0);
         zlistx_destroy (&self->list);
         pl_interest_destroy (&self->rooms);
+        pl_interest_destroy (&self->watchers);
         pl_resume_gate_destroy (&self->resumes);
         pl_limits_destroy (&self->limits);
         free (self);
@@ -1043,17 +1051,13 @@ pl_sessions_deliver (pl_sessions_t *self, pl_msg_t *msg)
         //  a removal from a room first ends the user's subscriptions to it
         char removed [PL_ID_MAX + 1];
         s_event_removed_room (msg, removed);
-        for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
-             session = (pl_session_t *) zlistx_next (self->list)) {
-            if (!session->connected || !streq (session->terms.identity.user_id, pl_msg_user (msg)))
-                continue;
-            if (*removed)
+        for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session && *removed;
+             session = (pl_session_t *) zlistx_next (self->list))
+            if (session->connected && streq (session->terms.identity.user_id, pl_msg_user (msg)))
                 s_session_end_room (session, removed);
-            for (sub_t *sub = (sub_t *) zhashx_first (session->subs); sub;
-                 sub = (sub_t *) zhashx_next (session->subs))
-                if (sub->active && !*sub->room)
-                    s_sub_deliver (sub, msg);
-        }
+        zlistx_t *list = pl_interest_subscribers (self->watchers, pl_msg_user (msg));
+        for (sub_t *sub = list? (sub_t *) zlistx_first (list): NULL; sub; sub = (sub_t *) zlistx_next (list))
+            s_sub_deliver (sub, msg);
     }
 }
 
@@ -1061,6 +1065,7 @@ void
 pl_sessions_resync (pl_sessions_t *self)
 {
     pl_interest_resync (self->rooms);
+    pl_interest_resync (self->watchers);
 }
 
 void

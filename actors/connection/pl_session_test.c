@@ -181,6 +181,7 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
     s_test_expect (session, "RECEIPT", "receipt-id", "a");
     s_test_send (session, "SUBSCRIBE\nid:s1\ndestination:/user/queue/events\nreceipt:b\n\n");
     s_test_expect (session, "RECEIPT", "receipt-id", "b");
+    pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
     s_test_deliver (sessions, "r1", "", 5);
     s_test_deliver (sessions, "r1", "", 5);
     s_test_deliver (sessions, "", "u1", 0);
@@ -240,6 +241,7 @@ s_test_rooms (pl_link_fake_t *fake, pl_sessions_t *sessions)
                       403, "not a member of room r3");
     s_test_expect_error (session, "not a member of room r3");
     pl_session_destroy (&session);
+    pl_check (pl_link_fake_drop (fake, PL_MSG_UNWATCH) == 1);
 }
 
 //  Expect an ERROR event on the events subscription that contains text;
@@ -262,6 +264,7 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
     s_test_expect (session, "CONNECTED", NULL, NULL);
     s_test_send (session, "SUBSCRIBE\nid:ev\ndestination:/user/queue/events\n\n");
+    pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
     pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
 
@@ -318,6 +321,7 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_msg_destroy (&typing);
     pl_check (pl_session_outbound (session, &size) == NULL);
     pl_session_destroy (&session);
+    pl_check (pl_link_fake_drop (fake, PL_MSG_UNWATCH) == 1);
     pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
 }
 
@@ -329,6 +333,7 @@ s_test_removed (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
     s_test_expect (session, "CONNECTED", NULL, NULL);
     s_test_send (session, "SUBSCRIBE\nid:ev\ndestination:/user/queue/events\n\n");
+    pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
     pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s1\ndestination:/topic/rooms/r2\n\n", 200, NULL);
@@ -350,6 +355,7 @@ s_test_removed (pl_link_fake_t *fake, pl_sessions_t *sessions)
     s_test_expect (session, "MESSAGE", "subscription", "s1");
     pl_check (!pl_session_closing (session) && pl_sessions_counts (sessions)->subscriptions_ended == 1);
     pl_session_destroy (&session);
+    pl_check (pl_link_fake_drop (fake, PL_MSG_UNWATCH) == 1);
     pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
 }
 
@@ -384,6 +390,8 @@ s_test_failures (pl_link_fake_t *fake, pl_sessions_t *sessions)
     s_test_expect_error (session, "slow consumer");
     pl_check (pl_sessions_counts (sessions)->slow_consumers == 1);
     pl_session_destroy (&session);
+    pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
+    pl_check (pl_link_fake_drop (fake, PL_MSG_UNWATCH) == 1);
 }
 
 //  Draining: a session's requests are answered first, then it is told

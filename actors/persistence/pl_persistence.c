@@ -439,6 +439,38 @@ s_query_room_list (self_t *self, pl_msg_t *query, char **json_p)
     return status;
 }
 
+//  The router's UNREAD counts of a user: in the rooms of the body (a JSON
+//  array of room ids), or in every room of the user (no body)
+static int
+s_query_user_unread (self_t *self, pl_msg_t *query, char **json_p)
+{
+    const char *user = pl_msg_user (query);
+    int status = pl_rooms_list_request (user, json_p);
+    if (status)
+        return status;
+    pl_room_t *rooms = NULL;
+    size_t count = 0;
+    int rc;
+    if (pl_msg_body_size (query) == 0)
+        rc = pl_store_rooms_of_user (self->store, user, &rooms, &count);
+    else {
+        json_t *ids = json_loadb (pl_msg_body (query), pl_msg_body_size (query), 0, NULL);
+        size_t id_count = json_is_array (ids)? json_array_size (ids): 0;
+        const char **list = (const char **) calloc (id_count + 1, sizeof (char *));
+        for (size_t index = 0; list && index < id_count; index++)
+            list [index] = json_string_value (json_array_get (ids, index))?
+                           json_string_value (json_array_get (ids, index)): "";
+        rc = list? pl_store_rooms_of_user_in (self->store, user, list, id_count, &rooms, &count): -1;
+        free (list);
+        json_decref (ids);
+    }
+    if (rc)
+        return pl_rooms_unavailable (json_p);
+    status = pl_rooms_unread_answer (rooms, count, json_p);
+    pl_rooms_list_destroy (&rooms, count);
+    return status;
+}
+
 //  Collects a page of messages as the JSON array of the answer
 static int
 s_page_append (const pl_room_message_t *message, void *page)
@@ -546,6 +578,7 @@ static const struct {
     { "room.since",     s_query_room_since },
     { "member.add",     s_query_member_add },
     { "member.remove",  s_query_member_remove },
+    { "user.unread",    s_query_user_unread },
 };
 
 static void s_self_heartbeat (self_t *self);
@@ -977,7 +1010,14 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     room = s_test_ask (router, 200, true, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3);
     pl_check (json_array_size (json_object_get (room, "members")) == 3);
     json_decref (room);
-    json_decref (s_test_ask (router, 200, true, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3));
+    //  A member already: nothing changes, nobody is told
+    json_decref (s_test_ask (router, 200, false, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3));
+    json_t *counts = s_test_ask (router, 200, false, .kind = "user.unread", .user = "u3");
+    pl_check (json_array_size (json_object_get (counts, "rooms")) == 1);
+    json_decref (counts);
+    counts = s_test_ask (router, 200, false, .kind = "user.unread", .user = "u3", .body = "[\"g:none\"]");
+    pl_check (json_array_size (json_object_get (counts, "rooms")) == 0);
+    json_decref (counts);
     s_test_refused (router, 400, .kind = "member.add", .user = "u2", .room = group_id, .body = "{]");
     s_test_refused (router, 400, .kind = "member.add", .user = "u2", .room = direct_id, .body = add_u3);
     s_test_refused (router, 403, .kind = "member.add", .user = "u4", .room = group_id, .body = add_u3);

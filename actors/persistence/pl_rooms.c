@@ -295,6 +295,18 @@ pl_rooms_list_answer (pl_room_t *rooms, size_t count, const char *after, size_t 
 }
 
 int
+pl_rooms_unread_answer (const pl_room_t *rooms, size_t count, char **json_p)
+{
+    assert (rooms || count == 0);
+    json_t *list = json_array ();
+    for (size_t index = 0; index < count; index++)
+        json_array_append_new (list, json_pack ("{s:s, s:I, s:I}", "roomId", rooms [index].id,
+                               "unread", (json_int_t) (rooms [index].unread > 0? rooms [index].unread: 0),
+                               "lastSeq", (json_int_t) rooms [index].last_seq));
+    return pl_rooms_answer (json_p, 200, json_pack ("{s:o}", "rooms", list));
+}
+
+int
 pl_rooms_members_answer (const pl_room_t *room, char **json_p)
 {
     if (!room)
@@ -874,6 +886,12 @@ s_test_answers (pl_rooms_t *self)
     pl_check (json_array_size (json) == 0);
     json_decref (json);
     s_test_error (400, pl_rooms_list_answer (rooms, 2, "g:nothere", 10, &text_));
+    json = s_test_call (200, pl_rooms_unread_answer (rooms, 2, &text_));
+    json_t *counts = json_object_get (json, "rooms");
+    pl_check (json_array_size (counts) == 2);
+    pl_check (json_integer_value (json_object_get (json_array_get (counts, 0), "unread")) == 3);
+    pl_check (json_integer_value (json_object_get (json_array_get (counts, 0), "lastSeq")) == rooms [0].last_seq);
+    json_decref (json);
     json = s_test_call (200, pl_rooms_list_answer (NULL, 0, NULL, 10, &text_));
     pl_check (json_is_array (json) && json_array_size (json) == 0);
     json_decref (json);

@@ -183,6 +183,12 @@ int
     pl_rooms_list_answer (pl_room_t *rooms, size_t count, const char *after, size_t limit,
                           char **json_p);
 
+//  user.unread, for the router's UNREAD events: {"rooms":[{"roomId":..,
+//  "unread":N,"lastSeq":L},..]} with the counts as the store loaded them.
+//  200.
+int
+    pl_rooms_unread_answer (const pl_room_t *rooms, size_t count, char **json_p);
+
 //  The member list for the router's cache: array of user ids, 200; room
 //  NULL 404.
 int

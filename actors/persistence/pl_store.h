@@ -131,6 +131,12 @@ int
 int
     pl_store_room_read_seqs (pl_store_t *self, pl_room_t *room);
 
+//  The rooms of ids that list user (others are left out), each with what
+//  pl_store_rooms_of_user gives. Same return and release.
+int
+    pl_store_rooms_of_user_in (pl_store_t *self, const char *user, const char **ids, size_t id_count,
+                               pl_room_t **rooms_p, size_t *count_p);
+
 //  The rooms listing user, by id, each with read_seqs holding user's read
 //  cursor, last_seq, last_message, active_ms and user's unread count. Sets *rooms_p (release with pl_rooms_list_destroy)
 //  and *count_p. Returns 0 or -1 (then *rooms_p is NULL).

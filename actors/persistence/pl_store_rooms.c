@@ -378,6 +378,36 @@ pl_store_rooms_of_user (pl_store_t *self, const char *user, pl_room_t **rooms_p,
 
 
 int
+pl_store_rooms_of_user_in (pl_store_t *self, const char *user, const char **ids, size_t id_count,
+                           pl_room_t **rooms_p, size_t *count_p)
+{
+    assert (self && user && rooms_p && count_p);
+    *count_p = 0;
+    *rooms_p = (pl_room_t *) calloc (id_count + 1, sizeof (pl_room_t));
+    if (!*rooms_p)
+        return -1;
+    int rc = 0;
+    for (size_t index = 0; rc == 0 && index < id_count; index++) {
+        pl_room_t *room = &(*rooms_p) [*count_p];
+        int found = pl_id_valid (ids [index])? pl_store_room_load (self, ids [index], room): PL_STORE_MISSING;
+        if (found == PL_STORE_FAILED)
+            rc = -1;
+        else
+        if (found == PL_STORE_OK && pl_rooms_member_index (room, user) >= 0) {
+            rc = s_read_cursors (self, "roomId", room->id, room, 1) || s_room_summary (self, room, user);
+            (*count_p)++;
+            continue;
+        }
+        pl_rooms_room_reset (room);
+    }
+    if (rc) {
+        pl_rooms_list_destroy (rooms_p, *count_p + 1);
+        *count_p = 0;
+    }
+    return rc;
+}
+
+int
 pl_store_rooms_count (pl_store_t *self, const char *user, int64_t *count)
 {
     assert (self && user && count);
@@ -653,6 +683,13 @@ s_test_cursors (pl_store_t *self, const char *group_id)
                       && !entry->last_message && entry->active_ms == entry->created_ms);
     }
     pl_check (seen_group);
+    pl_rooms_list_destroy (&rooms, count);
+    //  Some rooms by id: only those that exist and list the user
+    const char *ids [] = { group_id, "g:nothere", "bad id" };
+    pl_check (pl_store_rooms_of_user_in (self, "bob", ids, 3, &rooms, &count) == 0);
+    pl_check (count == 1 && streq_safe (rooms [0].id, group_id) && rooms [0].unread == 510);
+    pl_rooms_list_destroy (&rooms, count);
+    pl_check (pl_store_rooms_of_user_in (self, "zoe", ids, 3, &rooms, &count) == 0 && count == 0);
     pl_rooms_list_destroy (&rooms, count);
     pl_check (pl_store_rooms_of_user (self, "nobody", &rooms, &count) == 0 && count == 0);
     pl_rooms_list_destroy (&rooms, count);

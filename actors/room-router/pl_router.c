@@ -12,6 +12,7 @@
 #include "pl_monitor.h"
 #include "pl_log.h"
 #include "pl_util.h"
+#include "pl_unread.h"
 
 #include <jansson.h>
 
@@ -53,6 +54,8 @@ typedef struct {
     pl_every_t heartbeat;       //  HELLO to the bridge
     pl_every_t tick;            //  deadlines, silent peers, idle rooms
     pl_every_t status;          //  status record to the monitor
+    pl_every_t unread_tick;     //  unread-interval-ms: UNREAD counts asked and told
+    pl_unread_t *unread;        //  the users watched here and their counts
     uint64_t dropped;           //  messages a full or gone peer did not take
     uint64_t not_member;        //  AUTHZ, SEND, REPLAY refused: not a member (issue 8)
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
@@ -61,6 +64,41 @@ typedef struct {
 } self_t;
 
 static void s_conn_join (self_t *self, const char *identity, const char *room_id);
+static int s_send_to_store (self_t *self, pl_msg_t *message);
+static int s_send_to (self_t *self, pl_msg_t *message, const char *identity);
+
+//  pl_unread's questions: QUERY user.unread, the router's own (no route)
+static uint64_t
+s_unread_ask (void *arg, const char *user, json_t *rooms)
+{
+    self_t *self = (self_t *) arg;
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_operation (query, "user.unread");
+    pl_msg_set_user (query, user);
+    pl_msg_set_corr (query, ++self->next_corr);
+    char *body = rooms? json_dumps (rooms, JSON_COMPACT): NULL;
+    if (body)
+        pl_msg_set_body (query, body, strlen (body));
+    free (body);
+    uint64_t corr = s_send_to_store (self, query) == 0? self->next_corr: 0;
+    pl_msg_destroy (&query);
+    return corr;
+}
+
+//  pl_unread's events: a user event to one connection actor
+static void
+s_unread_event (void *arg, const char *conn, const char *user, const char *body)
+{
+    self_t *self = (self_t *) arg;
+    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_user (deliver, user);
+    pl_msg_set_created (deliver, pl_clock_ms ());
+    pl_msg_set_body (deliver, body, strlen (body));
+    s_send_to (self, deliver, conn);
+    pl_msg_destroy (&deliver);
+}
+
+static const pl_unread_ops_t s_unread_ops = { s_unread_ask, s_unread_event };
 
 //  --------------------------------------------------------------------------
 //  Destructors for the containers
@@ -135,6 +173,9 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
     pl_every_init (&self->tick, TICK_MS);
     pl_every_init (&self->status, config->status_interval_ms);
+    pl_every_init (&self->unread_tick, config->unread_interval_ms);
+    self->unread = pl_unread_new (&s_unread_ops, self);
+    assert (self->unread);
     return self;
 }
 
@@ -143,6 +184,7 @@ s_self_destroy (self_t **self_p)
 {
     self_t *self = *self_p;
     if (self) {
+        pl_unread_destroy (&self->unread);
         zhashx_destroy (&self->loading);
         zhashx_destroy (&self->rooms);
         pl_peers_destroy (&self->conns);
@@ -429,6 +471,7 @@ s_conn_forget (self_t *self, pl_peer_t *conn)
          room_id = (const char *) zlistx_next (rooms))
         s_conn_leave (self, conn, room_id);
     zlistx_destroy (&rooms);
+    pl_unread_conn_gone (self->unread, conn->id);
     pl_peers_remove (self->conns, conn);
 }
 
@@ -521,6 +564,13 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
                 s_conn_leave (self, conn, pl_msg_room (message));
             break;
         }
+        case PL_MSG_WATCH:
+            if (pl_peers_find (self->conns, from))
+                pl_unread_watch (self->unread, from, pl_msg_user (message));
+            break;
+        case PL_MSG_UNWATCH:
+            pl_unread_unwatch (self->unread, from, pl_msg_user (message));
+            break;
         case PL_MSG_AUTHZ:
         case PL_MSG_SEND:
         case PL_MSG_REPLAY:
@@ -533,8 +583,11 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             break;
         case PL_MSG_RESULT:
             //  From a persistence actor: ours, or for a connection actor
-            if (*pl_msg_route (message) == 0)
-                s_self_handle_members (self, message);
+            if (*pl_msg_route (message) == 0) {
+                if (!pl_unread_answer (self->unread, pl_msg_corr (message), pl_msg_status (message),
+                                       pl_msg_body (message), pl_msg_body_size (message)))
+                    s_self_handle_members (self, message);
+            }
             else
                 s_send_to (self, message, pl_msg_route (message));
             break;
@@ -577,6 +630,7 @@ s_self_room_event (self_t *self, pl_msg_t *changed)
     const char *type = pl_msg_type (changed);
     const char *target = pl_msg_target_user (changed);
     if (streq (type, "ROOM_REMOVED")) {
+        pl_unread_room_removed (self->unread, pl_msg_room (changed), target);
         json_t *event = json_pack ("{s:s, s:s}", "type", "ROOM_REMOVED", "roomId", pl_msg_room (changed));
         if (event)
             s_self_user_event (self, target, event);
@@ -587,18 +641,42 @@ s_self_room_event (self_t *self, pl_msg_t *changed)
         return;
     json_t *room = json_loadb (pl_msg_body (changed), pl_msg_body_size (changed), 0, NULL);
     json_t *event = json_is_object (room)? json_pack ("{s:s, s:O}", "type", "ROOM_ADDED", "room", room): NULL;
-    if (event && *target)
+    if (event && *target) {
         s_self_user_event (self, target, event);
+        pl_unread_room_added (self->unread, pl_msg_room (changed), target);
+    }
     else
     if (event) {
         size_t index;
         json_t *member;
         json_array_foreach (json_object_get (room, "members"), index, member)
-            if (json_is_string (member))
+            if (json_is_string (member)) {
                 s_self_user_event (self, json_string_value (member), event);
+                pl_unread_room_added (self->unread, pl_msg_room (changed), json_string_value (member));
+            }
     }
     json_decref (event);
     json_decref (room);
+}
+
+//  What a room's DELIVER changes in the unread counts of users watched
+//  here: a message makes the room due, a READ_STATUS the reader's count
+//  (parsed only for rooms a watched user is in)
+static void
+s_self_unread_deliver (self_t *self, pl_msg_t *deliver)
+{
+    const char *room = pl_msg_room (deliver);
+    if (!pl_unread_knows_room (self->unread, room))
+        return;
+    if (pl_msg_seq (deliver)) {
+        pl_unread_message (self->unread, room, pl_msg_seq (deliver));
+        return;
+    }
+    json_t *event = json_loadb (pl_msg_body (deliver), pl_msg_body_size (deliver), 0, NULL);
+    const char *reader = json_string_value (json_object_get (event, "readerId"));
+    if (reader && streq_safe (json_string_value (json_object_get (event, "type")), "READ_STATUS"))
+        pl_unread_read (self->unread, room, reader);
+    json_decref (event);
 }
 
 //  A message from the stream bridge (a pl_drain_fn).
@@ -608,6 +686,7 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
     self_t *self = (self_t *) actor;
     pl_msg_t *message = *message_p;
     if (pl_msg_command (message) == PL_MSG_DELIVER) {
+        s_self_unread_deliver (self, message);
         room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
         if (!room)
             return;
@@ -711,6 +790,8 @@ s_self_handle_tick (self_t *self)
         pl_msg_send (&hello, self->bridge);
     }
     pl_notify_watchdog ();
+    if (pl_every_due (&self->unread_tick, now))
+        pl_unread_tick (self->unread);
     if (!pl_every_due (&self->tick, now))
         return;
     if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
