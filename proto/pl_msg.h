@@ -181,7 +181,18 @@
     F (WATCH, user,        "the user") \
     C (UNWATCH, 16, "conn → router", \
        "the conn's last `/user/queue/events` subscriber of a user is gone") \
-    F (UNWATCH, user,      "the user")
+    F (UNWATCH, user,      "the user") \
+    C (PRESENT, 17, "conn → router", \
+       "the conn has its first subscription of a user to a room") \
+    F (PRESENT, room,      "the room") \
+    F (PRESENT, user,      "the user") \
+    C (ABSENT, 18, "conn → router", \
+       "the conn's last subscription of a user to a room is gone") \
+    F (ABSENT, room,       "the room") \
+    F (ABSENT, user,       "the user") \
+    C (BROADCAST, 19, "router → bridge; bridge → router", \
+       "best effort to every host's router (Redis pub/sub): presence") \
+    F (BROADCAST, body,    "the payload, JSON with a type: `ENTER`, `LEAVE` or `PRESENCE`")
 
 #define PL_MSG_COMMAND_ENUM(command, number, path, summary) PL_MSG_##command = number,
 #define PL_MSG_NO_FIELD(command, field, meaning)

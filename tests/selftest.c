@@ -38,6 +38,7 @@
 #include "pl_connection.h"
 #include "pl_router.h"
 #include "pl_unread.h"
+#include "pl_presence.h"
 #include "pl_rooms.h"
 #include "pl_store.h"
 #include "pl_persistence.h"
@@ -79,6 +80,7 @@ static const selftest_t s_selftests [] = {
     { "pl_wsclient",    pl_wsclient_test },
     { "pl_connection",  pl_connection_test },
     { "pl_unread",      pl_unread_test },
+    { "pl_presence",    pl_presence_test },
     { "pl_router",      pl_router_test },
     { "pl_rooms",       pl_rooms_test },
     { "pl_store",       pl_store_test },

@@ -45,7 +45,8 @@ s_test_router_expect (zsock_t *router, pl_msg_command_t command)
         pl_msg_command_t got = pl_msg_command (msg);
         if (got == command)
             return msg;
-        if (got == PL_MSG_PING || got == PL_MSG_HELLO || got == PL_MSG_JOIN || got == PL_MSG_LEAVE) {
+        if (got == PL_MSG_PING || got == PL_MSG_HELLO || got == PL_MSG_JOIN || got == PL_MSG_LEAVE
+        ||  got == PL_MSG_PRESENT || got == PL_MSG_ABSENT) {
             pl_msg_destroy (&msg);
             continue;
         }

@@ -9,11 +9,13 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct _pl_interest_t {
     pl_link_t *link;
     zhashx_t *rooms;            //  key -> zlistx_t of subscribers, never empty
-    bool of_users;              //  keys are users: WATCH/UNWATCH, else JOIN/LEAVE
+    bool of_users;              //  keys are users: WATCH/UNWATCH
+    bool of_presence;           //  keys are "room user": PRESENT/ABSENT
 };
 
 static void
@@ -26,12 +28,21 @@ s_list_destroy (zlistx_t **list_p)
 static void
 s_send (pl_interest_t *self, bool join, const char *key)
 {
-    pl_msg_t *msg = pl_msg_new (self->of_users? (join? PL_MSG_WATCH: PL_MSG_UNWATCH)
-                                              : (join? PL_MSG_JOIN: PL_MSG_LEAVE));
+    pl_msg_t *msg = pl_msg_new (self->of_users? (join? PL_MSG_WATCH: PL_MSG_UNWATCH):
+                                self->of_presence? (join? PL_MSG_PRESENT: PL_MSG_ABSENT):
+                                                   (join? PL_MSG_JOIN: PL_MSG_LEAVE));
     if (!msg)
         return;
+    const char *space = self->of_presence? strchr (key, ' '): NULL;
     if (self->of_users)
         pl_msg_set_user (msg, key);
+    else
+    if (space) {
+        char room [PL_ID_MAX + 1];
+        snprintf (room, sizeof room, "%.*s", (int) (space - key), key);
+        pl_msg_set_room (msg, room);
+        pl_msg_set_user (msg, space + 1);
+    }
     else
         pl_msg_set_room (msg, key);
     self->link->send (self->link->arg, &msg);
@@ -51,6 +62,15 @@ pl_interest_new (pl_link_t *link)
         return NULL;
     }
     zhashx_set_destructor (self->rooms, (zhashx_destructor_fn *) s_list_destroy);
+    return self;
+}
+
+pl_interest_t *
+pl_interest_new_presence (pl_link_t *link)
+{
+    pl_interest_t *self = pl_interest_new (link);
+    if (self)
+        self->of_presence = true;
     return self;
 }
 

@@ -30,6 +30,11 @@ pl_interest_t *
 pl_interest_t *
     pl_interest_new_users (pl_link_t *link);
 
+//  The same for presence: keys "<room> <user>", the room subscriptions of
+//  each user, with PRESENT and ABSENT (room and user fields).
+pl_interest_t *
+    pl_interest_new_presence (pl_link_t *link);
+
 //  Destroy it (no LEAVEs). Safe on NULL and twice.
 void
     pl_interest_destroy (pl_interest_t **self_p);

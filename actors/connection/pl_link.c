@@ -33,6 +33,12 @@ s_fake_send (void *arg, pl_msg_t **msg_p)
         pl_msg_destroy (msg_p);
         return -1;
     }
+    pl_msg_command_t command = pl_msg_command (*msg_p);
+    if (!self->keep_presence && (command == PL_MSG_PRESENT || command == PL_MSG_ABSENT)) {
+        self->presence_sent++;
+        pl_msg_destroy (msg_p);
+        return 0;
+    }
     zlistx_add_end (self->sent, *msg_p);
     *msg_p = NULL;
     return 0;

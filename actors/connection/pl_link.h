@@ -62,6 +62,8 @@ typedef struct {
     void *conn;                         //  the connection of the last hook call
     int timeout_s;                      //  the last timeout asked for, 0 while none
     bool refuse;                        //  send fails
+    bool keep_presence;                 //  PRESENT/ABSENT go to sent too
+    size_t presence_sent;               //  PRESENT/ABSENT not kept
 } pl_link_fake_t;
 
 //  Create a fake link over config (finished, with a jwt-secret; it must

@@ -37,6 +37,7 @@ struct _pl_sessions_t {
     zlistx_t *list;             //  pl_session_t, not owned
     pl_interest_t *rooms;       //  the active subscriptions of each room
     pl_interest_t *watchers;    //  the /user/queue/events subscriptions of each user
+    pl_interest_t *presence;    //  the active room subscriptions of each room and user
     pl_limits_t *limits;        //  connections, SEND rate, requests in flight
     pl_sessions_counts_t counts;
     pl_resume_gate_t *resumes;  //  resume-user-max per user at once (issue 8)
@@ -72,6 +73,7 @@ typedef struct {
     bool active;                //  AUTHZ answered 200 (or no AUTHZ needed)
     uint64_t corr;              //  AUTHZ or resume request in flight
     void *room_handle;          //  in the room's list, when active
+    void *presence_handle;      //  in the room and user's list, when active
     int64_t since;              //  since-seq asked for, -1 when none
     pl_resume_t *resume;        //  a room's: cursor and resume
 } sub_t;
@@ -104,6 +106,12 @@ s_sub_leave (sub_t *sub)
         else
             pl_interest_remove (owner->watchers, sub->session->terms.identity.user_id, sub->room_handle);
         sub->room_handle = NULL;
+    }
+    if (sub->presence_handle) {
+        char key [2 * PL_ID_MAX + 2];
+        snprintf (key, sizeof key, "%s %s", sub->room, sub->session->terms.identity.user_id);
+        pl_interest_remove (sub->session->owner->presence, key, sub->presence_handle);
+        sub->presence_handle = NULL;
     }
 }
 
@@ -343,6 +351,11 @@ s_authz_answer (pl_pending_request_t *request, pl_msg_t *result)
         sub->corr = 0;
         //  Joined first, so nothing live slips between gap and live
         sub->room_handle = pl_interest_add (owner->rooms, sub->room, sub);
+        //  Online in the room (presence): after JOIN, so the router routes
+        //  the ENTER of this very user here too
+        char key [2 * PL_ID_MAX + 2];
+        snprintf (key, sizeof key, "%s %s", sub->room, session->terms.identity.user_id);
+        sub->presence_handle = pl_interest_add (owner->presence, key, sub);
         s_session_receipt (session, request->receipt, NULL);
         if (sub->since >= 0)
             pl_resume_start (sub->resume, (uint64_t) sub->since);
@@ -1003,9 +1016,11 @@ pl_sessions_new (pl_link_t *link)
     self->list = zlistx_new ();
     self->rooms = pl_interest_new (link);
     self->watchers = pl_interest_new_users (link);
+    self->presence = pl_interest_new_presence (link);
     self->resumes = pl_resume_gate_new (link->config->resume_user_max);
     self->limits = pl_limits_new (link->config);
-    if (!self->list || !self->rooms || !self->watchers || !self->resumes || !self->limits) {
+    if (!self->list || !self->rooms || !self->watchers || !self->presence || !self->resumes
+    ||  !self->limits) {
         pl_sessions_destroy (&self);
         return NULL;
     }
@@ -1021,6 +1036,7 @@ pl_sessions_destroy (pl_sessions_t **self_p)
         zlistx_destroy (&self->list);
         pl_interest_destroy (&self->rooms);
         pl_interest_destroy (&self->watchers);
+        pl_interest_destroy (&self->presence);
         pl_resume_gate_destroy (&self->resumes);
         pl_limits_destroy (&self->limits);
         free (self);
@@ -1066,6 +1082,7 @@ pl_sessions_resync (pl_sessions_t *self)
 {
     pl_interest_resync (self->rooms);
     pl_interest_resync (self->watchers);
+    pl_interest_resync (self->presence);
 }
 
 void

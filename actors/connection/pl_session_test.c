@@ -359,6 +359,33 @@ s_test_removed (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_link_fake_expect (fake, PL_MSG_LEAVE, "r2");
 }
 
+//  Presence: PRESENT with the first subscription of a user to a room
+//  here, ABSENT after the last one (two sessions: once each)
+static void
+s_test_presence (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    fake->keep_presence = true;
+    pl_session_t *first = s_test_connect (sessions, "accept-version:1.2\n");
+    pl_session_t *second = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (first, "CONNECTED", NULL, NULL);
+    s_test_expect (second, "CONNECTED", NULL, NULL);
+    s_test_subscribe (fake, first, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
+    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    pl_msg_t *present = pl_link_fake_take (fake, PL_MSG_PRESENT);
+    pl_check (streq (pl_msg_room (present), "r1") && streq (pl_msg_user (present), "u1"));
+    pl_msg_destroy (&present);
+    s_test_subscribe (fake, second, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_session_destroy (&first);
+    pl_check (zlistx_size (fake->sent) == 0);
+    pl_session_destroy (&second);
+    pl_link_fake_expect (fake, PL_MSG_LEAVE, "r1");
+    pl_msg_t *absent = pl_link_fake_take (fake, PL_MSG_ABSENT);
+    pl_check (streq (pl_msg_room (absent), "r1") && streq (pl_msg_user (absent), "u1"));
+    pl_msg_destroy (&absent);
+    fake->keep_presence = false;
+}
+
 //  No answer in time, the router out of reach, a client too slow to read
 static void
 s_test_failures (pl_link_fake_t *fake, pl_sessions_t *sessions)
@@ -493,6 +520,7 @@ pl_session_test (bool verbose)
     s_test_rooms (fake, sessions);
     s_test_reads (fake, sessions);
     s_test_removed (fake, sessions);
+    s_test_presence (fake, sessions);
     s_test_failures (fake, sessions);
     s_test_limits (fake, sessions);
     s_test_expiry (fake, sessions);

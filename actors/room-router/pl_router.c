@@ -13,6 +13,7 @@
 #include "pl_log.h"
 #include "pl_util.h"
 #include "pl_unread.h"
+#include "pl_presence.h"
 
 #include <jansson.h>
 
@@ -56,6 +57,9 @@ typedef struct {
     pl_every_t status;          //  status record to the monitor
     pl_every_t unread_tick;     //  unread-interval-ms: UNREAD counts asked and told
     pl_unread_t *unread;        //  the users watched here and their counts
+    pl_presence_t *presence;    //  who is online in which room, every host
+    pl_every_t presence_tick;   //  refresh and expiry of presence
+    zhashx_t *room_gets;        //  "<conn> <corr>" of room.get queries out -> room
     uint64_t dropped;           //  messages a full or gone peer did not take
     uint64_t not_member;        //  AUTHZ, SEND, REPLAY refused: not a member (issue 8)
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
@@ -99,6 +103,37 @@ s_unread_event (void *arg, const char *conn, const char *user, const char *body)
 }
 
 static const pl_unread_ops_t s_unread_ops = { s_unread_ask, s_unread_event };
+
+//  pl_presence's broadcasts: to the bridge, which publishes them
+static void
+s_presence_publish (void *arg, const char *payload)
+{
+    self_t *self = (self_t *) arg;
+    pl_msg_t *broadcast = pl_msg_new (PL_MSG_BROADCAST);
+    pl_msg_set_body (broadcast, payload, strlen (payload));
+    if (pl_msg_send (&broadcast, self->bridge))
+        self->dropped++;
+}
+
+//  pl_presence's events: ENTER/LEAVE to the room's subscribers here
+static void
+s_presence_event (void *arg, const char *room_id, const char *body)
+{
+    self_t *self = (self_t *) arg;
+    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+    if (!room)
+        return;
+    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (deliver, room_id);
+    pl_msg_set_created (deliver, pl_clock_ms ());
+    pl_msg_set_body (deliver, body, strlen (body));
+    for (pl_peer_t *conn = (pl_peer_t *) zhashx_first (room->conns); conn;
+         conn = (pl_peer_t *) zhashx_next (room->conns))
+        s_send_to (self, deliver, conn->id);
+    pl_msg_destroy (&deliver);
+}
+
+static const pl_presence_ops_t s_presence_ops = { s_presence_publish, s_presence_event };
 
 //  --------------------------------------------------------------------------
 //  Destructors for the containers
@@ -176,6 +211,14 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->unread_tick, config->unread_interval_ms);
     self->unread = pl_unread_new (&s_unread_ops, self);
     assert (self->unread);
+    self->presence = pl_presence_new (config->host_id, (int64_t) config->presence_timeout_s * 1000,
+                                      (size_t) config->broadcast_max_bytes, &s_presence_ops, self,
+                                      pl_mono_ms ());
+    assert (self->presence);
+    pl_every_init (&self->presence_tick, 1000);
+    self->room_gets = zhashx_new ();
+    assert (self->room_gets);
+    zhashx_set_destructor (self->room_gets, (zhashx_destructor_fn *) zstr_free);
     return self;
 }
 
@@ -185,6 +228,8 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (self) {
         pl_unread_destroy (&self->unread);
+        pl_presence_destroy (&self->presence);
+        zhashx_destroy (&self->room_gets);
         zhashx_destroy (&self->loading);
         zhashx_destroy (&self->rooms);
         pl_peers_destroy (&self->conns);
@@ -472,6 +517,7 @@ s_conn_forget (self_t *self, pl_peer_t *conn)
         s_conn_leave (self, conn, room_id);
     zlistx_destroy (&rooms);
     pl_unread_conn_gone (self->unread, conn->id);
+    pl_presence_conn_gone (self->presence, conn->id, pl_mono_ms ());
     pl_peers_remove (self->conns, conn);
 }
 
@@ -511,6 +557,40 @@ s_self_readiness (self_t *self)
     if (self->bridge_ready_at && pl_mono_ms () - self->bridge_ready_at <= self->config->peer_timeout_ms)
         readiness |= PL_READY_BRIDGE;
     return readiness;
+}
+
+//  A room.get on its way to a store: its answer gets "online" on the way back
+static void
+s_self_note_room_get (self_t *self, pl_msg_t *query)
+{
+    if (!streq (pl_msg_operation (query), "room.get"))
+        return;
+    char key [128];
+    snprintf (key, sizeof key, "%s %" PRIu64, pl_msg_route (query), pl_msg_corr (query));
+    //  At most one per conn and corr; a lost answer's key is reused later
+    zhashx_update (self->room_gets, key, strdup (pl_msg_room (query)));
+}
+
+//  The answer of a room.get: the users online in the room, from presence
+static void
+s_self_add_online (self_t *self, pl_msg_t *result)
+{
+    char key [128];
+    snprintf (key, sizeof key, "%s %" PRIu64, pl_msg_route (result), pl_msg_corr (result));
+    char *room = (char *) zhashx_lookup (self->room_gets, key);
+    if (!room)
+        return;
+    json_t *answer = pl_msg_status (result) == 200?
+                     json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL): NULL;
+    if (json_is_object (answer)) {
+        json_object_set_new (answer, "online", pl_presence_online (self->presence, room));
+        char *text = json_dumps (answer, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (text)
+            pl_msg_set_body (result, text, strlen (text));
+        free (text);
+    }
+    json_decref (answer);
+    zhashx_delete (self->room_gets, key);
 }
 
 //  A message from a connection or persistence actor (a pl_drain_fn).
@@ -571,6 +651,15 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
         case PL_MSG_UNWATCH:
             pl_unread_unwatch (self->unread, from, pl_msg_user (message));
             break;
+        case PL_MSG_PRESENT:
+            if (pl_peers_find (self->conns, from))
+                pl_presence_present (self->presence, from, pl_msg_room (message), pl_msg_user (message),
+                                     pl_mono_ms ());
+            break;
+        case PL_MSG_ABSENT:
+            pl_presence_absent (self->presence, from, pl_msg_room (message), pl_msg_user (message),
+                                pl_mono_ms ());
+            break;
         case PL_MSG_AUTHZ:
         case PL_MSG_SEND:
         case PL_MSG_REPLAY:
@@ -578,6 +667,7 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             break;
         case PL_MSG_QUERY:
             pl_msg_set_route (message, from);
+            s_self_note_room_get (self, message);
             if (s_send_to_store (self, message))
                 s_reply (self, message, 503, "{\"error\":\"persistence unavailable, try again\"}");
             break;
@@ -588,8 +678,10 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
                                        pl_msg_body (message), pl_msg_body_size (message)))
                     s_self_handle_members (self, message);
             }
-            else
+            else {
+                s_self_add_online (self, message);
                 s_send_to (self, message, pl_msg_route (message));
+            }
             break;
         case PL_MSG_ROOM_CHANGED:
             //  Here now, and through the bridge on every other host
@@ -703,6 +795,9 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
         s_self_room_event (self, message);
     }
     else
+    if (pl_msg_command (message) == PL_MSG_BROADCAST)
+        pl_presence_heard (self->presence, pl_msg_body (message), pl_msg_body_size (message), pl_mono_ms ());
+    else
     if (pl_msg_command (message) == PL_MSG_PING) {
         if (pl_msg_readiness (message) & PL_READY_BRIDGE)
             self->bridge_ready_at = pl_mono_ms ();
@@ -792,6 +887,8 @@ s_self_handle_tick (self_t *self)
     pl_notify_watchdog ();
     if (pl_every_due (&self->unread_tick, now))
         pl_unread_tick (self->unread);
+    if (pl_every_due (&self->presence_tick, now))
+        pl_presence_tick (self->presence, now);
     if (!pl_every_due (&self->tick, now))
         return;
     if (s_self_readiness (self) == (PL_READY_STORE | PL_READY_BRIDGE))
@@ -1030,7 +1127,8 @@ pl_router_test (bool verbose)
     pl_msg_set_user (message, "u2");
     pl_msg_set_body (message, "hi", 2);
     pl_msg_send (&message, conn);
-    message = s_test_recv (bridge);
+    message = pl_msg_recv_command (bridge, PL_MSG_SEND);     //  past presence broadcasts
+    pl_check (message);
     pl_check (pl_msg_command (message) == PL_MSG_SEND && streq (pl_msg_route (message), "conn-0"));
     pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
     pl_msg_set_routing_id (result, pl_msg_routing_id (message));

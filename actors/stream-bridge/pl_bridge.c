@@ -512,14 +512,24 @@ s_self_handle_typing (self_t *self, pl_msg_t *request)
     free (text);
 }
 
-//  A broadcast from some host (this one too): an event of a room goes to
-//  the router like a room's message, seq 0, naming its sender so that the
-//  sender's own sessions do not get it back
+//  A broadcast from some host (this one too). A TYPING goes to the router
+//  like a room's message, seq 0, naming its sender so that the sender's
+//  own sessions do not get it back; anything else (presence) is the
+//  router's, as BROADCAST.
 static void
 s_on_broadcast (void *arg, const char *payload, size_t size)
 {
     self_t *self = (self_t *) arg;
     json_t *event = json_loadb (payload, size, 0, NULL);
+    if (!streq_safe (json_string_value (json_object_get (event, "type")), "TYPING")) {
+        json_decref (event);
+        pl_msg_t *broadcast = pl_msg_new (PL_MSG_BROADCAST);
+        pl_msg_set_body (broadcast, payload, size);
+        if (self->router)
+            pl_msg_send_copy (broadcast, self->frontend, self->router);
+        pl_msg_destroy (&broadcast);
+        return;
+    }
     const char *room = json_string_value (json_object_get (event, "roomId"));
     const char *sender = json_string_value (json_object_get (event, "senderId"));
     if (!room || !pl_id_valid (room) || !sender || !pl_id_valid (sender)) {
@@ -656,6 +666,10 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
+            break;
+        case PL_MSG_BROADCAST:
+            //  Best effort: refused (Redis away, too big) is counted there
+            pl_streams_broadcast (self->streams, pl_msg_body (message), pl_msg_body_size (message));
             break;
         case PL_MSG_REPLAY:
             s_self_handle_replay (self, message_p);
