@@ -121,6 +121,7 @@ static const opt_t s_options [] = {
     { "max-room-name-chars", I (max_room_name_chars), "100", 1, 10000, "longest group room name, in characters" },
     { "store-prepare-retry-ms", I (store_prepare_retry_ms), "1000", 100, 60000, "pause before a store retries reaching MongoDB and creating indexes" },
     //  Hostile load on the stores (issue 8, i8-store): bounded, fair, stoppable
+    { "memory-trim-s",      I (memory_trim_s),      "60", 0, 86400, "every this many seconds free heap memory goes back to the system (0: never)" },
     { "presence-timeout-s", I (presence_timeout_s), "30", 3, 3600, "a host not heard this long is gone: its users LEAVE their rooms" },
     { "unread-interval-ms", I (unread_interval_ms), "1000", 10, 3600000, "a room's UNREAD count goes to a user at most this often (changes coalesce)" },
     { "store-slow-query-ms", I (store_slow_query_ms), "500", 1, 3600000, "a query that takes this long is logged and counted as slow" },

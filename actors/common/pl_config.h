@@ -122,6 +122,7 @@ typedef struct {
     int   store_slow_query_ms;  //  queries this slow are logged and counted
     int   unread_interval_ms;   //  UNREAD of a room to a user at most this often
     int   presence_timeout_s;   //  a host silent this long takes its users offline
+    int   memory_trim_s;        //  free heap memory returned to the system this often
     int   store_queue_max;          //  queries queued in one store
     int   store_user_queue_max;     //  queries of one user queued in one store
     int   resume_user_max;          //  resumes of one user running at once per connection actor

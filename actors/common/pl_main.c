@@ -3,6 +3,8 @@
     =========================================================================
 */
 #include "pl_main.h"
+
+#include <malloc.h>
 #include "pl_config.h"
 #include "pl_log.h"
 #include "pl_notify.h"
@@ -49,8 +51,11 @@ s_run_wait (s_run_t *run)
 
 //  Start the actor and wait for SIGINT or SIGTERM (or for the actor to stop
 //  by itself); then tell it to stop and wait until its thread is done.
+//  Meanwhile, every trim_s (0: never), free heap memory goes back to the
+//  system: a burst (a full persist window, a big replay) would otherwise
+//  keep the process at its high-water mark for good.
 static int
-s_run (zactor_fn *actor_fn, void *args)
+s_run (zactor_fn *actor_fn, void *args, int trim_s)
 {
     s_run_t run = { actor_fn, args, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
     zactor_t *actor = zactor_new (s_actor_shim, &run);
@@ -61,12 +66,17 @@ s_run (zactor_fn *actor_fn, void *args)
     //  The actor may also stop by itself (fatal error): watch its pipe
     zpoller_t *poller = zpoller_new (actor, NULL);
     int rc = 0;
+    int64_t next_trim = zclock_mono () + (int64_t) trim_s * 1000;
     while (!zsys_interrupted) {
         void *which = zpoller_wait (poller, 200);
         if (which == actor) {
             pl_log_error ("actor stopped by itself");
             rc = 1;
             break;
+        }
+        if (trim_s > 0 && zclock_mono () >= next_trim) {
+            malloc_trim (0);
+            next_trim = zclock_mono () + (int64_t) trim_s * 1000;
         }
     }
     zpoller_destroy (&poller);
@@ -96,7 +106,7 @@ pl_main_run (int argc, char **argv, const char *actor_name, zactor_fn *actor_fn)
     //  czmq turns SIGINT/SIGTERM into zsys_interrupted
     zsys_init ();
     zsys_set_logstream (NULL);
-    int rc = s_run (actor_fn, config);
+    int rc = s_run (actor_fn, config, config->memory_trim_s);
     //  Only now: the actor thread is gone
     pl_config_destroy (&config);
     return rc;
