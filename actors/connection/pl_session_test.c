@@ -256,10 +256,9 @@ s_test_expect_event_error (pl_session_t *session, const char *text)
     s_test_expect (session, "MESSAGE", "subscription", "ev");
 }
 
-//  READ: the router gets the cursor; what goes wrong is an ERROR event, not
-//  the end of the session; READ_STATUS (seq 0) passes a room's cursor
-static void
-s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
+//  A session of u1 with its events queue ("ev") and room r1 ("s0")
+static pl_session_t *
+s_test_events_and_room (pl_link_fake_t *fake, pl_sessions_t *sessions)
 {
     pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
     s_test_expect (session, "CONNECTED", NULL, NULL);
@@ -267,6 +266,15 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
     pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
     pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    return session;
+}
+
+//  READ: the router gets the cursor; what goes wrong is an ERROR event, not
+//  the end of the session; READ_STATUS (seq 0) passes a room's cursor
+static void
+s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
+{
+    pl_session_t *session = s_test_events_and_room (fake, sessions);
 
     s_test_send (session, "SEND\ndestination:/app/rooms/r1\nreceipt:r0\n\n{\"type\":\"READ\",\"seq\":0}");
     s_test_expect_event_error (session, "READ needs \\\"seq\\\"");
@@ -330,12 +338,7 @@ s_test_reads (pl_link_fake_t *fake, pl_sessions_t *sessions)
 static void
 s_test_removed (pl_link_fake_t *fake, pl_sessions_t *sessions)
 {
-    pl_session_t *session = s_test_connect (sessions, "accept-version:1.2\n");
-    s_test_expect (session, "CONNECTED", NULL, NULL);
-    s_test_send (session, "SUBSCRIBE\nid:ev\ndestination:/user/queue/events\n\n");
-    pl_check (pl_link_fake_drop (fake, PL_MSG_WATCH) == 1);
-    s_test_subscribe (fake, session, "SUBSCRIBE\nid:s0\ndestination:/topic/rooms/r1\n\n", 200, NULL);
-    pl_link_fake_expect (fake, PL_MSG_JOIN, "r1");
+    pl_session_t *session = s_test_events_and_room (fake, sessions);
     s_test_subscribe (fake, session, "SUBSCRIBE\nid:s1\ndestination:/topic/rooms/r2\n\n", 200, NULL);
     pl_link_fake_expect (fake, PL_MSG_JOIN, "r2");
     pl_msg_t *event = pl_msg_new (PL_MSG_DELIVER);

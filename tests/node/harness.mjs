@@ -271,6 +271,23 @@ export async function collect (client, roomId, headers = {}) {
     return received;
 }
 
+//  Subscribe to /user/queue/events and collect every event body in
+//  arrival order. An ERROR event that names a receipt goes to the function
+//  waiting for it in events.waiters (receipt -> fn), if any.
+export async function userEvents (client) {
+    const events = [];
+    events.waiters = new Map();
+    const receipt = `e-${randomUUID()}`;
+    const confirmed = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
+    client.subscribe('/user/queue/events', (message) => {
+        const event = JSON.parse(message.body);
+        events.push(event);
+        events.waiters.get(event.receiptId)?.(event);
+    }, { receipt });
+    await confirmed;
+    return events;
+}
+
 export async function withMongo (database, fn) {
     const client = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 10000 });
     await client.connect();

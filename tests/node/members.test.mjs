@@ -3,19 +3,10 @@
 //  the room end at once (the session goes on) and history answers 403.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Host, collect, sendWithReceipt, sleep, waitFor, randomUUID } from './harness.mjs';
+import { Host, collect, sendWithReceipt, sleep, userEvents as events, waitFor } from './harness.mjs';
 
 const hosts = [];
 after(async () => { for (const host of hosts) await host.down(); });
-
-async function events (client) {
-    const received = [];
-    const receipt = `e-${randomUUID()}`;
-    const confirmed = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
-    client.subscribe('/user/queue/events', (message) => received.push(JSON.parse(message.body)), { receipt });
-    await confirmed;
-    return received;
-}
 
 const ofType = (list, type) => list.filter((event) => event.type === type);
 

@@ -4,7 +4,7 @@
 //  a rejected READ is an ERROR event, not the end of the session.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Host, collect, sendWithReceipt, sleep, waitFor, withMongo, randomUUID } from './harness.mjs';
+import { Host, collect, sendWithReceipt, sleep, userEvents as events, waitFor, withMongo, randomUUID } from './harness.mjs';
 
 const hosts = [];
 after(async () => { for (const host of hosts) await host.down(); });
@@ -20,22 +20,6 @@ function sendRead (client, events, roomId, body) {
         client.publish({ destination: `/app/rooms/${roomId}`, headers: { receipt },
                          body: JSON.stringify({ type: 'READ', ...body }) });
     });
-}
-
-//  Subscribe to /user/queue/events; ERROR events go to the READ that waits
-async function events (client) {
-    const received = [];
-    received.waiters = new Map();
-    const receipt = `e-${randomUUID()}`;
-    const confirmed = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
-    client.subscribe('/user/queue/events', (message) => {
-        const event = JSON.parse(message.body);
-        received.push({ headers: message.headers, body: event });
-        const waiter = received.waiters.get(event.receiptId);
-        if (waiter) waiter(event);
-    }, { receipt });
-    await confirmed;
-    return received;
 }
 
 const statuses = (list) => list.filter((m) => m.body.type === 'READ_STATUS').map((m) => m.body);

@@ -4,19 +4,10 @@
 //  exact in the end, on every session of the user on every host.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Host, sendWithReceipt, sleep, waitFor, randomUUID } from './harness.mjs';
+import { Host, sendWithReceipt, sleep, userEvents as events, waitFor, randomUUID } from './harness.mjs';
 
 const hosts = [];
 after(async () => { for (const host of hosts) await host.down(); });
-
-async function events (client) {
-    const received = [];
-    const receipt = `e-${randomUUID()}`;
-    const confirmed = new Promise((resolve) => client.watchForReceipt(receipt, resolve));
-    client.subscribe('/user/queue/events', (message) => received.push(JSON.parse(message.body)), { receipt });
-    await confirmed;
-    return received;
-}
 
 function read (client, roomId, seq) {
     const receipt = `r-${randomUUID()}`;
