@@ -208,6 +208,12 @@ export class Host {
         return total;
     }
 
+    //  Another host of the same service: this one's key prefix, database
+    //  and secret, its own id (and whatever else options say), started
+    async sibling (hostId, options = {}) {
+        return new Host({ ...options, hostId, prefix: this.prefix, database: this.database, secret: this.secret }).up();
+    }
+
     //  A connected @stomp/stompjs client. Errors and closes are recorded
     //  on client.errors / client.closed instead of throwing.
     async stomp (token, { headers = {}, url = this.url } = {}) {

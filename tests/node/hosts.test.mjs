@@ -11,7 +11,7 @@ after(async () => { for (const host of hosts) await host.down(); });
 test('two hosts: every subscriber on either host sees every message in one order', async () => {
     const a = await new Host({ hostId: 'ha' }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'hb', prefix: a.prefix, database: a.database, secret: a.secret }).up();
+    const b = await a.sibling('hb');
     hosts.push(b);
 
     const room = await a.createRoom(a.token('alice', 'Alice'), { kind: 'group', name: 'two hosts', members: ['bob', 'carol'] });

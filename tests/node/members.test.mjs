@@ -13,7 +13,7 @@ const ofType = (list, type) => list.filter((event) => event.type === type);
 test('ROOM_ADDED and ROOM_REMOVED on every session of the user on both hosts', async () => {
     const a = await new Host({ hostId: 'ma' }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'mb', prefix: a.prefix, database: a.database, secret: a.secret }).up();
+    const b = await a.sibling('mb');
     hosts.push(b);
     const tokens = Object.fromEntries(['alice', 'bob', 'carol', 'dave'].map((u) => [u, a.token(u, u.toUpperCase())]));
     const sessions = {

@@ -17,7 +17,7 @@ test('ENTER and LEAVE once per user across sessions on two hosts; hosts that die
     const extra = ['--presence-timeout-s', String(TIMEOUT_S)];
     const a = await new Host({ hostId: 'pa', extra }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'pb', prefix: a.prefix, database: a.database, secret: a.secret, extra }).up();
+    const b = await a.sibling('pb', { extra });
     hosts.push(b);
     //  Past the learning time of a starting host
     await sleep(TIMEOUT_S * 1000 / 3 + 1500);

@@ -27,7 +27,7 @@ const statuses = (list) => list.filter((m) => m.body.type === 'READ_STATUS').map
 test('READ across two hosts: forward only, READ_STATUS everywhere, stored', async () => {
     const a = await new Host({ hostId: 'ra' }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'rb', prefix: a.prefix, database: a.database, secret: a.secret }).up();
+    const b = await a.sibling('rb');
     hosts.push(b);
     const room = await a.createRoom(a.token('alice', 'Alice'), { kind: 'group', name: 'reads', members: ['bob', 'carol'] });
     const alice = await a.stomp(a.token('alice', 'Alice'));

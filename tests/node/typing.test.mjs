@@ -20,7 +20,7 @@ const typings = (list) => list.filter((m) => m.body.type === 'TYPING');
 test('TYPING reaches the other sessions on both hosts and nothing durable', async () => {
     const a = await new Host({ hostId: 'ta' }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'tb', prefix: a.prefix, database: a.database, secret: a.secret }).up();
+    const b = await a.sibling('tb');
     hosts.push(b);
     const room = await a.createRoom(a.token('alice', 'Alice'), { kind: 'group', name: 'typing', members: ['bob', 'carol'] });
     const alice = await a.stomp(a.token('alice', 'Alice'));

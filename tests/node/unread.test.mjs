@@ -22,7 +22,7 @@ const last = (list, roomId) => counts(list, roomId).at(-1);
 test('UNREAD counts on every session of a user on both hosts', async () => {
     const a = await new Host({ hostId: 'ua' }).up();
     hosts.push(a);
-    const b = await new Host({ hostId: 'ub', prefix: a.prefix, database: a.database, secret: a.secret }).up();
+    const b = await a.sibling('ub');
     hosts.push(b);
     const aliceToken = a.token('alice', 'Alice');
     const bobToken = a.token('bob', 'Bob');
