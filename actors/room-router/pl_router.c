@@ -21,7 +21,6 @@
 
 //  Deadlines and idle rooms are checked this often (not a limit)
 #define TICK_MS           100
-#define ROUTER_IDENTITY   "router"
 
 //  A connection actor is a pl_peer_t whose data is the set of rooms it
 //  joined (zhashx_t of room ids).
@@ -193,7 +192,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         free (self);
         return NULL;
     }
-    self->bridge = pl_dealer_socket_new (ROUTER_IDENTITY, config->bridge_endpoint, config->socket_hwm);
+    self->bridge = pl_dealer_socket_new (PL_ROUTER_IDENTITY, config->bridge_endpoint, config->socket_hwm);
     self->monitor = pl_monitor_new (config, "router", 0);
     if (self->monitor) {
         pl_monitor_watch (self->monitor, self->frontend, "peers");
@@ -593,6 +592,78 @@ s_self_add_online (self_t *self, pl_msg_t *result)
     zhashx_delete (self->room_gets, key);
 }
 
+//  What a connection actor says about itself and its clients: HELLO,
+//  PING, JOIN/LEAVE, WATCH/UNWATCH, PRESENT/ABSENT. False when the message
+//  is none of these.
+static bool
+s_self_handle_conn_state (self_t *self, pl_msg_t *message, const char *from)
+{
+    pl_peer_t *conn = pl_peers_find (self->conns, from);
+    switch (pl_msg_command (message)) {
+        case PL_MSG_HELLO:
+            //  A (re)started connection actor: it sends its JOINs next
+            if (conn)
+                s_conn_forget (self, conn);
+            s_conn_require (self, from);
+            pl_log_info ("connection actor %s connected", from);
+            return true;
+        case PL_MSG_PING: {
+            //  The answer tells a known one its router is alive (and what
+            //  the host is ready for), an unknown one to announce itself
+            pl_msg_t *answer = pl_msg_new (conn? PL_MSG_PING: PL_MSG_RESYNC);
+            if (conn) {
+                s_conn_require (self, from);
+                pl_msg_set_readiness (answer, s_self_readiness (self));
+            }
+            s_send_to (self, answer, from);
+            pl_msg_destroy (&answer);
+            return true;
+        }
+        case PL_MSG_JOIN:
+            if (pl_id_valid (pl_msg_room (message)))
+                s_conn_join (self, from, pl_msg_room (message));
+            return true;
+        case PL_MSG_LEAVE:
+            if (conn)
+                s_conn_leave (self, conn, pl_msg_room (message));
+            return true;
+        case PL_MSG_WATCH:
+            if (conn)
+                pl_unread_watch (self->unread, from, pl_msg_user (message));
+            return true;
+        case PL_MSG_UNWATCH:
+            pl_unread_unwatch (self->unread, from, pl_msg_user (message));
+            return true;
+        case PL_MSG_PRESENT:
+            if (conn)
+                pl_presence_present (self->presence, from, pl_msg_room (message), pl_msg_user (message),
+                                     pl_mono_ms ());
+            return true;
+        case PL_MSG_ABSENT:
+            pl_presence_absent (self->presence, from, pl_msg_room (message), pl_msg_user (message),
+                                pl_mono_ms ());
+            return true;
+        default:
+            return false;
+    }
+}
+
+//  A RESULT from a persistence actor: the router's own question (no
+//  route), or an answer for a connection actor
+static void
+s_self_handle_result (self_t *self, pl_msg_t *result)
+{
+    if (*pl_msg_route (result) == 0) {
+        if (!pl_unread_answer (self->unread, pl_msg_corr (result), pl_msg_status (result),
+                               pl_msg_body (result), pl_msg_body_size (result)))
+            s_self_handle_members (self, result);
+    }
+    else {
+        s_self_add_online (self, result);
+        s_send_to (self, result, pl_msg_route (result));
+    }
+}
+
 //  A message from a connection or persistence actor (a pl_drain_fn).
 static void
 s_self_handle_frontend (void *actor, pl_msg_t **message_p)
@@ -605,92 +676,36 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     pl_peer_t *store = pl_peers_find (self->stores, from);
     if (store)
         store->last_seen = pl_mono_ms ();
-    switch (pl_msg_command (message)) {
-        case PL_MSG_HELLO:
-            if (streq (pl_msg_role (message), "store"))
-                s_store_seen (self, from);
-            else
-            if (streq (pl_msg_role (message), "conn")) {
-                //  A (re)started connection actor: it sends its JOINs next
-                pl_peer_t *conn = pl_peers_find (self->conns, from);
-                if (conn)
-                    s_conn_forget (self, conn);
-                s_conn_require (self, from);
-                pl_log_info ("connection actor %s connected", from);
-            }
-            break;
-        case PL_MSG_PING:
-            if (pl_peers_find (self->conns, from)) {
-                //  The answer tells the connection actor its router is alive
-                s_conn_require (self, from);
-                pl_msg_t *pong = pl_msg_new (PL_MSG_PING);
-                pl_msg_set_readiness (pong, s_self_readiness (self));
-                s_send_to (self, pong, from);
-                pl_msg_destroy (&pong);
-            }
-            else {
-                pl_msg_t *resync = pl_msg_new (PL_MSG_RESYNC);
-                s_send_to (self, resync, from);
-                pl_msg_destroy (&resync);
-            }
-            break;
-        case PL_MSG_JOIN:
-            if (pl_id_valid (pl_msg_room (message)))
-                s_conn_join (self, from, pl_msg_room (message));
-            break;
-        case PL_MSG_LEAVE: {
-            pl_peer_t *conn = pl_peers_find (self->conns, from);
-            if (conn)
-                s_conn_leave (self, conn, pl_msg_room (message));
-            break;
+    if (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_role (message), "store"))
+        s_store_seen (self, from);
+    else
+    if (pl_msg_command (message) == PL_MSG_HELLO && !streq (pl_msg_role (message), "conn"))
+        pl_log_warning ("HELLO of an unknown role from %s", from);
+    else
+    if (!s_self_handle_conn_state (self, message, from))
+        switch (pl_msg_command (message)) {
+            case PL_MSG_AUTHZ:
+            case PL_MSG_SEND:
+            case PL_MSG_REPLAY:
+                s_self_handle_membership_request (self, message_p);
+                break;
+            case PL_MSG_QUERY:
+                pl_msg_set_route (message, from);
+                s_self_note_room_get (self, message);
+                if (s_send_to_store (self, message))
+                    s_reply (self, message, 503, "{\"error\":\"persistence unavailable, try again\"}");
+                break;
+            case PL_MSG_RESULT:
+                s_self_handle_result (self, message);
+                break;
+            case PL_MSG_ROOM_CHANGED:
+                //  Here now, and through the bridge on every other host
+                s_self_forget_members (self, pl_msg_room (message));
+                pl_msg_send_copy (message, self->bridge, NULL);
+                break;
+            default:
+                pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);
         }
-        case PL_MSG_WATCH:
-            if (pl_peers_find (self->conns, from))
-                pl_unread_watch (self->unread, from, pl_msg_user (message));
-            break;
-        case PL_MSG_UNWATCH:
-            pl_unread_unwatch (self->unread, from, pl_msg_user (message));
-            break;
-        case PL_MSG_PRESENT:
-            if (pl_peers_find (self->conns, from))
-                pl_presence_present (self->presence, from, pl_msg_room (message), pl_msg_user (message),
-                                     pl_mono_ms ());
-            break;
-        case PL_MSG_ABSENT:
-            pl_presence_absent (self->presence, from, pl_msg_room (message), pl_msg_user (message),
-                                pl_mono_ms ());
-            break;
-        case PL_MSG_AUTHZ:
-        case PL_MSG_SEND:
-        case PL_MSG_REPLAY:
-            s_self_handle_membership_request (self, message_p);
-            break;
-        case PL_MSG_QUERY:
-            pl_msg_set_route (message, from);
-            s_self_note_room_get (self, message);
-            if (s_send_to_store (self, message))
-                s_reply (self, message, 503, "{\"error\":\"persistence unavailable, try again\"}");
-            break;
-        case PL_MSG_RESULT:
-            //  From a persistence actor: ours, or for a connection actor
-            if (*pl_msg_route (message) == 0) {
-                if (!pl_unread_answer (self->unread, pl_msg_corr (message), pl_msg_status (message),
-                                       pl_msg_body (message), pl_msg_body_size (message)))
-                    s_self_handle_members (self, message);
-            }
-            else {
-                s_self_add_online (self, message);
-                s_send_to (self, message, pl_msg_route (message));
-            }
-            break;
-        case PL_MSG_ROOM_CHANGED:
-            //  Here now, and through the bridge on every other host
-            s_self_forget_members (self, pl_msg_room (message));
-            pl_msg_send_copy (message, self->bridge, NULL);
-            break;
-        default:
-            pl_log_warning ("unexpected %s from %s", pl_msg_command_name (pl_msg_command (message)), from);
-    }
     pl_msg_destroy (message_p);
 }
 
@@ -932,319 +947,4 @@ pl_router_actor (zsock_t *pipe, void *args)
     }
     zpoller_destroy (&poller);
     s_self_destroy (&self);
-}
-
-//  --------------------------------------------------------------------------
-//  Selftest: the router between a fake connection actor, a fake store and a
-//  fake bridge, all over inproc.
-
-static pl_msg_t *
-s_test_recv (zsock_t *socket)
-{
-    zsock_set_rcvtimeo (socket, 2000);
-    pl_msg_t *message = pl_msg_recv (socket);
-    pl_check (message);
-    return message;
-}
-
-//  Ask whether user may subscribe to room; the answer's status
-static uint32_t
-s_test_authz (zsock_t *conn, const char *room, const char *user, uint64_t corr)
-{
-    pl_msg_t *message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, corr);
-    pl_msg_set_room (message, room);
-    pl_msg_set_user (message, user);
-    pl_msg_send (&message, conn);
-    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
-    pl_check (message && pl_msg_corr (message) == corr);
-    uint32_t status = pl_msg_status (message);
-    pl_msg_destroy (&message);
-    return status;
-}
-
-//  The store's next room.members query, answered with these members (NULL:
-//  left unanswered); returns whether one came
-static bool
-s_test_members_query (zsock_t *store, const char *members)
-{
-    zsock_set_rcvtimeo (store, 300);
-    pl_msg_t *query = pl_msg_recv_command (store, PL_MSG_QUERY);
-    if (!query)
-        return false;
-    pl_check (streq (pl_msg_operation (query), "room.members"));
-    if (members) {
-        pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
-        pl_msg_set_corr (answer, pl_msg_corr (query));
-        pl_msg_set_status (answer, 200);
-        pl_msg_set_body (answer, members, strlen (members));
-        pl_msg_send (&answer, store);
-    }
-    pl_msg_destroy (&query);
-    return true;
-}
-
-//  A member list past member-cache-ms still decides at once while a fresh
-//  one loads: a busy store never holds up SENDs of a room in use. A
-//  ROOM_CHANGED drops the list, and then requests wait for the new one.
-static void
-s_test_stale_members (void)
-{
-    pl_config_t *config = pl_config_new_default ();
-    pl_config_set (config, "router-endpoint", "inproc://pl_router_stale-router");
-    pl_config_set (config, "bridge-endpoint", "inproc://pl_router_stale-bridge");
-    pl_config_set (config, "member-cache-ms", "100");
-    pl_check (pl_config_finish (config) == 0);
-    zsock_t *bridge = zsock_new_router ("inproc://pl_router_stale-bridge");
-    zactor_t *router = zactor_new (pl_router_actor, config);
-    zsock_t *conn = zsock_new_dealer (NULL);
-    zsock_set_identity (conn, "conn-0");
-    zsock_connect (conn, "inproc://pl_router_stale-router");
-    zsock_set_rcvtimeo (conn, 2000);
-    zsock_t *store = zsock_new_dealer (NULL);
-    zsock_set_identity (store, "store-0");
-    zsock_connect (store, "inproc://pl_router_stale-router");
-    pl_msg_t *hello = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_role (hello, "store");
-    pl_msg_send (&hello, store);
-    hello = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_role (hello, "conn");
-    pl_msg_send (&hello, conn);
-    zclock_sleep (50);
-
-    //  First: loaded from the store
-    pl_msg_t *message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 1);
-    pl_msg_set_room (message, "r9");
-    pl_msg_set_user (message, "u1");
-    pl_msg_send (&message, conn);
-    pl_check (s_test_members_query (store, "[\"u1\"]"));
-    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
-    pl_check (message && pl_msg_status (message) == 200);
-    pl_msg_destroy (&message);
-    //  Aged: answered at once from the old list, a reload goes out (once)
-    zclock_sleep (150);
-    pl_check (s_test_authz (conn, "r9", "u1", 2) == 200);
-    pl_check (s_test_authz (conn, "r9", "u2", 3) == 403);
-    pl_check (s_test_members_query (store, NULL));
-    pl_check (!s_test_members_query (store, NULL));
-    //  A change of members: the list is gone, the next request waits for it
-    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
-    pl_msg_set_room (message, "r9");
-    pl_msg_send (&message, store);
-    zclock_sleep (50);
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 4);
-    pl_msg_set_room (message, "r9");
-    pl_msg_set_user (message, "u2");
-    pl_msg_send (&message, conn);
-    pl_check (s_test_members_query (store, "[\"u1\",\"u2\"]"));
-    message = pl_msg_recv_command (conn, PL_MSG_RESULT);
-    pl_check (message && pl_msg_corr (message) == 4 && pl_msg_status (message) == 200);
-    pl_msg_destroy (&message);
-
-    zsock_destroy (&store);
-    zsock_destroy (&conn);
-    zactor_destroy (&router);
-    zsock_destroy (&bridge);
-    pl_config_destroy (&config);
-}
-
-void
-pl_router_test (bool verbose)
-{
-    if (verbose)
-        printf (" * pl_router: ");
-    pl_config_t *config = pl_config_new_default ();
-    pl_config_set (config, "router-endpoint", "inproc://pl_router_test-router");
-    pl_config_set (config, "bridge-endpoint", "inproc://pl_router_test-bridge");
-    pl_config_set (config, "request-timeout-ms", "500");
-    pl_check (pl_config_finish (config) == 0);
-
-    zsock_t *bridge = zsock_new_router ("inproc://pl_router_test-bridge");
-    zactor_t *router = zactor_new (pl_router_actor, config);
-    pl_check (router);
-
-    zsock_t *conn = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (conn, "conn-0");
-    zsock_connect (conn, "inproc://pl_router_test-router");
-    zsock_t *other = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (other, "conn-1");
-    zsock_connect (other, "inproc://pl_router_test-router");
-    zsock_t *store = zsock_new (ZMQ_DEALER);
-    zsock_set_identity (store, "store-0");
-    zsock_connect (store, "inproc://pl_router_test-router");
-
-    //  The bridge hears the router's HELLO
-    pl_msg_t *message = s_test_recv (bridge);
-    pl_check (pl_msg_command (message) == PL_MSG_HELLO && streq (pl_msg_role (message), "router"));
-    pl_msg_destroy (&message);
-
-    //  Without a store, a membership question fails after its deadline
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 1);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u1");
-    pl_msg_send (&message, conn);
-    message = s_test_recv (conn);
-    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_status (message) == 503);
-    pl_msg_destroy (&message);
-
-    message = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_role (message, "store");
-    pl_msg_send (&message, store);
-    message = pl_msg_new (PL_MSG_HELLO);
-    pl_msg_set_role (message, "conn");
-    pl_msg_send (&message, conn);
-
-    //  AUTHZ: the router asks the store once, then answers from its cache
-    for (int round = 0; round < 2; round++) {
-        message = pl_msg_new (PL_MSG_AUTHZ);
-        pl_msg_set_corr (message, 10 + round);
-        pl_msg_set_room (message, "r1");
-        pl_msg_set_user (message, round == 0? "u1": "u3");
-        pl_msg_send (&message, conn);
-        if (round == 0) {
-            pl_msg_t *query = s_test_recv (store);
-            pl_check (pl_msg_command (query) == PL_MSG_QUERY);
-            pl_check (streq (pl_msg_operation (query), "room.members") && streq (pl_msg_room (query), "r1"));
-            pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
-            pl_msg_set_corr (answer, pl_msg_corr (query));
-            pl_msg_set_status (answer, 200);
-            pl_msg_set_body (answer, "[\"u1\",\"u2\"]", 11);
-            pl_msg_send (&answer, store);
-            pl_msg_destroy (&query);
-        }
-        message = s_test_recv (conn);
-        pl_check (pl_msg_corr (message) == (uint64_t) (10 + round));
-        pl_check (pl_msg_status (message) == (round == 0? 200: 403));
-        pl_msg_destroy (&message);
-    }
-    //  SEND of a member goes to the bridge with the route back
-    message = pl_msg_new (PL_MSG_SEND);
-    pl_msg_set_corr (message, 20);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u2");
-    pl_msg_set_body (message, "hi", 2);
-    pl_msg_send (&message, conn);
-    message = pl_msg_recv_command (bridge, PL_MSG_SEND);     //  past presence broadcasts
-    pl_check (message);
-    pl_check (pl_msg_command (message) == PL_MSG_SEND && streq (pl_msg_route (message), "conn-0"));
-    pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_routing_id (result, pl_msg_routing_id (message));
-    pl_msg_set_route (result, "conn-0");
-    pl_msg_set_corr (result, 20);
-    pl_msg_set_status (result, 200);
-    pl_msg_set_seq (result, 1);
-    pl_msg_destroy (&message);
-    pl_msg_send (&result, bridge);
-    message = s_test_recv (conn);
-    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_seq (message) == 1);
-    pl_msg_destroy (&message);
-
-    //  DELIVER reaches only the connection actor that joined the room
-    message = pl_msg_new (PL_MSG_JOIN);
-    pl_msg_set_room (message, "r1");
-    pl_msg_send (&message, conn);
-    message = pl_msg_new (PL_MSG_PING);
-    pl_msg_send (&message, other);
-    message = s_test_recv (other);
-    pl_check (pl_msg_command (message) == PL_MSG_RESYNC);
-    pl_msg_destroy (&message);
-    zclock_sleep (50);
-    message = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_seq (message, 1);
-    pl_msg_send (&message, bridge);
-    message = s_test_recv (conn);
-    pl_check (pl_msg_command (message) == PL_MSG_DELIVER && pl_msg_seq (message) == 1);
-    pl_msg_destroy (&message);
-    zsock_set_rcvtimeo (other, 100);
-    pl_check (pl_msg_recv (other) == NULL);
-
-    //  A change of members heard from the stream: a user event per member
-    //  of a new room, to every conn (each knows its own users); a room
-    //  other than r1, whose cached members the next parts use
-    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
-    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
-    pl_msg_set_room (message, "r9");
-    pl_msg_set_type (message, "ROOM_ADDED");
-    const char *room_json = "{\"id\":\"r9\",\"members\":[\"u1\",\"u2\"]}";
-    pl_msg_set_body (message, room_json, strlen (room_json));
-    pl_msg_send (&message, bridge);
-    for (int index = 0; index < 2; index++) {
-        message = s_test_recv (conn);
-        pl_check (pl_msg_command (message) == PL_MSG_DELIVER && !*pl_msg_room (message));
-        pl_check (streq (pl_msg_user (message), index? "u2": "u1"));
-        pl_check (strstr (pl_msg_body (message), "\"type\":\"ROOM_ADDED\",\"room\":{\"id\":\"r9\""));
-        pl_msg_destroy (&message);
-    }
-    message = pl_msg_new (PL_MSG_ROOM_CHANGED);
-    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
-    pl_msg_set_room (message, "r9");
-    pl_msg_set_type (message, "ROOM_REMOVED");
-    pl_msg_set_target_user (message, "u2");
-    pl_msg_send (&message, bridge);
-    message = s_test_recv (conn);
-    pl_check (streq (pl_msg_user (message), "u2"));
-    pl_check (streq (pl_msg_body (message), "{\"type\":\"ROOM_REMOVED\",\"roomId\":\"r9\"}"));
-    pl_msg_destroy (&message);
-
-    //  A QUERY goes to the store and its RESULT back to the asker
-    message = pl_msg_new (PL_MSG_QUERY);
-    pl_msg_set_corr (message, 30);
-    pl_msg_set_operation (message, "room.get");
-    pl_msg_send (&message, other);
-    message = s_test_recv (store);
-    pl_check (streq (pl_msg_route (message), "conn-1"));
-    pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
-    pl_msg_set_route (answer, pl_msg_route (message));
-    pl_msg_set_corr (answer, pl_msg_corr (message));
-    pl_msg_set_status (answer, 200);
-    pl_msg_destroy (&message);
-    pl_msg_send (&answer, store);
-    message = s_test_recv (other);
-    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_corr (message) == 30);
-    pl_msg_destroy (&message);
-
-    //  A granted AUTHZ already counts as a JOIN: a DELIVER right after the
-    //  answer reaches the new subscriber's actor
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 35);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u2");
-    pl_msg_send (&message, other);
-    message = s_test_recv (other);
-    pl_check (pl_msg_corr (message) == 35 && pl_msg_status (message) == 200);
-    pl_msg_destroy (&message);
-    message = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_routing_id (message, ROUTER_IDENTITY);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_seq (message, 2);
-    pl_msg_send (&message, bridge);
-    message = pl_msg_recv_command (other, PL_MSG_DELIVER);
-    pl_check (message && pl_msg_seq (message) == 2);
-    pl_msg_destroy (&message);
-
-    //  Garbage is dropped and the router goes on
-    zstr_send (conn, "garbage");
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 40);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u2");
-    pl_msg_send (&message, conn);
-    message = pl_msg_recv_command (conn, PL_MSG_RESULT);      //  after the DELIVER of seq 2
-    pl_check (message && pl_msg_corr (message) == 40 && pl_msg_status (message) == 200);
-    pl_msg_destroy (&message);
-
-    zactor_destroy (&router);
-    zsock_destroy (&conn);
-    zsock_destroy (&other);
-    zsock_destroy (&store);
-    zsock_destroy (&bridge);
-    pl_config_destroy (&config);
-    s_test_stale_members ();
-    if (verbose)
-        printf ("OK\n");
 }

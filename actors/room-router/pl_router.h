@@ -18,6 +18,10 @@
 //  Signals 0 once bound, -1 when its endpoint cannot be bound.
 void pl_router_actor (zsock_t *pipe, void *args);
 
+//  The routing id of the router's DEALER to the bridge
+#define PL_ROUTER_IDENTITY "router"
+
+//  Selftest (pl_router_test.c)
 void pl_router_test (bool verbose);
 
 #endif
