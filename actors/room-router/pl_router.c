@@ -41,6 +41,19 @@ typedef struct {
     zlistx_t *waiters;          //  waiter_t
 } room_t;
 
+//  A room.get on its way: its answer gets "online"
+typedef struct {
+    char room [PL_ID_MAX + 1];
+    int64_t deadline;           //  no answer by then: forgotten
+} room_get_t;
+
+static void
+s_room_get_destroy (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
 typedef struct {
     const pl_config_t *config;
     zsock_t *pipe;
@@ -58,7 +71,7 @@ typedef struct {
     pl_unread_t *unread;        //  the users watched here and their counts
     pl_presence_t *presence;    //  who is online in which room, every host
     pl_every_t presence_tick;   //  refresh and expiry of presence
-    zhashx_t *room_gets;        //  "<conn> <corr>" of room.get queries out -> room
+    zhashx_t *room_gets;        //  "<conn> <corr>" of room.get queries out -> room_get_t
     uint64_t dropped;           //  messages a full or gone peer did not take
     uint64_t not_member;        //  AUTHZ, SEND, REPLAY refused: not a member (issue 8)
     int64_t bridge_ready_at;    //  the bridge last said Redis is reachable
@@ -208,7 +221,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->tick, TICK_MS);
     pl_every_init (&self->status, config->status_interval_ms);
     pl_every_init (&self->unread_tick, config->unread_interval_ms);
-    self->unread = pl_unread_new (&s_unread_ops, self);
+    self->unread = pl_unread_new (&s_unread_ops, self, config->request_timeout_ms);
     assert (self->unread);
     self->presence = pl_presence_new (config->host_id, (int64_t) config->presence_timeout_s * 1000,
                                       (size_t) config->broadcast_max_bytes, &s_presence_ops, self,
@@ -217,7 +230,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->presence_tick, 1000);
     self->room_gets = zhashx_new ();
     assert (self->room_gets);
-    zhashx_set_destructor (self->room_gets, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->room_gets, s_room_get_destroy);
     return self;
 }
 
@@ -566,8 +579,11 @@ s_self_note_room_get (self_t *self, pl_msg_t *query)
         return;
     char key [128];
     snprintf (key, sizeof key, "%s %" PRIu64, pl_msg_route (query), pl_msg_corr (query));
-    //  At most one per conn and corr; a lost answer's key is reused later
-    zhashx_update (self->room_gets, key, strdup (pl_msg_room (query)));
+    room_get_t *get = (room_get_t *) zmalloc (sizeof (room_get_t));
+    assert (get);
+    snprintf (get->room, sizeof get->room, "%s", pl_msg_room (query));
+    get->deadline = pl_mono_ms () + self->config->request_timeout_ms;
+    zhashx_update (self->room_gets, key, get);
 }
 
 //  The answer of a room.get: the users online in the room, from presence
@@ -576,9 +592,10 @@ s_self_add_online (self_t *self, pl_msg_t *result)
 {
     char key [128];
     snprintf (key, sizeof key, "%s %" PRIu64, pl_msg_route (result), pl_msg_corr (result));
-    char *room = (char *) zhashx_lookup (self->room_gets, key);
-    if (!room)
+    room_get_t *get = (room_get_t *) zhashx_lookup (self->room_gets, key);
+    if (!get)
         return;
+    const char *room = get->room;
     json_t *answer = pl_msg_status (result) == 200?
                      json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL): NULL;
     if (json_is_object (answer)) {
@@ -912,6 +929,15 @@ s_self_handle_tick (self_t *self)
         s_self_report (self);
     s_self_expire_peers (self, now);
     s_self_expire_rooms (self, now);
+    //  room.get answers that never came (the requester gave up already)
+    zlistx_t *keys = zhashx_keys (self->room_gets);
+    for (const char *key = keys? (const char *) zlistx_first (keys): NULL; key;
+         key = (const char *) zlistx_next (keys)) {
+        room_get_t *get = (room_get_t *) zhashx_lookup (self->room_gets, key);
+        if (now > get->deadline)
+            zhashx_delete (self->room_gets, key);
+    }
+    zlistx_destroy (&keys);
 }
 
 void

@@ -25,6 +25,7 @@ typedef struct {
     zhashx_t *rooms;            //  room id -> room_state_t
     bool loaded;                //  every room asked for and answered once
     uint64_t asking;            //  the corr of the question out, 0: none
+    int64_t asked_at;           //  monotonic ms it went out
 } watched_t;
 
 //  A room some watched user is in
@@ -39,6 +40,7 @@ struct _pl_unread_t {
     zhashx_t *users;            //  user -> watched_t
     zhashx_t *rooms;            //  room id -> room_t
     zhashx_t *asked;            //  corr -> watched_t (not owned)
+    int64_t timeout_ms;         //  an answer later than this is not waited for
 };
 
 static void
@@ -72,7 +74,7 @@ s_room_destroy (room_t **self_p)
 }
 
 pl_unread_t *
-pl_unread_new (const pl_unread_ops_t *ops, void *arg)
+pl_unread_new (const pl_unread_ops_t *ops, void *arg, int64_t timeout_ms)
 {
     assert (ops && ops->ask && ops->event);
     pl_unread_t *self = (pl_unread_t *) calloc (1, sizeof (pl_unread_t));
@@ -80,6 +82,7 @@ pl_unread_new (const pl_unread_ops_t *ops, void *arg)
         return NULL;
     self->ops = ops;
     self->arg = arg;
+    self->timeout_ms = timeout_ms;
     self->users = zhashx_new ();
     self->rooms = zhashx_new ();
     self->asked = zhashx_new ();
@@ -192,6 +195,7 @@ s_ask (pl_unread_t *self, watched_t *watched, json_t *rooms)
     snprintf (key, sizeof key, "%" PRIu64, corr);
     zhashx_update (self->asked, key, watched);
     watched->asking = corr;
+    watched->asked_at = pl_mono_ms ();
     return true;
 }
 
@@ -376,6 +380,16 @@ pl_unread_tick (pl_unread_t *self)
 {
     for (watched_t *watched = (watched_t *) zhashx_first (self->users); watched;
          watched = (watched_t *) zhashx_next (self->users)) {
+        if (watched->asking && pl_mono_ms () - watched->asked_at > self->timeout_ms) {
+            //  No answer will come: what was asked is due again
+            char key [24];
+            snprintf (key, sizeof key, "%" PRIu64, watched->asking);
+            zhashx_delete (self->asked, key);
+            watched->asking = 0;
+            for (room_state_t *state = (room_state_t *) zhashx_first (watched->rooms); state;
+                 state = (room_state_t *) zhashx_next (watched->rooms))
+                state->due = true;
+        }
         if (watched->asking)
             continue;           //  one question per user at a time
         if (!watched->loaded)
@@ -440,7 +454,7 @@ pl_unread_test (bool verbose)
     if (verbose)
         printf ("\n");
     test_t test = { 0 };
-    pl_unread_t *unread = pl_unread_new (&s_test_ops, &test);
+    pl_unread_t *unread = pl_unread_new (&s_test_ops, &test, 100);
     pl_check (unread);
 
     //  Watched: every room asked at once, every count told
@@ -501,6 +515,16 @@ pl_unread_test (bool verbose)
     pl_check (pl_unread_users (unread) == 1);
     pl_unread_conn_gone (unread, "conn-1");
     pl_check (pl_unread_users (unread) == 0 && !pl_unread_knows_room (unread, "r1"));
+
+    //  A question never answered is asked again after the timeout
+    pl_unread_watch (unread, "conn-0", "u3");
+    int before = test.asks;
+    pl_unread_tick (unread);
+    pl_check (test.asks == before);
+    zclock_sleep (150);
+    pl_unread_tick (unread);
+    pl_check (test.asks == before + 1 && streq (test.asked, "u3:*"));
+    pl_unread_unwatch (unread, "conn-0", "u3");
 
     //  Asking cannot go out: the next tick asks
     test.refuse = true;

@@ -39,9 +39,11 @@ typedef struct {
     void (*event) (void *arg, const char *conn, const char *user, const char *body);
 } pl_unread_ops_t;
 
-//  ops and arg outlive the object. Returns NULL when out of memory.
+//  ops and arg outlive the object; a question not answered within
+//  timeout_ms (the store died with it) is forgotten and asked again.
+//  Returns NULL when out of memory.
 pl_unread_t *
-    pl_unread_new (const pl_unread_ops_t *ops, void *arg);
+    pl_unread_new (const pl_unread_ops_t *ops, void *arg, int64_t timeout_ms);
 
 //  Safe on NULL and twice.
 void
