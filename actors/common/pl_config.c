@@ -72,6 +72,7 @@ static const opt_t s_options [] = {
     { "linger-s",           I (linger_s),           "1", 1, 60, "a closed session keeps reading this long" },
     { "http-headers-max",   I (http_headers_max),   "1024", 512, 65536, "largest HTTP response header block" },
     { "http-head-timeout-s", I (http_head_timeout_s), "10", 1, 300, "a client that has not sent its whole request head (or anything) by then is answered 408 and closed" },
+    { "http-body-timeout-s", I (http_body_timeout_s), "10", 1, 300, "a request body not complete this long after its head is answered 408 and closed" },
     //  HTTP requests and the listening socket (issue 8)
     { "http-request-bytes", I (http_request_bytes), "32768", 12288, 1048576, "request line and headers a client may send; past it 431 (414 when the target is over http-url-max)" },
     { "http-url-max",       I (http_url_max),       "4096", 64, 1048576, "longest request target (path and query); longer gets 414" },

@@ -65,6 +65,7 @@ typedef struct {
     int   linger_s;             //  a closed session keeps reading this long
     int   http_headers_max;     //  largest HTTP response header block
     int   http_head_timeout_s;  //  slow or silent clients are answered 408 after this
+    int   http_body_timeout_s;  //  ... and a body not complete this long after its head
     //  HTTP requests and the listening socket (issue 8)
     int   http_request_bytes;   //  request line + headers lws buffers
     int   http_url_max;         //  longest path + query (414 past it)

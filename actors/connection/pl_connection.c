@@ -19,8 +19,11 @@
     request head read into a pl_gate, which refuses in JSON what lws 4.1's
     parser would refuse in its own way, and answers 408 to a head not
     complete within http-head-timeout-s; a head that passes goes to lws
-    with a dup () of the socket, unread (the gate only peeks). HTTP
-    answers close their connection, so every request passes the gate.
+    with a dup () of the socket, unread (the gate only peeks), or, when
+    the gate left its Upgrade out, taken off the socket and handed over
+    rewritten. HTTP answers close their connection, so every request
+    passes the gate. A request body not complete within
+    http-body-timeout-s of its head is answered 408 (the wsi's timer).
 
     Writes: a session's frames wait in its outbound queue and are written
     only from LWS_CALLBACK_SERVER_WRITEABLE, one lws_write per callback. A
@@ -119,15 +122,18 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason,
 
 //  One callback for every protocol: which one a WebSocket picked only tells
 //  the STOMP version. A client that offers no subprotocol lands on [0].
+//  lws binds a WebSocket to the first name of its Sec-WebSocket-Protocol
+//  list that it finds here: the names that are not subprotocols hold a
+//  space, which no name of such a list can (pl_gate lets none through).
 static const struct lws_protocols s_protocols [] = {
-    { "http",       s_callback, sizeof (pss_t), 0, 0, NULL, 0 },
+    { "parley http", s_callback, sizeof (pss_t), 0, 0, NULL, 0 },
     { "v12.stomp",  s_callback, sizeof (pss_t), 0, 12, NULL, 0 },
     { "v11.stomp",  s_callback, sizeof (pss_t), 0, 11, NULL, 0 },
     { "v10.stomp",  s_callback, sizeof (pss_t), 0, 10, NULL, 0 },
-    { "parley-zmq", s_callback, 0, 0, 0, NULL, 0 },
-    { "parley-listen", s_callback, 0, 0, 0, NULL, 0 },
-    { "parley-not-http", s_callback, 0, 0, 0, NULL, 0 },
-    { "parley-gate", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley zmq", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley listen", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley not-http", s_callback, 0, 0, 0, NULL, 0 },
+    { "parley gate", s_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -620,6 +626,11 @@ s_http_handle_request (self_t *self, struct lws *wsi, pss_t *pss)
         .transfer_encoding = s_header_copy (wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING)
     };
     int rc = head.query? pl_http_request (pss->http, &head): -1;
+    //  A body to come: answered 408 if it is not complete in time (lws
+    //  itself would close without a word, see s_self_start_lws). The time
+    //  counts from the head, not from the last byte.
+    if (rc == 0 && pl_http_waits_body (pss->http))
+        lws_set_timer_usecs (wsi, (lws_usec_t) self->config->http_body_timeout_s * LWS_US_PER_SEC);
     free ((char *) head.query);
     if (head.authorization) {
         //  Do not leave bearer tokens lying in freed memory
@@ -703,6 +714,7 @@ s_callback_session (self_t *self, struct lws *wsi, enum lws_callback_reasons rea
                 return pl_http_body (pss->http, (const char *) in, len);
             return 0;
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+            lws_set_timer_usecs (wsi, LWS_SET_TIMER_USEC_CANCEL);
             if (pss && pss->http)
                 pl_http_body_end (pss->http);
             return 0;
@@ -741,10 +753,13 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                 s_self_drain_dealer (self);
             }
             return 0;
-        //  Only a gate's wsi has a timer: http-head-timeout-s is up
+        //  A gate's wsi: http-head-timeout-s is up; an HTTP request's:
+        //  http-body-timeout-s (408 while the body has not come)
         case LWS_CALLBACK_TIMER:
             if (lws_get_opaque_user_data (wsi))
                 return s_gate_expire (self, wsi, (pl_gate_t *) lws_get_opaque_user_data (wsi));
+            if (pss && pss->http)
+                pl_http_body_expire (pss->http, self->config->http_body_timeout_s);
             return 0;
         //  What lws's HTTP parser gave up on (an unknown method, an
         //  HTTP/2 preface, no HTTP at all): answered in JSON, then closed
@@ -878,7 +893,7 @@ static void
 s_gate_adopt (self_t *self, int fd)
 {
     lws_adopt_desc_t adopt = {
-        .vh = self->vhost, .type = LWS_ADOPT_RAW_FILE_DESC, .vh_prot_name = "parley-gate",
+        .vh = self->vhost, .type = LWS_ADOPT_RAW_FILE_DESC, .vh_prot_name = "parley gate",
         .opaque = pl_gate_new ((size_t) self->config->http_request_bytes,
                                (size_t) self->config->http_url_max,
                                (size_t) self->config->http_header_lines_max)
@@ -910,6 +925,7 @@ s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
     if (status == 414 || status == 431)
         self->http_guard.refused_size++;
     else
+    if (status != 404)          //  an answer, not a refusal of what was sent (as in pl_http)
         self->http_guard.refused_malformed++;
     size_t size;
     const char *answer = pl_gate_answer (gate, &size);
@@ -937,11 +953,36 @@ s_gate_expire (self_t *self, struct lws *wsi, pl_gate_t *gate)
     return s_gate_refuse (self, wsi, fd, gate);
 }
 
+//  A head that passed goes to lws with copy, a dup of the socket (closing
+//  the raw wsi closes only ours), unread; or, when the gate dropped lines
+//  from it, taken off the socket and handed over as the gate rewrote it
+//  (scratch holds at least the head). lws closes copy when it cannot
+//  adopt it.
+static void
+s_gate_hand_over (self_t *self, int fd, int copy, pl_gate_t *gate, char *scratch)
+{
+    size_t size, head = pl_gate_head_size (gate);
+    const char *rewritten = pl_gate_rewritten (gate, &size);
+    struct lws *wsi = NULL;
+    if (!rewritten)
+        wsi = lws_adopt_socket_vhost (self->vhost, copy);
+    else
+    if (recv (fd, scratch, head, 0) == (ssize_t) head)
+        wsi = lws_adopt_socket_vhost_readbuf (self->vhost, copy, rewritten, size);
+    else {
+        close (copy);
+        return;                 //  the client went
+    }
+    if (!wsi)
+        pl_log_warning ("lws cannot adopt a new connection");
+}
+
 //  Bytes from a connection at the gate. They are peeked at, never taken,
 //  so lws reads the head that passes (and what follows) itself; until the
 //  head is complete, SO_RCVLOWAT keeps poll quiet until more bytes come.
 //  (lws 4.1's lws_adopt_socket_vhost_readbuf loops on a head with a body
-//  to come.) Returns -1 to close the raw wsi.
+//  to come: the gate rewrites only heads without a body.) Returns -1 to
+//  close the raw wsi.
 static int
 s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
 {
@@ -970,14 +1011,12 @@ s_gate_handle_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
         case PL_GATE_PASS:
             break;
     }
-    //  lws gets a dup of the socket (closing the raw wsi closes only ours)
     int copy = setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low)?
                -1: fcntl (fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0)
         s_self_shed (self, fd);
     else
-    if (!lws_adopt_socket_vhost (self->vhost, copy))
-        pl_log_warning ("lws cannot adopt a new connection");   //  it closed copy
+        s_gate_hand_over (self, fd, copy, gate, peeked);
     return -1;
 }
 
@@ -1031,7 +1070,7 @@ s_self_adopt (self_t *self, zsock_t *socket)
     lws_sock_file_fd_type descriptor;
     descriptor.filefd = fd;
     if (!lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC, descriptor,
-                                     "parley-zmq", NULL))
+                                     "parley zmq", NULL))
         return -1;              //  lws has closed fd
     return 0;
 }
@@ -1085,6 +1124,11 @@ s_self_start_lws (self_t *self)
     //  tiny headers takes up to 3 times its size here
     info.max_http_header_data = 0;
     info.max_http_header_data2 = 3 * (unsigned int) self->config->http_request_bytes;
+    //  lws 4.1 gives a request body this long (the context's, 5 s unless
+    //  set) from the head, and again from each piece of it, then closes
+    //  without a word: a second line only, after http-body-timeout-s, whose
+    //  timer answers 408 (s_http_handle_request)
+    info.timeout_secs = (unsigned int) self->config->http_body_timeout_s + 2;
     self->context = lws_create_context (&info);
     if (!self->context) {
         pl_log_error ("cannot create the libwebsockets context");
@@ -1100,7 +1144,7 @@ s_self_start_lws (self_t *self)
     //  Where lws's HTTP parser gives up, the connection becomes raw and
     //  ours to answer in JSON (else lws writes an HTML 403)
     info.listen_accept_role = "raw-skt";
-    info.listen_accept_protocol = "parley-not-http";
+    info.listen_accept_protocol = "parley not-http";
     //  lws's own header-buffer idle timeout, a second line only: heads reach
     //  lws whole, and the gate answers 408 to one that does not come
     info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
@@ -1115,7 +1159,7 @@ s_self_start_lws (self_t *self)
     lws_sock_file_fd_type descriptor;
     descriptor.filefd = self->listen_fd;
     self->listen_wsi = lws_adopt_descriptor_vhost (self->vhost, LWS_ADOPT_RAW_FILE_DESC,
-                                                   descriptor, "parley-listen", NULL);
+                                                   descriptor, "parley listen", NULL);
     if (!self->listen_wsi
     ||  s_self_adopt (self, self->pipe) || s_self_adopt (self, self->dealer)) {
         pl_log_error ("cannot put sockets into the lws loop");

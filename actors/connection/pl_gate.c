@@ -30,6 +30,31 @@ typedef struct {
     size_t bytes;
 } joined_t;
 
+//  What the header lines say about an upgrade, gathered line by line and
+//  judged once the head is complete (the lines may come in any order)
+typedef struct {
+    size_t lines;               //  Upgrade lines
+    size_t websocket;           //  ... that list websocket
+    bool exact;                 //  the first Upgrade line is "websocket" alone
+    bool connection_upgrade;    //  Connection lists the upgrade option
+    joined_t connection;        //  Connection, as lws copies it
+    size_t hosts;               //  Host lines
+    bool host_empty;            //  the first of them has no value
+    size_t keys;                //  Sec-WebSocket-Key lines
+    bool key_valid;             //  the first of them is 24 base64 characters
+    size_t versions;            //  Sec-WebSocket-Version lines
+    bool version_13;            //  the first of them says 13
+    size_t protocol_lines;      //  Sec-WebSocket-Protocol lines
+    size_t protocol_empty;      //  ... with no value
+    bool protocol_ours;         //  a name of the lists is one of s_subprotocols
+    bool protocol_malformed;    //  a name of the lists is not a token lws takes
+    bool body;                  //  a Content-Length other than 0, or a Transfer-Encoding
+} upgrade_t;
+
+//  The subprotocols the actor serves, and the version of WebSocket
+static const char *s_subprotocols [] = { "v12.stomp", "v11.stomp", "v10.stomp" };
+#define WEBSOCKET_VERSION   "13"
+
 struct _pl_gate_t {
     size_t head_max;            //  http-request-bytes
     size_t target_max;          //  http-url-max
@@ -41,9 +66,14 @@ struct _pl_gate_t {
     size_t lines;               //  lines checked; the first is the request line
     joined_t protocols;         //  Sec-WebSocket-Protocol
     joined_t extensions;        //  Sec-WebSocket-Extensions
+    bool get_11;                //  the request is an HTTP/1.1 GET
+    bool ws_path;               //  ... of /ws (a query or not)
+    upgrade_t upgrade;
+    char *rewritten;            //  the head without its Upgrade, or NULL
+    size_t rewritten_size;
     pl_gate_verdict_t verdict;
     int status;                 //  a refusal's
-    char answer [512];
+    char answer [640];
     size_t answer_size;
 };
 
@@ -69,6 +99,7 @@ pl_gate_destroy (pl_gate_t **self_p)
     if (!self)
         return;
     free (self->data);
+    free (self->rewritten);
     free (self);
     *self_p = NULL;
 }
@@ -105,6 +136,19 @@ pl_gate_answer (pl_gate_t *self, size_t *size)
     return self->status? self->answer: NULL;
 }
 
+size_t
+pl_gate_head_size (pl_gate_t *self)
+{
+    return self->verdict == PL_GATE_PASS? self->parsed: 0;
+}
+
+const char *
+pl_gate_rewritten (pl_gate_t *self, size_t *size)
+{
+    *size = self->rewritten_size;
+    return self->rewritten;
+}
+
 
 //  --------------------------------------------------------------------------
 //  Checks
@@ -123,17 +167,25 @@ s_gate_refuse (pl_gate_t *self, int status, const char *format, ...)
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    const char *reason = status == 408? "Request Timeout":
+    const char *reason = status == 404? "Not Found":
+                         status == 408? "Request Timeout":
                          status == 414? "URI Too Long":
+                         status == 426? "Upgrade Required":
                          status == 431? "Request Header Fields Too Large":
                          status == 501? "Not Implemented":
                          status == 503? "Service Unavailable":
                          status == 505? "HTTP Version Not Supported": "Bad Request";
+    //  426 names what to upgrade to (RFC 9110 15.5.22), and the WebSocket
+    //  version served (RFC 6455 4.4); Upgrade comes with its connection
+    //  option (RFC 9110 7.8)
+    const char *upgrade = status == 426?
+        "upgrade: websocket\r\nsec-websocket-version: " WEBSOCKET_VERSION "\r\n": "";
+    const char *connection = status == 426? "upgrade, close": "close";
     int body = (int) strlen (message) + (int) strlen ("{\"error\":\"\"}");
     int size = snprintf (self->answer, sizeof self->answer,
         "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-        "access-control-allow-origin: *\r\nconnection: close\r\n\r\n{\"error\":\"%s\"}",
-        status, reason, body, message);
+        "access-control-allow-origin: *\r\n%sconnection: %s\r\n\r\n{\"error\":\"%s\"}",
+        status, reason, body, upgrade, connection, message);
     assert (size > 0 && (size_t) size < sizeof self->answer);
     self->answer_size = (size_t) size;
     self->status = status;
@@ -236,8 +288,15 @@ s_gate_request_line (pl_gate_t *self, const char *line, size_t length)
     else
     if ((size_t) (space - target) > self->target_max)
         s_gate_refuse (self, 414, "request target over http-url-max (%zu bytes)", self->target_max);
-    else
-        s_gate_target (self, target, (size_t) (space - target));
+    else {
+        //  What a WebSocket upgrade needs of the request line
+        size_t size = (size_t) (space - target);
+        const char *query = (const char *) memchr (target, '?', size);
+        size_t path = query? (size_t) (query - target): size;
+        self->get_11 = memcmp (line, "GET ", 4) == 0 && memcmp (version, "HTTP/1.1", 8) == 0;
+        self->ws_path = path == 3 && memcmp (target, "/ws", 3) == 0;
+        s_gate_target (self, target, size);
+    }
 }
 
 //  Whether a header's name (size bytes) is name, which is in lower case
@@ -313,6 +372,143 @@ s_gate_websocket_header (pl_gate_t *self, const char *name, size_t name_size,
                        PL_GATE_EXTENSIONS_BYTES);
 }
 
+//  Optional white space (RFC 9110) taken off both ends of a value
+static void
+s_trim (const char **value, size_t *size)
+{
+    while (*size && (**value == ' ' || **value == '\t')) {
+        (*value)++;
+        (*size)--;
+    }
+    while (*size && ((*value) [*size - 1] == ' ' || (*value) [*size - 1] == '\t'))
+        (*size)--;
+}
+
+//  The next element of a comma-separated list, white space around it taken
+//  off; *list becomes NULL after the last. Returns false when none is left.
+static bool
+s_list_next (const char **list, size_t *size, const char **element, size_t *length)
+{
+    if (!*list)
+        return false;
+    const char *comma = (const char *) memchr (*list, ',', *size);
+    *element = *list;
+    *length = comma? (size_t) (comma - *list): *size;
+    if (comma) {
+        *size -= *length + 1;
+        *list = comma + 1;
+    }
+    else
+        *list = NULL;
+    s_trim (element, length);
+    return true;
+}
+
+//  Whether a comma-separated list holds option (lower case), in any case
+static bool
+s_list_has (const char *list, size_t size, const char *option)
+{
+    const char *element;
+    size_t length;
+    while (s_list_next (&list, &size, &element, &length))
+        if (s_name_is (element, length, option))
+            return true;
+    return false;
+}
+
+//  A Sec-WebSocket-Key as lws takes it: everything after the leading
+//  spaces (it hashes trailing white space too, and answers a wrong
+//  Sec-WebSocket-Accept), and 16 bytes in base64 (RFC 6455 4.1)
+static bool
+s_key_valid (const char *value, size_t size)
+{
+    while (size && *value == ' ') {
+        value++;
+        size--;
+    }
+    if (size != 24 || value [22] != '=' || value [23] != '=')
+        return false;
+    for (size_t at = 0; at < 22; at++)
+        if (!isalnum ((unsigned char) value [at]) && value [at] != '+' && value [at] != '/')
+            return false;
+    return true;
+}
+
+//  The names of a Sec-WebSocket-Protocol line: whether one is ours, and
+//  whether each is a name lws's parser of the list takes (it closes the
+//  connection on an empty name, a quoted one, names apart by spaces only,
+//  a name that starts with a digit, which it reads as a number)
+static void
+s_gate_protocol_line (pl_gate_t *self, const char *value, size_t size)
+{
+    upgrade_t *upgrade = &self->upgrade;
+    upgrade->protocol_lines++;
+    s_trim (&value, &size);
+    if (size == 0) {
+        upgrade->protocol_empty++;
+        return;
+    }
+    const char *name;
+    size_t length;
+    while (s_list_next (&value, &size, &name, &length)) {
+        bool token = length > 0 && !isdigit ((unsigned char) name [0]);
+        for (size_t at = 0; at < length && token; at++)
+            token = s_tchar ((unsigned char) name [at]);
+        if (!token)
+            upgrade->protocol_malformed = true;
+        for (size_t index = 0; index < sizeof s_subprotocols / sizeof s_subprotocols [0]; index++)
+            if (length == strlen (s_subprotocols [index])
+            &&  memcmp (name, s_subprotocols [index], length) == 0)
+                upgrade->protocol_ours = true;
+    }
+}
+
+//  A header line that matters to an upgrade, noted for s_gate_judge. For
+//  a header lws reads once, the first line is what it reads.
+static void
+s_gate_note (pl_gate_t *self, const char *name, size_t name_size, const char *value, size_t size)
+{
+    upgrade_t *upgrade = &self->upgrade;
+    const char *trimmed = value;
+    size_t length = size;
+    s_trim (&trimmed, &length);
+    if (s_name_is (name, name_size, "upgrade")) {
+        //  lws compares what follows the leading spaces, all of it
+        const char *lead = value;
+        while (lead < value + size && *lead == ' ')
+            lead++;
+        if (upgrade->lines++ == 0)
+            upgrade->exact = s_name_is (lead, (size_t) (value + size - lead), "websocket");
+        if (s_list_has (trimmed, length, "websocket"))
+            upgrade->websocket++;
+    }
+    else
+    if (s_name_is (name, name_size, "connection")) {
+        s_joined_add (&upgrade->connection, value, size);
+        if (s_list_has (trimmed, length, "upgrade"))
+            upgrade->connection_upgrade = true;
+    }
+    else
+    if (s_name_is (name, name_size, "host") && upgrade->hosts++ == 0)
+        upgrade->host_empty = length == 0;
+    else
+    if (s_name_is (name, name_size, "sec-websocket-key") && upgrade->keys++ == 0)
+        upgrade->key_valid = s_key_valid (value, size);
+    else
+    if (s_name_is (name, name_size, "sec-websocket-version") && upgrade->versions++ == 0)
+        upgrade->version_13 = length == strlen (WEBSOCKET_VERSION)
+                           && memcmp (trimmed, WEBSOCKET_VERSION, length) == 0;
+    else
+    if (s_name_is (name, name_size, "sec-websocket-protocol"))
+        s_gate_protocol_line (self, value, size);
+    else
+    if (s_name_is (name, name_size, "content-length") && !(length == 1 && *trimmed == '0'))
+        upgrade->body = true;
+    else
+    if (s_name_is (name, name_size, "transfer-encoding"))
+        upgrade->body = true;
+}
+
 //  name ":" value, the CR taken off; no folded lines, no controls but tab,
 //  no more lines than http-header-lines-max (the request line is line 0)
 static void
@@ -338,6 +534,97 @@ s_gate_header_line (pl_gate_t *self, const char *line, size_t length)
         }
     }
     s_gate_websocket_header (self, line, colon, line + colon + 1, length - colon - 1);
+    if (self->verdict == PL_GATE_MORE)
+        s_gate_note (self, line, colon, line + colon + 1, length - colon - 1);
+}
+
+//  A WebSocket upgrade that lws 4.1 would close without a word, or take
+//  wrongly (a key it hashes as sent, a version it does not check): refused
+//  with what is wrong
+static void
+s_gate_judge_websocket (pl_gate_t *self)
+{
+    const upgrade_t *upgrade = &self->upgrade;
+    if (upgrade->lines > 1 || !upgrade->exact)
+        s_gate_refuse (self, 400, "Upgrade must be websocket alone, on one line");
+    else
+    if (!self->get_11)
+        s_gate_refuse (self, 400, "a WebSocket upgrade is an HTTP/1.1 GET");
+    else
+    if (!self->ws_path)
+        s_gate_refuse (self, 404, "WebSocket is served on /ws only");
+    else
+    if (upgrade->hosts != 1 || upgrade->host_empty)
+        s_gate_refuse (self, 400, "a WebSocket upgrade needs one Host line with a value");
+    else
+    if (upgrade->connection.bytes > PL_GATE_CONNECTION_BYTES)
+        s_gate_refuse (self, 431, "Connection over %d bytes (its lines joined)",
+                       PL_GATE_CONNECTION_BYTES);
+    else
+    if (!upgrade->connection_upgrade)
+        s_gate_refuse (self, 400, "a WebSocket upgrade needs Connection: Upgrade");
+    else
+    if (upgrade->keys != 1 || !upgrade->key_valid)
+        s_gate_refuse (self, 400, "Sec-WebSocket-Key must be one line of 24 base64 characters");
+    else
+    if (upgrade->versions != 1 || !upgrade->version_13)
+        s_gate_refuse (self, 426, "WebSocket version " WEBSOCKET_VERSION " only (Sec-WebSocket-Version)");
+    else
+    if (upgrade->protocol_malformed
+    ||  (upgrade->protocol_empty && upgrade->protocol_empty < upgrade->protocol_lines))
+        s_gate_refuse (self, 400, "malformed Sec-WebSocket-Protocol: names (tokens) apart by commas");
+    else
+    if (upgrade->protocol_lines > upgrade->protocol_empty && !upgrade->protocol_ours)
+        s_gate_refuse (self, 400, "no subprotocol served: offer v12.stomp, v11.stomp or v10.stomp");
+}
+
+//  The head without its Upgrade and HTTP2-Settings lines, for lws to read
+//  instead of what the client sent
+static void
+s_gate_rewrite (pl_gate_t *self)
+{
+    self->rewritten = (char *) malloc (self->parsed);
+    if (!self->rewritten) {
+        s_gate_refuse (self, 503, "server out of memory, try again");
+        return;
+    }
+    size_t size = 0;
+    for (size_t at = 0; at < self->parsed; ) {
+        const char *line = self->data + at;
+        const char *newline = (const char *) memchr (line, '\n', self->parsed - at);
+        size_t length = (size_t) (newline + 1 - line);
+        const char *colon = (const char *) memchr (line, ':', length);
+        size_t name = colon? (size_t) (colon - line): 0;
+        //  Not the request line; header lines were checked as they came
+        bool drop = at > 0 && colon
+                 && (s_name_is (line, name, "upgrade") || s_name_is (line, name, "http2-settings"));
+        if (!drop) {
+            memcpy (self->rewritten + size, line, length);
+            size += length;
+        }
+        at += length;
+    }
+    self->rewritten_size = size;
+}
+
+//  A complete head's upgrade. To websocket: checked as lws will not. To
+//  anything else (h2c from curl --http2, say), which the server does not
+//  serve: lws would answer its HTML 403, or switch to HTTP/2 (h2c); the
+//  request is served as if the upgrade had not been asked (RFC 9110 7.8
+//  lets a server ignore Upgrade), from a head without those lines. lws
+//  takes such a head handed to it (lws_adopt_socket_vhost_readbuf), but
+//  4.1 hangs on a body that comes after it: with a body, 501.
+static void
+s_gate_judge (pl_gate_t *self)
+{
+    if (self->upgrade.websocket)
+        s_gate_judge_websocket (self);
+    else
+    if (self->upgrade.lines && self->upgrade.body)
+        s_gate_refuse (self, 501, "upgrade not served: send the request without Upgrade");
+    else
+    if (self->upgrade.lines)
+        s_gate_rewrite (self);
 }
 
 //  Check the lines completed since the last call; an empty one ends the head
@@ -392,6 +679,8 @@ pl_gate_input (pl_gate_t *self, const char *data, size_t size)
     s_gate_scan (self);
     if (self->verdict == PL_GATE_PASS && self->parsed > self->head_max)
         s_gate_refuse (self, 431, "request head over http-request-bytes (%zu bytes)", self->head_max);
+    if (self->verdict == PL_GATE_PASS)
+        s_gate_judge (self);
     if (self->verdict != PL_GATE_MORE)
         return self->verdict;
     //  What the request line shows before it is complete
@@ -466,7 +755,11 @@ s_test_answer (pl_gate_t *gate, int status, const char *text)
     snprintf (status_line, sizeof status_line, "HTTP/1.1 %d ", status);
     pl_check (strncmp (answer, status_line, strlen (status_line)) == 0);
     pl_check (strstr (answer, "\r\ncontent-type: application/json\r\n"));
-    pl_check (strstr (answer, "\r\nconnection: close\r\n"));
+    if (status == 426)
+        pl_check (strstr (answer, "\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n"
+                                  "connection: upgrade, close\r\n"));
+    else
+        pl_check (strstr (answer, "\r\nconnection: close\r\n") && !strstr (answer, "\r\nupgrade:"));
     const char *body = strstr (answer, "\r\n\r\n") + 4;
     char length [64];
     snprintf (length, sizeof length, "\r\ncontent-length: %zu\r\n", strlen (body));
@@ -642,6 +935,163 @@ s_test_websocket (void)
     pl_gate_destroy (&gate);
 }
 
+//  A WebSocket upgrade as clients send it
+static const char s_test_ws_head [] =
+    "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Protocol: v12.stomp\r\n\r\n";
+
+//  That upgrade with its text from replaced by to, fed to a new gate
+static pl_gate_verdict_t
+s_test_ws (pl_gate_t **gate_p, const char *from, const char *to)
+{
+    char head [1024];
+    const char *at = strstr (s_test_ws_head, from);
+    pl_check (at);
+    int size = snprintf (head, sizeof head, "%.*s%s%s", (int) (at - s_test_ws_head), s_test_ws_head,
+                         to, at + strlen (from));
+    pl_check (size > 0 && (size_t) size < sizeof head);
+    return s_test_feed (gate_p, head, (size_t) size, 0);
+}
+
+//  The upgrade with from replaced by to: lws takes it as the gate passes it
+#define WS_PASSES(from, to) \
+    pl_check (s_test_ws (&gate, from, to) == PL_GATE_PASS && !pl_gate_rewritten (gate, &size))
+//  ... or it is refused with status and a message holding text
+#define WS_REFUSED(from, to, status, text) do { \
+    pl_check (s_test_ws (&gate, from, to) == PL_GATE_REFUSE); \
+    s_test_answer (gate, status, text); \
+} while (0)
+
+//  WebSocket upgrades that lws 4.1 closed without a word (or answered 101
+//  to, with a wrong accept or none of our subprotocols), as measured
+//  against the actor: each refused with what is wrong
+static void
+s_test_upgrades (void)
+{
+    pl_gate_t *gate = NULL;
+    size_t size;
+    WS_PASSES ("", "");
+    WS_PASSES ("Upgrade: websocket", "upgrade:   WebSocket");
+    WS_PASSES ("Connection: Upgrade", "Connection: keep-alive,upgrade");
+    WS_PASSES ("Connection: Upgrade", "Connection: keep-alive\r\nConnection: Upgrade");
+    WS_PASSES ("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version:  13 ");
+    WS_PASSES ("Sec-WebSocket-Key: ", "Sec-WebSocket-Key:   ");
+    WS_PASSES ("v12.stomp", "v10.stomp, v11.stomp, v12.stomp");
+    WS_PASSES ("v12.stomp", "chat, superchat , v11.stomp");
+    WS_PASSES ("Sec-WebSocket-Protocol: v12.stomp", "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: v10.stomp");
+    WS_PASSES ("Sec-WebSocket-Protocol: v12.stomp\r\n", "");
+    WS_PASSES ("Sec-WebSocket-Protocol: v12.stomp", "Sec-WebSocket-Protocol:");
+    WS_PASSES ("GET /ws ", "GET /ws?token=a&b=c ");
+    //  Host
+    WS_REFUSED ("Host: x\r\n", "", 400, "needs one Host line with a value");
+    WS_REFUSED ("Host: x", "Host:  ", 400, "needs one Host line with a value");
+    WS_REFUSED ("Host: x", "Host: x\r\nHost: y", 400, "needs one Host line");
+    //  Connection: the upgrade option, in lws's copy of 127 bytes
+    WS_REFUSED ("Connection: Upgrade\r\n", "", 400, "needs Connection: Upgrade");
+    WS_REFUSED ("Connection: Upgrade", "Connection: keep-alive", 400, "needs Connection: Upgrade");
+    WS_REFUSED ("Connection: Upgrade", "Connection: up", 400, "needs Connection: Upgrade");
+    WS_REFUSED ("Connection: Upgrade", "Connection: Upgrade;x", 400, "needs Connection: Upgrade");
+    char line [300];
+    snprintf (line, sizeof line, "Connection:   Upgrade, %0117d", 0);
+    WS_PASSES ("Connection: Upgrade", line);
+    snprintf (line, sizeof line, "Connection: Upgrade, %0118d", 0);
+    WS_REFUSED ("Connection: Upgrade", line, 431, "Connection over 126 bytes");
+    snprintf (line, sizeof line, "Connection: %020d\r\nConnection: Upgrade, %094d", 0, 0);
+    WS_PASSES ("Connection: Upgrade", line);
+    snprintf (line, sizeof line, "Connection: %020d\r\nConnection: Upgrade, %095d", 0, 0);
+    WS_REFUSED ("Connection: Upgrade", line, 431, "Connection over 126 bytes (its lines joined)");
+    //  Sec-WebSocket-Key: one line, 16 bytes in base64, nothing after
+    WS_REFUSED ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 400,
+                "Sec-WebSocket-Key must be one line of 24 base64 characters");
+    WS_REFUSED ("dGhlIHNhbXBsZSBub25jZQ==", "abc", 400, "Sec-WebSocket-Key");
+    WS_REFUSED ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=", 400, "Sec-WebSocket-Key");
+    WS_REFUSED ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ== ", 400, "Sec-WebSocket-Key");
+    WS_REFUSED ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j!Q==", 400, "Sec-WebSocket-Key");
+    WS_REFUSED ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==", 400, "one line");
+    //  Sec-WebSocket-Version: 13 only, 426 naming it
+    WS_REFUSED ("Sec-WebSocket-Version: 13\r\n", "", 426, "WebSocket version 13 only");
+    WS_REFUSED ("Version: 13", "Version: 8", 426, "WebSocket version 13 only (Sec-WebSocket-Version)");
+    WS_REFUSED ("Version: 13", "Version: 13, 8", 426, "version 13 only");
+    WS_REFUSED ("Version: 13", "Version: 13\r\nSec-WebSocket-Version: 13", 426, "version 13 only");
+    //  Sec-WebSocket-Protocol: names lws parses, one of them ours
+    WS_REFUSED ("v12.stomp", "chat", 400, "no subprotocol served: offer v12.stomp, v11.stomp or v10.stomp");
+    WS_REFUSED ("v12.stomp", "V12.STOMP", 400, "no subprotocol served");
+    WS_REFUSED ("v12.stomp", "http", 400, "no subprotocol served");
+    WS_REFUSED ("v12.stomp", "parley-gate", 400, "no subprotocol served");
+    WS_REFUSED ("v12.stomp", ", v12.stomp", 400, "malformed Sec-WebSocket-Protocol");
+    WS_REFUSED ("v12.stomp", "12, v12.stomp", 400, "malformed Sec-WebSocket-Protocol");
+    WS_REFUSED ("v12.stomp", "a b, v12.stomp", 400, "malformed Sec-WebSocket-Protocol");
+    WS_REFUSED ("v12.stomp", "\"v12.stomp\"", 400, "malformed Sec-WebSocket-Protocol");
+    WS_REFUSED ("v12.stomp", "v12.stomp;q=1", 400, "malformed Sec-WebSocket-Protocol");
+    WS_REFUSED ("v12.stomp", "v12.stomp\r\nSec-WebSocket-Protocol:", 400, "malformed");
+    //  Upgrade: websocket alone; an HTTP/1.1 GET of /ws
+    WS_REFUSED ("Upgrade: websocket", "Upgrade: websocket ", 400, "Upgrade must be websocket alone, on one line");
+    WS_REFUSED ("Upgrade: websocket", "Upgrade: websocket, h2c", 400, "Upgrade must be websocket alone");
+    WS_REFUSED ("Upgrade: websocket", "Upgrade: websocket\r\nUpgrade: foo", 400, "on one line");
+    WS_REFUSED ("Upgrade: websocket", "Upgrade: h2c\r\nUpgrade: websocket", 400, "on one line");
+    WS_REFUSED ("GET /ws HTTP/1.1", "POST /ws HTTP/1.1", 400, "a WebSocket upgrade is an HTTP/1.1 GET");
+    WS_REFUSED ("GET /ws HTTP/1.1", "GET /ws HTTP/1.0", 400, "an HTTP/1.1 GET");
+    WS_REFUSED ("GET /ws ", "GET /api/rooms ", 404, "WebSocket is served on /ws only");
+    WS_REFUSED ("GET /ws ", "GET /ws/ ", 404, "on /ws only");
+    WS_REFUSED ("GET /ws ", "GET /w%73 ", 404, "on /ws only");
+    pl_gate_destroy (&gate);
+}
+
+//  What a client sent (its last more bytes after the head) to a gate, and
+//  what lws is to read instead of the head (NULL: the head as sent)
+static void
+s_test_rewrite (const char *sent, size_t more, const char *rewritten)
+{
+    pl_gate_t *gate = NULL;
+    pl_check (s_test_feed (&gate, sent, strlen (sent), 3) == PL_GATE_PASS);
+    pl_check (pl_gate_head_size (gate) == strlen (sent) - more);
+    size_t size;
+    const char *data = pl_gate_rewritten (gate, &size);
+    if (rewritten)
+        pl_check (data && size == strlen (rewritten) && memcmp (data, rewritten, size) == 0);
+    else
+        pl_check (data == NULL && size == 0);
+    pl_gate_destroy (&gate);
+}
+
+//  Upgrades to anything but websocket: lws answered its HTML 403 (Upgrade:
+//  foo) or switched to HTTP/2 (h2c); the request passes without them, or,
+//  with a body (which lws does not read after a head handed to it), 501
+static void
+s_test_other_upgrades (void)
+{
+    const char h2c [] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nAccept: */*\r\n\r\n";
+    const char plain [] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          "Accept: */*\r\n\r\n";
+    s_test_rewrite (h2c, 0, plain);
+    //  What follows the head stays on the socket for lws
+    char more [512];
+    snprintf (more, sizeof more, "%sGET / HTTP/1.1\r\n", h2c);
+    s_test_rewrite (more, 16, plain);
+    s_test_rewrite ("GET / HTTP/1.1\r\nupgrade: foo\r\nUPGRADE: bar, baz\r\n\r\n", 0, "GET / HTTP/1.1\r\n\r\n");
+    s_test_rewrite ("GET / HTTP/1.1\r\nUpgrade:\r\nX-Upgrade: 1\r\n\r\n", 0, "GET / HTTP/1.1\r\nX-Upgrade: 1\r\n\r\n");
+    s_test_rewrite ("GET /ws HTTP/1.1\r\nUpgrade: websocket/13\r\nContent-Length: 0\r\n\r\n", 0,
+                    "GET /ws HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    //  No Upgrade: lws reads the head as sent
+    s_test_rewrite ("GET / HTTP/1.1\r\nHTTP2-Settings: AAMA\r\n\r\nmore", 4, NULL);
+    s_test_rewrite (s_test_ws_head, 0, NULL);
+    REFUSED ("POST /api/rooms HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}", 501,
+             "upgrade not served: send the request without Upgrade");
+    REFUSED ("POST /api/rooms HTTP/1.1\r\nTransfer-Encoding: chunked\r\nUpgrade: h2c\r\n\r\n", 501,
+             "upgrade not served");
+    //  Before the verdict, and after a refusal: no head to hand over
+    pl_gate_t *gate = pl_gate_new (TEST_HEAD_MAX, TEST_TARGET_MAX, TEST_LINES_MAX);
+    pl_check (gate && pl_gate_input (gate, h2c, 20) == PL_GATE_MORE && pl_gate_head_size (gate) == 0);
+    size_t size;
+    pl_check (pl_gate_rewritten (gate, &size) == NULL);
+    pl_gate_expire (gate, 1);
+    pl_check (pl_gate_head_size (gate) == 0 && pl_gate_rewritten (gate, &size) == NULL);
+    pl_gate_destroy (&gate);
+}
+
 //  http-head-timeout-s: a head not complete (or not begun) is a 408
 static void
 s_test_expire (void)
@@ -709,6 +1159,8 @@ pl_gate_test (bool verbose)
     s_test_sizes ();
     s_test_lines ();
     s_test_websocket ();
+    s_test_upgrades ();
+    s_test_other_upgrades ();
     s_test_expire ();
 
     //  What lws 4.1 closes on, or answers with its HTML 403

@@ -16,6 +16,37 @@
     at all), 505 (an HTTP version other than 1.0 and 1.1); and 408 when
     the actor says the head took longer than http-head-timeout-s.
 
+    A WebSocket upgrade (Upgrade: websocket) is checked whole once the
+    head is complete, for lws 4.1 closes without a word on what RFC 6455
+    4.2.1 refuses, or answers 101 when it should not. Measured against the
+    actor, it closed on: no Host (or an empty one), no Connection listing
+    upgrade (or one over 126 bytes, its lines joined), no
+    Sec-WebSocket-Key, a Sec-WebSocket-Protocol list without a name it
+    serves or one its list parser gives up on (an empty name, a quoted
+    one, names apart by spaces, one that starts with a digit), a POST, a
+    path other than /ws; it answered 101 to a key that is not 16 bytes in
+    base64 (its accept hashes the key as sent, trailing spaces too),
+    several key lines (the first taken), any Sec-WebSocket-Version or
+    none, HTTP/1.0; its HTML 403 to an Upgrade that lists more than
+    websocket. The gate answers 400 naming what is wrong, 404 off /ws, 426
+    (with sec-websocket-version: 13) for a version other than 13, 431 for
+    Connection over lws's copy; it passes an upgrade of one Upgrade line
+    "websocket", an HTTP/1.1 GET of /ws (a query or not), one Host with a
+    value, Connection listing upgrade, one key of 24 base64 characters,
+    one Sec-WebSocket-Version 13, and no Sec-WebSocket-Protocol (or an
+    empty one) or a list of names (tokens) with one of v12.stomp,
+    v11.stomp, v10.stomp (compared as lws does, case and all).
+
+    An upgrade to anything else (Upgrade: h2c, which curl --http2 sends on
+    http://, or any other): lws answered its HTML 403, or 101 and HTTP/2
+    for h2c, which the API does not serve. RFC 9110 7.8 lets a server
+    ignore Upgrade, so the gate passes the request without its Upgrade and
+    HTTP2-Settings lines (pl_gate_rewritten): the actor takes the head off
+    the socket and hands lws the rewritten one. lws 4.1 hangs (and spins)
+    on a body that comes after a head handed to it so, so such a request
+    with a body (a Content-Length other than 0, or a Transfer-Encoding) is
+    refused 501 instead.
+
     What lws 4.1 (Debian's 4.1.6) keeps, measured against the actor: a
     table of 92 slots for the lines of the headers it knows (each line
     one, repeated or not) and the query parts together; one more and it
@@ -58,6 +89,8 @@ typedef enum {
 #define PL_GATE_PROTOCOLS_BYTES     126
 #define PL_GATE_PROTOCOL_NAME_BYTES 62
 #define PL_GATE_EXTENSIONS_BYTES    254
+//  The Connection lines of a WebSocket upgrade, joined alike into 127
+#define PL_GATE_CONNECTION_BYTES    126
 
 //  A gate for one connection: head_max is http-request-bytes, target_max
 //  http-url-max, lines_max http-header-lines-max (at most
@@ -92,16 +125,30 @@ pl_gate_verdict_t
 const char *
     pl_gate_data (pl_gate_t *self, size_t *size);
 
-//  A refusal's status (400, 408, 414, 431, 501, 503, 505), or 0 while
-//  there is none.
+//  A refusal's status (400, 404, 408, 414, 426, 431, 501, 503, 505), or
+//  0 while there is none.
 int
     pl_gate_status (pl_gate_t *self);
 
 //  A refusal's whole HTTP answer: status line, content-type
-//  application/json, content-length, connection: close and the body
-//  {"error":"..."}; NULL while there is none.
+//  application/json, content-length, connection: close (426: upgrade,
+//  close, with upgrade: websocket and sec-websocket-version: 13) and the
+//  body {"error":"..."}; NULL while there is none.
 const char *
     pl_gate_answer (pl_gate_t *self, size_t *size);
+
+//  Once passed: the bytes of the head as the client sent them, request
+//  line to empty line (what follows is its body, or the next request).
+size_t
+    pl_gate_head_size (pl_gate_t *self);
+
+//  Once passed: the head lws must read instead of the client's, or NULL
+//  when lws reads the client's as it is. An upgrade to anything but
+//  websocket is dropped: its Upgrade and HTTP2-Settings lines are not in
+//  it. The actor takes pl_gate_head_size bytes off the socket and hands
+//  these to lws with it.
+const char *
+    pl_gate_rewritten (pl_gate_t *self, size_t *size);
 
 void
     pl_gate_test (bool verbose);

@@ -234,8 +234,8 @@ s_dispatch_query (pl_http_t *self, pl_api_route_t *route)
         s_respond_error (self, 503, "server busy, try again");
         return;
     }
-    //  lws would drop a quiet connection after its keep-alive timeout
-    //  (5 s); our own deadline answers 503 first
+    //  lws would drop a quiet connection after its own timeout
+    //  (http-body-timeout-s + 2 s); our own deadline answers 503 first
     link->timeout (link->arg, self->conn,
                    (link->config->request_timeout_ms + 999) / 1000 + link->config->close_grace_s);
 }
@@ -372,8 +372,29 @@ pl_http_body (pl_http_t *self, const char *data, size_t size)
 void
 pl_http_body_end (pl_http_t *self)
 {
-    if (self->expect_body && !self->ready)
+    bool waited = pl_http_waits_body (self);
+    self->expect_body = false;
+    if (waited)
         s_dispatch (self);
+}
+
+bool
+pl_http_waits_body (pl_http_t *self)
+{
+    return self->expect_body && !self->ready;
+}
+
+void
+pl_http_body_expire (pl_http_t *self, int seconds)
+{
+    if (!pl_http_waits_body (self))
+        return;
+    self->expect_body = false;
+    self->guard->refused_timeout++;
+    char message [96];
+    snprintf (message, sizeof message, "request body not received within %d s (http-body-timeout-s)",
+              seconds);
+    s_respond_error (self, 408, message);
 }
 
 const pl_http_response_t *
@@ -693,6 +714,51 @@ s_test_rate_limit (pl_link_fake_t *fake, pl_config_t *config, const char *bearer
     s_test_guard = saved;
 }
 
+//  http-body-timeout-s: a body that does not come is a 408, counted; once
+//  the body is complete, or the request answered, the timeout changes nothing
+static void
+s_test_body_timeout (pl_link_fake_t *fake, const char *bearer)
+{
+    uint64_t before = s_test_guard.refused_timeout;
+    pl_http_t *http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, "10", NULL);
+    pl_check (pl_http_waits_body (http) && pl_http_response (http) == NULL);
+    pl_check (pl_http_body (http, "{\"a", 3) == 0);
+    pl_http_body_expire (http, 7);
+    s_test_expect (http, 408, "{\"error\":\"request body not received within 7 s (http-body-timeout-s)\"}");
+    pl_check (!pl_http_waits_body (http) && s_test_guard.refused_timeout == before + 1);
+    //  The rest of the body, late, changes nothing
+    pl_check (pl_http_body (http, "\":1}", 4) == 0);
+    pl_http_body_end (http);
+    pl_http_body_expire (http, 7);
+    s_test_expect (http, 408, NULL);
+    pl_check (s_test_guard.refused_timeout == before + 1);
+    pl_http_destroy (&http);
+    //  No body to wait for: answered at once
+    http = s_test_request (fake, "GET", "/healthz", NULL, NULL);
+    pl_check (!pl_http_waits_body (http));
+    pl_http_body_expire (http, 7);
+    s_test_expect (http, 200, NULL);
+    pl_http_destroy (&http);
+    http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, "0", NULL);
+    pl_check (!pl_http_waits_body (http));
+    pl_http_destroy (&http);
+    //  A complete body: its QUERY is sent, and the timeout is not a 408
+    const char create [] = "{\"kind\":\"direct\",\"members\":[\"u3\"]}";
+    char length [24];
+    snprintf (length, sizeof length, "%zu", strlen (create));
+    http = s_test_head (fake, "POST", "/api/rooms", NULL, bearer, length, NULL);
+    pl_check (pl_http_body (http, create, strlen (create)) == 0);
+    pl_http_body_end (http);
+    pl_check (!pl_http_waits_body (http));
+    pl_http_body_expire (http, 7);
+    pl_check (pl_http_response (http) == NULL && s_test_guard.refused_timeout == before + 1);
+    pl_msg_t *msg = pl_link_fake_take (fake, PL_MSG_QUERY);
+    pl_link_fake_answer (fake, msg, 201, 0, "{\"id\":\"d:u1:u3\"}");
+    pl_msg_destroy (&msg);
+    s_test_expect (http, 201, NULL);
+    pl_http_destroy (&http);
+}
+
 void
 pl_http_test (bool verbose)
 {
@@ -713,6 +779,7 @@ pl_http_test (bool verbose)
     s_test_head_refusals (fake, bearer);
     s_test_readyz (fake);
     s_test_query (fake, bearer);
+    s_test_body_timeout (fake, bearer);
     s_test_rate_limit (fake, config, bearer);
 
     free (token);

@@ -30,7 +30,8 @@ typedef struct {
     pl_buckets_t *addresses;    //  requests per remote address without a valid token
     uint64_t refused_malformed; //  400, 405, 411, 501, 505 answered before routing (pl_gate too)
     uint64_t refused_size;      //  413, 414, 431 (pl_gate too)
-    uint64_t refused_timeout;   //  408: no whole request head within http-head-timeout-s (pl_gate)
+    uint64_t refused_timeout;   //  408: no whole request head within http-head-timeout-s
+                                //  (pl_gate), or body within http-body-timeout-s
     uint64_t rate_limited;      //  429
 } pl_http_guard_t;
 
@@ -99,6 +100,17 @@ int
 //  The body is complete: handle the request if it waited for it.
 void
     pl_http_body_end (pl_http_t *self);
+
+//  Whether the request waits for its body: the head said one comes, it
+//  is not complete, and there is no answer yet.
+bool
+    pl_http_waits_body (pl_http_t *self);
+
+//  The body did not come within seconds (http-body-timeout-s) of the
+//  head: while the request waits for it, the answer is a 408 (counted
+//  as refused_timeout).
+void
+    pl_http_body_expire (pl_http_t *self, int seconds);
 
 //  The answer, or NULL while there is none yet.
 const pl_http_response_t *

@@ -204,7 +204,8 @@ static const family_t s_families [] = {
     { "conn", "http_refused_size", NULL, "parley_conn_http_refused_size_total", FAMILY_COUNTER, 1,
       "HTTP requests refused for their size (413 body, 414 target, 431 header)" },
     { "conn", "http_refused_timeout", NULL, "parley_conn_http_refused_timeout_total", FAMILY_COUNTER, 1,
-      "Connections answered 408 and closed: no whole request head within http-head-timeout-s" },
+      "Connections answered 408 and closed: no whole request head within http-head-timeout-s, "
+      "or body within http-body-timeout-s" },
     { "conn", "http_rate_limited", NULL, "parley_conn_http_rate_limited_total", FAMILY_COUNTER, 1,
       "HTTP requests refused with 429 (http-rate, http-burst)" },
     { "conn", "accept_pauses", NULL, "parley_conn_accept_pauses_total", FAMILY_COUNTER, 1,

@@ -9,9 +9,11 @@
 
     Checked: pieces never exceed pl_gate_room; once the verdict is not
     MORE it stays; a pass holds a complete head within the limits whose
-    request line starts with a method lws serves; a refusal has one of the
-    documented statuses and a whole answer (status line, JSON content-type,
-    content-length of the body, connection: close, a body that parses).
+    request line starts with a method lws serves, and a head to hand lws
+    instead (if any) that is that head without some of its header lines;
+    a refusal has one of the documented statuses and a whole answer
+    (status line, JSON content-type, content-length of the body,
+    connection: close, a body that parses).
     =========================================================================
 */
 #include "pl_gate.h"
@@ -32,8 +34,8 @@ s_check_refusal (pl_gate_t *gate)
 {
     int status = pl_gate_status (gate);
     //  408 comes only from pl_gate_expire, never from bytes
-    pl_check (status == 400 || status == 414 || status == 431 || status == 501
-           || status == 503 || status == 505);
+    pl_check (status == 400 || status == 404 || status == 414 || status == 426 || status == 431
+           || status == 501 || status == 503 || status == 505);
     size_t size;
     const char *answer = pl_gate_answer (gate, &size);
     pl_check (answer && size == strlen (answer));
@@ -41,7 +43,8 @@ s_check_refusal (pl_gate_t *gate)
     snprintf (line, sizeof line, "HTTP/1.1 %d ", status);
     pl_check (strncmp (answer, line, strlen (line)) == 0);
     pl_check (strstr (answer, "\r\ncontent-type: application/json\r\n"));
-    pl_check (strstr (answer, "\r\nconnection: close\r\n"));
+    pl_check (strstr (answer, status == 426? "\r\nconnection: upgrade, close\r\n":
+                                             "\r\nconnection: close\r\n"));
     const char *body = strstr (answer, "\r\n\r\n");
     pl_check (body);
     body += 4;
@@ -71,6 +74,19 @@ s_check_pass (pl_gate_t *gate)
         lines += *at == '\n';
     pl_check (lines >= 2 && lines - 2 <= LINES_MAX);
     pl_check (pl_gate_status (gate) == 0);
+    size_t head = pl_gate_head_size (gate);
+    pl_check (head == (size_t) (end + 4 - data));
+    //  A rewritten head: the same request line and end, fewer lines
+    size_t rewritten_size;
+    const char *rewritten = pl_gate_rewritten (gate, &rewritten_size);
+    if (rewritten) {
+        const char *line_end = strstr (data, "\r\n");
+        size_t line = (size_t) (line_end + 2 - data);
+        pl_check (rewritten_size >= line + 2 && rewritten_size < head);
+        pl_check (memcmp (rewritten, data, line) == 0);
+        pl_check (memcmp (rewritten + rewritten_size - 4, "\r\n\r\n", 4) == 0
+               || rewritten_size == line + 2);
+    }
 }
 
 int

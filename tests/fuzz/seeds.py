@@ -157,6 +157,10 @@ def gate_seeds():
          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
          b"Sec-WebSocket-Protocol: v12.stomp\r\n\r\n", step=7)
     gate("post", b"POST /api/rooms HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", step=1)
+    gate("h2c", b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+         b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    gate("ws-version", b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
     gate("query", b"GET /api/rooms/r1/messages?limit=2&before=10;x=%41 HTTP/1.0\r\n\r\n")
     gate("nul", b"GET /a%00 HTTP/1.1\r\n\r\n")
     gate("escape", b"GET /a%zz HTTP/1.1\r\n\r\n")

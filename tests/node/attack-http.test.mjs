@@ -10,6 +10,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { Host, sendWithReceipt, sleep, waitFor } from './harness.mjs';
 
+const BODY_TIMEOUT_S = 2;
 let host;
 let aliceToken;
 let room;
@@ -17,7 +18,9 @@ let room;
 before(async () => {
     //  Rate limits out of the way here; their own test has its own host.
     //  Header lines at their most (60): where libwebsockets' table is full
-    host = await new Host({ extra: ['--http-rate', '0', '--http-header-lines-max', '60'] }).up();
+    //  A short http-body-timeout-s for the test of bodies that do not come
+    host = await new Host({ extra: ['--http-rate', '0', '--http-header-lines-max', '60',
+        '--http-body-timeout-s', String(BODY_TIMEOUT_S)] }).up();
     aliceToken = host.token('alice', 'Alice');
     room = await host.createRoom(aliceToken, { kind: 'direct', members: ['bob'] });
     const alice = await host.stomp(aliceToken);
@@ -31,9 +34,10 @@ after(async () => {
     await host?.down();
 });
 
-//  Bytes no proper client sends; resolves with the status (0: closed
-//  without an answer) and the body, once the answer is complete (a 101's
-//  head), or the connection closed.
+//  Bytes no proper client sends (a string, or strings and pauses in ms
+//  between them); resolves with the status (0: closed without an answer),
+//  the head and the body, once the answer is complete (a 101's head), or
+//  the connection closed.
 function rawRequest (port, bytes, timeoutMs = 5000) {
     return new Promise((resolve, reject) => {
         const socket = net.connect(port, '127.0.0.1');
@@ -57,7 +61,12 @@ function rawRequest (port, bytes, timeoutMs = 5000) {
         });
         socket.on('close', finish);
         socket.on('error', () => {});
-        socket.write(bytes);
+        (async () => {
+            for (const piece of [bytes].flat()) {
+                if (typeof piece === 'number') await sleep(piece);
+                else if (!socket.destroyed) socket.write(piece);
+            }
+        })();
     });
 }
 
@@ -195,6 +204,106 @@ test('too many header lines: 431 in JSON where libwebsockets 4.1 closed without 
     await stillServes();
     await waitFor('the 431s in /metrics', async () =>
         await host.counter('parley_conn_http_refused_size_total') >= sized + 6, 5000);
+});
+
+//  A WebSocket upgrade as clients send it, with its text from replaced by to
+const wsHead = (from = '', to = '') => ('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
+    + 'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+    + 'Sec-WebSocket-Protocol: v12.stomp\r\n\r\n').replace(from, to);
+
+test('WebSocket upgrades that libwebsockets 4.1 closed without a word: 400 in JSON naming what is wrong (426 for the version), counted', async () => {
+    const malformed = await host.counter('parley_conn_http_refused_malformed_total');
+    //  As clients send it, and with what RFC 6455 allows
+    for (const [from, to] of [['', ''], ['Connection: Upgrade', 'Connection: keep-alive, Upgrade'],
+        ['v12.stomp', 'chat, v10.stomp'], ['Sec-WebSocket-Protocol: v12.stomp\r\n', ''], ['/ws ', '/ws?x=1 ']]) {
+        const answer = await rawRequest(host.port, wsHead(from, to));
+        assert.equal(answer.status, 101, `${to}: ${answer.headers}`);
+    }
+    const cases = [
+        ['no Host', 'Host: x\r\n', '', 400, /needs one Host line with a value/],
+        ['no Connection', 'Connection: Upgrade\r\n', '', 400, /needs Connection: Upgrade/],
+        ['Connection: keep-alive', 'Connection: Upgrade', 'Connection: keep-alive', 400, /needs Connection: Upgrade/],
+        ['no Sec-WebSocket-Key', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n', '', 400,
+            /Sec-WebSocket-Key must be one line of 24 base64 characters/],
+        ['a short key', 'dGhlIHNhbXBsZSBub25jZQ==', 'abc', 400, /Sec-WebSocket-Key/],
+        ['two key lines', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n',
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n', 400, /Sec-WebSocket-Key/],
+        ['no Sec-WebSocket-Version', 'Sec-WebSocket-Version: 13\r\n', '', 426, /WebSocket version 13 only/],
+        ['version 8', 'Version: 13', 'Version: 8', 426, /WebSocket version 13 only \(Sec-WebSocket-Version\)/],
+        ['no STOMP subprotocol', 'v12.stomp', 'chat, superchat', 400, /no subprotocol served: offer v12.stomp, v11.stomp or v10.stomp/],
+        ['a malformed subprotocol list', 'v12.stomp', ', v12.stomp', 400, /malformed Sec-WebSocket-Protocol/],
+        ['Upgrade: websocket, foo', 'Upgrade: websocket', 'Upgrade: websocket, foo', 400, /Upgrade must be websocket alone/],
+        ['a POST', 'GET /ws', 'POST /ws', 400, /a WebSocket upgrade is an HTTP\/1.1 GET/],
+        ['another path', 'GET /ws ', 'GET /api/rooms ', 404, /WebSocket is served on \/ws only/],
+    ];
+    for (const [what, from, to, status, error] of cases) {
+        const answer = await rawRequest(host.port, wsHead(from, to));
+        assert.equal(answer.status, status, `${what}: ${answer.headers}`);
+        assert.match(answer.headers, /\r\ncontent-type: application\/json\r\n/i, what);
+        assert.match(JSON.parse(answer.body).error, error, what);
+        if (status === 426) {
+            //  RFC 6455 4.4: the version served; RFC 9110: what to upgrade to
+            assert.match(answer.headers, /\r\nsec-websocket-version: 13\r\n/i, what);
+            assert.match(answer.headers, /\r\nupgrade: websocket\r\n/i, what);
+            assert.match(answer.headers, /\r\nconnection: upgrade, close(\r\n|$)/i, what);
+        } else
+            assert.match(answer.headers, /\r\nconnection: close(\r\n|$)/i, what);
+        await stillServes();
+    }
+    await waitFor('the refusals in /metrics', async () =>
+        await host.counter('parley_conn_http_refused_malformed_total') >= malformed + cases.length - 1, 5000);
+});
+
+test('an upgrade to anything but websocket is left out: the request is served as HTTP/1.1 (501 in JSON with a body)', async () => {
+    //  curl --http2 on http:// asks for h2c; libwebsockets switched to HTTP/2
+    const h2c = 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n';
+    let answer = await rawRequest(host.port, `GET /api/rooms/${room.id}/messages?limit=2 HTTP/1.1\r\nHost: x\r\n`
+        + `Authorization: Bearer ${aliceToken}\r\n${h2c}\r\n`);
+    assert.equal(answer.status, 200, answer.headers);
+    assert.match(answer.headers, /\r\nconnection: close(\r\n|$)/i);
+    assert.equal(JSON.parse(answer.body).length, 2);
+    //  Another upgrade: libwebsockets answered its HTML 403
+    answer = await rawRequest(host.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: Upgrade\r\n\r\n');
+    assert.equal(answer.status, 200, answer.headers);
+    assert.deepEqual(JSON.parse(answer.body), { status: 'ok' });
+    //  A body after a head that is not the client's: refused
+    answer = await rawRequest(host.port, `POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${aliceToken}\r\n`
+        + `${h2c}Content-Length: 2\r\n\r\n{}`);
+    assert.equal(answer.status, 501, answer.headers);
+    assert.match(answer.headers, /content-type: application\/json/i);
+    assert.match(JSON.parse(answer.body).error, /upgrade not served: send the request without Upgrade/);
+    await stillServes();
+});
+
+test('a request body that does not come: 408 in JSON after http-body-timeout-s where libwebsockets closed without a word, counted', async () => {
+    const timedOut = await host.counter('parley_conn_http_refused_timeout_total');
+    const post = (length) => `POST /api/rooms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${aliceToken}\r\n`
+        + `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+    const head = post(40);
+    const started = Date.now();
+    const answers = await Promise.all([
+        rawRequest(host.port, head),
+        rawRequest(host.port, `${head}{"kind":"direct",`),
+        //  Pieces that keep coming do not buy more time: it counts from the head
+        rawRequest(host.port, [head, ...Array.from({ length: 8 }, () => [600, ' ']).flat()]),
+    ]);
+    for (const answer of answers) {
+        assert.equal(answer.status, 408, answer.headers);
+        assert.match(answer.headers, /\r\ncontent-type: application\/json\r\n/i);
+        assert.match(answer.headers, /\r\nconnection: close(\r\n|$)/i);
+        assert.deepEqual(JSON.parse(answer.body),
+            { error: `request body not received within ${BODY_TIMEOUT_S} s (http-body-timeout-s)` });
+    }
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= BODY_TIMEOUT_S * 1000 - 100 && elapsed < BODY_TIMEOUT_S * 1000 + 3000, `${elapsed} ms`);
+    //  A body that comes in pieces within the time is served
+    const body = JSON.stringify({ kind: 'direct', members: ['carol'] });
+    const answer = await rawRequest(host.port, [post(body.length), body.slice(0, 10), 1000, body.slice(10)]);
+    assert.ok(answer.status === 200 || answer.status === 201, answer.headers);
+    assert.equal(JSON.parse(answer.body).kind, 'direct');
+    await stillServes();
+    await waitFor('the 408s in /metrics', async () =>
+        await host.counter('parley_conn_http_refused_timeout_total') >= timedOut + 3, 5000);
 });
 
 test('HTTP requests are rate limited per user, and per address without a token: 429 with Retry-After', async () => {
