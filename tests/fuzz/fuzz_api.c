@@ -54,10 +54,16 @@ s_check_query_route (const char *method, const pl_api_route_t *route, int histor
         kind++;
     pl_check (kind < KIND_COUNT);
     pl_check (route->takes_body == (strcmp (method, "POST") == 0));
-    bool collection = streq (route->kind, "room.create") || streq (route->kind, "room.list");
-    pl_check (collection? *route->room == 0: pl_id_valid (route->room));
+    //  room.list's room is its after= (empty: from the first)
+    if (streq (route->kind, "room.create"))
+        pl_check (*route->room == 0);
+    else
+    if (streq (route->kind, "room.list"))
+        pl_check (*route->room == 0 || pl_id_valid (route->room));
+    else
+        pl_check (pl_id_valid (route->room));
     pl_check (streq (route->kind, "member.remove")? pl_id_valid (route->sub): *route->sub == 0);
-    if (streq (route->kind, "room.messages"))
+    if (streq (route->kind, "room.messages") || streq (route->kind, "room.list"))
         pl_check (route->limit >= 1 && route->limit <= (uint32_t) history_limit);
 }
 
