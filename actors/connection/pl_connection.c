@@ -78,6 +78,7 @@ typedef struct {
     pl_http_t *http;            //  the HTTP request being answered
     bool lingering;             //  session all sent, closes after linger-s
     bool headers_sent;          //  the HTTP answer's headers are out
+    bool rx_held;               //  reading stopped while the answer is awaited
 } pss_t;
 
 struct _self_t {
@@ -227,6 +228,12 @@ static void
 s_link_want_write (void *arg, void *conn)
 {
     (void) arg;
+    //  An HTTP request that waited with reading held (s_http_handle_request)
+    pss_t *pss = (pss_t *) lws_wsi_user ((struct lws *) conn);
+    if (pss && pss->rx_held) {
+        pss->rx_held = false;
+        lws_rx_flow_control ((struct lws *) conn, 1);
+    }
     lws_callback_on_writable ((struct lws *) conn);
 }
 
@@ -631,6 +638,15 @@ s_http_handle_request (self_t *self, struct lws *wsi, pss_t *pss)
     //  counts from the head, not from the last byte.
     if (rc == 0 && pl_http_waits_body (pss->http))
         lws_set_timer_usecs (wsi, (lws_usec_t) self->config->http_body_timeout_s * LWS_US_PER_SEC);
+    else
+    if (rc == 0 && !pl_http_response (pss->http)) {
+        //  Waiting for the router, nothing more to read: a pipelined
+        //  request behind this one would keep lws polling its buffer (a
+        //  busy loop) until the answer; it is never served anyway, every
+        //  answer closes. Reading resumes with the answer (s_link_want_write).
+        pss->rx_held = true;
+        lws_rx_flow_control (wsi, 0);
+    }
     free ((char *) head.query);
     if (head.authorization) {
         //  Do not leave bearer tokens lying in freed memory
