@@ -191,8 +191,8 @@
     F (ABSENT, room,       "the room") \
     F (ABSENT, user,       "the user") \
     C (BROADCAST, 19, "router → bridge; bridge → router", \
-       "best effort to every host's router (Redis pub/sub): presence") \
-    F (BROADCAST, body,    "the payload, JSON with a type: `ENTER`, `LEAVE` or `PRESENCE`")
+       "best effort to every host's router (Redis pub/sub): presence, typing") \
+    F (BROADCAST, body,    "the payload, JSON with a type: `ENTER`, `LEAVE`, `PRESENCE` or `TYPING`")
 
 #define PL_MSG_COMMAND_ENUM(command, number, path, summary) PL_MSG_##command = number,
 #define PL_MSG_NO_FIELD(command, field, meaning)

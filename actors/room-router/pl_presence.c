@@ -286,15 +286,12 @@ s_publish_state (pl_presence_t *self)
 //  What other hosts say
 
 void
-pl_presence_heard (pl_presence_t *self, const char *payload, size_t size, int64_t now)
+pl_presence_heard (pl_presence_t *self, json_t *message, int64_t now)
 {
-    json_t *message = json_loadb (payload, size, 0, NULL);
     const char *type = json_string_value (json_object_get (message, "type"));
     const char *host = json_string_value (json_object_get (message, "host"));
-    if (!type || !host || !pl_id_valid (host) || streq (host, self->host)) {
-        json_decref (message);
+    if (!type || !host || !pl_id_valid (host) || streq (host, self->host))
         return;                 //  not presence, or this host's own
-    }
     const char *room = json_string_value (json_object_get (message, "roomId"));
     const char *user = json_string_value (json_object_get (message, "userId"));
     bool valid = room && user && pl_id_valid (room) && pl_id_valid (user);
@@ -316,7 +313,6 @@ pl_presence_heard (pl_presence_t *self, const char *payload, size_t size, int64_
                 s_host_add (self, room, user, host, now);
         }
     }
-    json_decref (message);
 }
 
 void
@@ -375,7 +371,9 @@ static const pl_presence_ops_t s_test_ops = { s_test_publish, s_test_event };
 static void
 s_test_heard (pl_presence_t *presence, const char *payload, int64_t now)
 {
-    pl_presence_heard (presence, payload, strlen (payload), now);
+    json_t *message = json_loads (payload, 0, NULL);
+    pl_presence_heard (presence, message, now);
+    json_decref (message);
 }
 
 static void

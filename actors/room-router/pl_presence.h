@@ -61,9 +61,10 @@ void
 void
     pl_presence_conn_gone (pl_presence_t *self, const char *conn, int64_t now);
 
-//  A broadcast heard (the body of a BROADCAST).
+//  A broadcast heard (the parsed body of a BROADCAST); what is not presence
+//  is ignored.
 void
-    pl_presence_heard (pl_presence_t *self, const char *payload, size_t size, int64_t now);
+    pl_presence_heard (pl_presence_t *self, json_t *message, int64_t now);
 
 //  Refresh and expiry; call at least every second.
 void

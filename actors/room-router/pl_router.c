@@ -101,15 +101,35 @@ s_unread_ask (void *arg, const char *user, json_t *rooms)
     return corr;
 }
 
+//  An event the router makes (no seq): of a room (room set; user set: its
+//  sender, whose own sessions skip it) or of a user (room NULL)
+static pl_msg_t *
+s_event_new (const char *room, const char *user, const char *body, size_t size)
+{
+    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
+    pl_msg_set_room (deliver, room? room: "");
+    pl_msg_set_user (deliver, user? user: "");
+    pl_msg_set_created (deliver, pl_clock_ms ());
+    pl_msg_set_body (deliver, body, size);
+    return deliver;
+}
+
+//  A room's DELIVER to each connection actor that joined the room
+static void
+s_self_to_room (self_t *self, const char *room_id, pl_msg_t *deliver)
+{
+    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+    for (pl_peer_t *conn = room? (pl_peer_t *) zhashx_first (room->conns): NULL; conn;
+         conn = (pl_peer_t *) zhashx_next (room->conns))
+        s_send_to (self, deliver, conn->id);
+}
+
 //  pl_unread's events: a user event to one connection actor
 static void
 s_unread_event (void *arg, const char *conn, const char *user, const char *body)
 {
     self_t *self = (self_t *) arg;
-    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_user (deliver, user);
-    pl_msg_set_created (deliver, pl_clock_ms ());
-    pl_msg_set_body (deliver, body, strlen (body));
+    pl_msg_t *deliver = s_event_new (NULL, user, body, strlen (body));
     s_send_to (self, deliver, conn);
     pl_msg_destroy (&deliver);
 }
@@ -132,16 +152,8 @@ static void
 s_presence_event (void *arg, const char *room_id, const char *body)
 {
     self_t *self = (self_t *) arg;
-    room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
-    if (!room)
-        return;
-    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_room (deliver, room_id);
-    pl_msg_set_created (deliver, pl_clock_ms ());
-    pl_msg_set_body (deliver, body, strlen (body));
-    for (pl_peer_t *conn = (pl_peer_t *) zhashx_first (room->conns); conn;
-         conn = (pl_peer_t *) zhashx_next (room->conns))
-        s_send_to (self, deliver, conn->id);
+    pl_msg_t *deliver = s_event_new (room_id, NULL, body, strlen (body));
+    s_self_to_room (self, room_id, deliver);
     pl_msg_destroy (&deliver);
 }
 
@@ -736,10 +748,7 @@ s_self_user_event (self_t *self, const char *user, json_t *event)
         free (body);
         return;
     }
-    pl_msg_t *deliver = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_user (deliver, user);
-    pl_msg_set_created (deliver, pl_clock_ms ());
-    pl_msg_set_body (deliver, body, strlen (body));
+    pl_msg_t *deliver = s_event_new (NULL, user, body, strlen (body));
     free (body);
     for (pl_peer_t *conn = pl_peers_first (self->conns); conn; conn = pl_peers_next (self->conns))
         s_send_to (self, deliver, conn->id);
@@ -803,6 +812,29 @@ s_self_unread_deliver (self_t *self, pl_msg_t *deliver)
     json_decref (event);
 }
 
+//  What some host's router or bridge said to every host, parsed once: a
+//  TYPING goes to the room's subscribers here, but not to its sender's
+//  own sessions; the rest is presence
+static void
+s_self_handle_broadcast (self_t *self, pl_msg_t *broadcast)
+{
+    json_t *said = json_loadb (pl_msg_body (broadcast), pl_msg_body_size (broadcast), 0, NULL);
+    if (streq_safe (json_string_value (json_object_get (said, "type")), "TYPING")) {
+        const char *room = json_string_value (json_object_get (said, "roomId"));
+        const char *sender = json_string_value (json_object_get (said, "senderId"));
+        if (room && pl_id_valid (room) && sender && pl_id_valid (sender)) {
+            pl_msg_t *deliver = s_event_new (room, sender, pl_msg_body (broadcast),
+                                             pl_msg_body_size (broadcast));
+            s_self_to_room (self, room, deliver);
+            pl_msg_destroy (&deliver);
+        }
+    }
+    else
+    if (said)
+        pl_presence_heard (self->presence, said, pl_mono_ms ());
+    json_decref (said);
+}
+
 //  A message from the stream bridge (a pl_drain_fn).
 static void
 s_self_handle_bridge (void *actor, pl_msg_t **message_p)
@@ -811,12 +843,7 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
     pl_msg_t *message = *message_p;
     if (pl_msg_command (message) == PL_MSG_DELIVER) {
         s_self_unread_deliver (self, message);
-        room_t *room = (room_t *) zhashx_lookup (self->rooms, pl_msg_room (message));
-        if (!room)
-            return;
-        for (pl_peer_t *conn = (pl_peer_t *) zhashx_first (room->conns); conn;
-             conn = (pl_peer_t *) zhashx_next (room->conns))
-            s_send_to (self, message, conn->id);
+        s_self_to_room (self, pl_msg_room (message), message);
     }
     else
     if (pl_msg_command (message) == PL_MSG_RESULT)
@@ -828,7 +855,7 @@ s_self_handle_bridge (void *actor, pl_msg_t **message_p)
     }
     else
     if (pl_msg_command (message) == PL_MSG_BROADCAST)
-        pl_presence_heard (self->presence, pl_msg_body (message), pl_msg_body_size (message), pl_mono_ms ());
+        s_self_handle_broadcast (self, message);
     else
     if (pl_msg_command (message) == PL_MSG_PING) {
         if (pl_msg_readiness (message) & PL_READY_BRIDGE)

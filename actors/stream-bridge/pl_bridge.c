@@ -512,41 +512,18 @@ s_self_handle_typing (self_t *self, pl_msg_t *request)
     free (text);
 }
 
-//  A broadcast from some host (this one too). A TYPING goes to the router
-//  like a room's message, seq 0, naming its sender so that the sender's
-//  own sessions do not get it back; anything else (presence) is the
-//  router's, as BROADCAST.
+//  A broadcast from some host (this one too): the router's to read (what
+//  it means, TYPING or presence, is decided there, parsed once)
 static void
 s_on_broadcast (void *arg, const char *payload, size_t size)
 {
     self_t *self = (self_t *) arg;
-    json_t *event = json_loadb (payload, size, 0, NULL);
-    if (!streq_safe (json_string_value (json_object_get (event, "type")), "TYPING")) {
-        json_decref (event);
-        pl_msg_t *broadcast = pl_msg_new (PL_MSG_BROADCAST);
-        pl_msg_set_body (broadcast, payload, size);
-        if (self->router)
-            pl_msg_send_copy (broadcast, self->frontend, self->router);
-        pl_msg_destroy (&broadcast);
-        return;
-    }
-    const char *room = json_string_value (json_object_get (event, "roomId"));
-    const char *sender = json_string_value (json_object_get (event, "senderId"));
-    if (!room || !pl_id_valid (room) || !sender || !pl_id_valid (sender)) {
-        pl_log_warning ("broadcast without a valid roomId and senderId dropped");
-        json_decref (event);
-        return;
-    }
-    pl_msg_t *message = pl_msg_new (PL_MSG_DELIVER);
-    pl_msg_set_room (message, room);
-    pl_msg_set_user (message, sender);
-    pl_msg_set_created (message, pl_clock_ms ());
-    pl_msg_set_body (message, payload, size);
-    json_decref (event);
-    //  Best effort: a router that does not take it misses one typing event
+    pl_msg_t *broadcast = pl_msg_new (PL_MSG_BROADCAST);
+    pl_msg_set_body (broadcast, payload, size);
+    //  Best effort: a router that does not take it misses one event
     if (self->router)
-        pl_msg_send_copy (message, self->frontend, self->router);
-    pl_msg_destroy (&message);
+        pl_msg_send_copy (broadcast, self->frontend, self->router);
+    pl_msg_destroy (&broadcast);
 }
 
 //  --------------------------------------------------------------------------
