@@ -120,6 +120,9 @@ static void
 s_event_removed_room (pl_msg_t *msg, char *room)
 {
     *room = 0;
+    //  Most user events are UNREAD counts: parse only what can be a removal
+    if (!memmem (pl_msg_body (msg), pl_msg_body_size (msg), "\"ROOM_REMOVED\"", 14))
+        return;
     json_t *event = json_loadb (pl_msg_body (msg), pl_msg_body_size (msg), 0, NULL);
     const char *room_id = json_string_value (json_object_get (event, "roomId"));
     if (streq_safe (json_string_value (json_object_get (event, "type")), "ROOM_REMOVED")
