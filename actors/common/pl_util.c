@@ -64,6 +64,13 @@ pl_id_valid (const char *id)
 }
 
 void
+pl_free_item (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+void
 pl_random_hex (char *buffer, size_t bytes)
 {
     unsigned char random [64];

@@ -57,6 +57,9 @@ bool pl_id_valid_n (const char *id, size_t length);
 //  Fill buffer with 2*bytes random hex digits and a NUL.
 void pl_random_hex (char *buffer, size_t bytes);
 
+//  A czmq container destructor (zhashx, zlistx) for items made with malloc
+void pl_free_item (void **item_p);
+
 //  A growable byte buffer with a read position, used for outbound queues.
 typedef struct {
     char  *data;

@@ -35,19 +35,12 @@ s_hash_destroy (void **item_p)
     zhashx_destroy ((zhashx_t **) item_p);
 }
 
-static void
-s_free (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
-
 static zhashx_t *
 s_set_new (bool owns_values)
 {
     zhashx_t *set = zhashx_new ();
     if (set && owns_values)
-        zhashx_set_destructor (set, s_free);
+        zhashx_set_destructor (set, pl_free_item);
     return set;
 }
 

@@ -47,13 +47,6 @@ typedef struct {
     int64_t deadline;           //  no answer by then: forgotten
 } room_get_t;
 
-static void
-s_room_get_destroy (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
-
 typedef struct {
     const pl_config_t *config;
     zsock_t *pipe;
@@ -242,7 +235,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->presence_tick, 1000);
     self->room_gets = zhashx_new ();
     assert (self->room_gets);
-    zhashx_set_destructor (self->room_gets, s_room_get_destroy);
+    zhashx_set_destructor (self->room_gets, pl_free_item);
     return self;
 }
 

@@ -44,13 +44,6 @@ struct _pl_unread_t {
 };
 
 static void
-s_state_destroy (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
-
-static void
 s_watched_destroy (watched_t **self_p)
 {
     watched_t *self = *self_p;
@@ -238,7 +231,7 @@ pl_unread_watch (pl_unread_t *self, const char *conn, const char *user)
             s_watched_destroy (&watched);
             return;
         }
-        zhashx_set_destructor (watched->rooms, s_state_destroy);
+        zhashx_set_destructor (watched->rooms, pl_free_item);
         zhashx_insert (self->users, user, watched);
         s_ask (self, watched, NULL);    //  else the next tick
     }

@@ -31,13 +31,6 @@ typedef struct {
     long long lag;
 } group_info_t;
 
-static void
-s_free_item (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
-
 //  Stream ids "ms-seq" compared as numbers: <0, 0, >0. An id that does not
 //  parse sorts first, so it can only hold trimming back, never push it on.
 static int
@@ -416,7 +409,7 @@ pl_streams_janitor_init (pl_streams_t *self)
     janitor->shards = calloc ((size_t) self->settings.shards, sizeof (jshard_t));
     if (!janitor->group_figures || !janitor->shards)
         return -1;
-    zhashx_set_destructor (janitor->group_figures, s_free_item);
+    zhashx_set_destructor (janitor->group_figures, pl_free_item);
     for (int shard = 0; shard < self->settings.shards; shard++) {
         janitor->shards [shard].owner = self;
         janitor->shards [shard].shard = shard;
