@@ -99,22 +99,30 @@ pl_store_room_load (pl_store_t *self, const char *room_id, pl_room_t *room)
 
 //  FerretDB: on SQLite only _id equality is pushed down, so this scans and
 //  sorts the room's messages in memory; MongoDB uses room_seq.
+//  A room's newest message document (NULL when it has none). Returns
+//  PL_STORE_OK, PL_STORE_MISSING or PL_STORE_FAILED (error set).
+static int
+s_newest_message (pl_store_t *self, const char *room_id, bson_t **doc_p, bson_error_t *error)
+{
+    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room_id));
+    bson_t *sort = BCON_NEW ("seq", BCON_INT32 (-1));
+    *doc_p = NULL;
+    int rc = s_find_one (self->messages, filter, sort, doc_p, error);
+    bson_destroy (sort);
+    bson_destroy (filter);
+    return rc;
+}
+
 int
 pl_store_room_last_seq (pl_store_t *self, pl_room_t *room)
 {
     assert (self && room && room->id);
-    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id));
-    bson_t *sort = BCON_NEW ("seq", BCON_INT32 (-1));
     bson_t *doc;
     bson_error_t error;
-    int rc = s_find_one (self->messages, filter, sort, &doc, &error);
-    room->last_seq = 0;
-    if (rc == PL_STORE_OK) {
-        room->last_seq = pl_store_bson_int64 (doc, "seq");
+    int rc = s_newest_message (self, room->id, &doc, &error);
+    room->last_seq = rc == PL_STORE_OK? pl_store_bson_int64 (doc, "seq"): 0;
+    if (doc)
         bson_destroy (doc);
-    }
-    bson_destroy (sort);
-    bson_destroy (filter);
     return rc == PL_STORE_FAILED? pl_store_failed ("last seq", &error): 0;
 }
 
@@ -325,13 +333,9 @@ s_rooms_listing (pl_store_t *self, const char *user, pl_room_t **rooms_p, size_t
 static int
 s_room_summary (pl_store_t *self, pl_room_t *room, const char *user)
 {
-    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id));
-    bson_t *sort = BCON_NEW ("seq", BCON_INT32 (-1));
     bson_t *doc;
     bson_error_t error;
-    int rc = s_find_one (self->messages, filter, sort, &doc, &error);
-    bson_destroy (sort);
-    bson_destroy (filter);
+    int rc = s_newest_message (self, room->id, &doc, &error);
     if (rc == PL_STORE_FAILED)
         return pl_store_failed ("last message", &error);
     room->last_seq = 0;
@@ -350,7 +354,7 @@ s_room_summary (pl_store_t *self, pl_room_t *room, const char *user)
     int64_t cursor = room->read_seqs && member >= 0? room->read_seqs [member]: 0;
     if (cursor >= room->last_seq)
         return 0;
-    filter = BCON_NEW ("roomId", BCON_UTF8 (room->id), "seq", "{", "$gt", BCON_INT64 (cursor), "}",
+    bson_t *filter = BCON_NEW ("roomId", BCON_UTF8 (room->id), "seq", "{", "$gt", BCON_INT64 (cursor), "}",
                        "senderId", "{", "$ne", BCON_UTF8 (user), "}");
     room->unread = mongoc_collection_count_documents (self->messages, filter, NULL, NULL, NULL, &error);
     bson_destroy (filter);
