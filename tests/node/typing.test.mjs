@@ -3,7 +3,7 @@
 //  typing-rate the excess is dropped silently and counted.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Host, collect, sleep, waitFor, withMongo, randomUUID } from './harness.mjs';
+import { Host, collect, sleep, userEvents, waitFor, withMongo, randomUUID } from './harness.mjs';
 
 const hosts = [];
 after(async () => { for (const host of hosts) await host.down(); });
@@ -69,10 +69,7 @@ test('a TYPING flood is cut to typing-rate; a non-member gets an ERROR event', a
     assert.ok(!dan.closed && dan.errors.length === 0, 'dropping is silent');
 
     const mallory = await a.stomp(a.token('mallory', 'Mallory'));
-    const events = [];
-    const subscribed = new Promise((resolve) => mallory.watchForReceipt('ev', resolve));
-    mallory.subscribe('/user/queue/events', (message) => events.push(JSON.parse(message.body)), { receipt: 'ev' });
-    await subscribed;
+    const events = await userEvents(mallory);
     mallory.publish({ destination: `/app/rooms/${room.id}`, body: JSON.stringify({ type: 'TYPING' }) });
     await waitFor('an ERROR event', () => events.length === 1, 10000);
     assert.equal(events[0].type, 'ERROR');
