@@ -158,14 +158,7 @@ pl_router_test (bool verbose)
     pl_msg_destroy (&message);
 
     //  Without a store, a membership question fails after its deadline
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 1);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u1");
-    pl_msg_send (&message, conn);
-    message = s_test_recv (conn);
-    pl_check (pl_msg_command (message) == PL_MSG_RESULT && pl_msg_status (message) == 503);
-    pl_msg_destroy (&message);
+    pl_check (s_test_authz (conn, "r1", "u1", 1) == 503);
 
     message = pl_msg_new (PL_MSG_HELLO);
     pl_msg_set_role (message, "store");
@@ -287,14 +280,7 @@ pl_router_test (bool verbose)
 
     //  A granted AUTHZ already counts as a JOIN: a DELIVER right after the
     //  answer reaches the new subscriber's actor
-    message = pl_msg_new (PL_MSG_AUTHZ);
-    pl_msg_set_corr (message, 35);
-    pl_msg_set_room (message, "r1");
-    pl_msg_set_user (message, "u2");
-    pl_msg_send (&message, other);
-    message = s_test_recv (other);
-    pl_check (pl_msg_corr (message) == 35 && pl_msg_status (message) == 200);
-    pl_msg_destroy (&message);
+    pl_check (s_test_authz (other, "r1", "u2", 35) == 200);
     message = pl_msg_new (PL_MSG_DELIVER);
     pl_msg_set_routing_id (message, PL_ROUTER_IDENTITY);
     pl_msg_set_room (message, "r1");
