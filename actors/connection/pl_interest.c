@@ -11,11 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  What the keys are, and the commands that say the first came and the
+//  last went
+typedef struct {
+    pl_msg_command_t join, leave;
+    bool user_key;              //  the key is a user (else a room)
+    bool room_user_key;         //  the key is "<room> <user>"
+} s_kind_t;
+
+static const s_kind_t s_rooms = { PL_MSG_JOIN, PL_MSG_LEAVE, false, false };
+static const s_kind_t s_users = { PL_MSG_WATCH, PL_MSG_UNWATCH, true, false };
+static const s_kind_t s_presence = { PL_MSG_PRESENT, PL_MSG_ABSENT, false, true };
+
 struct _pl_interest_t {
     pl_link_t *link;
     zhashx_t *rooms;            //  key -> zlistx_t of subscribers, never empty
-    bool of_users;              //  keys are users: WATCH/UNWATCH
-    bool of_presence;           //  keys are "room user": PRESENT/ABSENT
+    const s_kind_t *kind;
 };
 
 static void
@@ -24,17 +35,15 @@ s_list_destroy (zlistx_t **list_p)
     zlistx_destroy (list_p);
 }
 
-//  JOIN (WATCH) when joining, else LEAVE (UNWATCH)
+//  The kind's join command (JOIN, WATCH, PRESENT), else its leave command
 static void
 s_send (pl_interest_t *self, bool join, const char *key)
 {
-    pl_msg_t *msg = pl_msg_new (self->of_users? (join? PL_MSG_WATCH: PL_MSG_UNWATCH):
-                                self->of_presence? (join? PL_MSG_PRESENT: PL_MSG_ABSENT):
-                                                   (join? PL_MSG_JOIN: PL_MSG_LEAVE));
+    pl_msg_t *msg = pl_msg_new (join? self->kind->join: self->kind->leave);
     if (!msg)
         return;
-    const char *space = self->of_presence? strchr (key, ' '): NULL;
-    if (self->of_users)
+    const char *space = self->kind->room_user_key? strchr (key, ' '): NULL;
+    if (self->kind->user_key)
         pl_msg_set_user (msg, key);
     else
     if (space) {
@@ -56,6 +65,7 @@ pl_interest_new (pl_link_t *link)
     if (!self)
         return NULL;
     self->link = link;
+    self->kind = &s_rooms;
     self->rooms = zhashx_new ();
     if (!self->rooms) {
         free (self);
@@ -70,7 +80,7 @@ pl_interest_new_presence (pl_link_t *link)
 {
     pl_interest_t *self = pl_interest_new (link);
     if (self)
-        self->of_presence = true;
+        self->kind = &s_presence;
     return self;
 }
 
@@ -79,7 +89,7 @@ pl_interest_new_users (pl_link_t *link)
 {
     pl_interest_t *self = pl_interest_new (link);
     if (self)
-        self->of_users = true;
+        self->kind = &s_users;
     return self;
 }
 
