@@ -81,6 +81,11 @@ static const opt_t s_options [] = {
     { "http-header-lines-max", I (http_header_lines_max), "48", 8, 60, "header lines a request head may have; more get 431" },
     { "http-rate",          I (http_rate),          "20", 0, 1000000, "HTTP requests a second per user (per address without a valid token); 0: no limit" },
     { "http-burst",         I (http_burst),         "40", 1, 1000000, "HTTP requests a user (or address) may make at once" },
+    //  The web chat (issue 10)
+    { "web-root",           S (web_root),           "", 0, 0, "folder of the web chat served at / (empty: none; the systemd unit names the installed one)" },
+    { "web-cache-s",        I (web_cache_s),        "60", 0, 31536000, "max-age of the web chat's files; browsers revalidate them after it (ETag; 0: no-store)" },
+    { "dev-mode",           B (dev_mode),           "0", 0, 0, "POST /api/dev/token signs anyone in by name: for trying parley, never in production" },
+    { "dev-token-ttl-s",    I (dev_token_ttl_s),    "86400", 60, 31536000, "lifetime of a token from /api/dev/token" },
     { "accept-pause-ms",    I (accept_pause_ms),    "100", 10, 60000, "pause in accepting connections while out of file descriptors" },
     { "member-cache-ms",    I (member_cache_ms),    "30000", 0, 3600000, "how long a member list is trusted" },
     { "redis-url",          S (redis_url),          "redis://127.0.0.1:6379", 0, 0, "Redis server; with redis-cluster, seed nodes redis://[:pw@]h1:p1,h2:p2" },

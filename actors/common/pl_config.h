@@ -72,6 +72,11 @@ typedef struct {
     int   http_header_lines_max;    //  most header lines of a request head (431 past it)
     int   http_rate;            //  HTTP requests a second per user / address, 0: no limit
     int   http_burst;           //  ... and at once
+    //  The web chat (issue 10)
+    char *web_root;             //  folder served at / ("": none)
+    int   web_cache_s;          //  max-age of its files
+    bool  dev_mode;             //  POST /api/dev/token exists
+    int   dev_token_ttl_s;      //  lifetime of its tokens
     int   accept_pause_ms;      //  no accepting this long when out of descriptors
 
     //  Room router

@@ -241,20 +241,32 @@ s_match_rooms (const char *method, char segments [][PL_ID_MAX + 2], int count,
 //  Which resource a path names: its method and target, or NULL in
 //  *allowed_p when there is none. Returns -1 when the route holds an error.
 static int
-s_match_path (const char *method, const char *path, const char **allowed_p,
-              const char **kind_p, pl_api_target_t *target_p, pl_api_route_t *route)
+s_match_path (const char *method, const char *path, const pl_api_options_t *options,
+              const char **allowed_p, const char **kind_p, pl_api_target_t *target_p,
+              pl_api_route_t *route)
 {
     char segments [PATH_SEGMENTS_MAX][PL_ID_MAX + 2];
     int count = s_split_path (path, segments, PATH_SEGMENTS_MAX);
+    //  Answered by the connection actor itself; dev_only ones exist only
+    //  in dev-mode (else 404, like any unknown path)
     static const struct {
-        const char *name;
+        const char *path;
+        const char *method;
         pl_api_target_t target;
+        bool dev_only;
     } locals [] = {
-        { "healthz", PL_API_HEALTHZ }, { "readyz", PL_API_READYZ }, { "metrics", PL_API_METRICS }
+        { "/healthz", "GET", PL_API_HEALTHZ, false },
+        { "/readyz", "GET", PL_API_READYZ, false },
+        { "/metrics", "GET", PL_API_METRICS, false },
+        { "/api/dev/token", "POST", PL_API_DEV_TOKEN, true }
     };
-    for (size_t index = 0; count == 1 && index < sizeof locals / sizeof *locals; index++)
-        if (streq (segments [0], locals [index].name)) {
-            *allowed_p = "GET";
+    char joined [PATH_SEGMENTS_MAX * (PL_ID_MAX + 3)] = "";
+    for (int index = 0; index < count; index++)
+        strcat (strcat (joined, "/"), segments [index]);
+    for (size_t index = 0; index < sizeof locals / sizeof *locals; index++)
+        if (streq (joined, locals [index].path)
+        &&  (!locals [index].dev_only || options->dev_mode)) {
+            *allowed_p = locals [index].method;
             *target_p = locals [index].target;
             return 0;
         }
@@ -265,10 +277,11 @@ s_match_path (const char *method, const char *path, const char **allowed_p,
 
 void
 pl_api_route (const char *method, const char *path, const char *query,
-              int history_limit, pl_api_route_t *route)
+              const pl_api_options_t *options, pl_api_route_t *route)
 {
     assert (method);
     assert (path);
+    assert (options);
     assert (route);
     memset (route, 0, sizeof *route);
     if (!s_method_known (method)) {
@@ -279,7 +292,7 @@ pl_api_route (const char *method, const char *path, const char *query,
     const char *allowed = NULL;
     const char *kind = NULL;
     pl_api_target_t target = PL_API_QUERY;
-    if (s_match_path (method, path, &allowed, &kind, &target, route))
+    if (s_match_path (method, path, options, &allowed, &kind, &target, route))
         return;
     if (!allowed) {
         pl_api_route_error (route, 404, "not found");
@@ -296,7 +309,33 @@ pl_api_route (const char *method, const char *path, const char *query,
     route->target = target;
     route->kind = kind;
     route->takes_body = streq (method, "POST");
-    s_parse_query (query, kind, history_limit, route);
+    s_parse_query (query, kind, options->history_limit, route);
+}
+
+//  The first segments s_match_path knows, and /ws (pl_connection)
+static const char *const s_paths [] = {
+    "/api", "/healthz", "/readyz", "/metrics", "/ws"
+};
+
+const char *const *
+pl_api_paths (size_t *count)
+{
+    assert (count);
+    *count = sizeof s_paths / sizeof s_paths [0];
+    return s_paths;
+}
+
+bool
+pl_api_owns_path (const char *path, size_t size)
+{
+    assert (path);
+    for (size_t index = 0; index < sizeof s_paths / sizeof s_paths [0]; index++) {
+        size_t length = strlen (s_paths [index]);
+        if (size >= length && memcmp (path, s_paths [index], length) == 0
+        &&  (size == length || path [length] == '/'))
+            return true;
+    }
+    return false;
 }
 
 
@@ -361,71 +400,92 @@ pl_api_test (bool verbose)
     if (verbose)
         printf ("\n");
     pl_api_route_t route;
+    pl_api_options_t options = { .history_limit = 200 };
 
-    pl_api_route ("GET", "/healthz", NULL, 200, &route);
+    pl_api_route ("GET", "/healthz", NULL, &options, &route);
     pl_check (route.target == PL_API_HEALTHZ);
-    pl_api_route ("POST", "/healthz", NULL, 200, &route);
+    pl_api_route ("POST", "/healthz", NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 405);
-    pl_api_route ("GET", "/readyz", "", 200, &route);
+    pl_api_route ("GET", "/readyz", "", &options, &route);
     pl_check (route.target == PL_API_READYZ);
-    pl_api_route ("GET", "/metrics", "", 200, &route);
+    pl_api_route ("GET", "/metrics", "", &options, &route);
     pl_check (route.target == PL_API_METRICS);
-    pl_api_route ("GET", "/", "", 200, &route);
+    pl_api_route ("GET", "/", "", &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 404);
-    pl_api_route ("GET", "/nope/a/b/c/d/e/f/g/h", "", 200, &route);
+    pl_api_route ("GET", "/nope/a/b/c/d/e/f/g/h", "", &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 404);
-    pl_api_route ("OPTIONS", "/api/rooms", "", 200, &route);
+    pl_api_route ("OPTIONS", "/api/rooms", "", &options, &route);
     pl_check (route.target == PL_API_PREFLIGHT);
-    pl_api_route ("OPTIONS", "/elsewhere", "", 200, &route);
+    pl_api_route ("OPTIONS", "/elsewhere", "", &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 404);
+    //  The dev token exists only in dev-mode
+    pl_api_route ("POST", "/api/dev/token", NULL, &options, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 404);
+    pl_api_route ("OPTIONS", "/api/dev/token", NULL, &options, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 404);
+    options.dev_mode = true;
+    pl_api_route ("POST", "/api/dev/token", NULL, &options, &route);
+    pl_check (route.target == PL_API_DEV_TOKEN && route.takes_body);
+    pl_api_route ("GET", "/api/dev/token", NULL, &options, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 405);
+    pl_api_route ("OPTIONS", "/api/dev/token", NULL, &options, &route);
+    pl_check (route.target == PL_API_PREFLIGHT);
+    pl_api_route ("POST", "/api/dev", NULL, &options, &route);
+    pl_check (route.target == PL_API_ERROR && route.status == 404);
+    options.dev_mode = false;
+    //  The paths of the API and the WebSocket; the rest are files
+    pl_check (pl_api_owns_path ("/api", 4) && pl_api_owns_path ("/api/rooms", 10));
+    pl_check (pl_api_owns_path ("/ws", 3) && pl_api_owns_path ("/healthz/", 9));
+    pl_check (!pl_api_owns_path ("/apis", 5) && !pl_api_owns_path ("/", 1));
+    pl_check (!pl_api_owns_path ("/index.html", 11) && !pl_api_owns_path ("/ws.js", 6));
 
-    pl_api_route ("GET", "/api/rooms/", NULL, 200, &route);
+    pl_api_route ("GET", "/api/rooms/", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "room.list"));
     pl_check (!route.takes_body);
-    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    pl_api_route ("POST", "/api/rooms", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "room.create"));
     pl_check (route.takes_body);
-    pl_api_route ("DELETE", "/api/rooms", NULL, 200, &route);
+    pl_api_route ("DELETE", "/api/rooms", NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 405);
 
-    pl_api_route ("GET", "/api/rooms/r1", NULL, 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "room.get"));
     pl_check (streq (route.room, "r1"));
-    pl_api_route ("PUT", "/api/rooms/r1", NULL, 200, &route);
+    pl_api_route ("PUT", "/api/rooms/r1", NULL, &options, &route);
     pl_check (route.status == 405);
-    pl_api_route ("GET", "/api/rooms/r%201", NULL, 200, &route);
+    pl_api_route ("GET", "/api/rooms/r%201", NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
     char long_id [200];
     memset (long_id, 'a', sizeof long_id);
     memcpy (long_id, "/api/rooms/", 11);
     long_id [sizeof long_id - 1] = 0;
-    pl_api_route ("GET", long_id, NULL, 200, &route);
+    pl_api_route ("GET", long_id, NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
 
-    pl_api_route ("GET", "/api/rooms/r1/messages", NULL, 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "room.messages"));
     pl_check (route.seq == 0 && route.limit == 200);
-    pl_api_route ("GET", "/api/rooms/r1/messages", "before=42&limit=10", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=42&limit=10", &options, &route);
     pl_check (route.target == PL_API_QUERY && route.seq == 42 && route.limit == 10);
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5000", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5000", &options, &route);
     pl_check (route.target == PL_API_QUERY && route.limit == 200);
     //  Every parameter is checked, none is ignored (issue 8)
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&x=y", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&x=y", &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
     pl_check (streq (route.error, "unknown query parameter 'x'"));
     char long_param [400];
     memset (long_param, 'x', sizeof long_param);
     memcpy (long_param + 300, "=1&limit=abc", 13);
-    pl_api_route ("GET", "/api/rooms/r1/messages", long_param, 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", long_param, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
     pl_check (streq (route.error, "unknown query parameter '(unprintable)'"));
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&limit=6", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5&limit=6", &options, &route);
     pl_check (route.status == 400 && strstr (route.error, "given twice"));
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit", &options, &route);
     pl_check (route.status == 400 && strstr (route.error, "limit must be"));
-    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5%26x", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "limit=5%26x", &options, &route);
     pl_check (route.status == 400);
-    pl_api_route ("GET", "/api/rooms/r1/messages", "&limit=5&", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "&limit=5&", &options, &route);
     pl_check (route.target == PL_API_QUERY && route.limit == 5);
     //  Refused: method, path, query, status
     static const struct {
@@ -443,28 +503,28 @@ pl_api_test (bool verbose)
         { "GET", "/api/rooms/r1/messages", "before", 400 },
     };
     for (size_t index = 0; index < sizeof refused / sizeof *refused; index++) {
-        pl_api_route (refused [index].method, refused [index].path, refused [index].query, 200, &route);
+        pl_api_route (refused [index].method, refused [index].path, refused [index].query, &options, &route);
         pl_check (route.target == PL_API_ERROR && route.status == refused [index].status);
     }
 
-    pl_api_route ("POST", "/api/rooms/r1/members", NULL, 200, &route);
+    pl_api_route ("POST", "/api/rooms/r1/members", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "member.add"));
-    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, 200, &route);
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, &options, &route);
     pl_check (route.target == PL_API_QUERY && streq (route.kind, "member.remove"));
     pl_check (streq (route.room, "r1") && streq (route.sub, "u2"));
-    pl_api_route ("DELETE", "/api/rooms/r1/members/u$", NULL, 200, &route);
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u$", NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 400);
-    pl_api_route ("GET", "/api/rooms/r1/other", NULL, 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/other", NULL, &options, &route);
     pl_check (route.target == PL_API_ERROR && route.status == 404);
 
     //  Queries
-    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    pl_api_route ("POST", "/api/rooms", NULL, &options, &route);
     pl_msg_t *query = pl_api_query (&route, "u1", "Alice", "[1]", 3);
     pl_check (!query && route.status == 400);
-    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    pl_api_route ("POST", "/api/rooms", NULL, &options, &route);
     query = pl_api_query (&route, "u1", "Alice", "", 0);
     pl_check (!query && route.status == 400);
-    pl_api_route ("POST", "/api/rooms", NULL, 200, &route);
+    pl_api_route ("POST", "/api/rooms", NULL, &options, &route);
     const char *create = "{\"kind\":\"direct\",\"members\":[\"u2\"]}";
     query = pl_api_query (&route, "u1", "Alice", create, strlen (create));
     pl_check (query);
@@ -473,13 +533,13 @@ pl_api_test (bool verbose)
     pl_check (streq (pl_msg_user (query), "u1"));
     pl_check (streq (pl_msg_body (query), create));
     pl_msg_destroy (&query);
-    pl_api_route ("GET", "/api/rooms/r1/messages", "before=7&limit=3", 200, &route);
+    pl_api_route ("GET", "/api/rooms/r1/messages", "before=7&limit=3", &options, &route);
     query = pl_api_query (&route, "u1", "Alice", NULL, 0);
     pl_check (query);
     pl_check (streq (pl_msg_room (query), "r1"));
     pl_check (pl_msg_before (query) == 7 && pl_msg_limit (query) == 3);
     pl_msg_destroy (&query);
-    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, 200, &route);
+    pl_api_route ("DELETE", "/api/rooms/r1/members/u2", NULL, &options, &route);
     query = pl_api_query (&route, "u1", "Alice", NULL, 0);
     pl_check (streq (pl_msg_target_user (query), "u2"));
     pl_check (pl_msg_body_size (query) == 0);

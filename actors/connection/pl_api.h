@@ -23,6 +23,7 @@ typedef enum {
     PL_API_HEALTHZ,             //  GET /healthz
     PL_API_READYZ,              //  GET /readyz
     PL_API_METRICS,             //  GET /metrics
+    PL_API_DEV_TOKEN,           //  POST /api/dev/token (dev-mode only)
     PL_API_PREFLIGHT,           //  OPTIONS on a known path (CORS)
     PL_API_QUERY                //  authenticated QUERY to the router
 } pl_api_target_t;
@@ -39,13 +40,28 @@ typedef struct {
     bool takes_body;            //  the QUERY carries the request JSON
 } pl_api_route_t;
 
+//  What pl_api_route may answer besides the routes every host serves
+typedef struct {
+    int history_limit;          //  the largest page (of messages, of rooms)
+    bool dev_mode;              //  POST /api/dev/token exists
+} pl_api_options_t;
+
 //  Work out what a request means. method is "GET", "POST", ...; path is
 //  the URL path without query; query is the query string without '?'
-//  (may be NULL or ""). history_limit is the largest page (of messages, of rooms).
-//  Fills route; route->target says what to do.
+//  (may be NULL or ""). Fills route; route->target says what to do.
 void
     pl_api_route (const char *method, const char *path, const char *query,
-                  int history_limit, pl_api_route_t *route);
+                  const pl_api_options_t *options, pl_api_route_t *route);
+
+//  The paths the API and the WebSocket own: each one and everything below
+//  it ("/api", "/api/rooms"); every other path is a file of the web chat.
+//  Returns the list and its count.
+const char *const *
+    pl_api_paths (size_t *count);
+
+//  Whether a decoded path (no query) is one of pl_api_paths or below one.
+bool
+    pl_api_owns_path (const char *path, size_t size);
 
 //  Build the QUERY of a route whose target is PL_API_QUERY, for the caller
 //  user_id, with the request body (used when route->takes_body). Returns

@@ -48,6 +48,7 @@
 #include "pl_session.h"
 #include "pl_sockets.h"
 #include "pl_util.h"
+#include "pl_web.h"
 
 #include <libwebsockets.h>
 #include <jansson.h>
@@ -90,6 +91,7 @@ struct _self_t {
     pl_sessions_t *sessions;
     struct lws_context *context;
     struct lws_vhost *vhost;
+    struct lws_vhost *files_vhost;      //  the web chat's files, or NULL
     int listen_fd;              //  ours, SO_REUSEPORT; lws owns it once adopted
     struct lws *listen_wsi;
     //  Out of file descriptors (issue 8): accepting pauses, a spare
@@ -114,6 +116,7 @@ struct _self_t {
     pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     uint64_t http_requests;
     pl_http_guard_t http_guard;         //  HTTP refusals and rate limits
+    pl_web_t *web;              //  the web chat's mounts (lws keeps a pointer)
     unsigned char *scratch;     //  LWS_PRE + bytes for lws_write
     size_t scratch_size;
 };
@@ -794,6 +797,10 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         }
         case LWS_CALLBACK_RAW_ADOPT_FILE:
             return 0;
+        //  A file of the web chat
+        case LWS_CALLBACK_ADD_HEADERS:
+        case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+            return pl_web_callback (self->web, wsi, reason, in);
 
         default:
             return s_callback_session (self, wsi, reason, pss, in, len);
@@ -980,11 +987,14 @@ s_gate_hand_over (self_t *self, int fd, int copy, pl_gate_t *gate, char *scratch
     size_t size, head = pl_gate_head_size (gate);
     const char *rewritten = pl_gate_rewritten (gate, &size);
     struct lws *wsi = NULL;
+    //  A file of the web chat is served on a vhost of its own (pl_web.h)
+    struct lws_vhost *vhost = self->files_vhost && pl_gate_for_file (gate)?
+                              self->files_vhost: self->vhost;
     if (!rewritten)
-        wsi = lws_adopt_socket_vhost (self->vhost, copy);
+        wsi = lws_adopt_socket_vhost (vhost, copy);
     else
     if (recv (fd, scratch, head, 0) == (ssize_t) head)
-        wsi = lws_adopt_socket_vhost_readbuf (self->vhost, copy, rewritten, size);
+        wsi = lws_adopt_socket_vhost_readbuf (vhost, copy, rewritten, size);
     else {
         close (copy);
         return;                 //  the client went
@@ -1119,11 +1129,38 @@ s_self_destroy (self_t **self_p)
     if (self->spare_fd >= 0)
         close (self->spare_fd);
     free (self->scratch);
+    pl_web_destroy (&self->web);
     free (self);
     *self_p = NULL;
 }
 
-//  The lws context, its vhost, our listening socket, the pipe and the
+//  A vhost for the sockets we adopt: no listening of its own, our
+//  protocols, mounts or NULL. Returns NULL when lws cannot make it.
+static struct lws_vhost *
+s_self_vhost (self_t *self, const char *name, const struct lws_http_mount *mounts)
+{
+    struct lws_context_creation_info info;
+    memset (&info, 0, sizeof info);
+    //  lws 4.1 moves a request whose Host names no vhost to the first vhost
+    //  of its vhost's port: each vhost a "port" of its own keeps it where
+    //  the actor put it
+    info.port = mounts? CONTEXT_PORT_NO_LISTEN: CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = s_protocols;
+    info.vhost_name = name;
+    info.mounts = mounts;
+    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
+                 | LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    //  Where lws's HTTP parser gives up, the connection becomes raw and
+    //  ours to answer in JSON (else lws writes an HTML 403)
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = "parley not-http";
+    //  lws's own header-buffer idle timeout, a second line only: heads reach
+    //  lws whole, and the gate answers 408 to one that does not come
+    info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
+    return lws_create_vhost (self->context, &info);
+}
+
+//  The lws context, its vhosts, our listening socket, the pipe and the
 //  DEALER in its loop, and the first timer tick. Returns 0 / -1.
 static int
 s_self_start_lws (self_t *self)
@@ -1150,23 +1187,17 @@ s_self_start_lws (self_t *self)
         pl_log_error ("cannot create the libwebsockets context");
         return -1;
     }
-    //  The vhost serves the sockets we accept (see s_self_listen)
-    memset (&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.protocols = s_protocols;
-    info.vhost_name = self->name;
-    info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
-                 | LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
-    //  Where lws's HTTP parser gives up, the connection becomes raw and
-    //  ours to answer in JSON (else lws writes an HTML 403)
-    info.listen_accept_role = "raw-skt";
-    info.listen_accept_protocol = "parley not-http";
-    //  lws's own header-buffer idle timeout, a second line only: heads reach
-    //  lws whole, and the gate answers 408 to one that does not come
-    info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
-    self->vhost = lws_create_vhost (self->context, &info);
-    if (!self->vhost) {
-        pl_log_error ("cannot create the libwebsockets vhost");
+    //  The vhost serves the sockets we accept (see s_self_listen); the
+    //  files vhost, when there is a web-root, the web chat's files
+    self->vhost = s_self_vhost (self, self->name, NULL);
+    const struct lws_http_mount *mounts = pl_web_mounts (self->web);
+    if (mounts) {
+        char name [sizeof self->name + 8];
+        snprintf (name, sizeof name, "%s-web", self->name);
+        self->files_vhost = s_self_vhost (self, name, mounts);
+    }
+    if (!self->vhost || (mounts && !self->files_vhost)) {
+        pl_log_error ("cannot create the libwebsockets vhosts");
         return -1;
     }
     self->listen_fd = s_self_listen (self->config);
@@ -1208,6 +1239,16 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
         return NULL;
     }
     self->link.verifier = pl_token_verifier_new (config->jwt_secret, config->jwt_public_key);
+    self->web = pl_web_new (config, s_protocols [0].name);
+    if (!self->web) {
+        s_self_destroy (&self);
+        return NULL;
+    }
+    if (config->dev_mode && !*config->jwt_secret) {
+        pl_log_error ("dev-mode signs tokens with jwt-secret: set it");
+        s_self_destroy (&self);
+        return NULL;
+    }
     if (self->link.verifier)
         pl_token_verifier_set_leeway (self->link.verifier, config->jwt_leeway_s);
     if (!self->link.verifier) {

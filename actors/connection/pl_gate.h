@@ -47,6 +47,15 @@
     with a body (a Content-Length other than 0, or a Transfer-Encoding) is
     refused 501 instead.
 
+    The path, decoded as lws decodes it, must mean what it says: a "." or
+    ".." segment (lws resolves them), an escaped '/' or any '\\' is refused
+    400. Paths off the API's (pl_api_paths: /api, /ws, the probes) are the
+    web chat's files, which lws serves for GET only: any other method is
+    refused 405 (allow: GET): lws answers a HEAD, or a 304, and keeps the
+    connection open for a next request this gate would never see. For the
+    304 (to If-None-Match), a file's GET is rewritten: its Connection lines
+    give way to "Connection: close", so lws closes after any answer; such
+    a GET with a body is refused 400.
     What lws 4.1 (Debian's 4.1.6) keeps, measured against the actor: a
     table of 92 slots for the lines of the headers it knows (each line
     one, repeated or not) and the query parts together; one more and it
@@ -125,7 +134,7 @@ pl_gate_verdict_t
 const char *
     pl_gate_data (pl_gate_t *self, size_t *size);
 
-//  A refusal's status (400, 404, 408, 414, 426, 431, 501, 503, 505), or
+//  A refusal's status (400, 404, 405, 408, 414, 426, 431, 501, 503, 505), or
 //  0 while there is none.
 int
     pl_gate_status (pl_gate_t *self);
@@ -145,10 +154,16 @@ size_t
 //  Once passed: the head lws must read instead of the client's, or NULL
 //  when lws reads the client's as it is. An upgrade to anything but
 //  websocket is dropped: its Upgrade and HTTP2-Settings lines are not in
-//  it. The actor takes pl_gate_head_size bytes off the socket and hands
+//  it; a file's GET says "Connection: close" instead of its Connection
+//  lines. The actor takes pl_gate_head_size bytes off the socket and hands
 //  these to lws with it.
 const char *
     pl_gate_rewritten (pl_gate_t *self, size_t *size);
+
+//  Once passed: whether the request is a GET off the API's paths, i.e. for
+//  a file of the web chat (pl_web).
+bool
+    pl_gate_for_file (pl_gate_t *self);
 
 void
     pl_gate_test (bool verbose);

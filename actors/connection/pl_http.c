@@ -5,6 +5,7 @@
 */
 #include "pl_http.h"
 #include "pl_api.h"
+#include "pl_token.h"
 #include "pl_util.h"
 
 #include <jansson.h>
@@ -165,6 +166,43 @@ s_respond_readyz (pl_http_t *self)
         s_respond_json (self, 200, strdup ("{\"status\":\"ready\"}"));
 }
 
+//  Dev mode: a token for whoever names themselves, {"userId":..,"name":..}
+//  (name optional: the user id). Signed with jwt-secret like any other.
+static void
+s_respond_dev_token (pl_http_t *self)
+{
+    const pl_config_t *config = self->link->config;
+    json_t *request = json_loadb (pl_buf_head (&self->body), pl_buf_pending (&self->body), 0, NULL);
+    json_t *user = json_object_get (request, "userId");
+    json_t *name = json_object_get (request, "name");
+    const char *user_id = json_string_value (user);
+    const char *display = name && !json_is_null (name)? json_string_value (name): user_id;
+    char *token = NULL;
+    if (!json_is_object (request))
+        s_refuse (self, 400, "body must be a JSON object");
+    else
+    if (!user_id || !pl_id_valid_n (user_id, json_string_length (user)))
+        s_refuse (self, 400, "userId must be 1 to 64 letters, digits and _ . : @ -");
+    else
+    if (!display || !*display || json_string_length (name? name: user) != strlen (display)
+    ||  !(token = pl_token_mint_hs256 (config->jwt_secret, user_id, display, config->dev_token_ttl_s)))
+        s_refuse (self, 400, "name must be 1 to 128 bytes of text without control characters");
+    else {
+        json_t *answer = json_pack ("{s:s, s:s, s:s, s:i}", "token", token, "userId", user_id,
+                                    "name", display, "expiresIn", config->dev_token_ttl_s);
+        char *text = answer? json_dumps (answer, JSON_COMPACT): NULL;
+        json_decref (answer);
+        if (text)
+            s_respond_json (self, 200, text);
+        else
+            s_respond_error (self, 503, "server out of memory");
+        //  Do not leave tokens lying in freed memory
+        memset (token, 0, strlen (token));
+        free (token);
+    }
+    json_decref (request);
+}
+
 //  Answer what needs no router. Returns true when answered.
 static bool
 s_dispatch_local (pl_http_t *self, const pl_api_route_t *route)
@@ -189,6 +227,9 @@ s_dispatch_local (pl_http_t *self, const pl_api_route_t *route)
             s_respond (self, 200, "text/plain; version=0.0.4", text, text? strlen (text): 0);
             return true;
         }
+        case PL_API_DEV_TOKEN:
+            s_respond_dev_token (self);
+            return true;
         case PL_API_PREFLIGHT:
             self->response.preflight = true;
             s_respond (self, 204, "application/json", NULL, 0);
@@ -284,7 +325,10 @@ s_dispatch (pl_http_t *self)
         return;
     }
     pl_api_route_t route;
-    pl_api_route (self->method, self->path, self->query, config->history_limit, &route);
+    pl_api_options_t options = {
+        .history_limit = config->history_limit, .dev_mode = config->dev_mode
+    };
+    pl_api_route (self->method, self->path, self->query, &options, &route);
     if (!s_dispatch_local (self, &route))
         s_dispatch_query (self, &route);
 }

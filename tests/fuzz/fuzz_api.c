@@ -22,9 +22,10 @@
 //  query checks are under way), the checks below need not.
 static void
 s_route (const char *method, const char *path, const char *query,
-         int history_limit, pl_api_route_t *route)
+         int history_limit, bool dev_mode, pl_api_route_t *route)
 {
-    pl_api_route (method, path, query, history_limit, route);
+    pl_api_options_t options = { .history_limit = history_limit, .dev_mode = dev_mode };
+    pl_api_route (method, path, query, &options, route);
 }
 
 static const char *s_kinds [] = {
@@ -112,19 +113,21 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         return 0;
     static const int limits [] = { 1, 50, 200, 10000 };
     int history_limit = limits [data [0] & 3];
+    bool dev_mode = data [0] & 4;
     const char *at = (const char *) data + 1, *end = (const char *) data + size;
     char *method = s_line (&at, end);
     char *path = method? s_line (&at, end): NULL;
     char *query = path? s_line (&at, end): NULL;
     if (path) {
         pl_api_route_t route;
-        s_route (method, path, query, history_limit, &route);
+        s_route (method, path, query, history_limit, dev_mode, &route);
         switch (route.target) {
             case PL_API_ERROR:     s_check_error (&route); break;
             case PL_API_HEALTHZ:
             case PL_API_READYZ:
             case PL_API_METRICS:   pl_check (streq (method, "GET")); break;
             case PL_API_PREFLIGHT: pl_check (streq (method, "OPTIONS")); break;
+            case PL_API_DEV_TOKEN: pl_check (dev_mode && streq (method, "POST")); break;
             case PL_API_QUERY:
                 s_check_query_route (method, &route, history_limit);
                 s_check_query (&route, at, (size_t) (end - at));

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HEAD_MAX    512
 #define TARGET_MAX  128
@@ -34,8 +35,8 @@ s_check_refusal (pl_gate_t *gate)
 {
     int status = pl_gate_status (gate);
     //  408 comes only from pl_gate_expire, never from bytes
-    pl_check (status == 400 || status == 404 || status == 414 || status == 426 || status == 431
-           || status == 501 || status == 503 || status == 505);
+    pl_check (status == 400 || status == 404 || status == 405 || status == 414 || status == 426
+           || status == 431 || status == 501 || status == 503 || status == 505);
     size_t size;
     const char *answer = pl_gate_answer (gate, &size);
     pl_check (answer && size == strlen (answer));
@@ -76,16 +77,29 @@ s_check_pass (pl_gate_t *gate)
     pl_check (pl_gate_status (gate) == 0);
     size_t head = pl_gate_head_size (gate);
     pl_check (head == (size_t) (end + 4 - data));
-    //  A rewritten head: the same request line and end, fewer lines
+    //  A rewritten head: the same request line and end, fewer lines; a
+    //  file's GET (always rewritten) closes: "Connection: close" is its
+    //  last line and no other Connection line is left
     size_t rewritten_size;
     const char *rewritten = pl_gate_rewritten (gate, &rewritten_size);
+    bool file = pl_gate_for_file (gate);
+    static const char close [] = "Connection: close\r\n\r\n";
+    size_t added = file? strlen ("Connection: close\r\n"): 0;
+    pl_check (rewritten || !file);
     if (rewritten) {
         const char *line_end = strstr (data, "\r\n");
         size_t line = (size_t) (line_end + 2 - data);
-        pl_check (rewritten_size >= line + 2 && rewritten_size < head);
+        pl_check (rewritten_size >= line + 2 + added && rewritten_size <= head + added);
+        pl_check (file || rewritten_size < head);
         pl_check (memcmp (rewritten, data, line) == 0);
         pl_check (memcmp (rewritten + rewritten_size - 4, "\r\n\r\n", 4) == 0
                || rewritten_size == line + 2);
+        if (file) {
+            pl_check (memcmp (rewritten + rewritten_size - strlen (close), close, strlen (close)) == 0);
+            for (const char *at = rewritten; (at = memchr (at, '\n', (size_t) (rewritten + rewritten_size - at))); at++)
+                pl_check (strncasecmp (at + 1, "connection:", 11) != 0
+                       || at + 1 == rewritten + rewritten_size - strlen (close));
+        }
     }
 }
 

@@ -64,6 +64,7 @@ def stomp_seeds():
 
 #   HTTP API: byte 0 = history-limit (2: 200), then METHOD\nPATH\nQUERY\n
 #   and the body; no third line: no query string.
+#   byte 0: bits 0-1 the history limit's index, bit 2 dev-mode
 def api(name, method, path, query=None, body=b"", limit=2):
     data = bytes([limit]) + method + b"\n" + path + b"\n"
     if query is not None:
@@ -86,6 +87,9 @@ def api_seeds():
     api("preflight", b"OPTIONS", b"/api/rooms/r1/messages", b"")
     api("not-allowed", b"PUT", b"//api//rooms//r1", b"")
     api("not-found", b"GET", b"/api/rooms/r1/members/bob/x/y/z", b"")
+    #   Byte 0, bit 2: dev-mode (POST /api/dev/token exists)
+    api("dev-token", b"POST", b"/api/dev/token", b"", b'{"userId":"alice"}', limit=6)
+    api("dev-token-off", b"POST", b"//api/dev/token/", b"", b'{}')
 
 
 def b64(data):
@@ -174,6 +178,11 @@ def gate_seeds():
     gate("protocols", b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: v12.stomp,"
          b" v11.stomp\r\nsec-websocket-protocol:  v10.stomp\r\nSec-WebSocket-Extensions: "
          b"permessage-deflate; client_max_window_bits\r\nSec-WebSocket-Extensions: x\r\n\r\n")
+    #   The web chat's files (issue 10): GET only, rewritten to close
+    gate("file", b"GET /js/app.js?v=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n"
+         b"If-None-Match: \"1\"\r\n\r\n", step=7)
+    gate("dots", b"GET /js/%2e%2E/..%2fsecret HTTP/1.1\r\n\r\n")
+    gate("file-post", b"POST /index.html HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
 
 
 if __name__ == "__main__":

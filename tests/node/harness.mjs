@@ -87,7 +87,7 @@ export class Host {
         return ['--host-id', this.hostId, '--runtime-dir', this.runtime, '--port', String(this.port),
             '--redis-url', this.redisUrl, '--mongo-url', mongoUrl, '--mongo-db', this.database,
             '--key-prefix', this.prefix, '--jwt-secret', this.secret, '--instance', String(instance),
-            '--block-ms', '200', ...this.extra];
+            '--block-ms', '200', '--web-root', join(buildDir, 'web'), ...this.extra];
     }
 
     //  Start (or start again) one actor process by name: bridge, router,
@@ -313,6 +313,38 @@ export function rawSocket (url) {
         socket.closedPromise = new Promise((done) => socket.on('close', done));
         socket.on('open', () => resolve(socket));
         socket.on('error', reject);
+    });
+}
+
+//  Raw HTTP/1.1: bytes as the test means them, on a connection of their
+//  own. Resolves once the server closed it (or after timeoutMs, with open
+//  true) with the first answer's status (0: none), lower-case headers,
+//  body (a Buffer), and everything received.
+export function rawHttp (port, bytes, timeoutMs = 5000) {
+    return new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        const chunks = [];
+        let open = true;
+        const done = () => {
+            clearTimeout(timer);
+            const data = Buffer.concat(chunks);
+            const end = data.indexOf('\r\n\r\n');
+            const head = end < 0 ? '' : data.subarray(0, end).toString('latin1');
+            const headers = {};
+            for (const line of head.split('\r\n').slice(1)) {
+                const colon = line.indexOf(':');
+                headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+            }
+            const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
+            const length = Number(headers['content-length'] ?? data.length);
+            const body = end < 0 ? Buffer.alloc(0) : data.subarray(end + 4, end + 4 + length);
+            resolve({ status, headers, body, text: body.toString('utf8'), all: data, open });
+        };
+        const timer = setTimeout(() => { socket.destroy(); done(); }, timeoutMs);
+        socket.on('data', (data) => chunks.push(data));
+        socket.on('close', () => { open = false; done(); });
+        socket.on('error', () => {});
+        socket.write(bytes);
     });
 }
 

@@ -175,8 +175,8 @@ function request (port, method, target, { token, headers = {}, body, head, timeo
 //  --------------------------------------------------------------------------
 //  Hosts and the rooms the tests use
 
-let host;           //  no HTTP rate limit, max-rooms-per-user 3
-let limited;        //  http-rate 1, http-burst 1: the second request of a user is a 429
+let host;           //  no HTTP rate limit, max-rooms-per-user 3, dev-mode
+let limited;        //  http-rate 1, http-burst 1: the second request of a user is a 429; dev-mode
 const tokens = {};
 let group;          //  alice's group with bob
 let direct;         //  alice and bob
@@ -190,8 +190,8 @@ const call = (method, path, options = {}) => request(host.port, method, path, op
 
 before(async () => {
     [host, limited] = await Promise.all([
-        new Host({ extra: ['--http-rate', '0', '--max-rooms-per-user', '3'] }).up(),
-        new Host({ extra: ['--http-rate', '1', '--http-burst', '1'] }).up(),
+        new Host({ extra: ['--http-rate', '0', '--max-rooms-per-user', '3', '--dev-mode', '1'] }).up(),
+        new Host({ extra: ['--http-rate', '1', '--http-burst', '1', '--dev-mode', '1'] }).up(),
     ]);
     for (const user of ['alice', 'bob', 'carol', 'mallory', 'quinn'])
         tokens[user] = host.token(user, user[0].toUpperCase() + user.slice(1));
@@ -227,8 +227,8 @@ test('the spec is OpenAPI 3.1; its references resolve and its schemas compile', 
 });
 
 //  --------------------------------------------------------------------------
-//  The route table of pl_api.c, read as text: s_match_path's locals (one
-//  method each), the prefix it hands to s_match_rooms, and in s_match_rooms
+//  The route table of pl_api.c, read as text: s_match_path's locals (path,
+//  method, target), the prefix it hands to s_match_rooms, and in s_match_rooms
 //  one branch per assignment of *kind_p: its count of segments, the fixed
 //  words it compares, the methods of its *allowed_p; segments copied into
 //  route->room and route->sub are the path's parameters.
@@ -244,10 +244,11 @@ function functionText (name) {
 function sourceRoutes () {
     const routes = [];
     const matchPath = functionText('s_match_path');
-    const localMethods = [...matchPath.matchAll(/\*allowed_p\s*=\s*"([A-Z]+)"/g)].map((m) => m[1]);
-    assert.equal(localMethods.length, 1, 's_match_path: one method for its locals');
-    for (const [, name, target] of matchPath.matchAll(/\{\s*"([^"]+)"\s*,\s*PL_API_(\w+)\s*\}/g))
-        routes.push({ method: localMethods[0], path: `/${name}`, kind: target.toLowerCase() });
+    //  Its locals: { "<path>", "<method>", PL_API_<KIND>, <dev_only> }
+    const locals = [...matchPath.matchAll(/\{\s*"(\/[^"]*)"\s*,\s*"([A-Z]+)"\s*,\s*PL_API_(\w+)\s*,\s*(?:true|false)\s*\}/g)];
+    assert.ok(locals.length >= 4, 's_match_path: its table of locals: update this parser');
+    for (const [, path, method, target] of locals)
+        routes.push({ method, path, kind: target.toLowerCase() });
     const prefix = /if \(([^\n]*)\)\s*\n\s*return s_match_rooms/.exec(matchPath);
     assert.ok(prefix, 's_match_path: the condition before s_match_rooms');
     const fixed = new Map([...prefix[1].matchAll(/segments \[(\d+)\],\s*"([^"]+)"/g)].map((m) => [Number(m[1]), m[2]]));
@@ -361,6 +362,9 @@ test('every operation answers its success statuses as documented', async () => {
     const removed = check(await call('DELETE', `${members}/carol`, { token: tokens.carol }), 'DELETE', `${members}/carol`, 200);
     assert.deepEqual(JSON.parse(removed.text).members, ['alice', 'bob']);
 
+    const dev = JSON.parse(check(await call('POST', '/api/dev/token',
+        { body: requestBody('POST', '/api/dev/token', { userId: 'dave', name: 'Dave' }) }), 'POST', '/api/dev/token', 200).text);
+    assert.equal((await call('GET', '/api/rooms', { token: dev.token })).status, 200);
     check(await call('GET', '/healthz'), 'GET', '/healthz', 200);
     check(await call('GET', '/readyz'), 'GET', '/readyz', 200);
     const metrics = check(await call('GET', '/metrics'), 'GET', '/metrics', 200);
@@ -398,6 +402,8 @@ test('400: ids, query parameters and bodies the server refuses', async () => {
         'POST', `/api/rooms/${direct.id}/members`, 400);
     check(await call('DELETE', `/api/rooms/${group.id}/members/a!b`, { token: alice }), 'DELETE', `/api/rooms/${group.id}/members/a!b`, 400);
     check(await call('DELETE', `/api/rooms/${direct.id}/members/bob`, { token: alice }), 'DELETE', `/api/rooms/${direct.id}/members/bob`, 400);
+    for (const body of ['not json', '[1]', '{}', '{"userId":"a b"}', '{"userId":"x","name":""}', '{"userId":"x","name":"a\\u0007b"}'])
+        check(await call('POST', '/api/dev/token', { body }), 'POST', '/api/dev/token', 400, `POST /api/dev/token ${body}`);
 });
 
 test('401: no token, a bad one, an expired one', async () => {
@@ -515,6 +521,16 @@ test('every method and path the server answers is documented', async () => {
         for (const method of methods) {
             const answer = await call(method, path, { token: tokens.alice, body: ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined });
             const template = templateOf(path);
+            //  Off the API's paths: the web chat's files (info.description),
+            //  GET only; index.html is there, the others are not
+            if (!template && !/^\/+(api|ws|healthz|readyz|metrics)(\/|$)/.test(path)) {
+                const found = ['/', '/index.html'].includes(path);
+                assert.equal(answer.status, method !== 'GET' ? 405 : found ? 200 : 404, `${method} ${path}: ${answer.status} ${answer.text}`);
+                assert.equal(answer.headers.connection, 'close', `${method} ${path}: connection`);
+                if (method !== 'GET') assert.equal(answer.headers.allow, 'GET', `${method} ${path}: allow`);
+                if (answer.status !== 200) assert.ok(JSON.parse(answer.text).error, `${method} ${path}: a JSON error`);
+                continue;
+            }
             if (!template) {
                 assert.equal(answer.status, 404, `${method} ${path} answers ${answer.status} ${answer.text} but is not documented`);
                 if (method !== 'HEAD') assert.deepEqual(JSON.parse(answer.text), { error: 'not found' });
