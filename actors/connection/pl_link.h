@@ -2,12 +2,13 @@
     pl_link - what the connection actor's lws-free classes (pl_session,
     pl_http) share, and the few things they ask of the lws side
 
-    The actor (pl_connection.c, the only file that speaks libwebsockets)
-    fills one link and hands it to every session and HTTP request. A
-    connection is an opaque pointer (the lws wsi) the classes only pass
-    back. The hooks never call back into the classes synchronously, except
-    send: the actor reads what is waiting from the router after each send,
-    so a RESULT may be handled before send returns.
+    The actor (pl_connection.c; with pl_connection_accept.c and pl_web.c the
+    only files that speak libwebsockets) fills one link and hands it to
+    every session and HTTP request. A connection is an opaque pointer (the
+    lws wsi) the classes only pass back. The hooks never call back into
+    the classes synchronously, except send: the actor reads what is
+    waiting from the router after each send, so a RESULT may be handled
+    before send returns.
 
     For selftests, pl_link_fake_t is a link whose hooks write down what
     they were asked, with a request table and a token verifier of its own.
