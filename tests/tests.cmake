@@ -67,3 +67,7 @@ if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "R
         set_tests_properties (fuzz.${name} PROPERTIES FIXTURES_REQUIRED fuzz TIMEOUT 120)
     endforeach ()
 endif ()
+
+#   parley-load's own classes: WebSocket client framing, STOMP client
+#   codec, latency histogram (the run against a host: tests/load/smoke.sh)
+add_test (NAME load.selftest COMMAND parley-load --selftest)
