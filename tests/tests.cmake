@@ -71,3 +71,14 @@ endif ()
 #   parley-load's own classes: WebSocket client framing, STOMP client
 #   codec, latency histogram (the run against a host: tests/load/smoke.sh)
 add_test (NAME load.selftest COMMAND parley-load --selftest)
+
+#   Issue 11: the benchmark, once at a tiny load against parley and
+#   RabbitMQ, to prove it runs and loses nothing (figures come from
+#   `bin/parley bench`, never from here). Once per suite, like the fuzzing.
+if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "Release")
+    add_test (NAME bench.tiny
+              COMMAND ${PARLEY_WITH_SERVERS} node ${CMAKE_SOURCE_DIR}/tests/node/bench.mjs
+                      --conns 20 --room 2 --msgs 10 --rate 5 --threads 1 --target both)
+    set_tests_properties (bench.tiny PROPERTIES FIXTURES_REQUIRED servers TIMEOUT 300
+        ENVIRONMENT "PARLEY_BUILD_DIR=${CMAKE_BINARY_DIR};PARLEY_SERVERS_DIR=${PARLEY_SERVERS_DIR};PARLEY_SEND_RATE=0;PARLEY_HTTP_RATE=0;PARLEY_MAX_IN_FLIGHT=1000000")
+endif ()

@@ -37,7 +37,9 @@ s_usage (FILE *stream)
 {
     fprintf (stream,
         "usage: parley-load [OPTIONS]\n"
-        "  --url URL                 WebSocket endpoint (ws://127.0.0.1:8080/ws)\n"
+        "  --url URL[,URL...]        WebSocket endpoint (ws://127.0.0.1:8080/ws); several hosts\n"
+        "                            of one service differ in their port: connection i takes\n"
+        "                            the (i mod count)th\n"
         "  --target parley|rabbitmq  what speaks STOMP there (parley)\n"
         "  --conns N                 connections (100)\n"
         "  --room R                  connections per room; N must be a multiple (2)\n"
@@ -71,41 +73,71 @@ s_parse_int (const char *text, long low, long high, int *value)
     return 0;
 }
 
-//  ws://host[:port][/path]; host may be [v6]
+//  ws://host[:port][/path]; host may be [v6]. Fills host, port, path.
 static int
-s_parse_url (pl_load_config_t *config)
+s_parse_one_url (const char *url, size_t size, char *host_out, size_t host_max,
+                 int *port_out, char *path_out, size_t path_max)
 {
-    const char *url = config->url;
-    if (strncmp (url, "ws://", 5) != 0) {
+    char text [2048];
+    if (size >= sizeof text || size < 5 || strncmp (url, "ws://", 5) != 0) {
         fprintf (stderr, "parley-load: --url must be ws://HOST[:PORT][/PATH] (no wss)\n");
         return -1;
     }
-    const char *host = url + 5;
+    memcpy (text, url, size);
+    text [size] = 0;
+    const char *host = text + 5;
     const char *host_end = *host == '['? strchr (host, ']'): host + strcspn (host, ":/");
-    if (!host_end || host_end == host) {
-        fprintf (stderr, "parley-load: no host in --url %s\n", url);
+    bool bracketed = *host == '[';
+    if (!host_end || host_end == host || (size_t) (host_end - host) - bracketed >= host_max) {
+        fprintf (stderr, "parley-load: no host in --url %s\n", text);
         return -1;
     }
-    bool bracketed = *host == '[';
     size_t host_size = (size_t) (host_end - host) - bracketed;
-    if (host_size >= sizeof config->host)
-        return -1;
-    memcpy (config->host, host + bracketed, host_size);
-    config->host [host_size] = 0;
+    memcpy (host_out, host + bracketed, host_size);
+    host_out [host_size] = 0;
     const char *rest = host_end + bracketed;
-    config->port = 80;
+    *port_out = 80;
     if (*rest == ':') {
         char *end;
         long port = strtol (rest + 1, &end, 10);
         if (end == rest + 1 || port < 1 || port > 65535 || (*end && *end != '/')) {
-            fprintf (stderr, "parley-load: bad port in --url %s\n", url);
+            fprintf (stderr, "parley-load: bad port in --url %s\n", text);
             return -1;
         }
-        config->port = (int) port;
+        *port_out = (int) port;
         rest = end;
     }
-    snprintf (config->path, sizeof config->path, "%s", *rest? rest: "/");
+    snprintf (path_out, path_max, "%s", *rest? rest: "/");
     return 0;
+}
+
+//  One URL, or several of one service (same host and path, other ports)
+static int
+s_parse_url (pl_load_config_t *config)
+{
+    config->port_count = 0;
+    for (const char *at = config->url; ; ) {
+        size_t size = strcspn (at, ",");
+        char host [sizeof config->host], path [sizeof config->path];
+        int port;
+        if (config->port_count == PL_LOAD_URLS_MAX
+        ||  s_parse_one_url (at, size, host, sizeof host, &port, path, sizeof path))
+            return -1;
+        if (config->port_count == 0) {
+            memcpy (config->host, host, sizeof host);
+            memcpy (config->path, path, sizeof path);
+            config->port = port;
+        }
+        else
+        if (strcmp (host, config->host) || strcmp (path, config->path)) {
+            fprintf (stderr, "parley-load: the URLs of --url differ in more than their port\n");
+            return -1;
+        }
+        config->ports [config->port_count++] = port;
+        if (!at [size])
+            return 0;
+        at += size + 1;
+    }
 }
 
 static int

@@ -30,12 +30,18 @@
 
 typedef enum { PL_LOAD_PARLEY, PL_LOAD_RABBITMQ } pl_load_target_t;
 
+//  --url may list several, comma-separated (hosts of one service): the
+//  same host and path, other ports
+#define PL_LOAD_URLS_MAX    64
+
 //  The run's settings, read-only once the threads start
 typedef struct {
     pl_load_target_t target;
     const char *url;
     char host [256];                //  of the URL
-    int port;
+    int port;                       //  the first URL's
+    int ports [PL_LOAD_URLS_MAX];   //  one per URL: connection i goes to ports [i % port_count]
+    int port_count;
     char path [1024];
     struct sockaddr_storage address;
     socklen_t address_size;

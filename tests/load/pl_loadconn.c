@@ -208,7 +208,14 @@ pl_loadconn_open (pl_load_conn_t *self, int64_t now)
     //  Small frames go out at once, as browsers send them
     int one = 1;
     setsockopt (self->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect (self->fd, (struct sockaddr *) &config->address, config->address_size)
+    //  This connection's host of the service (--url lists one or more)
+    struct sockaddr_storage address = config->address;
+    uint16_t port = htons ((uint16_t) config->ports [self->index % config->port_count]);
+    if (address.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *) &address)->sin6_port = port;
+    else
+        ((struct sockaddr_in *) &address)->sin_port = port;
+    if (connect (self->fd, (struct sockaddr *) &address, config->address_size)
     &&  errno != EINPROGRESS) {
         s_conn_fail (self, "connect: %s", strerror (errno));
         return;
@@ -239,7 +246,8 @@ s_conn_connected_tcp (pl_load_conn_t *self)
     memcpy (random + 8, &second, 8);
     pl_wsframe_key (random, self->key);
     self->state = PL_LOADCONN_UPGRADE;
-    if (pl_wsframe_request (&self->out, config->host, config->port, config->path,
+    if (pl_wsframe_request (&self->out, config->host,
+                            config->ports [self->index % config->port_count], config->path,
                             self->key, S_PROTOCOLS)) {
         s_conn_fail (self, "out of memory");
         return;

@@ -1,104 +1,215 @@
-//  bin/parley bench: throughput, latency and memory of one host, measured
-//  with real @stomp/stompjs clients against the real actor processes.
+//  bin/parley bench: one load, the same client and parameters, against
+//  parley and (or) RabbitMQ's Web-STOMP on this machine; one table.
 //
-//  node bench.mjs [--rooms R] [--messages N] [--window W] [--conn C] [--store S]
-//    R direct rooms, two users each (both subscribed); N messages in all,
-//    sent with receipts, at most W unconfirmed per room. Prints messages per
-//    second (receipted and delivered), latency from SEND to MESSAGE at the
-//    other member (p50, p99, max), time until all are in MongoDB, and the
-//    resident memory of every actor process.
-import { readFileSync } from 'node:fs';
-import { Host, collect, sendWithReceipt, waitFor, withMongo } from './harness.mjs';
+//  node bench.mjs [--conns N] [--room R] [--msgs M] [--rate PER_CONN]
+//                 [--hosts H] [--target parley|rabbitmq|both] [--json FILE]
+//                 [--sweep] [--seconds S] [--threads T] [--conn C] [--store S]
+//                 [--plot FILE.png]
+//    N connections in rooms of R (every member, the sender too, gets every
+//    message), each sending M messages at PER_CONN a second, from the C
+//    load client (tests/load, T threads). --sweep raises the offered rate
+//    step by step (S seconds a step) until p99 passes 50 ms or a message
+//    is lost, and reports the highest delivered rate that held.
+//  Prints: connect+subscribe time, offered and delivered rates, latency
+//  SEND -> MESSAGE (p50, p99, p99.9, max), lost and duplicated, CPU
+//  seconds, CPU per message and peak memory of every server process (each
+//  actor, Redis, the store; RabbitMQ) and of the client, and for parley the
+//  persistence lag (last send until every message is in MongoDB).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Host, sleep, withMongo } from './harness.mjs';
+import { Meter, tree } from './bench-procs.mjs';
 
-const options = { rooms: 20, messages: 20000, window: 50, conn: 1, store: 1 };
-for (let i = 2; i < process.argv.length; i += 2) {
+const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
+    seconds: 10, threads: 2, conn: 1, store: 1, plot: '' };
+for (let i = 2; i < process.argv.length; i++) {
     const name = process.argv[i].replace(/^--/, '');
     if (!(name in options)) throw new Error(`unknown option ${process.argv[i]}`);
-    options[name] = Number(process.argv[i + 1]);
+    if (typeof options[name] === 'boolean') options[name] = true;
+    else options[name] = typeof options[name] === 'number' ? Number(process.argv[++i]) : process.argv[++i];
 }
+if (!['parley', 'rabbitmq', 'both'].includes(options.target)) throw new Error('--target parley, rabbitmq or both');
+if (options.conns % options.room) throw new Error('--conns must be a multiple of --room');
+const targets = options.target === 'both' ? ['parley', 'rabbitmq'] : [options.target];
+const top = new URL('../..', import.meta.url).pathname;
+const build = process.env.PARLEY_BUILD_DIR;
+const servers = process.env.PARLEY_SERVERS_DIR;
+const P99_LIMIT_MS = 50;
 
-function rssKiB (pid) {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
-}
-
-//  CPU seconds (user + system) a process has used so far
-function cpuSeconds (pid) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function percentile (sorted, p) {
-    return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
-
-const host = await new Host({ conn: options.conn, store: options.store }).up();
-try {
-    const pairs = [];
-    for (let r = 0; r < options.rooms; r++) {
-        const a = host.token(`a${r}`, `A${r}`);
-        const b = host.token(`b${r}`, `B${r}`);
-        const room = await host.createRoom(a, { kind: 'direct', members: [`b${r}`] });
-        const sender = await host.stomp(a);
-        const receiver = await host.stomp(b);
-        await collect(sender, room.id);
-        const seen = await collect(receiver, room.id);
-        pairs.push({ room, sender, receiver, seen });
-    }
-    const perRoom = Math.floor(options.messages / options.rooms);
-    const total = perRoom * options.rooms;
-    const sentAt = new Map();
-    const latencies = [];
-    for (const pair of pairs) {
-        pair.receiver.unsubscribe(pair.seen.subscription.id);
-        pair.receiver.subscribe(`/topic/rooms/${pair.room.id}`, (message) => {
-            const body = JSON.parse(message.body);
-            const started = sentAt.get(body.clientMsgId);
-            if (started !== undefined) latencies.push(performance.now() - started);
+//  The load client: its JSON, whatever its exit status says of losses
+function load (args) {
+    return new Promise((resolve, reject) => {
+        const child = spawn(join(build, 'parley-load'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (data) => { out += data; });
+        child.on('exit', (code) => {
+            try { resolve(JSON.parse(out)); } catch { reject(new Error(`parley-load exited ${code}: ${out}`)); }
         });
-    }
-    const rssBefore = Object.fromEntries([...host.processes.keys()].map((name) => [name, rssKiB(host.pid(name))]));
-    const cpuBefore = Object.fromEntries([...host.processes.keys()].map((name) => [name, cpuSeconds(host.pid(name))]));
-    const clientCpuBefore = process.cpuUsage();
-    const started = performance.now();
-    await Promise.all(pairs.map(async (pair, r) => {
-        let next = 0;
-        const inFlight = new Set();
-        while (next < perRoom) {
-            while (inFlight.size < options.window && next < perRoom) {
-                const id = `m-${r}-${next++}`;
-                sentAt.set(id, performance.now());
-                const promise = sendWithReceipt(pair.sender, pair.room.id, `benchmark message ${id}`, id)
-                    .then(() => inFlight.delete(promise));
-                inFlight.add(promise);
-            }
-            await Promise.race(inFlight);
-        }
-        await Promise.all(inFlight);
-    }));
-    const receipted = performance.now();
-    await waitFor('every delivery', () => latencies.length >= total, 120000);
-    const delivered = performance.now();
-    await waitFor('everything in MongoDB', () => withMongo(host.database,
-        async (db) => (await db.collection('messages').countDocuments({})) >= total), 300000);
-    const stored = performance.now();
-    const cpu = Object.fromEntries([...host.processes.keys()].map((name) => [name, cpuSeconds(host.pid(name)) - cpuBefore[name]]));
-    const clientCpu = process.cpuUsage(clientCpuBefore);
-    latencies.sort((a, b) => a - b);
-    const seconds = (to) => (to - started) / 1000;
-    console.log(`parley bench: ${options.rooms} rooms, ${total} messages, window ${options.window}, ` +
-        `${options.conn} connection / ${options.store} persistence actors`);
-    console.log(`  receipted:  ${(total / seconds(receipted)).toFixed(0)} msg/s (${seconds(receipted).toFixed(2)} s)`);
-    console.log(`  delivered:  ${(total / seconds(delivered)).toFixed(0)} msg/s`);
-    console.log(`  stored:     ${(total / seconds(stored)).toFixed(0)} msg/s (all in MongoDB after ${seconds(stored).toFixed(2)} s)`);
-    console.log(`  latency SEND -> MESSAGE: p50 ${percentile(latencies, 0.5).toFixed(1)} ms, ` +
-        `p99 ${percentile(latencies, 0.99).toFixed(1)} ms, max ${latencies[latencies.length - 1].toFixed(1)} ms`);
-    for (const name of host.processes.keys())
-        console.log(`  ${name.padEnd(8)} rss ${(rssBefore[name] / 1024).toFixed(1)} MiB before, ` +
-            `${(rssKiB(host.pid(name)) / 1024).toFixed(1)} MiB after; cpu ${cpu[name].toFixed(2)} s ` +
-            `(${(cpu[name] * 1e6 / total).toFixed(1)} us/msg)`);
-    console.log(`  clients  cpu ${((clientCpu.user + clientCpu.system) / 1e6).toFixed(2)} s (node, @stomp/stompjs, same machine)`);
-    await Promise.all(pairs.flatMap((pair) => [pair.sender.deactivate(), pair.receiver.deactivate()]));
-} finally {
-    await host.down();
+    });
 }
+
+const loadArgs = (rate, msgs) => ['--conns', String(options.conns), '--room', String(options.room),
+    '--msgs', String(msgs), '--rate', String(rate), '--threads', String(options.threads)];
+
+//  Group rooms of R members each: connection i is user load-<i>
+async function createRooms (host) {
+    const ids = [];
+    const count = options.conns / options.room;
+    for (let first = 0; first < count; first += 20) {
+        const batch = [];
+        for (let k = first; k < Math.min(count, first + 20); k++) {
+            const members = Array.from({ length: options.room }, (_, j) => `load-${k * options.room + j}`);
+            batch.push(host.createRoom(host.token(members[0]), { kind: 'group', name: `load ${k}`, members: members.slice(1) }));
+        }
+        ids.push(...(await Promise.all(batch)).map((room) => room.id));
+    }
+    return ids;
+}
+
+const serverPid = (name) => Number(readFileSync(join(servers, `${name}.pid`), 'utf8'));
+
+//  Until every message is in MongoDB: when that was (ms, performance.now)
+async function storedAt (host, total, deadline) {
+    return withMongo(host.database, async (db) => {
+        while (performance.now() < deadline) {
+            if (await db.collection('messages').estimatedDocumentCount() >= total) return performance.now();
+            await sleep(200);
+        }
+        return null;
+    });
+}
+
+async function runParley (rate, msgs) {
+    const hosts = [await new Host({ conn: options.conn, store: options.store }).up()];
+    try {
+        for (let h = 1; h < options.hosts; h++)
+            hosts.push(await hosts[0].sibling(`h${h + 1}`, { conn: options.conn, store: options.store }));
+        const folder = mkdtempSync(join(tmpdir(), 'parley-bench-'));
+        const roomsFile = join(folder, 'rooms');
+        writeFileSync(roomsFile, (await createRooms(hosts[0])).join('\n') + '\n');
+        const groups = { redis: tree(serverPid('redis')), store: tree(serverPid('ferretdb')) };
+        for (const host of hosts)
+            for (const name of host.processes.keys()) groups[`${host.hostId} ${name}`] = [host.pid(name)];
+        const meter = new Meter(groups);
+        const started = performance.now();
+        const result = await load([...loadArgs(rate, msgs), '--target', 'parley', '--secret', hosts[0].secret,
+            '--rooms', roomsFile, '--url', hosts.map((host) => host.url).join(',')]);
+        const lastSend = started + (result.connect_s + result.send_s) * 1000;
+        const stored = await storedAt(hosts[0], result.receipted, performance.now() + 120000);
+        result.processes = meter.read();
+        result.persist_lag_s = stored === null ? null : Math.max(0, (stored - lastSend) / 1000);
+        rmSync(folder, { recursive: true, force: true });
+        return result;
+    } finally {
+        for (const host of hosts) await host.down();
+    }
+}
+
+async function runRabbitmq (rate, msgs) {
+    const folder = mkdtempSync(join(tmpdir(), 'parley-bench-rabbitmq-'));
+    execFileSync(join(top, 'tests/rabbitmq.sh'), ['start', folder], { stdio: ['ignore', 'ignore', 'inherit'] });
+    try {
+        const env = Object.fromEntries(readFileSync(join(folder, 'rabbitmq.env'), 'utf8').trim().split('\n')
+            .map((line) => line.split('=')).map(([key, ...value]) => [key, value.join('=')]));
+        const meter = new Meter({ rabbitmq: tree(Number(env.RABBITMQ_PID)) });
+        const result = await load([...loadArgs(rate, msgs), '--target', 'rabbitmq', '--url', env.RABBITMQ_WS_URL]);
+        result.processes = meter.read();
+        return result;
+    } finally {
+        execFileSync(join(top, 'tests/rabbitmq.sh'), ['stop', folder], { stdio: ['ignore', 'ignore', 'inherit'] });
+        rmSync(folder, { recursive: true, force: true });
+    }
+}
+
+const run = (target, rate, msgs) => (target === 'parley' ? runParley : runRabbitmq)(rate, msgs);
+const held = (result) => result.lost === 0 && result.duplicated === 0 && result.latency_ms.p99 <= P99_LIMIT_MS;
+
+//  --------------------------------------------------------------------------
+//  The table
+
+const fixed = (value, digits = 0) => (value === null || value === undefined ? '-' : Number(value).toFixed(digits));
+const thousands = (value) => (value === null || value === undefined ? '-' : Math.round(value).toLocaleString('en-US'));
+
+function rows (result) {
+    const out = [
+        ['connect+subscribe p50 / p99 ms', `${fixed(result.connect_ms.p50, 1)} / ${fixed(result.connect_ms.p99, 1)}`],
+        ['all connected and subscribed s', fixed(result.connect_s, 2)],
+        ['offered msg/s', thousands(result.offered_per_s)],
+        ['delivered msg/s', thousands(result.delivered_per_s)],
+        ['latency p50 / p99 / p99.9 / max ms', ['p50', 'p99', 'p999', 'max'].map((p) => fixed(result.latency_ms[p], 1)).join(' / ')],
+        ['sent / delivered', `${thousands(result.sent)} / ${thousands(result.delivered)}`],
+        ['lost / duplicated', `${result.lost} / ${result.duplicated}`],
+        ['persistence lag s', fixed(result.persist_lag_s, 2)],
+        ['client cpu s (µs/msg)', `${fixed(result.client_cpu_s, 2)} (${fixed(result.client_cpu_s * 1e6 / result.sent, 1)})`],
+    ];
+    for (const [name, figures] of Object.entries(result.processes))
+        out.push([`${name}: cpu s (µs/msg), peak MiB`,
+            `${fixed(figures.cpu_s, 2)} (${fixed(figures.cpu_s * 1e6 / result.sent, 1)}), ${fixed(figures.peak_kib / 1024, 1)}`]);
+    return out;
+}
+
+function table (results) {
+    const names = Object.keys(results);
+    const lines = new Map();
+    for (const name of names)
+        for (const [label, value] of rows(results[name])) {
+            if (!lines.has(label)) lines.set(label, names.map(() => '-'));
+            lines.get(label)[names.indexOf(name)] = value;
+        }
+    const width = Math.max(...[...lines.keys()].map((label) => label.length));
+    console.log(`${''.padEnd(width)}  ${names.join(' | ')}`);
+    for (const [label, values] of lines) console.log(`${label.padEnd(width)}  ${values.join(' | ')}`);
+}
+
+function plot (sweeps, file) {
+    const data = join(tmpdir(), `parley-bench-${process.pid}.dat`);
+    const blocks = Object.entries(sweeps).map(([target, steps]) => `# ${target}\n`
+        + steps.map((s) => `${s.offered_per_s} ${s.delivered_per_s} ${s.latency_ms.p99}`).join('\n'));
+    writeFileSync(data, blocks.join('\n\n\n') + '\n');
+    const names = Object.keys(sweeps);
+    const script = [
+        `set terminal pngcairo size 1000,420 font ",10"`, `set output "${file}"`, 'set multiplot layout 1,2',
+        'set xlabel "offered sends/s"', 'set key top left', 'set grid',
+        'set ylabel "delivered msg/s"',
+        `plot ${names.map((n, i) => `"${data}" index ${i} using 1:2 with linespoints title "${n}"`).join(', ')}`,
+        'set ylabel "p99 latency ms"', 'set logscale y',
+        `plot ${names.map((n, i) => `"${data}" index ${i} using 1:3 with linespoints title "${n}"`).join(', ')}, ${P99_LIMIT_MS} title "50 ms" dt 2`,
+        'unset multiplot'];
+    execFileSync('gnuplot', { input: script.join('\n') });
+    rmSync(data);
+}
+
+//  --------------------------------------------------------------------------
+//  The runs
+
+const report = { machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30) },
+    options, results: {}, sweeps: {} };
+console.log(`parley bench: ${options.conns} connections in rooms of ${options.room}, ${report.machine.cpus} cores ` +
+    `(${report.machine.model}), load client tests/load/parley-load with ${options.threads} threads`);
+if (!options.sweep) {
+    for (const target of targets) report.results[target] = await run(target, options.rate, options.msgs);
+    table(report.results);
+} else {
+    for (const target of targets) {
+        const steps = report.sweeps[target] = [];
+        for (const total of [1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000]) {
+            const rate = total / options.conns;
+            const step = await run(target, rate, Math.max(1, Math.round(rate * options.seconds)));
+            steps.push(step);
+            console.log(`${target}: offered ${thousands(step.offered_per_s)} sends/s -> delivered ` +
+                `${thousands(step.delivered_per_s)} msg/s, p99 ${fixed(step.latency_ms.p99, 1)} ms, lost ${step.lost}`);
+            if (!held(step)) break;
+        }
+        const best = steps.filter(held).at(-1);
+        report.results[target] = best ?? steps[0];
+        console.log(`${target}: highest delivered rate with p99 <= ${P99_LIMIT_MS} ms and nothing lost: ` +
+            `${best ? thousands(best.delivered_per_s) : 'none'} msg/s`);
+    }
+    table(report.results);
+    if (options.plot) plot(report.sweeps, options.plot);
+}
+if (options.json) writeFileSync(options.json, JSON.stringify(report, null, 2) + '\n');
+const failed = Object.values(report.results).some((result) => result.lost || result.duplicated);
+process.exit(failed ? 1 : 0);
