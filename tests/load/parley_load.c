@@ -374,6 +374,7 @@ s_figures_add (pl_load_figures_t *total, const pl_load_figures_t *figures)
     total->out_of_order += figures->out_of_order;
     total->seq_gaps += figures->seq_gaps;
     total->events += figures->events;
+    total->disconnects_unreceipted += figures->disconnects_unreceipted;
     if (figures->first_send_ns && (!total->first_send_ns || figures->first_send_ns < total->first_send_ns))
         total->first_send_ns = figures->first_send_ns;
     if (figures->last_send_ns > total->last_send_ns)
@@ -474,6 +475,8 @@ s_result (const pl_load_config_t *config, pl_load_run_t *run, const pl_load_figu
     json_object_set_new (result, "receipt_ms", pl_loadstats_json_ms (&total->receipt, latency_names));
     json_object_set_new (result, "send_lag_ms", pl_loadstats_json_ms (&total->lag, connect_names));
     json_object_set_new (result, "events", json_integer ((json_int_t) total->events));
+    json_object_set_new (result, "disconnects_unreceipted",
+                         json_integer ((json_int_t) total->disconnects_unreceipted));
     return result;
 }
 

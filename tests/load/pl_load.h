@@ -118,6 +118,7 @@ typedef struct {
     pl_loadstats_t receipt;         //  SEND to its RECEIPT
     pl_loadstats_t lag;             //  how late sends went out against the schedule
     uint64_t sent, receipted, delivered, duplicated, out_of_order, seq_gaps, events;
+    uint64_t disconnects_unreceipted;   //  server closed at DISCONNECT without RECEIPT
     int64_t first_send_ns, last_send_ns, last_delivery_ns;
 } pl_load_figures_t;
 

@@ -519,6 +519,14 @@ s_conn_on_close (pl_load_conn_t *self, const char *payload, size_t size)
         s_conn_close (self, PL_LOADCONN_CLOSED);
         return;
     }
+    if (self->state == PL_LOADCONN_DISCONNECTING) {
+        //  RabbitMQ closes at DISCONNECT without its RECEIPT; stompjs
+        //  takes that as the end too. Counted, not an error.
+        self->thread->figures.disconnects_unreceipted++;
+        s_conn_ws_send (self, PL_WSFRAME_CLOSE, payload, size >= 2? 2: 0);
+        s_conn_close (self, PL_LOADCONN_CLOSED);
+        return;
+    }
     int code = size >= 2? ((unsigned char) payload [0] << 8) | (unsigned char) payload [1]: 1005;
     //  Answer as RFC 6455 wants, then record why it ended
     s_conn_ws_send (self, PL_WSFRAME_CLOSE, payload, size >= 2? 2: 0);
@@ -604,13 +612,18 @@ s_conn_upgrade_data (pl_load_conn_t *self, const char *data, size_t size)
     }
 }
 
-//  The socket ended (EOF or reset): as planned while closing, else a
-//  failure
+//  The socket ended (EOF or reset): as planned while closing (also right
+//  after DISCONNECT), else a failure
 static void
 s_conn_ended (pl_load_conn_t *self, const char *how)
 {
     if (self->state == PL_LOADCONN_CLOSING)
         s_conn_close (self, PL_LOADCONN_CLOSED);
+    else
+    if (self->state == PL_LOADCONN_DISCONNECTING) {
+        self->thread->figures.disconnects_unreceipted++;
+        s_conn_close (self, PL_LOADCONN_CLOSED);
+    }
     else
         s_conn_fail (self, "%s", how);
 }
@@ -713,8 +726,8 @@ pl_loadconn_tick (pl_load_conn_t *self, int64_t now)
             s_conn_close (self, PL_LOADCONN_CLOSED);    //  no close frame back: done anyway
         return;
     }
-    if (self->state < PL_LOADCONN_SUBSCRIBING)
-        return;                 //  no heart-beats before CONNECTED
+    if (self->state < PL_LOADCONN_SUBSCRIBING || self->state == PL_LOADCONN_CLOSING)
+        return;                 //  no heart-beats before CONNECTED, nor after our close frame
     //  stompjs's tolerance: twice the agreed interval without a byte
     if (self->heartbeat_in_ms && now - self->last_in_ns > 2 * (int64_t) self->heartbeat_in_ms * 1000000) {
         s_conn_fail (self, "nothing from the server for %" PRId64 " ms (heart-beat %d ms)",
