@@ -194,7 +194,7 @@ if (!options.sweep) {
 } else {
     for (const target of targets) {
         const steps = report.sweeps[target] = [];
-        for (const total of [1000, 2000, 4000, 8000, 12000, 16000, 24000, 32000, 48000, 64000]) {
+        for (const total of [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 16000, 24000, 32000, 48000, 64000]) {
             const rate = total / options.conns;
             const step = await run(target, rate, Math.max(1, Math.round(rate * options.seconds)));
             steps.push(step);
