@@ -283,10 +283,9 @@ static int
 s_prepare (pl_load_config_t *config)
 {
     int rooms = config->conns / config->room;
-    config->room_ids = calloc ((size_t) rooms, sizeof (char *));
-    config->subscribe_to = calloc ((size_t) rooms, sizeof (char *));
-    config->send_to = calloc ((size_t) rooms, sizeof (char *));
-    assert (config->room_ids && config->subscribe_to && config->send_to);
+    config->room_ids = pl_load_need (calloc ((size_t) rooms, sizeof (char *)));
+    config->subscribe_to = pl_load_need (calloc ((size_t) rooms, sizeof (char *)));
+    config->send_to = pl_load_need (calloc ((size_t) rooms, sizeof (char *)));
     if (config->target == PL_LOAD_PARLEY) {
         if (!config->secret)
             config->secret = getenv ("PARLEY_JWT_SECRET");
@@ -306,11 +305,13 @@ s_prepare (pl_load_config_t *config)
             rc = asprintf (&config->room_ids [room], "load.%d", room) < 0
               || asprintf (&config->subscribe_to [room], "/topic/load.%d", room) < 0
               || asprintf (&config->send_to [room], "/topic/load.%d", room) < 0;
-        assert (rc == 0);
+        if (rc) {
+            fprintf (stderr, "parley-load: out of memory\n");
+            return -1;
+        }
     }
     if (config->target == PL_LOAD_PARLEY) {
-        config->tokens = calloc ((size_t) config->conns, sizeof (char *));
-        assert (config->tokens);
+        config->tokens = pl_load_need (calloc ((size_t) config->conns, sizeof (char *)));
         for (int index = 0; index < config->conns; index++) {
             char user [32];
             snprintf (user, sizeof user, "load-%d", index);
@@ -389,8 +390,7 @@ static int
 s_run (pl_load_run_t *run, pl_load_figures_t *total)
 {
     const pl_load_config_t *config = run->config;
-    pl_load_thread_t *threads = calloc ((size_t) config->threads, sizeof (pl_load_thread_t));
-    assert (threads);
+    pl_load_thread_t *threads = pl_load_need (calloc ((size_t) config->threads, sizeof (pl_load_thread_t)));
     int started = 0, rc = 0;
     run->started_ns = pl_load_now ();
     for (; started < config->threads; started++) {
@@ -458,7 +458,7 @@ s_result (const pl_load_config_t *config, pl_load_run_t *run, const pl_load_figu
         "expected", (json_int_t) expected, "delivered", (json_int_t) total->delivered,
         "lost", (json_int_t) lost, "duplicated", (json_int_t) total->duplicated,
         "out_of_order", (json_int_t) total->out_of_order, "seq_gaps", (json_int_t) total->seq_gaps);
-    assert (result);
+    pl_load_need (result);
     pthread_mutex_lock (&run->lock);
     json_object_set (result, "errors", run->errors);
     json_object_set_new (result, "error_count", json_integer ((json_int_t) run->error_count));

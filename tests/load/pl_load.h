@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #define PL_LOAD_ERRORS_KEPT     10          //  errors the JSON lists
@@ -160,5 +162,17 @@ uint64_t
 void
     pl_load_error (pl_load_run_t *run, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
+
+//  What a run cannot go on without: out of memory is the end of the run,
+//  said clearly (an assert would be gone under NDEBUG)
+static inline void *
+pl_load_need (void *pointer)
+{
+    if (!pointer) {
+        fprintf (stderr, "parley-load: out of memory\n");
+        exit (EXIT_FAILURE);
+    }
+    return pointer;
+}
 
 #endif

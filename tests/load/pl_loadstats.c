@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "pl_loadstats.h"
+#include "pl_load.h"
 #include "pl_util.h"
 
 #include <assert.h>
@@ -102,8 +103,7 @@ s_ms (uint64_t value_ns)
 json_t *
 pl_loadstats_json_ms (const pl_loadstats_t *self, const char *names [])
 {
-    json_t *object = json_object ();
-    assert (object);
+    json_t *object = pl_load_need (json_object ());
     for (size_t index = 0; names [index]; index++) {
         const char *name = names [index];
         double quantile = streq_safe (name, "p50")? 0.5:
