@@ -121,6 +121,7 @@ static const opt_t s_options [] = {
     { "mongo-db",           S (mongo_db),           "parley", 0, 0, "MongoDB database" },
     { "write-concern",      S (write_concern),      "majority", 0, 0, "write concern of stored messages" },
     { "store-batch",        I (store_batch),        "512", 1, 100000, "most entries in one bulk insert" },
+    { "store-linger-ms",    I (store_linger_ms),    "20", 0, 1000, "an entry waits up to this long for others to share its bulk insert (the store spends far less per entry in a larger one; receipts and deliveries never wait for it)" },
     { "history-limit",      I (history_limit),      "200", 1, 10000, "largest history page" },
     { "max-room-members",   I (max_room_members),   "1000", 2, 100000, "most members of a group room" },
     { "max-rooms-per-user", I (max_rooms_per_user), "10000", 1, 10000000, "most rooms one user is a member of" },

@@ -118,6 +118,7 @@ typedef struct {
     char *mongo_db;             //  database name
     char *write_concern;        //  "majority" or a number
     int   store_batch;          //  most entries in one bulk insert
+    int   store_linger_ms;      //  longest an entry waits for company in one
     int   history_limit;        //  largest page of GET .../messages
     int   max_room_members;     //  most members of a group room
     int   max_rooms_per_user;   //  most rooms one user is in (create and add refuse more)
