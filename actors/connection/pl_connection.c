@@ -727,7 +727,7 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         //  A file of the web chat
         case LWS_CALLBACK_ADD_HEADERS:
         case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-            return pl_web_callback (self->web, wsi, reason, in);
+            return pl_web_callback (wsi, reason, in);
 
         default:
             return s_callback_session (self, wsi, reason, pss, in, len);

@@ -113,11 +113,8 @@ s_add_headers (struct lws *wsi, struct lws_process_html_args *args)
 }
 
 int
-pl_web_callback (pl_web_t *self, struct lws *wsi, enum lws_callback_reasons reason,
-                 void *in)
+pl_web_callback (struct lws *wsi, enum lws_callback_reasons reason, void *in)
 {
-    assert (self);
-    (void) self;                //  under NDEBUG: the files' answers need nothing of it
     //  lws asks for extra headers of a WebSocket's 101 too: none there
     if (reason == LWS_CALLBACK_ADD_HEADERS)
         return lws_hdr_total_length (wsi, WSI_TOKEN_UPGRADE)? 0:

@@ -48,7 +48,6 @@ const struct lws_http_mount *
 //  Returns what the callback returns: -1 closes the connection (after a
 //  file: every answer closes), 0 goes on.
 int
-    pl_web_callback (pl_web_t *self, struct lws *wsi, enum lws_callback_reasons reason,
-                     void *in);
+    pl_web_callback (struct lws *wsi, enum lws_callback_reasons reason, void *in);
 
 #endif

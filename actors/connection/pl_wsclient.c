@@ -168,12 +168,12 @@ pl_wsclient_destroy (pl_wsclient_t **self_p)
     }
 }
 
-void
-pl_wsclient_send (pl_wsclient_t *self, const char *data, size_t size)
+int
+pl_wsclient_frame (pl_buf_t *out, int opcode, const void *payload, size_t size, uint32_t mask)
 {
     unsigned char header [14];
     size_t used = 0;
-    header [used++] = 0x81;                         //  FIN + text
+    header [used++] = (unsigned char) (0x80 | opcode);
     if (size < 126)
         header [used++] = (unsigned char) (0x80 | size);
     else
@@ -187,16 +187,26 @@ pl_wsclient_send (pl_wsclient_t *self, const char *data, size_t size)
         for (int shift = 56; shift >= 0; shift -= 8)
             header [used++] = (unsigned char) ((uint64_t) size >> shift);
     }
-    const unsigned char mask [4] = { 0x12, 0x34, 0x56, 0x78 };
-    memcpy (header + used, mask, 4);
+    unsigned char key [4];
+    memcpy (key, &mask, 4);
+    memcpy (header + used, key, 4);
     used += 4;
-    unsigned char *frame = (unsigned char *) malloc (used + size);
-    pl_check (frame);
-    memcpy (frame, header, used);
+    if (pl_buf_append (out, header, used) || pl_buf_append (out, payload, size))
+        return -1;
+    unsigned char *masked = (unsigned char *) out->data + out->size - size;
     for (size_t index = 0; index < size; index++)
-        frame [used + index] = (unsigned char) data [index] ^ mask [index % 4];
-    s_write (self->fd, frame, used + size);
-    free (frame);
+        masked [index] ^= key [index & 3];
+    return 0;
+}
+
+void
+pl_wsclient_send (pl_wsclient_t *self, const char *data, size_t size)
+{
+    pl_buf_t frame;
+    pl_buf_init (&frame);
+    pl_check (pl_wsclient_frame (&frame, 1, data, size, 0x78563412) == 0);     //  text
+    s_write (self->fd, pl_buf_head (&frame), pl_buf_pending (&frame));
+    pl_buf_free (&frame);
 }
 
 void

@@ -11,8 +11,11 @@
 #ifndef PL_WSCLIENT_H_INCLUDED
 #define PL_WSCLIENT_H_INCLUDED
 
+#include "pl_util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct _pl_wsclient_t pl_wsclient_t;
 
@@ -45,6 +48,13 @@ pl_wsclient_t *
 //  Close the socket and free. Safe on NULL and twice.
 void
     pl_wsclient_destroy (pl_wsclient_t **self_p);
+
+//  Append one frame (FIN set, opcode 1 text, 2 binary, 8 close, 9 ping,
+//  10 pong) masked with mask, as a client must send it. Returns 0 / -1
+//  (out of memory). parley-load frames with it too.
+int
+    pl_wsclient_frame (pl_buf_t *out, int opcode, const void *payload, size_t size,
+                       uint32_t mask);
 
 //  Send data as one masked text message.
 void

@@ -4,6 +4,7 @@
 */
 #include "pl_loadconn.h"
 #include "pl_loadstomp.h"
+#include "pl_wsclient.h"
 #include "pl_token.h"
 
 #include <errno.h>
@@ -167,7 +168,7 @@ static void
 s_conn_ws_send (pl_load_conn_t *self, int opcode, const void *payload, size_t size)
 {
     uint32_t mask = (uint32_t) pl_load_random (&self->thread->rng);
-    if (pl_wsframe_encode (&self->out, opcode, payload, size, mask)) {
+    if (pl_wsclient_frame (&self->out, opcode, payload, size, mask)) {
         s_conn_fail (self, "out of memory");
         return;
     }

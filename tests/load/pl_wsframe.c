@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "pl_wsframe.h"
+#include "pl_wsclient.h"
 
 #include <openssl/evp.h>
 #include <assert.h>
@@ -140,37 +141,6 @@ pl_wsframe_response (const char *data, size_t size, const char *key, char *proto
         return -1;
     }
     return (ssize_t) answer_size;
-}
-
-int
-pl_wsframe_encode (pl_buf_t *out, int opcode, const void *payload, size_t size, uint32_t mask)
-{
-    unsigned char header [14];
-    size_t used = 0;
-    header [used++] = (unsigned char) (0x80 | opcode);
-    if (size < 126)
-        header [used++] = (unsigned char) (0x80 | size);
-    else
-    if (size < 65536) {
-        header [used++] = 0x80 | 126;
-        header [used++] = (unsigned char) (size >> 8);
-        header [used++] = (unsigned char) size;
-    }
-    else {
-        header [used++] = 0x80 | 127;
-        for (int shift = 56; shift >= 0; shift -= 8)
-            header [used++] = (unsigned char) ((uint64_t) size >> shift);
-    }
-    unsigned char key [4];
-    memcpy (key, &mask, 4);
-    memcpy (header + used, key, 4);
-    used += 4;
-    if (pl_buf_append (out, header, used) || pl_buf_append (out, payload, size))
-        return -1;
-    unsigned char *masked = (unsigned char *) out->data + out->size - size;
-    for (size_t index = 0; index < size; index++)
-        masked [index] ^= key [index & 3];
-    return 0;
 }
 
 void
@@ -370,7 +340,7 @@ s_test_encode (void)
             payload [at] = (char) ('a' + at % 26);
         pl_buf_t out;
         pl_buf_init (&out);
-        pl_check (pl_wsframe_encode (&out, PL_WSFRAME_TEXT, payload, size, 0x78563412) == 0);
+        pl_check (pl_wsclient_frame (&out, PL_WSFRAME_TEXT, payload, size, 0x78563412) == 0);
         const unsigned char *frame = (const unsigned char *) pl_buf_head (&out);
         size_t header = size < 126? 6: size < 65536? 8: 14;
         pl_check (pl_buf_pending (&out) == header + size);

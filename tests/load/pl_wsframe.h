@@ -48,10 +48,7 @@ ssize_t
                          char *protocol, size_t protocol_size,
                          char *error, size_t error_size);
 
-//  Append one frame (FIN set) masked with mask, as a client must send it.
-int
-    pl_wsframe_encode (pl_buf_t *out, int opcode, const void *payload, size_t size,
-                       uint32_t mask);
+//  Frames out: pl_wsclient_frame (the selftest client's framing).
 
 //  The reader's state between calls: whether a fragmented data message is
 //  open, and of which kind.
