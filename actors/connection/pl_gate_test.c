@@ -107,6 +107,10 @@ s_test_paths (void)
     REFUSED ("GET /a%2Fb HTTP/1.1\r\n\r\n", 400, "escaped");
     REFUSED ("GET /a\\b HTTP/1.1\r\n\r\n", 400, "backslash");
     REFUSED ("GET /a%5cb HTTP/1.1\r\n\r\n", 400, "backslash");
+    REFUSED ("GET /a% HTTP/1.1\r\n\r\n", 400, "escape in the request target");
+    REFUSED ("GET /a%2 HTTP/1.1\r\n\r\n", 400, "escape in the request target");
+    REFUSED ("GET /a%zz HTTP/1.1\r\n\r\n", 400, "escape in the request target");
+    REFUSED ("GET /api/rooms/%4 HTTP/1.1\r\n\r\n", 400, "escape in the request target");
     REFUSED ("POST / HTTP/1.1\r\n\r\n", 405, "GET only");
     REFUSED ("HEAD /index.html HTTP/1.1\r\n\r\n", 405, "GET only");
     REFUSED ("DELETE /apis HTTP/1.1\r\n\r\n", 405, "GET only");

@@ -96,9 +96,12 @@ s_check_pass (pl_gate_t *gate)
                || rewritten_size == line + 2);
         if (file) {
             pl_check (memcmp (rewritten + rewritten_size - strlen (close), close, strlen (close)) == 0);
-            for (const char *at = rewritten; (at = memchr (at, '\n', (size_t) (rewritten + rewritten_size - at))); at++)
-                pl_check (strncasecmp (at + 1, "connection:", 11) != 0
-                       || at + 1 == rewritten + rewritten_size - strlen (close));
+            //  The rewritten head is not NUL-terminated: compare within it
+            const char *rewritten_end = rewritten + rewritten_size;
+            for (const char *at = rewritten; (at = memchr (at, '\n', (size_t) (rewritten_end - at))); at++)
+                pl_check (rewritten_end - (at + 1) < 11
+                       || strncasecmp (at + 1, "connection:", 11) != 0
+                       || at + 1 == rewritten_end - strlen (close));
         }
     }
 }
