@@ -11,8 +11,9 @@
     pl_http; pl_pending for requests in flight) that reach back here only
     through pl_link.
 
-    Threading: everything runs on the lws service thread. The actor pipe and
-    the DEALER are put into lws's poll loop by adopting a dup () of their
+    Threading: everything runs on the lws service thread, a libev loop of
+    our own that lws joins as a foreign loop. The actor pipe and
+    the DEALER are put into that loop by adopting a dup () of their
     ZMQ_FD as raw file descriptors (the dup, because lws closes what it
     adopts). ZMQ_FD is edge-triggered, so each wake-up, each send and each
     timer tick drains the socket while ZMQ_EVENTS says POLLIN.
@@ -37,6 +38,7 @@
 #include "pl_notify.h"
 #include "pl_sockets.h"
 
+#include <ev.h>
 #include <jansson.h>
 #include <assert.h>
 #include <fcntl.h>
@@ -227,7 +229,7 @@ s_self_handle_pipe (self_t *self)
         zmsg_destroy (&request);
     }
     if (self->terminated)
-        lws_cancel_service (self->context);
+        ev_break (self->loop, EVBREAK_ALL);
 }
 
 
@@ -332,7 +334,7 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
         pl_metrics_poll (self->host_metrics);
     if (self->shutting_down && s_self_drained (self, now)) {
         self->terminated = true;
-        lws_cancel_service (self->context);
+        ev_break (self->loop, EVBREAK_ALL);
         return;
     }
     if (pl_every_due (&self->ping, now)) {
@@ -784,6 +786,8 @@ s_self_destroy (self_t **self_p)
         lws_context_destroy (self->context);
         self->context = NULL;
     }
+    if (self->loop)
+        ev_loop_destroy (self->loop);
     pl_sessions_destroy (&self->sessions);
     pl_pending_destroy (&self->link.pending);
     pl_token_verifier_destroy (&self->link.verifier);
@@ -833,7 +837,16 @@ s_self_start_lws (self_t *self)
     lws_set_log_level (LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;
     memset (&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    //  epoll, whatever LIBEV_FLAGS says: libev's select and poll backends
+    //  would scan every descriptor again
+    self->loop = ev_loop_new (EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (!self->loop) {
+        pl_log_error ("cannot create the libev loop");
+        return -1;
+    }
+    void *foreign_loops [1] = { self->loop };
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = foreign_loops;
     info.user = self;
     info.gid = -1;
     info.uid = -1;
@@ -960,8 +973,9 @@ pl_connection_actor (zsock_t *pipe, void *args)
     zsock_signal (pipe, 0);
     //  $TERM may have arrived before the pipe was in the loop
     s_self_handle_pipe (self);
+    //  Until $TERM's work is done (ev_break), or nothing is left to watch
     while (!self->terminated)
-        if (lws_service (self->context, 0) < 0)
+        if (!ev_run (self->loop, 0))
             break;
     pl_log_info ("stopping");
     s_self_destroy (&self);

@@ -42,6 +42,10 @@ struct _self_t {
     char name [32];             //  "conn-<instance>", DEALER identity
     pl_link_t link;             //  what sessions and HTTP requests share
     pl_sessions_t *sessions;
+    //  lws runs on this libev loop (epoll): its poll () backend scans every
+    //  descriptor on every wake-up, which with thousands of sessions was
+    //  most of this actor's CPU
+    struct ev_loop *loop;
     struct lws_context *context;
     struct lws_vhost *vhost;
     struct lws_vhost *files_vhost;      //  the web chat's files, or NULL
