@@ -69,7 +69,6 @@ static const struct lws_protocols s_protocols [] = {
     { "parley zmq", s_callback, 0, 0, 0, NULL, 0 },
     { "parley listen", s_callback, 0, 0, 0, NULL, 0 },
     { "parley not-http", s_callback, 0, 0, 0, NULL, 0 },
-    { "parley gate", s_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -692,8 +691,6 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
     switch (reason) {
         //  ZeroMQ sockets in the loop
         case LWS_CALLBACK_RAW_RX_FILE:
-            if (lws_get_opaque_user_data (wsi))
-                return pl_connection_gate_input (self, wsi, (pl_gate_t *) lws_get_opaque_user_data (wsi));
             if (wsi == self->listen_wsi)
                 pl_connection_accept (self);
             else {
@@ -701,11 +698,9 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                 s_self_drain_dealer (self);
             }
             return 0;
-        //  A gate's wsi: http-head-timeout-s is up; an HTTP request's:
-        //  http-body-timeout-s (408 while the body has not come)
+        //  An HTTP request's http-body-timeout-s (408 while the body has
+        //  not come)
         case LWS_CALLBACK_TIMER:
-            if (lws_get_opaque_user_data (wsi))
-                return pl_connection_gate_expire (self, wsi, (pl_gate_t *) lws_get_opaque_user_data (wsi));
             if (pss && pss->http)
                 pl_http_body_expire (pss->http, self->config->http_body_timeout_s);
             return 0;
@@ -719,11 +714,7 @@ s_callback (struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             return 0;
         case LWS_CALLBACK_RAW_WRITEABLE:
             return s_not_http_handle_writeable (self, wsi);
-        case LWS_CALLBACK_RAW_CLOSE_FILE: {
-            pl_gate_t *gate = (pl_gate_t *) lws_get_opaque_user_data (wsi);
-            pl_gate_destroy (&gate);
-            return 0;
-        }
+        case LWS_CALLBACK_RAW_CLOSE_FILE:
         case LWS_CALLBACK_RAW_ADOPT_FILE:
             return 0;
         //  A file of the web chat
@@ -786,6 +777,7 @@ s_self_destroy (self_t **self_p)
         lws_context_destroy (self->context);
         self->context = NULL;
     }
+    pl_connection_gates_close (self);
     if (self->loop)
         ev_loop_destroy (self->loop);
     pl_sessions_destroy (&self->sessions);

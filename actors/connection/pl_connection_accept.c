@@ -26,7 +26,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <ev.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -170,42 +173,90 @@ pl_connection_accept (self_t *self)
 
 //  --------------------------------------------------------------------------
 //  The gate: a new connection's first request head, before lws sees it
+//
+//  A socket at the gate is watched by libev watchers of ours on the loop
+//  lws runs on, not by an lws wsi: a head that passes goes to lws as the
+//  same descriptor. (Handing lws a dup () and closing the raw wsi's number
+//  left a stale registration in epoll, since the socket stayed open, and
+//  libev answers that with a rebuild of its whole epoll set: O(sessions)
+//  per accept, 31 s of CPU for 10,000 connections.)
 
-//  Adopt the socket as a raw descriptor of ours, with its pl_gate as the
-//  wsi's opaque data; a client that does not finish its head within
-//  http-head-timeout-s is answered 408 (the wsi's timer, pl_connection_gate_expire).
-//  The time counts from the accept, not from the last byte, so a client
-//  that dribbles its head gets no more of it.
+struct _gate_conn_t {
+    ev_io io;                   //  readable: more of the head, or the client went
+    ev_timer timer;             //  http-head-timeout-s, then linger-s once refused
+    self_t *self;
+    pl_gate_t *gate;
+    gate_conn_t *prev, *next;   //  in self->gates, freed at shutdown
+};
+
+static void s_gate_io (struct ev_loop *loop, ev_io *io, int events);
+static void s_gate_timer (struct ev_loop *loop, ev_timer *timer, int events);
+
+//  Off the loop and out of the list; closes the socket when told to (not
+//  when lws has it now)
+static void
+s_gate_conn_end (gate_conn_t *conn, bool close_socket)
+{
+    self_t *self = conn->self;
+    ev_io_stop (self->loop, &conn->io);
+    ev_timer_stop (self->loop, &conn->timer);
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        self->gates = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    if (close_socket)
+        close (conn->io.fd);
+    pl_gate_destroy (&conn->gate);
+    free (conn);
+}
+
+void
+pl_connection_gates_close (self_t *self)
+{
+    while (self->gates)
+        s_gate_conn_end (self->gates, true);
+}
+
+//  Watch the socket with a pl_gate; a client that does not finish its head
+//  within http-head-timeout-s is answered 408 (s_gate_timer). The time
+//  counts from the accept, not from the last byte, so a client that
+//  dribbles its head gets no more of it.
 static void
 s_gate_adopt (self_t *self, int fd)
 {
-    lws_adopt_desc_t adopt = {
-        .vh = self->vhost, .type = LWS_ADOPT_RAW_FILE_DESC, .vh_prot_name = "parley gate",
-        .opaque = pl_gate_new ((size_t) self->config->http_request_bytes,
-                               (size_t) self->config->http_url_max,
-                               (size_t) self->config->http_header_lines_max)
-    };
-    adopt.fd.filefd = fd;
-    struct lws *wsi = adopt.opaque? lws_adopt_descriptor_vhost_via_info (&adopt): NULL;
-    if (!wsi) {
-        pl_log_warning ("cannot adopt a new connection");
-        pl_gate_t *gate = (pl_gate_t *) adopt.opaque;
-        pl_gate_destroy (&gate);
-        close (fd);             //  lws closes only the sockets it adopts as such
+    gate_conn_t *conn = (gate_conn_t *) calloc (1, sizeof (gate_conn_t));
+    if (conn)
+        conn->gate = pl_gate_new ((size_t) self->config->http_request_bytes,
+                                  (size_t) self->config->http_url_max,
+                                  (size_t) self->config->http_header_lines_max);
+    if (!conn || !conn->gate) {
+        pl_log_warning ("out of memory for a new connection");
+        free (conn);
+        close (fd);
         return;
     }
-    lws_set_timer_usecs (wsi, (lws_usec_t) self->config->http_head_timeout_s * LWS_US_PER_SEC);
+    conn->self = self;
+    ev_io_init (&conn->io, s_gate_io, fd, EV_READ);
+    ev_timer_init (&conn->timer, s_gate_timer, (ev_tstamp) self->config->http_head_timeout_s, 0);
+    conn->next = self->gates;
+    if (conn->next)
+        conn->next->prev = conn;
+    self->gates = conn;
+    ev_io_start (self->loop, &conn->io);
+    ev_timer_start (self->loop, &conn->timer);
 }
 
 //  The head is refused: the JSON answer, counted, and our side shut.
 //  Closing with unread bytes would reset the connection and could take
 //  the answer with it, so what else comes is read and dropped for
-//  linger-s (the head's timer stops). Returns -1 to close now.
+//  linger-s. Returns -1 to close now.
 static int
-s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
+s_gate_refuse (gate_conn_t *conn)
 {
-    lws_set_timer_usecs (wsi, LWS_SET_TIMER_USEC_CANCEL);
-    int status = pl_gate_status (gate);
+    self_t *self = conn->self;
+    int status = pl_gate_status (conn->gate);
     if (status == 408)
         self->http_guard.refused_timeout++;
     else
@@ -215,74 +266,82 @@ s_gate_refuse (self_t *self, struct lws *wsi, int fd, pl_gate_t *gate)
     if (status != 404)          //  an answer, not a refusal of what was sent (as in pl_http)
         self->http_guard.refused_malformed++;
     size_t size;
-    const char *answer = pl_gate_answer (gate, &size);
+    const char *answer = pl_gate_answer (conn->gate, &size);
     //  Best effort: a fresh socket's buffer takes this at once
-    if (send (fd, answer, size, MSG_NOSIGNAL) < 0 || shutdown (fd, SHUT_WR))
+    if (send (conn->io.fd, answer, size, MSG_NOSIGNAL) < 0 || shutdown (conn->io.fd, SHUT_WR))
         return -1;
-    lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, self->config->linger_s);
+    ev_timer_stop (self->loop, &conn->timer);
+    ev_timer_set (&conn->timer, (ev_tstamp) self->config->linger_s, 0);
+    ev_timer_start (self->loop, &conn->timer);
     return 0;
 }
 
 //  http-head-timeout-s is up and the head is not complete (or not begun):
 //  408, then as any refusal. SO_RCVLOWAT back to 1, so that what the
 //  client sent (peeked, not taken) and sends on is read and dropped.
-//  Returns -1 to close now.
-int
-pl_connection_gate_expire (self_t *self, struct lws *wsi, pl_gate_t *gate)
+//  Once refused, this is the end of linger-s: closed.
+static void
+s_gate_timer (struct ev_loop *loop, ev_timer *timer, int events)
 {
-    if (pl_gate_verdict (gate) != PL_GATE_MORE)
-        return 0;               //  refused already (its timer stopped then)
-    pl_gate_expire (gate, self->config->http_head_timeout_s);
-    int fd = lws_get_socket_fd (wsi);
+    (void) loop;
+    (void) events;
+    gate_conn_t *conn = (gate_conn_t *) ((char *) timer - offsetof (gate_conn_t, timer));
+    if (pl_gate_verdict (conn->gate) != PL_GATE_MORE) {
+        s_gate_conn_end (conn, true);
+        return;
+    }
+    pl_gate_expire (conn->gate, conn->self->config->http_head_timeout_s);
     int low = 1;
-    if (setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low))
-        return -1;
-    return s_gate_refuse (self, wsi, fd, gate);
+    if (setsockopt (conn->io.fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low) || s_gate_refuse (conn))
+        s_gate_conn_end (conn, true);
 }
 
-//  A head that passed goes to lws with copy, a dup of the socket (closing
-//  the raw wsi closes only ours), unread; or, when the gate dropped lines
-//  from it, taken off the socket and handed over as the gate rewrote it
-//  (scratch holds at least the head). lws closes copy when it cannot
-//  adopt it.
+//  A head that passed goes to lws, the same descriptor, unread; or, when
+//  the gate dropped lines from it, taken off the socket and handed over as
+//  the gate rewrote it (scratch holds at least the head). lws closes the
+//  socket when it cannot adopt it.
 static void
-s_gate_hand_over (self_t *self, int fd, int copy, pl_gate_t *gate, char *scratch)
+s_gate_hand_over (gate_conn_t *conn, char *scratch)
 {
-    size_t size, head = pl_gate_head_size (gate);
-    const char *rewritten = pl_gate_rewritten (gate, &size);
-    struct lws *wsi = NULL;
+    self_t *self = conn->self;
+    int fd = conn->io.fd;
+    size_t size, head = pl_gate_head_size (conn->gate);
+    const char *rewritten = pl_gate_rewritten (conn->gate, &size);
     //  A file of the web chat is served on a vhost of its own (pl_web.h)
-    struct lws_vhost *vhost = self->files_vhost && pl_gate_for_file (gate)?
+    struct lws_vhost *vhost = self->files_vhost && pl_gate_for_file (conn->gate)?
                               self->files_vhost: self->vhost;
-    if (!rewritten)
-        wsi = lws_adopt_socket_vhost (vhost, copy);
-    else
-    if (recv (fd, scratch, head, 0) == (ssize_t) head)
-        wsi = lws_adopt_socket_vhost_readbuf (vhost, copy, rewritten, size);
-    else {
-        close (copy);
-        return;                 //  the client went
-    }
+    bool taken = !rewritten || recv (fd, scratch, head, 0) == (ssize_t) head;
+    //  rewritten points into the gate, which ends with conn
+    char *copy = taken && rewritten? (char *) malloc (size): NULL;
+    if (copy)
+        memcpy (copy, rewritten, size);
+    s_gate_conn_end (conn, !taken || (rewritten && !copy));
+    if (!taken || (rewritten && !copy))
+        return;                 //  the client went, or no memory
+    struct lws *wsi = copy? lws_adopt_socket_vhost_readbuf (vhost, fd, copy, size):
+                            lws_adopt_socket_vhost (vhost, fd);
+    free (copy);
     if (!wsi)
         pl_log_warning ("lws cannot adopt a new connection");
 }
 
 //  Bytes from a connection at the gate. They are peeked at, never taken,
 //  so lws reads the head that passes (and what follows) itself; until the
-//  head is complete, SO_RCVLOWAT keeps poll quiet until more bytes come.
-//  (lws 4.1's lws_adopt_socket_vhost_readbuf loops on a head with a body
-//  to come: the gate rewrites only heads without a body.) Returns -1 to
-//  close the raw wsi.
-int
-pl_connection_gate_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
+//  head is complete, SO_RCVLOWAT keeps the socket quiet until more bytes
+//  come. (lws 4.1's lws_adopt_socket_vhost_readbuf loops on a head with a
+//  body to come: the gate rewrites only heads without a body.) Returns -1
+//  to close the socket.
+static int
+s_gate_input (gate_conn_t *conn)
 {
-    int fd = lws_get_socket_fd (wsi);
+    self_t *self = conn->self;
+    int fd = conn->io.fd;
     size_t seen, limit = (size_t) self->config->http_request_bytes + 1;
-    pl_gate_data (gate, &seen);
+    pl_gate_data (conn->gate, &seen);
     char *peeked = (char *) pl_connection_scratch (self, limit);
     if (!peeked)
         return -1;
-    bool refused = pl_gate_verdict (gate) == PL_GATE_REFUSE;
+    bool refused = pl_gate_verdict (conn->gate) == PL_GATE_REFUSE;
     ssize_t size = recv (fd, peeked, limit, refused? 0: MSG_PEEK);
     if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return 0;
@@ -291,21 +350,30 @@ pl_connection_gate_input (self_t *self, struct lws *wsi, pl_gate_t *gate)
     if (size <= (ssize_t) seen)
         return -1;              //  nothing new: the client went, or its socket failed
     int low = 1;
-    switch (pl_gate_input (gate, peeked + seen, (size_t) size - seen)) {
+    switch (pl_gate_input (conn->gate, peeked + seen, (size_t) size - seen)) {
         case PL_GATE_MORE:
             low = (int) size + 1;
             return setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
         case PL_GATE_REFUSE:
             setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low);
-            return s_gate_refuse (self, wsi, fd, gate);
+            return s_gate_refuse (conn);
         case PL_GATE_PASS:
             break;
     }
-    int copy = setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low)?
-               -1: fcntl (fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0)
+    if (setsockopt (fd, SOL_SOCKET, SO_RCVLOWAT, &low, sizeof low)) {
         s_self_shed (self, fd);
-    else
-        s_gate_hand_over (self, fd, copy, gate, peeked);
-    return -1;
+        return -1;
+    }
+    s_gate_hand_over (conn, peeked);
+    return 1;                   //  conn is gone
+}
+
+static void
+s_gate_io (struct ev_loop *loop, ev_io *io, int events)
+{
+    (void) loop;
+    (void) events;
+    gate_conn_t *conn = (gate_conn_t *) io;
+    if (s_gate_input (conn) < 0)
+        s_gate_conn_end (conn, true);
 }

@@ -25,6 +25,7 @@
 #include <libwebsockets.h>
 
 typedef struct _self_t self_t;
+typedef struct _gate_conn_t gate_conn_t;   //  a connection at the gate (pl_connection_accept.c)
 
 //  What lws keeps per connection
 typedef struct {
@@ -51,6 +52,7 @@ struct _self_t {
     struct lws_vhost *files_vhost;      //  the web chat's files, or NULL
     int listen_fd;              //  ours, SO_REUSEPORT; lws owns it once adopted
     struct lws *listen_wsi;
+    gate_conn_t *gates;         //  connections whose head is not through the gate yet
     //  Out of file descriptors (issue 8): accepting pauses, a spare
     //  descriptor lets one waiting client hear 503 each time
     int spare_fd;               //  /dev/null, closed to make room for that answer
@@ -97,14 +99,8 @@ int
 void
     pl_connection_accept (self_t *self);
 
-//  Bytes from a connection at the gate (wsi's opaque data). Returns -1 to
-//  close the raw wsi.
-int
-    pl_connection_gate_input (self_t *self, struct lws *wsi, pl_gate_t *gate);
-
-//  The gate's timer, http-head-timeout-s: 408 to a head not complete.
-//  Returns -1 to close the raw wsi.
-int
-    pl_connection_gate_expire (self_t *self, struct lws *wsi, pl_gate_t *gate);
+//  Close every connection still at the gate (shutdown)
+void
+    pl_connection_gates_close (self_t *self);
 
 #endif
