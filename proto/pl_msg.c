@@ -244,19 +244,23 @@ s_width (slot_t slot)
     return s_slots [slot].type == TYPE_u32? 4: 8;
 }
 
-zframe_t *
-pl_msg_encode (const pl_msg_t *self)
+//  The encoded size of self; lengths gets each string's length
+static size_t
+s_encoded_size (const pl_msg_t *self, size_t lengths [STRING_SLOTS])
 {
-    assert (self);
     size_t size = HEADER_SIZE + 4 + self->body_size;
-    size_t lengths [STRING_SLOTS];
     for (int index = 0; index < STRING_SLOTS; index++) {
         lengths [index] = self->strings [index]? strlen (self->strings [index]): 0;
         size += 2 + lengths [index];
     }
-    zframe_t *frame = zframe_new (NULL, size);
-    assert (frame);
-    byte *cursor = zframe_data (frame);
+    return size;
+}
+
+//  Write self's envelope into data, exactly size bytes (s_encoded_size)
+static void
+s_encode_into (const pl_msg_t *self, const size_t lengths [STRING_SLOTS], byte *data, size_t size)
+{
+    byte *cursor = data;
     *cursor++ = 'P';
     *cursor++ = 'L';
     *cursor++ = PL_MSG_VERSION;
@@ -273,7 +277,19 @@ pl_msg_encode (const pl_msg_t *self)
     if (self->body_size)
         memcpy (cursor, self->body, self->body_size);
     cursor += self->body_size;
-    assert (cursor == zframe_data (frame) + size);
+    assert (cursor == data + size);
+    (void) size;
+}
+
+zframe_t *
+pl_msg_encode (const pl_msg_t *self)
+{
+    assert (self);
+    size_t lengths [STRING_SLOTS];
+    size_t size = s_encoded_size (self, lengths);
+    zframe_t *frame = zframe_new (NULL, size);
+    assert (frame);
+    s_encode_into (self, lengths, zframe_data (frame), size);
     return frame;
 }
 
@@ -345,33 +361,47 @@ pl_msg_decode (const byte *data, size_t size, const char **error)
 }
 
 //  Turn a received zmsg into a message, or log why not.
+//  One envelope off the socket, frame by frame into zmq_msg_t (no zmsg,
+//  no zframe copies, no ZMQ_EVENTS query per message: that costs libzmq a
+//  getpid () and a poll () each time). flags: 0 or ZMQ_DONTWAIT. NULL with
+//  *malformed false: nothing waiting, or interrupted.
 static pl_msg_t *
-s_msg_from_zmsg (zsock_t *socket, zmsg_t *zmsg)
+s_msg_receive (zsock_t *socket, int flags, bool *malformed)
 {
-    char *routing_id = NULL;
-    if (zsock_type (socket) == ZMQ_ROUTER) {
-        zframe_t *identity = zmsg_pop (zmsg);
-        if (identity)
-            routing_id = zframe_strdup (identity);
-        zframe_destroy (&identity);
+    void *handle = zsock_resolve (socket);
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    if (zmq_msg_recv (&part, handle, flags) == -1) {
+        zmq_msg_close (&part);
+        return NULL;
     }
-    zframe_t *frame = zmsg_pop (zmsg);
-    const char *error = "missing body frame";
+    //  The rest of a multipart message is there once its first part is
+    char *routing_id = NULL;
+    const char *error = NULL;
+    if (zsock_type (socket) == ZMQ_ROUTER) {
+        routing_id = strndup ((const char *) zmq_msg_data (&part), zmq_msg_size (&part));
+        if (!zmq_msg_more (&part) || zmq_msg_recv (&part, handle, 0) == -1)
+            error = "missing body frame";
+    }
     pl_msg_t *self = NULL;
-    if (frame && zmsg_size (zmsg) == 0)
-        self = pl_msg_decode (zframe_data (frame), zframe_size (frame), &error);
-    else
-    if (frame)
+    if (!error && zmq_msg_more (&part))
         error = "too many frames";
+    else
+    if (!error)
+        self = pl_msg_decode ((const byte *) zmq_msg_data (&part), zmq_msg_size (&part), &error);
+    //  Whatever parts are left of a malformed message
+    while (zmq_msg_more (&part) && zmq_msg_recv (&part, handle, 0) != -1)
+        ;
+    zmq_msg_close (&part);
     if (self)
         self->routing_id = routing_id;
     else {
         pl_log_warning ("dropped malformed envelope from '%s': %s",
-                        routing_id? routing_id: "peer", error);
+                        routing_id? routing_id: "peer", error? error: "?");
         free (routing_id);
+        if (malformed)
+            *malformed = true;
     }
-    zframe_destroy (&frame);
-    zmsg_destroy (&zmsg);
     return self;
 }
 
@@ -379,10 +409,7 @@ pl_msg_t *
 pl_msg_recv (zsock_t *socket)
 {
     assert (socket);
-    zmsg_t *zmsg = zmsg_recv (socket);
-    if (!zmsg)
-        return NULL;
-    return s_msg_from_zmsg (socket, zmsg);
+    return s_msg_receive (socket, 0, NULL);
 }
 
 pl_msg_t *
@@ -391,15 +418,7 @@ pl_msg_recv_nowait (zsock_t *socket, bool *malformed)
     assert (socket);
     if (malformed)
         *malformed = false;
-    if (!(zsock_events (socket) & ZMQ_POLLIN))
-        return NULL;
-    zmsg_t *zmsg = zmsg_recv (socket);
-    if (!zmsg)
-        return NULL;
-    pl_msg_t *self = s_msg_from_zmsg (socket, zmsg);
-    if (!self && malformed)
-        *malformed = true;
-    return self;
+    return s_msg_receive (socket, ZMQ_DONTWAIT, malformed);
 }
 
 pl_msg_t *
@@ -418,18 +437,26 @@ pl_msg_send_copy (pl_msg_t *self, zsock_t *socket, const char *routing_id)
 {
     assert (self);
     assert (socket);
-    zframe_t *frame = pl_msg_encode (self);
     void *handle = zsock_resolve (socket);
+    //  Encoded straight into the message libzmq sends: no copy between
+    size_t lengths [STRING_SLOTS];
+    size_t size = s_encoded_size (self, lengths);
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, size))
+        return -1;
+    s_encode_into (self, lengths, (byte *) zmq_msg_data (&frame), size);
     if (zsock_type (socket) == ZMQ_ROUTER) {
         const char *target = routing_id? routing_id: self->routing_id;
         if (!target || zmq_send (handle, target, strlen (target), ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-            zframe_destroy (&frame);
+            zmq_msg_close (&frame);
             return -1;
         }
     }
-    int rc = zmq_send (handle, zframe_data (frame), zframe_size (frame), ZMQ_DONTWAIT);
-    zframe_destroy (&frame);
-    return rc == -1? -1: 0;
+    if (zmq_msg_send (&frame, handle, ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close (&frame);
+        return -1;
+    }
+    return 0;
 }
 
 int
