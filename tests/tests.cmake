@@ -78,7 +78,7 @@ add_test (NAME load.selftest COMMAND parley-load --selftest)
 if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "Release")
     add_test (NAME bench.tiny
               COMMAND ${PARLEY_WITH_SERVERS} node ${CMAKE_SOURCE_DIR}/tests/node/bench.mjs
-                      --conns 20 --room 2 --msgs 10 --rate 5 --threads 1 --target both)
+                      --conns 20 --room 2 --msgs 10 --rate 5 --threads 1 --target both --store-raw)
     set_tests_properties (bench.tiny PROPERTIES FIXTURES_REQUIRED servers TIMEOUT 300
         ENVIRONMENT "PARLEY_BUILD_DIR=${CMAKE_BINARY_DIR};PARLEY_SERVERS_DIR=${PARLEY_SERVERS_DIR};PARLEY_SEND_RATE=0;PARLEY_HTTP_RATE=0;PARLEY_MAX_IN_FLIGHT=1000000")
 endif ()

@@ -4,7 +4,7 @@
 //  node bench.mjs [--conns N] [--room R] [--msgs M] [--rate PER_CONN]
 //                 [--hosts H] [--target parley|rabbitmq|both] [--json FILE]
 //                 [--sweep] [--seconds S] [--threads T] [--conn C] [--store S]
-//                 [--plot FILE.png]
+//                 [--plot FILE.png] [--store-raw]
 //    N connections in rooms of R (every member, the sender too, gets every
 //    message), each sending M messages at PER_CONN a second, from the C
 //    load client (tests/load, T threads). --sweep raises the offered rate
@@ -14,7 +14,11 @@
 //  SEND -> MESSAGE (p50, p99, p99.9, max), lost and duplicated, CPU
 //  seconds, CPU per message and peak memory of every server process (each
 //  actor, Redis, the store; RabbitMQ) and of the client, and for parley the
-//  persistence lag (last send until every message is in MongoDB).
+//  persistence lag (last send until every message is in MongoDB) and the
+//  rate of the persistence path (messages / (sending + lag)). --store-raw
+//  then inserts as many message documents into the same store with a bare
+//  mongo-c-driver bulk-insert loop (tests/storeraw, batches of 512, the
+//  store-batch default): the store's own ceiling, beside the path's rate.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
@@ -23,7 +27,7 @@ import { Host, sleep, withMongo } from './harness.mjs';
 import { Meter, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
-    seconds: 10, threads: 2, conn: 1, store: 1, plot: '' };
+    seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false };
 for (let i = 2; i < process.argv.length; i++) {
     const name = process.argv[i].replace(/^--/, '');
     if (!(name in options)) throw new Error(`unknown option ${process.argv[i]}`);
@@ -100,11 +104,21 @@ async function runParley (rate, msgs) {
         const stored = await storedAt(hosts[0], result.receipted, performance.now() + 120000);
         result.processes = meter.read();
         result.persist_lag_s = stored === null ? null : Math.max(0, (stored - lastSend) / 1000);
+        if (stored !== null) result.persist_per_s = result.receipted / (result.send_s + result.persist_lag_s);
+        if (options['store-raw']) result.store_raw = storeRaw(result.receipted);
         rmSync(folder, { recursive: true, force: true });
         return result;
     } finally {
         for (const host of hosts) await host.down();
     }
+}
+
+//  The store's ceiling: as many documents in bulk inserts of 512, no parley
+function storeRaw (docs) {
+    const out = execFileSync(join(build, 'parley-store-raw'), ['--url', process.env.PARLEY_TEST_MONGO_URL,
+        '--db', 'parley_store_raw', '--docs', String(Math.max(docs, 512)), '--batch', '512'],
+        { stdio: ['ignore', 'pipe', 'inherit'] });
+    return JSON.parse(out);
 }
 
 async function runRabbitmq (rate, msgs) {
@@ -142,6 +156,8 @@ function rows (result) {
         ['sent / delivered', `${thousands(result.sent)} / ${thousands(result.delivered)}`],
         ['lost / duplicated', `${result.lost} / ${result.duplicated}`],
         ['persistence lag s', fixed(result.persist_lag_s, 2)],
+        ['persistence path msg/s', thousands(result.persist_per_s)],
+        ['store raw bulk insert msg/s', thousands(result.store_raw?.per_s)],
         ['client cpu s (µs/msg)', `${fixed(result.client_cpu_s, 2)} (${fixed(result.client_cpu_s * 1e6 / result.sent, 1)})`],
     ];
     for (const [name, figures] of Object.entries(result.processes))
