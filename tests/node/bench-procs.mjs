@@ -45,6 +45,17 @@ export function peakKiB (pids) {
     return sum;
 }
 
+//  Resident memory now (VmRSS) in KiB, summed over the processes
+export function rssKiB (pids) {
+    let sum = 0;
+    for (const pid of pids) {
+        try {
+            sum += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+        } catch { /* gone */ }
+    }
+    return sum;
+}
+
 //  Start the peak anew (clear_refs 5), so a run's peak is its own
 export function resetPeak (pids) {
     for (const pid of pids) {

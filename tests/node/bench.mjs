@@ -4,7 +4,7 @@
 //  node bench.mjs [--conns N] [--room R] [--msgs M] [--rate PER_CONN]
 //                 [--hosts H] [--target parley|rabbitmq|both] [--json FILE]
 //                 [--sweep] [--seconds S] [--threads T] [--conn C] [--store S]
-//                 [--plot FILE.png] [--store-raw]
+//                 [--plot FILE.png] [--store-raw] [--idle]
 //    N connections in rooms of R (every member, the sender too, gets every
 //    message), each sending M messages at PER_CONN a second, from the C
 //    load client (tests/load, T threads). --sweep raises the offered rate
@@ -19,15 +19,21 @@
 //  then inserts as many message documents into the same store with a bare
 //  mongo-c-driver bulk-insert loop (tests/storeraw, batches of 512, the
 //  store-batch default): the store's own ceiling, beside the path's rate.
+//  --idle measures parley at rest instead: CPU of every actor, Redis and
+//  the store over S seconds with no clients, then again with N sessions
+//  (@stomp/stompjs, heart-beats 10 s both ways, as its default) subscribed
+//  to rooms of R and silent; and the commands parley sends Redis a second.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client } from '@stomp/stompjs';
+import WebSocket from 'ws';
 import { Host, sleep, withMongo } from './harness.mjs';
-import { Meter, tree } from './bench-procs.mjs';
+import { Meter, rssKiB, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
-    seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false };
+    seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false, idle: false };
 for (let i = 2; i < process.argv.length; i++) {
     const name = process.argv[i].replace(/^--/, '');
     if (!(name in options)) throw new Error(`unknown option ${process.argv[i]}`);
@@ -137,6 +143,88 @@ async function runRabbitmq (rate, msgs) {
     }
 }
 
+//  --------------------------------------------------------------------------
+//  At rest
+
+//  Redis's total_commands_processed, our INFO included
+function redisCommands () {
+    const info = execFileSync('redis-cli', ['-u', process.env.PARLEY_TEST_REDIS_URL, 'info', 'stats'], { encoding: 'utf8' });
+    return Number(/total_commands_processed:(\d+)/.exec(info)[1]);
+}
+
+//  CPU % of a core of each group, Redis commands a second (less our two
+//  INFOs), over seconds; and the actors' resident memory at the end
+async function atRest (groups, seconds) {
+    const meter = new Meter(groups);
+    const commands = redisCommands();
+    await sleep(seconds * 1000);
+    const used = meter.read();
+    const row = Object.fromEntries(Object.entries(used).map(([name, figures]) => [name, 100 * figures.cpu_s / seconds]));
+    row['redis commands/s'] = (redisCommands() - commands - 2) / seconds;
+    const actors = Object.keys(groups).filter((name) => name !== 'redis' && name !== 'store');
+    row['actors resident KiB'] = actors.reduce((sum, name) => sum + rssKiB(groups[name]), 0);
+    return row;
+}
+
+//  A silent subscribed session as @stomp/stompjs connects by default.
+//  Rejects on an ERROR or a close before the SUBSCRIBE's receipt.
+function idleSessionOnce (host, user, roomId) {
+    const client = new Client({
+        webSocketFactory: () => new WebSocket(host.url, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
+        connectHeaders: { Authorization: `Bearer ${host.token(user)}` },
+        heartbeatIncoming: 10000, heartbeatOutgoing: 10000, reconnectDelay: 0, debug: () => {},
+    });
+    return new Promise((resolve, reject) => {
+        const fail = (why) => { client.forceDisconnect(); reject(new Error(`${user}: ${why}`)); };
+        client.onStompError = (frame) => fail(frame.headers.message);
+        client.onWebSocketClose = () => fail('closed');
+        client.onConnect = () => {
+            const receipt = `idle-${user}`;
+            client.watchForReceipt(receipt, () => {
+                client.onStompError = () => {};
+                client.onWebSocketClose = () => {};
+                resolve(client);
+            });
+            client.subscribe(`/topic/rooms/${roomId}`, () => {}, { receipt });
+        };
+        client.activate();
+    });
+}
+
+//  Three tries: a busy store may answer a SUBSCRIBE 503 (try again)
+async function idleSession (host, user, roomId) {
+    for (let attempt = 1; ; attempt++) {
+        try {
+            return await idleSessionOnce(host, user, roomId);
+        } catch (error) {
+            if (attempt === 3) throw error;
+            console.error(`parley bench: ${error.message}; again`);
+            await sleep(1000);
+        }
+    }
+}
+
+async function runIdle () {
+    const host = await new Host({ conn: options.conn, store: options.store }).up();
+    const clients = [];
+    try {
+        const groups = { redis: tree(serverPid('redis')), store: tree(serverPid('ferretdb')) };
+        for (const name of host.processes.keys()) groups[`${host.hostId} ${name}`] = [host.pid(name)];
+        const results = { 'no clients': await atRest(groups, options.seconds) };
+        const rooms = await createRooms(host);
+        for (let k = 0; k < rooms.length; k++)
+            for (let j = 0; j < options.room; j++)
+                clients.push(idleSession(host, `load-${k * options.room + j}`, rooms[k]));
+        await Promise.all(clients);
+        await sleep(2000);
+        results[`${options.conns} idle sessions`] = await atRest(groups, options.seconds);
+        return results;
+    } finally {
+        for (const client of await Promise.allSettled(clients)) client.value?.forceDisconnect();
+        await host.down();
+    }
+}
+
 const run = (target, rate, msgs) => (target === 'parley' ? runParley : runRabbitmq)(rate, msgs);
 const held = (result) => result.lost === 0 && result.duplicated === 0 && result.latency_ms.p99 <= P99_LIMIT_MS;
 
@@ -203,7 +291,16 @@ function plot (sweeps, file) {
 const report = { machine: { cpus: cpus().length, model: cpus()[0]?.model, memory_gib: Math.round(totalmem() / 2 ** 30) },
     options, results: {}, sweeps: {} };
 console.log(`parley bench: ${options.conns} connections in rooms of ${options.room}, ${report.machine.cpus} cores ` +
-    `(${report.machine.model}), load client tests/load/parley-load with ${options.threads} threads`);
+    `(${report.machine.model}), ` + (options.idle ? 'silent @stomp/stompjs sessions' :
+    `load client tests/load/parley-load with ${options.threads} threads`));
+if (options.idle) {
+    report.idle = await runIdle();
+    const columns = Object.keys(report.idle);
+    console.log(`over ${options.seconds} s: % of one core; Redis commands a second`);
+    console.log(`${''.padEnd(28)}  ${columns.join(' | ')}`);
+    for (const name of Object.keys(report.idle[columns[0]]))
+        console.log(`${name.padEnd(28)}  ${columns.map((c) => fixed(report.idle[c][name], 2)).join(' | ')}`);
+} else
 if (!options.sweep) {
     for (const target of targets) report.results[target] = await run(target, options.rate, options.msgs);
     table(report.results);
