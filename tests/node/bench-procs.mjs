@@ -34,27 +34,24 @@ export function cpuSeconds (pids) {
     return pids.reduce((sum, pid) => sum + (stat(pid)?.cpu ?? 0), 0);
 }
 
-//  Peak resident memory (VmHWM) in KiB, summed over the processes
-export function peakKiB (pids) {
+//  A memory field of /proc/PID/status (VmHWM, VmRSS) in KiB, summed over
+//  the processes
+function statusKiB (pids, field) {
+    const pattern = new RegExp(`${field}:\\s+(\\d+)`);
     let sum = 0;
     for (const pid of pids) {
         try {
-            sum += Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+            sum += Number(pattern.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
         } catch { /* gone */ }
     }
     return sum;
 }
 
-//  Resident memory now (VmRSS) in KiB, summed over the processes
-export function rssKiB (pids) {
-    let sum = 0;
-    for (const pid of pids) {
-        try {
-            sum += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
-        } catch { /* gone */ }
-    }
-    return sum;
-}
+//  Peak resident memory in KiB, summed over the processes
+export const peakKiB = (pids) => statusKiB(pids, 'VmHWM');
+
+//  Resident memory now in KiB, summed over the processes
+export const rssKiB = (pids) => statusKiB(pids, 'VmRSS');
 
 //  Start the peak anew (clear_refs 5), so a run's peak is its own
 export function resetPeak (pids) {
