@@ -5,7 +5,7 @@
 #   store (tests/servers.sh), one host (bin/parley up, the actors of
 #   BUILD_DIR, no rate limits), creates the group rooms over HTTP, and runs
 #       (a) 2 connections, one room, 100 messages each at 50/s, under
-#           valgrind (installed when missing; PARLEY_LOAD_VALGRIND=0: not)
+#           valgrind (installed when missing)
 #       (b) 200 connections in rooms of 2, 20 messages each at 4/s, 2 threads
 #   --full adds the larger runs of issue 11:
 #       (b) 1000 connections in rooms of 2, 20 messages at 4/s, 2 threads
@@ -110,17 +110,13 @@ run_load () {
     fi
 }
 
-#   Run (a) under valgrind, installed when missing (never skipped for it);
-#   PARLEY_LOAD_VALGRIND=0 leaves it out on purpose
-valgrind=()
-if [ "${PARLEY_LOAD_VALGRIND:-1}" != 0 ]; then
-    if ! command -v valgrind >/dev/null; then
-        sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo=sudo
-        $sudo apt-get install -y -qq valgrind >/dev/null
-    fi
-    valgrind=(valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite)
+#   Run (a) under valgrind, always: installed when missing, never skipped
+if ! command -v valgrind >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get install -y -qq valgrind >/dev/null
 fi
+valgrind=(valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite)
 run_load a 2 2 "${valgrind[@]}" "$load" --msgs 100 --rate 50
 run_load b200 200 2 "$load" --msgs 20 --rate 4 --threads 2
 if [ "$full" = --full ]; then
