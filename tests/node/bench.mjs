@@ -27,9 +27,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client } from '@stomp/stompjs';
-import WebSocket from 'ws';
-import { Host, sleep, withMongo } from './harness.mjs';
+import { Host, connectStomp, sleep, withMongo } from './harness.mjs';
 import { Meter, rssKiB, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
@@ -166,28 +164,21 @@ async function atRest (groups, seconds) {
     return row;
 }
 
-//  A silent subscribed session as @stomp/stompjs connects by default.
+//  A silent subscribed session with @stomp/stompjs's default heart-beats.
 //  Rejects on an ERROR or a close before the SUBSCRIBE's receipt.
-function idleSessionOnce (host, user, roomId) {
-    const client = new Client({
-        webSocketFactory: () => new WebSocket(host.url, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
-        connectHeaders: { Authorization: `Bearer ${host.token(user)}` },
-        heartbeatIncoming: 10000, heartbeatOutgoing: 10000, reconnectDelay: 0, debug: () => {},
-    });
+async function idleSessionOnce (host, user, roomId) {
+    const client = await connectStomp(host.url, host.token(user), {}, 10000);
     return new Promise((resolve, reject) => {
         const fail = (why) => { client.forceDisconnect(); reject(new Error(`${user}: ${why}`)); };
         client.onStompError = (frame) => fail(frame.headers.message);
         client.onWebSocketClose = () => fail('closed');
-        client.onConnect = () => {
-            const receipt = `idle-${user}`;
-            client.watchForReceipt(receipt, () => {
-                client.onStompError = () => {};
-                client.onWebSocketClose = () => {};
-                resolve(client);
-            });
-            client.subscribe(`/topic/rooms/${roomId}`, () => {}, { receipt });
-        };
-        client.activate();
+        const receipt = `idle-${user}`;
+        client.watchForReceipt(receipt, () => {
+            client.onStompError = () => {};
+            client.onWebSocketClose = () => {};
+            resolve(client);
+        });
+        client.subscribe(`/topic/rooms/${roomId}`, () => {}, { receipt });
     });
 }
 

@@ -221,13 +221,14 @@ export class Host {
     }
 }
 
-export async function connectStomp (url, token, headers = {}) {
+//  heartbeatMs: both ways (0: none; @stomp/stompjs's own default is 10000)
+export async function connectStomp (url, token, headers = {}, heartbeatMs = 0) {
     const client = new Client({
         webSocketFactory: () => new WebSocket(url, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
         connectHeaders: token ? { Authorization: `Bearer ${token}`, ...headers } : headers,
         reconnectDelay: 0,
-        heartbeatIncoming: 0,
-        heartbeatOutgoing: 0,
+        heartbeatIncoming: heartbeatMs,
+        heartbeatOutgoing: heartbeatMs,
         debug: () => {},
     });
     client.errors = [];
