@@ -40,6 +40,7 @@ static const opt_t s_options [] = {
     { "peer-heartbeat-ms",  I (peer_heartbeat_ms),  "1000", 10, 60000, "how often an actor tells its peers it is alive" },
     { "peer-timeout-ms",    I (peer_timeout_ms),    "5000", 100, 600000, "a peer actor silent this long is gone" },
     { "status-interval-ms", I (status_interval_ms), "1000", 100, 60000, "how often an actor publishes its status record" },
+    { "heap-trim-interval-ms", I (heap_trim_interval_ms), "10000", 1000, 3600000, "how often the connection actor and the router hand free heap pages back to the kernel (after a storm of connects); each WebSocket session then gives back the buffers it holds between frames" },
     { "socket-hwm",         I (socket_hwm),         "100000", 1000, 100000000, "envelopes queued per peer link before sends fail" },
     { "drain-budget",       I (drain_budget),       "1000", 1, 1000000, "most envelopes an actor reads from one socket before serving its others" },
     { "listen-addr",        S (listen_addr),        "127.0.0.1", 0, 0, "interface the connection actors bind" },
@@ -49,6 +50,7 @@ static const opt_t s_options [] = {
     { "jwt-leeway-s",       I (jwt_leeway_s),       "30", 0, 3600, "clock skew allowed on a token's exp and nbf" },
     //  Room ids (issue 8: direct room ids are keyed, not guessable)
     { "room-id-secret",     S (room_id_secret),     "", 0, 0, "key of direct room ids (HMAC-SHA256), the same on every host; empty: derived from jwt-secret" },
+    { "ws-rx-buffer-bytes", I (ws_rx_buffer_bytes), "1024", 128, 1048576, "receive buffer lws holds for each WebSocket, for its whole life; a longer message reaches the STOMP parser in pieces of this size" },
     { "max-frame-bytes",    I (max_frame_bytes),    "65536", 256, 16777216, "largest STOMP frame" },
     { "max-body-bytes",     I (max_body_bytes),     "16384", 64, 16777216, "largest SEND or HTTP body" },
     { "max-content-chars",  I (max_content_chars),  "4000", 1, 1048576, "largest message content" },

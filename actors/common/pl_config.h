@@ -28,6 +28,7 @@ typedef struct {
     int   peer_heartbeat_ms;    //  a DEALER says it is alive this often
     int   peer_timeout_ms;      //  a peer silent this long is gone (one rule for every actor)
     int   status_interval_ms;   //  cadence of the status record (monitor, systemd STATUS=)
+    int   heap_trim_interval_ms; // cadence of handing free heap pages back (pl_heap_trim)
     int   drain_budget;         //  envelopes read from one socket per turn
     int   socket_hwm;           //  high-water mark of every actor socket
 
@@ -43,6 +44,7 @@ typedef struct {
     char *room_id_secret;
 
     int   max_frame_bytes;      //  largest STOMP frame accepted
+    int   ws_rx_buffer_bytes;   //  lws's receive buffer of one WebSocket
     int   max_body_bytes;       //  largest SEND body / HTTP body accepted
     int   max_content_chars;    //  largest message content
     int   max_headers;          //  most headers in one STOMP frame

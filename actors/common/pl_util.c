@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#if defined (__GLIBC__)
+#   include <malloc.h>
+#endif
 
 int64_t
 pl_clock_ms (void)
@@ -41,6 +44,14 @@ pl_iso8601 (int64_t epoch_ms, char *buffer, size_t size)
               (unsigned) utc.tm_mday % 100u, (unsigned) utc.tm_hour % 100u,
               (unsigned) utc.tm_min % 100u, (unsigned) utc.tm_sec % 100u,
               (unsigned) (((epoch_ms % 1000) + 1000) % 1000));
+}
+
+void
+pl_heap_trim (void)
+{
+#if defined (__GLIBC__)
+    malloc_trim (0);
+#endif
 }
 
 bool

@@ -48,6 +48,12 @@ bool pl_every_due (pl_every_t *self, int64_t now);
 //  Milliseconds until due (0 when due now), for a poll timeout.
 int  pl_every_wait_ms (const pl_every_t *self, int64_t now);
 
+//  Hands the free pages of every malloc arena back to the kernel (glibc's
+//  malloc_trim; nothing elsewhere). Without it a heap keeps the pages of its
+//  highest mark, a storm of connects, resident for good. Costs a walk of the
+//  free lists: call it on a cadence (heap-trim-interval-ms), never per event.
+void pl_heap_trim (void);
+
 //  A room or user id is 1..64 of [A-Za-z0-9_.:@-]: safe in Redis keys,
 //  STOMP destinations and URLs without escaping.
 #define PL_ID_MAX 64

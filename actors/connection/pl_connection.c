@@ -42,6 +42,9 @@
 #include <jansson.h>
 #include <assert.h>
 #include <fcntl.h>
+#if defined (__GLIBC__)
+#   include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +64,7 @@ static int s_callback (struct lws *wsi, enum lws_callback_reasons reason,
 //  lws binds a WebSocket to the first name of its Sec-WebSocket-Protocol
 //  list that it finds here: the names that are not subprotocols hold a
 //  space, which no name of such a list can (pl_gate lets none through).
+//  Buffer sizes are set per actor (s_self_protocols).
 static const struct lws_protocols s_protocols [] = {
     { "parley http", s_callback, sizeof (pss_t), 0, 0, NULL, 0 },
     { "v12.stomp",  s_callback, sizeof (pss_t), 0, 12, NULL, 0 },
@@ -329,6 +333,10 @@ s_self_handle_tick (lws_sorted_usec_list_t *sul)
         pl_notify_ready ("listening; router, persistence and bridge reachable");
     if (pl_every_due (&self->status, now))
         s_self_report (self);
+    if (pl_every_due (&self->heap_trim, now)) {
+        pl_sessions_trim (self->sessions);
+        pl_heap_trim ();
+    }
     if (self->host_metrics)
         pl_metrics_poll (self->host_metrics);
     if (self->shutting_down && s_self_drained (self, now)) {
@@ -806,7 +814,7 @@ s_self_vhost (self_t *self, const char *name, const struct lws_http_mount *mount
     //  of its vhost's port: each vhost a "port" of its own keeps it where
     //  the actor put it
     info.port = mounts? CONTEXT_PORT_NO_LISTEN: CONTEXT_PORT_NO_LISTEN_SERVER;
-    info.protocols = s_protocols;
+    info.protocols = self->protocols;
     info.vhost_name = name;
     info.mounts = mounts;
     info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE
@@ -819,6 +827,41 @@ s_self_vhost (self_t *self, const char *name, const struct lws_http_mount *mount
     //  lws whole, and the gate answers 408 to one that does not come
     info.timeout_secs_ah_idle = (unsigned int) self->config->http_head_timeout_s;
     return lws_create_vhost (self->context, &info);
+}
+
+//  s_protocols with the sizes of our writes and of a WebSocket's receive
+//  buffer. Without tx_packet_size lws sends at most 4 KiB a send () and
+//  copies the rest aside, to go out 4 KiB a writable callback; the receive
+//  buffer stays with each WebSocket for its life, 4 KiB unless told.
+static void
+s_self_protocols (self_t *self)
+{
+    assert (sizeof self->protocols >= sizeof s_protocols);
+    memcpy (self->protocols, s_protocols, sizeof s_protocols);
+    for (struct lws_protocols *protocol = self->protocols; protocol->name; protocol++) {
+        protocol->tx_packet_size = WS_CHUNK;
+        if (protocol->per_session_data_size)    //  those a WebSocket takes
+            protocol->rx_buffer_size = (size_t) self->config->ws_rx_buffer_bytes;
+    }
+}
+
+//  lws gives each connection a header table of max_http_header_data2 bytes
+//  (below) until its upgrade or answer: a storm of 1,000 connects holds
+//  1,000 of them at once, 94 MiB. Below glibc's mmap threshold they come
+//  from the heap, which keeps that peak resident for good, 14 KiB a session
+//  (bin/parley bench --idle). Blocks of that size and up get a mapping of
+//  their own instead, returned to the kernel when freed; a table's pages
+//  that the head never touched are never resident. Process-wide, and the
+//  same for every connection actor of a process.
+static void
+s_self_map_header_tables (size_t header_table_bytes)
+{
+#if defined (__GLIBC__)
+    if (mallopt (M_MMAP_THRESHOLD, (int) header_table_bytes) != 1)
+        pl_log_warning ("cannot set malloc's mmap threshold");
+#else
+    (void) header_table_bytes;
+#endif
 }
 
 //  The lws context, its vhosts, our listening socket, the pipe and the
@@ -847,6 +890,8 @@ s_self_start_lws (self_t *self)
     //  tiny headers takes up to 3 times its size here
     info.max_http_header_data = 0;
     info.max_http_header_data2 = 3 * (unsigned int) self->config->http_request_bytes;
+    s_self_map_header_tables (info.max_http_header_data2);
+    s_self_protocols (self);
     //  lws 4.1 gives a request body this long (the context's, 5 s unless
     //  set) from the head, and again from each piece of it, then closes
     //  without a word: a second line only, after http-body-timeout-s, whose
@@ -929,6 +974,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->monitor = pl_monitor_new (config, "conn", config->instance);
     pl_every_init (&self->ping, config->peer_heartbeat_ms);
     pl_every_init (&self->status, config->status_interval_ms);
+    pl_every_init (&self->heap_trim, config->heap_trim_interval_ms);
     self->host_metrics = pl_metrics_new (config->runtime_dir, config->peer_timeout_ms);
     self->dealer = pl_dealer_socket_new (self->name, config->router_endpoint, config->socket_hwm);
     if (self->monitor)

@@ -48,6 +48,7 @@ struct _self_t {
     //  most of this actor's CPU
     struct ev_loop *loop;
     struct lws_context *context;
+    struct lws_protocols protocols [8];  //  s_protocols with our buffer sizes
     struct lws_vhost *vhost;
     struct lws_vhost *files_vhost;      //  the web chat's files, or NULL
     int listen_fd;              //  ours, SO_REUSEPORT; lws owns it once adopted
@@ -71,6 +72,7 @@ struct _self_t {
     pl_every_t ping;            //  PING to the router (its answer says it is alive)
     pl_monitor_t *monitor;      //  socket events and status for operators
     pl_every_t status;          //  status record cadence
+    pl_every_t heap_trim;       //  free heap pages back to the kernel
     pl_metrics_t *host_metrics; //  every actor's status records, for /metrics
     pl_histogram_t delivery_latency;    //  createdAt to delivery here, ms
     uint64_t http_requests;

@@ -1098,6 +1098,17 @@ pl_sessions_tick (pl_sessions_t *self, int64_t now)
 }
 
 void
+pl_sessions_trim (pl_sessions_t *self)
+{
+    for (pl_session_t *session = (pl_session_t *) zlistx_first (self->list); session;
+         session = (pl_session_t *) zlistx_next (self->list)) {
+        pl_stomp_parser_trim (session->parser);
+        if (pl_buf_pending (&session->out) == 0)
+            pl_buf_free (&session->out);
+    }
+}
+
+void
 pl_sessions_drain (pl_sessions_t *self)
 {
     self->shutting_down = true;

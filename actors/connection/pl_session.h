@@ -71,6 +71,13 @@ void
 void
     pl_sessions_tick (pl_sessions_t *self, int64_t now);
 
+//  Every session gives back the buffers it holds between frames (the
+//  frame parser's, an empty outbound queue); the next frame in or out
+//  allocates them again. On the heap-trim cadence, so that a thousand idle
+//  sessions hold no buffers of what they once sent.
+void
+    pl_sessions_trim (pl_sessions_t *self);
+
 //  Shutting down: no new frames are handled; each session is told to
 //  reconnect once its requests in flight are answered.
 void

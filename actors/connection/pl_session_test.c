@@ -161,6 +161,14 @@ s_test_heartbeats (pl_link_fake_t *fake, pl_sessions_t *sessions)
     size_t size;
     pl_check (pl_session_outbound (session, &size) && size == 1);
     pl_check (pl_session_outbound (other, &size) == NULL);
+    //  A trim keeps what waits to go out, and sessions go on after it
+    pl_sessions_trim (sessions);
+    pl_check (pl_session_outbound (session, &size) && size == 1);
+    s_test_send (other, "SUBSCRIBE\nid:t\ndestination:/topic/nowhere\nreceipt:after-trim\n\n");
+    s_test_expect_error (other, "destination");
+    pl_session_destroy (&other);
+    other = s_test_connect (sessions, "accept-version:1.2\n");
+    s_test_expect (other, "CONNECTED", "heart-beat", "300,300");
     pl_sessions_tick (sessions, pl_mono_ms () + 1001);
     pl_check (pl_session_closing (session) && fake->timeout_s == PL_LINK_CLOSE_NOW);
     pl_check (!pl_session_closing (other));

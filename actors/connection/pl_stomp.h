@@ -85,6 +85,12 @@ int
 const char *
     pl_stomp_parser_error (pl_stomp_parser_t *self);
 
+//  Between frames, give back the frame buffer and header tables (a quiet
+//  session holds nothing); the next frame allocates them again. Does
+//  nothing inside a frame.
+void
+    pl_stomp_parser_trim (pl_stomp_parser_t *self);
+
 //  Heart-beat EOLs seen so far ("\n" or "\r\n" between frames).
 uint64_t
     pl_stomp_parser_heartbeats (pl_stomp_parser_t *self);

@@ -60,6 +60,7 @@ typedef struct {
     pl_every_t heartbeat;       //  HELLO to the bridge
     pl_every_t tick;            //  deadlines, silent peers, idle rooms
     pl_every_t status;          //  status record to the monitor
+    pl_every_t heap_trim;       //  free heap pages back to the kernel
     pl_every_t unread_tick;     //  unread-interval-ms: UNREAD counts asked and told
     pl_unread_t *unread;        //  the users watched here and their counts
     pl_presence_t *presence;    //  who is online in which room, every host
@@ -225,6 +226,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
     pl_every_init (&self->tick, TICK_MS);
     pl_every_init (&self->status, config->status_interval_ms);
+    pl_every_init (&self->heap_trim, config->heap_trim_interval_ms);
     pl_every_init (&self->unread_tick, config->unread_interval_ms);
     self->unread = pl_unread_new (&s_unread_ops, self, config->request_timeout_ms);
     assert (self->unread);
@@ -947,6 +949,8 @@ s_self_handle_tick (self_t *self)
         pl_notify_ready ("routing: persistence and bridge reachable");
     if (pl_every_due (&self->status, now))
         s_self_report (self);
+    if (pl_every_due (&self->heap_trim, now))
+        pl_heap_trim ();
     s_self_expire_peers (self, now);
     s_self_expire_rooms (self, now);
     //  room.get answers that never came (the requester gave up already)

@@ -53,6 +53,11 @@ export const peakKiB = (pids) => statusKiB(pids, 'VmHWM');
 //  Resident memory now in KiB, summed over the processes
 export const rssKiB = (pids) => statusKiB(pids, 'VmRSS');
 
+//  Anonymous resident memory in KiB (heap, stacks, mappings of no file):
+//  what sessions cost, without the pages of shared code a first client
+//  brings in
+export const anonKiB = (pids) => statusKiB(pids, 'RssAnon');
+
 //  Start the peak anew (clear_refs 5), so a run's peak is its own
 export function resetPeak (pids) {
     for (const pid of pids) {

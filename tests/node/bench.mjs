@@ -22,13 +22,15 @@
 //  --idle measures parley at rest instead: CPU of every actor, Redis and
 //  the store over S seconds with no clients, then again with N sessions
 //  (@stomp/stompjs, heart-beats 10 s both ways, as its default) subscribed
-//  to rooms of R and silent; and the commands parley sends Redis a second.
+//  to rooms of R and silent; and the commands parley sends Redis a second;
+//  and the actors' memory at the end of each: resident, anonymous (no
+//  pages of shared code) and, with sessions, what each session added.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Host, connectStomp, sleep, withMongo } from './harness.mjs';
-import { Meter, rssKiB, tree } from './bench-procs.mjs';
+import { Meter, anonKiB, rssKiB, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
     seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false, idle: false };
@@ -160,7 +162,10 @@ async function atRest (groups, seconds) {
     const row = Object.fromEntries(Object.entries(used).map(([name, figures]) => [name, 100 * figures.cpu_s / seconds]));
     row['redis commands/s'] = (redisCommands() - commands - 2) / seconds;
     const actors = Object.keys(groups).filter((name) => name !== 'redis' && name !== 'store');
-    row['actors resident KiB'] = actors.reduce((sum, name) => sum + rssKiB(groups[name]), 0);
+    for (const name of actors) row[`${name} resident KiB`] = rssKiB(groups[name]);
+    for (const name of actors) row[`${name} anonymous KiB`] = anonKiB(groups[name]);
+    row['actors resident KiB'] = actors.reduce((sum, name) => sum + row[`${name} resident KiB`], 0);
+    row['actors anonymous KiB'] = actors.reduce((sum, name) => sum + row[`${name} anonymous KiB`], 0);
     return row;
 }
 
@@ -208,7 +213,11 @@ async function runIdle () {
                 clients.push(idleSession(host, `load-${k * options.room + j}`, rooms[k]));
         await Promise.all(clients);
         await sleep(2000);
-        results[`${options.conns} idle sessions`] = await atRest(groups, options.seconds);
+        const busy = await atRest(groups, options.seconds);
+        const quiet = results['no clients'];
+        for (const figure of ['resident', 'anonymous'])
+            busy[`actors ${figure} KiB a session`] = (busy[`actors ${figure} KiB`] - quiet[`actors ${figure} KiB`]) / options.conns;
+        results[`${options.conns} idle sessions`] = busy;
         return results;
     } finally {
         for (const client of await Promise.allSettled(clients)) client.value?.forceDisconnect();
@@ -287,10 +296,11 @@ console.log(`parley bench: ${options.conns} connections in rooms of ${options.ro
 if (options.idle) {
     report.idle = await runIdle();
     const columns = Object.keys(report.idle);
-    console.log(`over ${options.seconds} s: % of one core; Redis commands a second`);
-    console.log(`${''.padEnd(28)}  ${columns.join(' | ')}`);
-    for (const name of Object.keys(report.idle[columns[0]]))
-        console.log(`${name.padEnd(28)}  ${columns.map((c) => fixed(report.idle[c][name], 2)).join(' | ')}`);
+    console.log(`over ${options.seconds} s: % of one core; Redis commands a second; memory at the end`);
+    console.log(`${''.padEnd(32)}  ${columns.join(' | ')}`);
+    const names = new Set(columns.flatMap((column) => Object.keys(report.idle[column])));
+    for (const name of names)
+        console.log(`${name.padEnd(32)}  ${columns.map((c) => fixed(report.idle[c][name], 2)).join(' | ')}`);
 } else
 if (!options.sweep) {
     for (const target of targets) report.results[target] = await run(target, options.rate, options.msgs);
