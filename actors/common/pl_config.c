@@ -90,6 +90,7 @@ static const opt_t s_options [] = {
     { "dev-token-ttl-s",    I (dev_token_ttl_s),    "86400", 60, 31536000, "lifetime of a token from /api/dev/token" },
     { "accept-pause-ms",    I (accept_pause_ms),    "100", 10, 60000, "pause in accepting connections while out of file descriptors" },
     { "member-cache-ms",    I (member_cache_ms),    "30000", 0, 3600000, "how long a member list is trusted" },
+    { "member-load-batch",  I (member_load_batch),  "256", 1, 1000, "most rooms in one member-list query of the router; one query is out per persistence actor, and the rooms asked for meanwhile go in the next (a connect storm asks for thousands at once)" },
     { "redis-url",          S (redis_url),          "redis://127.0.0.1:6379", 0, 0, "Redis server; with redis-cluster, seed nodes redis://[:pw@]h1:p1,h2:p2" },
     { "redis-cluster",      B (redis_cluster),      "0", 0, 0, "redis-url names Redis Cluster seed nodes" },
     { "shards",             I (shards),             "8", 1, 4096, "number of shard streams" },

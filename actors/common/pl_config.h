@@ -83,6 +83,7 @@ typedef struct {
 
     //  Room router
     int   member_cache_ms;      //  how long a room's member list is trusted
+    int   member_load_batch;    //  most rooms in one rooms.members query
 
     //  Stream bridge
     char *redis_url;            //  redis://host:port (cluster: redis://h1:p1,h2:p2)

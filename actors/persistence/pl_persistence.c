@@ -371,6 +371,26 @@ s_query_room_members (self_t *self, pl_msg_t *query, char **json_p)
     return status;
 }
 
+//  The router's member lists of many rooms at once (a connect storm asks
+//  for thousands): one store query for up to member-load-batch rooms
+static int
+s_query_rooms_members (self_t *self, pl_msg_t *query, char **json_p)
+{
+    char **ids = NULL;
+    size_t count = 0;
+    int status = pl_rooms_ids_request (pl_msg_body (query), pl_msg_body_size (query),
+                                       (size_t) self->config->member_load_batch, &ids, &count, json_p);
+    if (status)
+        return status;
+    pl_room_t *rooms = NULL;
+    size_t found = 0;
+    status = pl_store_rooms_load (self->store, ids, count, &rooms, &found)?
+             pl_rooms_unavailable (json_p): pl_rooms_members_many_answer (rooms, found, ids, count, json_p);
+    pl_rooms_list_destroy (&rooms, count);
+    pl_rooms_ids_free (&ids, count);
+    return status;
+}
+
 //  A direct room of the pair stored under the id of before keyed ids
 //  (pl_rooms_legacy_id): answered as it is, 200, with its id in *id_p.
 //  0 when there is none (or the room is a group): create the new one.
@@ -597,6 +617,7 @@ static const struct {
     int (*handler) (self_t *self, pl_msg_t *query, char **json_p);
 } s_queries [] = {
     { "room.members",   s_query_room_members },
+    { "rooms.members",  s_query_rooms_members },
     { "room.create",    s_query_room_create },
     { "room.get",       s_query_room_get },
     { "room.list",      s_query_room_list },
@@ -1038,6 +1059,16 @@ s_test_rooms (zsock_t *router, const char *direct_id)
     pl_check (json_array_size (members) == 2);
     json_decref (members);
     s_test_refused (router, 404, .kind = "room.members", .room = "g:nothing");
+    //  Many rooms at once: every id asked for, null where there is none
+    char many [128];
+    snprintf (many, sizeof many, "[\"%s\",\"g:nothing\"]", group_id);
+    members = s_test_ask (router, 200, false, .kind = "rooms.members", .body = many);
+    pl_check (json_array_size (json_object_get (members, group_id)) == 2);
+    pl_check (json_is_null (json_object_get (members, "g:nothing")) && json_object_size (members) == 2);
+    json_decref (members);
+    s_test_refused (router, 400, .kind = "rooms.members", .body = "[]");
+    s_test_refused (router, 400, .kind = "rooms.members", .body = "[\"not an id\"]");
+    s_test_refused (router, 400, .kind = "rooms.members", .body = "{}");
 
     const char *add_u3 = "{\"userId\":\"u3\"}";
     room = s_test_ask (router, 200, true, .kind = "member.add", .user = "u2", .room = group_id, .body = add_u3);

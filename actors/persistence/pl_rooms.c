@@ -317,6 +317,23 @@ pl_rooms_members_answer (const pl_room_t *room, char **json_p)
     return pl_rooms_answer (json_p, 200, array);
 }
 
+int
+pl_rooms_members_many_answer (const pl_room_t *rooms, size_t found, char * const *ids,
+                              size_t count, char **json_p)
+{
+    assert ((rooms || found == 0) && (ids || count == 0) && json_p);
+    json_t *object = json_object ();
+    for (size_t index = 0; index < count; index++)
+        json_object_set_new (object, ids [index], json_null ());
+    for (size_t index = 0; index < found; index++) {
+        json_t *array = json_array ();
+        for (size_t member = 0; member < rooms [index].member_count; member++)
+            json_array_append_new (array, s_json_str (rooms [index].members [member]));
+        json_object_set_new (object, rooms [index].id, array);
+    }
+    return pl_rooms_answer (json_p, 200, object);
+}
+
 json_t *
 pl_rooms_message_json (const pl_room_message_t *message)
 {
@@ -523,6 +540,46 @@ pl_rooms_room_request (const char *room_id, char **json_p)
 {
     //  Only the syntax: what it says is the same for every room id
     return pl_id_valid (room_id)? 0: s_error (json_p, 400, "invalid room id");
+}
+
+int
+pl_rooms_ids_request (const char *body, size_t body_size, size_t max,
+                      char ***ids_p, size_t *count_p, char **json_p)
+{
+    assert (ids_p && count_p && json_p);
+    *ids_p = NULL;
+    *count_p = 0;
+    json_t *request = body? json_loadb (body, body_size, 0, NULL): NULL;
+    size_t size = json_array_size (request);
+    int status = 0;
+    if (!json_is_array (request) || size == 0 || size > max)
+        status = s_error (json_p, 400, "body must be an array of 1 to member-load-batch room ids");
+    for (size_t index = 0; index < size && !status; index++)
+        if (!pl_id_valid (json_string_value (json_array_get (request, index))))
+            status = s_error (json_p, 400, "invalid room id");
+    if (!status) {
+        *ids_p = (char **) calloc (size, sizeof (char *));
+        for (size_t index = 0; *ids_p && index < size; index++)
+            if (((*ids_p) [index] = strdup (json_string_value (json_array_get (request, index)))))
+                (*count_p)++;
+        if (*count_p < size) {
+            pl_rooms_ids_free (ids_p, *count_p);
+            *count_p = 0;
+            status = s_error (json_p, 503, "out of memory");
+        }
+    }
+    json_decref (request);
+    return status;
+}
+
+void
+pl_rooms_ids_free (char ***ids_p, size_t count)
+{
+    assert (ids_p);
+    for (size_t index = 0; *ids_p && index < count; index++)
+        free ((*ids_p) [index]);
+    free (*ids_p);
+    *ids_p = NULL;
 }
 
 int

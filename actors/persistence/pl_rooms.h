@@ -90,6 +90,16 @@ void
 //  --------------------------------------------------------------------------
 //  Requests: checked before anything is read
 
+//  A rooms.members body: a JSON array of 1 to max valid room ids, copied
+//  into *ids_p (*count_p of them; free with pl_rooms_ids_free). Returns 0,
+//  or the status with its answer in *json_p.
+int
+    pl_rooms_ids_request (const char *body, size_t body_size, size_t max,
+                          char ***ids_p, size_t *count_p, char **json_p);
+
+void
+    pl_rooms_ids_free (char ***ids_p, size_t count);
+
 //  POST /api/rooms {"kind":"direct","members":["u2"]} or
 //  {"kind":"group","name":"..","members":[..]}. Fills *room with a new room:
 //  the caller always a member, repeats dropped, members sorted. A direct
@@ -193,6 +203,13 @@ int
 //  NULL 404.
 int
     pl_rooms_members_answer (const pl_room_t *room, char **json_p);
+
+//  The member lists of a rooms.members query: an object of every id asked
+//  for (ids, count) -> its members, or null where the room is not among the
+//  found loaded rooms; 200.
+int
+    pl_rooms_members_many_answer (const pl_room_t *rooms, size_t found, char * const *ids,
+                                  size_t count, char **json_p);
 
 //  One message as a MESSAGE body has it (a new reference).
 json_t *

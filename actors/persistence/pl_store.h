@@ -121,6 +121,14 @@ int
 int
     pl_store_room_load (pl_store_t *self, const char *room_id, pl_room_t *room);
 
+//  Load the rooms of ids (count of them) that exist, in one query: *rooms_p
+//  gets an array of count entries (release with pl_rooms_list_destroy
+//  (rooms_p, count)) whose first *found_p are loaded, in no given order, as
+//  pl_store_room_load loads one. Returns 0 or -1 (nothing loaded).
+int
+    pl_store_rooms_load (pl_store_t *self, char * const *ids, size_t count,
+                         pl_room_t **rooms_p, size_t *found_p);
+
 //  Set room->last_seq: the highest stored seq of the room, 0 if none.
 //  Returns 0 or -1.
 int

@@ -97,6 +97,69 @@ pl_store_room_load (pl_store_t *self, const char *room_id, pl_room_t *room)
     return rc;
 }
 
+//  The filter of rooms whose _id is one of ids (count >= 1) into filter.
+//  FerretDB: $in on _id is not pushed down on SQLite: one scan of the
+//  rooms for the whole batch (about 140 ms at 5,000 rooms), where one
+//  query per room paid a round trip and its overhead each; a lone id asks
+//  by equality, which is pushed down (2 ms). MongoDB walks the _id index
+//  either way.
+static void
+s_rooms_filter (bson_t *filter, char * const *ids, size_t count)
+{
+    if (count == 1) {
+        BSON_APPEND_UTF8 (filter, "_id", ids [0]);
+        return;
+    }
+    bson_t match, list;
+    BSON_APPEND_DOCUMENT_BEGIN (filter, "_id", &match);
+    BSON_APPEND_ARRAY_BEGIN (&match, "$in", &list);
+    for (size_t index = 0; index < count; index++) {
+        char key [16];
+        const char *key_text;
+        bson_uint32_to_string ((uint32_t) index, &key_text, key, sizeof key);
+        BSON_APPEND_UTF8 (&list, key_text, ids [index]);
+    }
+    bson_append_array_end (&match, &list);
+    bson_append_document_end (filter, &match);
+}
+
+int
+pl_store_rooms_load (pl_store_t *self, char * const *ids, size_t count,
+                     pl_room_t **rooms_p, size_t *found_p)
+{
+    assert (self && (ids || count == 0) && rooms_p && found_p);
+    *rooms_p = count? (pl_room_t *) calloc (count, sizeof (pl_room_t)): NULL;
+    *found_p = 0;
+    if (count == 0)
+        return 0;
+    if (!*rooms_p)
+        return -1;
+    bson_t filter = BSON_INITIALIZER;
+    s_rooms_filter (&filter, ids, count);
+    mongoc_cursor_t *cursor = mongoc_collection_find_with_opts (self->rooms, &filter, NULL, NULL);
+    const bson_t *doc;
+    bool failed = false;
+    //  More documents than ids asked for cannot come: _id is unique
+    while (!failed && *found_p < count && mongoc_cursor_next (cursor, &doc)) {
+        failed = s_room_parse (doc, &(*rooms_p) [*found_p]) != 0;
+        if (!failed)
+            (*found_p)++;
+    }
+    bson_error_t error;
+    int rc = mongoc_cursor_error (cursor, &error)? pl_store_failed ("rooms lookup", &error): 0;
+    if (rc == 0 && failed) {
+        pl_log_warning ("store: rooms lookup failed: out of memory");
+        rc = -1;
+    }
+    mongoc_cursor_destroy (cursor);
+    bson_destroy (&filter);
+    if (rc) {
+        pl_rooms_list_destroy (rooms_p, count);
+        *found_p = 0;
+    }
+    return rc;
+}
+
 //  FerretDB: on SQLite only _id equality is pushed down, so this scans and
 //  sorts the room's messages in memory; MongoDB uses room_seq.
 //  A room's newest message document (NULL when it has none). Returns

@@ -38,8 +38,16 @@ typedef struct {
     int64_t loaded_at;
     uint64_t loading_corr;      //  non-zero while a member query is out
     int64_t loading_deadline;
+    bool load_queued;           //  in self->to_load, for this turn's queries
     zlistx_t *waiters;          //  waiter_t
 } room_t;
+
+//  A rooms.members query out: the rooms it asked for (a room whose
+//  loading_corr is another by the time the answer comes ignores it)
+typedef struct {
+    zlistx_t *room_ids;         //  strings, owned
+    int64_t deadline;           //  no answer by then: forgotten
+} load_t;
 
 //  A room.get on its way: its answer gets "online"
 typedef struct {
@@ -54,7 +62,8 @@ typedef struct {
     zsock_t *bridge;            //  DEALER to the stream bridge
     pl_peers_t *conns;          //  connection actors; data: the rooms each joined
     zhashx_t *rooms;            //  room id -> room_t
-    zhashx_t *loading;          //  corr (text) -> room_t (not owned)
+    zlistx_t *to_load;          //  room ids whose members this turn asks for
+    zhashx_t *loads;            //  corr (text) -> load_t: member queries out
     pl_peers_t *stores;         //  persistence actors, taking queries in turn
     uint64_t next_corr;
     pl_every_t heartbeat;       //  HELLO to the bridge
@@ -75,6 +84,7 @@ typedef struct {
 
 static void s_conn_join (self_t *self, const char *identity, const char *room_id);
 static int s_send_to_store (self_t *self, pl_msg_t *message);
+static void s_self_send_load (self_t *self, load_t *load, json_t *ids);
 static int s_send_to (self_t *self, pl_msg_t *message, const char *identity);
 
 //  pl_unread's questions: QUERY user.unread, the router's own (no route)
@@ -187,6 +197,17 @@ s_room_destroy (void **item_p)
     }
 }
 
+static void
+s_load_destroy (void **item_p)
+{
+    load_t *load = (load_t *) *item_p;
+    if (load) {
+        zlistx_destroy (&load->room_ids);
+        free (load);
+        *item_p = NULL;
+    }
+}
+
 static zhashx_t *
 s_set_new (void)
 {
@@ -221,7 +242,12 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->conns = pl_peers_new (config->peer_timeout_ms, s_conn_rooms_destroy);
     self->rooms = zhashx_new ();
     zhashx_set_destructor (self->rooms, s_room_destroy);
-    self->loading = zhashx_new ();
+    self->to_load = zlistx_new ();
+    assert (self->to_load);
+    zlistx_set_destructor (self->to_load, pl_free_item);
+    self->loads = zhashx_new ();
+    assert (self->loads);
+    zhashx_set_destructor (self->loads, s_load_destroy);
     self->stores = pl_peers_new (config->peer_timeout_ms, NULL);
     pl_every_init (&self->heartbeat, config->peer_heartbeat_ms);
     pl_every_init (&self->tick, TICK_MS);
@@ -249,7 +275,8 @@ s_self_destroy (self_t **self_p)
         pl_unread_destroy (&self->unread);
         pl_presence_destroy (&self->presence);
         zhashx_destroy (&self->room_gets);
-        zhashx_destroy (&self->loading);
+        zlistx_destroy (&self->to_load);
+        zhashx_destroy (&self->loads);
         zhashx_destroy (&self->rooms);
         pl_peers_destroy (&self->conns);
         pl_peers_destroy (&self->stores);
@@ -375,34 +402,63 @@ s_room_fail_waiters (self_t *self, room_t *room, uint32_t status, const char *te
     zlistx_purge (room->waiters);
 }
 
+//  The answer of the member query out for room, if any, is not for it now
 static void
-s_room_stop_loading (self_t *self, room_t *room)
+s_room_stop_loading (room_t *room)
 {
-    char key [24];
-    snprintf (key, sizeof key, "%" PRIu64, room->loading_corr);
-    zhashx_delete (self->loading, key);
     room->loading_corr = 0;
 }
 
+//  Ask for room's members with this turn's other rooms (s_self_flush_loads)
 static void
 s_room_load_members (self_t *self, room_t *room)
 {
-    if (room->loading_corr)
+    if (room->loading_corr || room->load_queued)
         return;
-    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
-    pl_msg_set_operation (query, "room.members");
-    pl_msg_set_room (query, room->room_id);
-    pl_msg_set_corr (query, ++self->next_corr);
-    if (s_send_to_store (self, query) == 0) {
-        room->loading_corr = self->next_corr;
-        room->loading_deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
-        char key [24];
-        snprintf (key, sizeof key, "%" PRIu64, room->loading_corr);
-        zhashx_insert (self->loading, key, room);
+    char *room_id = strdup (room->room_id);
+    assert (room_id);
+    zlistx_add_end (self->to_load, room_id);
+    room->load_queued = true;
+}
+
+//  The rooms queued, member-load-batch to a rooms.members query, with one
+//  query out per persistence actor: what comes meanwhile waits for the next
+//  answer and goes in one query with the rest. A connect storm asks for
+//  thousands of rooms; one query each made the store the bottleneck, and
+//  queries queued in a store aged past their deadline there (FerretDB scans
+//  the rooms for each). A lone room still goes at once. With no persistence
+//  actor at all, waiters stay until their deadline: one may connect
+//  meanwhile (s_store_seen).
+static void
+s_self_flush_loads (self_t *self)
+{
+    int64_t deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
+    size_t window = pl_peers_size (self->stores);
+    if (window == 0)
+        window = 1;             //  the send fails, and the rooms wait
+    while (zlistx_size (self->to_load) && zhashx_size (self->loads) < window) {
+        load_t *load = (load_t *) zmalloc (sizeof (load_t));
+        assert (load);
+        load->room_ids = zlistx_new ();
+        assert (load->room_ids);
+        zlistx_set_destructor (load->room_ids, pl_free_item);
+        load->deadline = deadline;
+        json_t *ids = json_array ();
+        while (zlistx_size (self->to_load)
+        &&     zlistx_size (load->room_ids) < (size_t) self->config->member_load_batch) {
+            char *room_id = (char *) zlistx_detach (self->to_load, NULL);
+            room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+            if (room && room->load_queued) {
+                room->load_queued = false;
+                json_array_append_new (ids, json_string (room_id));
+                zlistx_add_end (load->room_ids, room_id);
+            }
+            else
+                free (room_id);     //  gone meanwhile
+        }
+        s_self_send_load (self, load, ids);
+        json_decref (ids);
     }
-    //  With no persistence actor at all, waiters stay until their deadline:
-    //  one may connect meanwhile (see s_self_handle_tick)
-    pl_msg_destroy (&query);
 }
 
 //  AUTHZ, SEND or REPLAY: decide now when the member list is fresh, else
@@ -438,34 +494,20 @@ s_self_handle_membership_request (self_t *self, pl_msg_t **request_p)
     s_room_load_members (self, room);
 }
 
-//  The answer to our own room.members query.
+//  Room's member list as the store gave it: a JSON array, or null (no such
+//  room); then every waiter is decided
 static void
-s_self_handle_members (self_t *self, pl_msg_t *result)
+s_room_set_members (self_t *self, room_t *room, json_t *array)
 {
-    char key [24];
-    snprintf (key, sizeof key, "%" PRIu64, pl_msg_corr (result));
-    room_t *room = (room_t *) zhashx_lookup (self->loading, key);
-    if (!room)
-        return;                 //  late answer, the room gave up already
-    s_room_stop_loading (self, room);
-    uint32_t status = pl_msg_status (result);
-    if (status != 200 && status != 404) {
-        s_room_fail_waiters (self, room, 503, "persistence unavailable, try again");
-        return;
-    }
     zhashx_t *members = s_set_new ();
-    if (status == 200) {
-        json_t *array = json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL);
-        size_t index;
-        json_t *member;
-        json_array_foreach (array, index, member)
-            if (json_is_string (member))
-                zhashx_insert (members, json_string_value (member), (void *) 1);
-        json_decref (array);
-    }
+    size_t index;
+    json_t *member;
+    json_array_foreach (array, index, member)
+        if (json_is_string (member))
+            zhashx_insert (members, json_string_value (member), (void *) 1);
     zhashx_destroy (&room->members);
     room->members = members;
-    room->exists = status == 200;
+    room->exists = json_is_array (array);
     room->loaded_at = pl_mono_ms ();
 
     waiter_t *waiter = (waiter_t *) zlistx_first (room->waiters);
@@ -474,6 +516,65 @@ s_self_handle_members (self_t *self, pl_msg_t *result)
         waiter = (waiter_t *) zlistx_next (room->waiters);
     }
     zlistx_purge (room->waiters);
+}
+
+//  One rooms.members query to a store; the rooms wait for its answer
+static void
+s_self_send_load (self_t *self, load_t *load, json_t *ids)
+{
+    if (zlistx_size (load->room_ids) == 0) {
+        s_load_destroy ((void **) &load);
+        return;
+    }
+    char *body = json_dumps (ids, JSON_COMPACT);
+    assert (body);
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_operation (query, "rooms.members");
+    pl_msg_set_body (query, body, strlen (body));
+    pl_msg_set_corr (query, ++self->next_corr);
+    free (body);
+    bool sent = s_send_to_store (self, query) == 0;
+    pl_msg_destroy (&query);
+    if (!sent) {
+        s_load_destroy ((void **) &load);
+        return;
+    }
+    for (const char *room_id = (const char *) zlistx_first (load->room_ids); room_id;
+         room_id = (const char *) zlistx_next (load->room_ids)) {
+        room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+        room->loading_corr = self->next_corr;
+        room->loading_deadline = load->deadline;
+    }
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, self->next_corr);
+    zhashx_insert (self->loads, key, load);
+}
+
+//  The answer to our own rooms.members query: {room id: [members] or null}
+static void
+s_self_handle_members (self_t *self, pl_msg_t *result)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, pl_msg_corr (result));
+    load_t *load = (load_t *) zhashx_lookup (self->loads, key);
+    if (!load)
+        return;                 //  late answer, its rooms gave up already
+    json_t *answer = pl_msg_status (result) == 200?
+                     json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL): NULL;
+    for (const char *room_id = (const char *) zlistx_first (load->room_ids); room_id;
+         room_id = (const char *) zlistx_next (load->room_ids)) {
+        room_t *room = (room_t *) zhashx_lookup (self->rooms, room_id);
+        if (!room || room->loading_corr != pl_msg_corr (result))
+            continue;           //  gone, or asking again after a change
+        s_room_stop_loading (room);
+        json_t *members = json_object_get (answer, room_id);
+        if (!json_is_object (answer) || !(json_is_array (members) || json_is_null (members)))
+            s_room_fail_waiters (self, room, 503, "persistence unavailable, try again");
+        else
+            s_room_set_members (self, room, members);
+    }
+    json_decref (answer);
+    zhashx_delete (self->loads, key);
 }
 
 //  A room's members changed: the next AUTHZ or SEND loads them again.
@@ -487,7 +588,7 @@ s_self_forget_members (self_t *self, const char *room_id)
     //  A load under way may have read the members before the change: its
     //  answer is dropped, and who waits asks again
     if (room->loading_corr) {
-        s_room_stop_loading (self, room);
+        s_room_stop_loading (room);
         if (zlistx_size (room->waiters))
             s_room_load_members (self, room);
     }
@@ -903,7 +1004,7 @@ s_self_expire_rooms (self_t *self, int64_t now)
     for (room_t *room = (room_t *) zhashx_first (self->rooms); room;
          room = (room_t *) zhashx_next (self->rooms)) {
         if (room->loading_corr && now >= room->loading_deadline) {
-            s_room_stop_loading (self, room);
+            s_room_stop_loading (room);
             s_room_fail_waiters (self, room, 503, "persistence unavailable, try again");
         }
         //  Waiters for a room nobody could ask yet (no store connected)
@@ -962,6 +1063,15 @@ s_self_handle_tick (self_t *self)
             zhashx_delete (self->room_gets, key);
     }
     zlistx_destroy (&keys);
+    //  rooms.members answers that never came (each room failed its waiters)
+    keys = zhashx_keys (self->loads);
+    for (const char *key = keys? (const char *) zlistx_first (keys): NULL; key;
+         key = (const char *) zlistx_next (keys)) {
+        load_t *load = (load_t *) zhashx_lookup (self->loads, key);
+        if (now > load->deadline)
+            zhashx_delete (self->loads, key);
+    }
+    zlistx_destroy (&keys);
 }
 
 void
@@ -994,6 +1104,7 @@ pl_router_actor (zsock_t *pipe, void *args)
         pl_drain (self->frontend, budget, "peers", s_self_handle_frontend, self);
         pl_drain (self->bridge, budget, "bridge", s_self_handle_bridge, self);
         s_self_handle_tick (self);
+        s_self_flush_loads (self);
     }
     zpoller_destroy (&poller);
     s_self_destroy (&self);

@@ -8,6 +8,7 @@
 #include "pl_log.h"
 #include "pl_util.h"
 
+#include <jansson.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -40,25 +41,91 @@ s_test_authz (zsock_t *conn, const char *room, const char *user, uint64_t corr)
     return status;
 }
 
-//  The store's next room.members query, answered with these members (NULL:
-//  left unanswered); returns whether one came
+//  The answer to a rooms.members query of one room: {room: members}
+static void
+s_test_members_answer (zsock_t *store, pl_msg_t *query, const char *room, const char *members)
+{
+    pl_check (streq (pl_msg_operation (query), "rooms.members"));
+    char asked [64], body [256];
+    snprintf (asked, sizeof asked, "[\"%s\"]", room);
+    pl_check (pl_msg_body_size (query) == strlen (asked)
+           && memcmp (pl_msg_body (query), asked, strlen (asked)) == 0);
+    snprintf (body, sizeof body, "{\"%s\":%s}", room, members);
+    pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
+    pl_msg_set_corr (answer, pl_msg_corr (query));
+    pl_msg_set_status (answer, 200);
+    pl_msg_set_body (answer, body, strlen (body));
+    pl_msg_send (&answer, store);
+}
+
+//  The store's next rooms.members query, for room, answered with these
+//  members (NULL: left unanswered); returns whether one came
 static bool
-s_test_members_query (zsock_t *store, const char *members)
+s_test_members_query (zsock_t *store, const char *room, const char *members)
 {
     zsock_set_rcvtimeo (store, 300);
     pl_msg_t *query = pl_msg_recv_command (store, PL_MSG_QUERY);
     if (!query)
         return false;
-    pl_check (streq (pl_msg_operation (query), "room.members"));
-    if (members) {
-        pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
-        pl_msg_set_corr (answer, pl_msg_corr (query));
-        pl_msg_set_status (answer, 200);
-        pl_msg_set_body (answer, members, strlen (members));
-        pl_msg_send (&answer, store);
-    }
+    pl_check (streq (pl_msg_operation (query), "rooms.members"));
+    if (members)
+        s_test_members_answer (store, query, room, members);
     pl_msg_destroy (&query);
     return true;
+}
+
+//  Rooms asked for meanwhile share rooms.members queries of at most
+//  member-load-batch (2 here) rooms, one query out at a time with one
+//  store; a room the store does not know (null) refuses as a non-member
+static void
+s_test_batched_loads (zsock_t *conn, zsock_t *store)
+{
+    const char *rooms [] = { "b1", "b2", "b3" };
+    for (int index = 0; index < 3; index++) {
+        pl_msg_t *message = pl_msg_new (PL_MSG_AUTHZ);
+        pl_msg_set_corr (message, 50 + (uint64_t) index);
+        pl_msg_set_room (message, rooms [index]);
+        pl_msg_set_user (message, "u1");
+        pl_msg_send (&message, conn);
+    }
+    size_t asked = 0;
+    while (asked < 3) {
+        pl_msg_t *query = pl_msg_recv_command (store, PL_MSG_QUERY);
+        pl_check (query && streq (pl_msg_operation (query), "rooms.members"));
+        //  No second query while this one is out
+        zsock_set_rcvtimeo (store, 200);
+        pl_msg_t *early = pl_msg_recv_command (store, PL_MSG_QUERY);
+        pl_check (early == NULL);
+        zsock_set_rcvtimeo (store, 2000);
+        json_t *ids = json_loadb (pl_msg_body (query), pl_msg_body_size (query), 0, NULL);
+        pl_check (json_array_size (ids) >= 1 && json_array_size (ids) <= 2);
+        json_t *answer = json_object ();
+        size_t index;
+        json_t *id;
+        json_array_foreach (ids, index, id) {
+            const char *room = json_string_value (id);
+            json_object_set_new (answer, room, streq (room, "b1")? json_pack ("[s]", "u1"):
+                                               streq (room, "b2")? json_pack ("[s]", "u2"): json_null ());
+        }
+        asked += json_array_size (ids);
+        char *body = json_dumps (answer, JSON_COMPACT);
+        pl_msg_t *result = pl_msg_new (PL_MSG_RESULT);
+        pl_msg_set_corr (result, pl_msg_corr (query));
+        pl_msg_set_status (result, 200);
+        pl_msg_set_body (result, body, strlen (body));
+        pl_msg_send (&result, store);
+        free (body);
+        json_decref (answer);
+        json_decref (ids);
+        pl_msg_destroy (&query);
+    }
+    pl_check (asked == 3);
+    for (int count = 0; count < 3; count++) {
+        pl_msg_t *message = pl_msg_recv_command (conn, PL_MSG_RESULT);
+        pl_check (message);
+        pl_check (pl_msg_status (message) == (pl_msg_corr (message) == 50? 200: 403));
+        pl_msg_destroy (&message);
+    }
 }
 
 //  A member list past member-cache-ms still decides at once while a fresh
@@ -71,6 +138,7 @@ s_test_stale_members (void)
     pl_config_set (config, "router-endpoint", "inproc://pl_router_stale-router");
     pl_config_set (config, "bridge-endpoint", "inproc://pl_router_stale-bridge");
     pl_config_set (config, "member-cache-ms", "100");
+    pl_config_set (config, "member-load-batch", "2");
     pl_check (pl_config_finish (config) == 0);
     zsock_t *bridge = zsock_new_router ("inproc://pl_router_stale-bridge");
     zactor_t *router = zactor_new (pl_router_actor, config);
@@ -95,7 +163,7 @@ s_test_stale_members (void)
     pl_msg_set_room (message, "r9");
     pl_msg_set_user (message, "u1");
     pl_msg_send (&message, conn);
-    pl_check (s_test_members_query (store, "[\"u1\"]"));
+    pl_check (s_test_members_query (store, "r9", "[\"u1\"]"));
     message = pl_msg_recv_command (conn, PL_MSG_RESULT);
     pl_check (message && pl_msg_status (message) == 200);
     pl_msg_destroy (&message);
@@ -103,8 +171,8 @@ s_test_stale_members (void)
     zclock_sleep (150);
     pl_check (s_test_authz (conn, "r9", "u1", 2) == 200);
     pl_check (s_test_authz (conn, "r9", "u2", 3) == 403);
-    pl_check (s_test_members_query (store, NULL));
-    pl_check (!s_test_members_query (store, NULL));
+    pl_check (s_test_members_query (store, "r9", "[\"u1\"]"));
+    pl_check (!s_test_members_query (store, "r9", NULL));
     //  A change of members: the list is gone, the next request waits for it
     message = pl_msg_new (PL_MSG_ROOM_CHANGED);
     pl_msg_set_room (message, "r9");
@@ -115,10 +183,11 @@ s_test_stale_members (void)
     pl_msg_set_room (message, "r9");
     pl_msg_set_user (message, "u2");
     pl_msg_send (&message, conn);
-    pl_check (s_test_members_query (store, "[\"u1\",\"u2\"]"));
+    pl_check (s_test_members_query (store, "r9", "[\"u1\",\"u2\"]"));
     message = pl_msg_recv_command (conn, PL_MSG_RESULT);
     pl_check (message && pl_msg_corr (message) == 4 && pl_msg_status (message) == 200);
     pl_msg_destroy (&message);
+    s_test_batched_loads (conn, store);
 
     zsock_destroy (&store);
     zsock_destroy (&conn);
@@ -177,12 +246,7 @@ pl_router_test (bool verbose)
         if (round == 0) {
             pl_msg_t *query = s_test_recv (store);
             pl_check (pl_msg_command (query) == PL_MSG_QUERY);
-            pl_check (streq (pl_msg_operation (query), "room.members") && streq (pl_msg_room (query), "r1"));
-            pl_msg_t *answer = pl_msg_new (PL_MSG_RESULT);
-            pl_msg_set_corr (answer, pl_msg_corr (query));
-            pl_msg_set_status (answer, 200);
-            pl_msg_set_body (answer, "[\"u1\",\"u2\"]", 11);
-            pl_msg_send (&answer, store);
+            s_test_members_answer (store, query, "r1", "[\"u1\",\"u2\"]");
             pl_msg_destroy (&query);
         }
         message = s_test_recv (conn);
