@@ -111,9 +111,9 @@
     F (SEND, cmid,         "clientMsgId, or empty: one repeated within `dedup-ttl-s` is not appended again") \
     F (SEND, body,         "the content") \
     F (SEND, route,        "set by the router: the conn's routing id, copied into the RESULT") \
-    C (RESULT, 8, "router → conn; bridge → router → conn; store → router → conn; store → router", \
+    C (RESULT, 8, "router → conn; bridge → router → conn; store → router → conn; store → router; store → bridge", \
        "the answer to AUTHZ, SEND, QUERY or REPLAY") \
-    F (RESULT, route,      "from the bridge or a store: the conn the router forwards it to; empty from a store: the answer to the router's own QUERY") \
+    F (RESULT, route,      "from the bridge or a store: the conn the router forwards it to; empty from a store: the answer to the router's (or the bridge's) own QUERY") \
     F (RESULT, corr,       "the request's corr") \
     F (RESULT, session,    "the request's session") \
     F (RESULT, room,       "the request's room, from the router and a store (the conn reads it in an AUTHZ answer)") \
@@ -147,20 +147,20 @@
     F (PERSISTED, seq,     "the PERSIST's seq (not read)") \
     F (PERSISTED, status,  "200 stored (or stored before); 500 failed") \
     F (PERSISTED, body,    "on 500: the error") \
-    C (QUERY, 12, "conn → router → store; router → store", \
-       "work for MongoDB: the HTTP API, a resume's history, the router's member lists") \
+    C (QUERY, 12, "conn → router → store; router → store; bridge → store", \
+       "work for MongoDB: the HTTP API, a resume's history, the router's member lists, the bridge's seq floors") \
     F (QUERY, corr,        "chosen by the requester, echoed in the RESULT") \
     F (QUERY, session,     "`room.since`: the subscriber's session; else 0") \
     F (QUERY, route,       "set by the router: the conn's routing id, copied into the RESULT; empty in the router's own") \
-    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `rooms.members`, `member.add`, `member.remove` or `user.unread`") \
-    F (QUERY, user,        "the caller (from its token); empty in `room.members` and `rooms.members`; `user.unread`: the user whose counts are asked") \
+    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `rooms.members`, `member.add`, `member.remove`, `user.unread` or `rooms.last_seq`") \
+    F (QUERY, user,        "the caller (from its token); empty in `room.members`, `rooms.members` and `rooms.last_seq`; `user.unread`: the user whose counts are asked") \
     F (QUERY, caller_name, "the caller's name (from its token; not read)") \
     F (QUERY, room,        "the room of the operation; `room.list`: the page starts after this room (empty: from the first)") \
     F (QUERY, target_user, "`member.remove`: the user to remove") \
     F (QUERY, before,      "`room.messages`: only seq < before, newest first (0: no bound)") \
     F (QUERY, after,       "`room.since`: only seq > after, oldest first") \
     F (QUERY, limit,       "`room.messages`, `room.since`, `room.list`: at most this many (0 or over `history-limit`: `history-limit`)") \
-    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object; `user.unread`: a JSON array of room ids (empty: every room of the user); `rooms.members`: a JSON array of 1 to `member-load-batch` room ids") \
+    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object; `user.unread`: a JSON array of room ids (empty: every room of the user); `rooms.members`: a JSON array of 1 to `member-load-batch` room ids; `rooms.last_seq`: a JSON array of 1 to `seq-floor-batch` room ids") \
     C (ROOM_CHANGED, 13, "store → router → bridge; bridge → router", \
        "a room's members changed: every host's router drops its cached list") \
     F (ROOM_CHANGED, room, "the room") \

@@ -39,6 +39,7 @@
 #include "pl_router.h"
 #include "pl_unread.h"
 #include "pl_presence.h"
+#include "pl_floors.h"
 #include "pl_rooms.h"
 #include "pl_store.h"
 #include "pl_persistence.h"
@@ -86,6 +87,7 @@ static const selftest_t s_selftests [] = {
     { "pl_store",       pl_store_test },
     { "pl_persistence", pl_persistence_test },
     { "pl_streams",     pl_streams_test },
+    { "pl_floors",      pl_floors_test },
     { "pl_bridge",      pl_bridge_test },
     { "pl_pipeline",    pl_pipeline_test },
 };

@@ -87,6 +87,9 @@ typedef struct {
 
     //  Stream bridge
     char *redis_url;            //  redis://host:port (cluster: redis://h1:p1,h2:p2)
+    int   redis_min_replicas;   //  replicas that must have an append before its RECEIPT
+    int   seq_floor_batch;      //  most rooms in one rooms.last_seq query
+    int   redis_wait_timeout_ms; // how long an append waits for them (WAIT)
     bool  redis_cluster;        //  redis_url names Redis Cluster seed nodes
     int   shards;               //  S shard streams
     char *key_prefix;           //  prefix of every Redis key

@@ -173,12 +173,39 @@ s_self_confirm (self_t *self, pl_msg_t *entry, int result, const char *error)
     pl_msg_send (&persisted, self->bridge);
 }
 
-//  One PERSIST from the bridge joins the batch (a pl_drain_fn).
+//  The bridge's QUERY rooms.last_seq: the highest stored seq of each room
+//  it asks for (its seq counters must never go below), answered at once
+static void
+s_self_bridge_query (self_t *self, pl_msg_t *query)
+{
+    char *json = NULL;
+    char **ids = NULL;
+    size_t count = 0;
+    int status = streq (pl_msg_operation (query), "rooms.last_seq")?
+                 pl_rooms_ids_request (pl_msg_body (query), pl_msg_body_size (query),
+                                       (size_t) self->config->seq_floor_batch, &ids, &count, &json):
+                 pl_rooms_unknown_query (&json);
+    int64_t *lasts = status == 0? (int64_t *) calloc (count, sizeof (int64_t)): NULL;
+    if (status == 0)
+        status = !lasts || pl_store_rooms_last_seq (self->store, ids, count, lasts)?
+                 pl_rooms_unavailable (&json): pl_rooms_last_seqs_answer (ids, lasts, count, &json);
+    pl_reply_send (self->bridge, query, (uint32_t) status, json);
+    free (lasts);
+    pl_rooms_ids_free (&ids, count);
+    free (json);
+}
+
+//  One PERSIST from the bridge joins the batch, a QUERY is answered (a
+//  pl_drain_fn).
 static void
 s_self_batch_add (void *actor, pl_msg_t **message_p)
 {
     self_t *self = (self_t *) actor;
     pl_msg_t *message = *message_p;
+    if (pl_msg_command (message) == PL_MSG_QUERY) {
+        s_self_bridge_query (self, message);
+        return;
+    }
     if (pl_msg_command (message) != PL_MSG_PERSIST) {
         pl_log_warning ("unexpected %s from the bridge", pl_msg_command_name (pl_msg_command (message)));
         return;

@@ -318,6 +318,16 @@ pl_rooms_members_answer (const pl_room_t *room, char **json_p)
 }
 
 int
+pl_rooms_last_seqs_answer (char * const *ids, const int64_t *lasts, size_t count, char **json_p)
+{
+    assert ((ids && lasts) || count == 0);
+    json_t *object = json_object ();
+    for (size_t index = 0; index < count; index++)
+        json_object_set_new (object, ids [index], json_integer ((json_int_t) lasts [index]));
+    return pl_rooms_answer (json_p, 200, object);
+}
+
+int
 pl_rooms_members_many_answer (const pl_room_t *rooms, size_t found, char * const *ids,
                               size_t count, char **json_p)
 {
@@ -552,8 +562,11 @@ pl_rooms_ids_request (const char *body, size_t body_size, size_t max,
     json_t *request = body? json_loadb (body, body_size, 0, NULL): NULL;
     size_t size = json_array_size (request);
     int status = 0;
-    if (!json_is_array (request) || size == 0 || size > max)
-        status = s_error (json_p, 400, "body must be an array of 1 to member-load-batch room ids");
+    if (!json_is_array (request) || size == 0 || size > max) {
+        char text [80];
+        snprintf (text, sizeof text, "body must be an array of 1 to %zu room ids", max);
+        status = s_error (json_p, 400, text);
+    }
     for (size_t index = 0; index < size && !status; index++)
         if (!pl_id_valid (json_string_value (json_array_get (request, index))))
             status = s_error (json_p, 400, "invalid room id");

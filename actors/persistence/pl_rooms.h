@@ -204,6 +204,12 @@ int
 int
     pl_rooms_members_answer (const pl_room_t *room, char **json_p);
 
+//  The highest stored seq of each room of a rooms.last_seq query: an
+//  object id -> seq (0: none); 200.
+int
+    pl_rooms_last_seqs_answer (char * const *ids, const int64_t *lasts, size_t count,
+                               char **json_p);
+
 //  The member lists of a rooms.members query: an object of every id asked
 //  for (ids, count) -> its members, or null where the room is not among the
 //  found loaded rooms; 200.

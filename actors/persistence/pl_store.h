@@ -134,6 +134,11 @@ int
 int
     pl_store_room_last_seq (pl_store_t *self, pl_room_t *room);
 
+//  The highest stored seq of each room of ids (count >= 1) into lasts
+//  (count of them, 0 where a room has none), in one query. Returns 0 or -1.
+int
+    pl_store_rooms_last_seq (pl_store_t *self, char * const *ids, size_t count, int64_t *lasts);
+
 //  Set room->read_seqs from the room's member documents (0 for a member
 //  without one). Returns 0 or -1.
 int

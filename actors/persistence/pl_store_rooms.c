@@ -189,6 +189,26 @@ pl_store_room_last_seq (pl_store_t *self, pl_room_t *room)
     return rc == PL_STORE_FAILED? pl_store_failed ("last seq", &error): 0;
 }
 
+//  One find of the newest message per room: FerretDB 1.24 has no $max or
+//  $first accumulator for one aggregate of them all (it scans each room's
+//  messages, see s_newest_message); MongoDB walks room_seq once per room.
+int
+pl_store_rooms_last_seq (pl_store_t *self, char * const *ids, size_t count, int64_t *lasts)
+{
+    assert (self && ids && count && lasts);
+    for (size_t index = 0; index < count; index++) {
+        bson_t *doc;
+        bson_error_t error;
+        int rc = s_newest_message (self, ids [index], &doc, &error);
+        if (rc == PL_STORE_FAILED)
+            return pl_store_failed ("last seq", &error);
+        lasts [index] = rc == PL_STORE_OK? pl_store_bson_int64 (doc, "seq"): 0;
+        if (doc)
+            bson_destroy (doc);
+    }
+    return 0;
+}
+
 static int
 s_compare_rooms (const void *a, const void *b)
 {
@@ -678,6 +698,10 @@ s_test_rooms (pl_store_t *self, const char *group_id)
     pl_check (room.member_count == 2 && streq_safe (room.members [0], "alice"));
     pl_check (room.created_ms == 1795348800000LL && !room.read_seqs);
     pl_check (pl_store_room_last_seq (self, &room) == 0 && room.last_seq == 1010);
+    char *ids [] = { "g:000000000000000000000000", room.id };
+    int64_t lasts [2] = { -1, -1 };
+    pl_check (pl_store_rooms_last_seq (self, ids, 2, lasts) == 0);
+    pl_check (lasts [0] == 0 && lasts [1] == 1010);
     pl_check (pl_store_room_read_seqs (self, &room) == 0);
     pl_check (room.read_seqs [0] == 0 && room.read_seqs [1] == 0);
     pl_rooms_room_reset (&room);

@@ -4,6 +4,7 @@
 */
 #include "pl_bridge.h"
 #include "pl_streams.h"
+#include "pl_floors.h"
 #include "pl_msg.h"
 #include "pl_drain.h"
 #include "pl_reply.h"
@@ -55,6 +56,8 @@ struct _self_t {
     pl_every_t tick;            //  deadlines, silent stores
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
     zlistx_t *held;             //  SENDs held until the groups exist
+    pl_floors_t *floors;        //  rooms' seq counters checked against MongoDB
+    uint64_t next_corr;         //  of our own QUERYs to stores
     bool terminated;
 };
 
@@ -77,6 +80,7 @@ s_msg_destroy (void **item_p)
 }
 
 static void s_on_fanout (void *arg, const pl_entry_t *entry);
+static void s_floor_release (void *arg, void *item, int64_t floor);
 static void s_on_persist (void *arg, const pl_entry_t *entry);
 static void s_on_broadcast (void *arg, const char *payload, size_t size);
 
@@ -112,6 +116,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->queue = zlistx_new ();
     self->held = zlistx_new ();
     zlistx_set_destructor (self->held, s_msg_destroy);
+    self->floors = pl_floors_new ((size_t) config->seq_floor_batch, s_floor_release, self);
     return self;
 }
 
@@ -121,7 +126,9 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (self) {
         //  Entries not yet confirmed stay pending in the persist group and
-        //  are read again at the next start: nothing to do for them here
+        //  are read again at the next start: nothing to do for them here.
+        //  SENDs waiting for their room's check are answered 503.
+        pl_floors_destroy (&self->floors);
         pl_streams_destroy (&self->streams);
         zlistx_destroy (&self->queue);
         zlistx_destroy (&self->held);
@@ -435,6 +442,13 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
     append_t *append = (append_t *) arg;
     self_t *self = append->self;
     self->appends--;
+    if (result == 3) {
+        //  Redis has no counter for the room: its floor first, then again
+        pl_floors_forget (self->floors, pl_msg_room (append->request));
+        pl_floors_park (self->floors, pl_msg_room (append->request), append->request);
+        free (append);
+        return;
+    }
     if (result == 2) {
         char text [120];
         snprintf (text, sizeof text, "seq %" PRIu64 " is past the room's last message (%" PRId64 ")",
@@ -444,6 +458,14 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
     else
     if (result >= 0)
         s_self_answer (self, append->request, 200, (uint64_t) seq, NULL, 0);
+    else
+    if (result == -2) {
+        //  On the primary, not yet on enough replicas: not acknowledged
+        char text [160];
+        snprintf (text, sizeof text, "message not confirmed by %d Redis replicas in time, "
+                  "send it again with the same clientMsgId", self->config->redis_min_replicas);
+        s_self_answer_text (self, append->request, 503, text);
+    }
     else {
         //  The outcome is unknown (Redis went away mid-way): the client's
         //  retry with the same clientMsgId is safe
@@ -455,16 +477,15 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
     free (append);
 }
 
-//  Takes the request: it is answered once Redis has the entry.
+//  Takes the request: it is answered once Redis has the entry. floor: the
+//  room's highest stored seq, or PL_SEQ_FLOOR_CHECK (see pl_floors.h).
 static void
-s_self_handle_send (self_t *self, pl_msg_t **request_p)
+s_self_append (self_t *self, pl_msg_t *request, int64_t floor)
 {
     append_t *append = (append_t *) zmalloc (sizeof (append_t));
     assert (append);
     append->self = self;
-    append->request = *request_p;
-    *request_p = NULL;
-    pl_msg_t *request = append->request;
+    append->request = request;
     pl_entry_t entry = {
         .room_id = pl_msg_room (request),
         .type = pl_msg_type (request),
@@ -473,11 +494,68 @@ s_self_handle_send (self_t *self, pl_msg_t **request_p)
         .content = pl_msg_body (request),
         .client_msg_id = pl_msg_cmid (request),
         .created_ms = pl_clock_ms (),
-        .seq = (int64_t) pl_msg_read_seq (request)
+        .seq = (int64_t) pl_msg_read_seq (request),
+        .seq_floor = floor
     };
     self->appends++;
     if (pl_streams_append (self->streams, &entry, s_append_done, append))
         s_append_done (append, -1, 0, "append refused");
+}
+
+//  Takes the request. A READ takes no seq; a message to a room whose
+//  counter was not checked in this generation of the Redis layer waits for
+//  the room's highest stored seq (pl_floors.h).
+static void
+s_self_handle_send (self_t *self, pl_msg_t **request_p)
+{
+    pl_msg_t *request = *request_p;
+    *request_p = NULL;
+    if (streq (pl_msg_type (request), "READ")) {
+        s_self_append (self, request, 0);
+        return;
+    }
+    pl_floors_set_generation (self->floors, pl_streams_generation (self->streams));
+    if (pl_floors_checked (self->floors, pl_msg_room (request)))
+        s_self_append (self, request, PL_SEQ_FLOOR_CHECK);
+    else
+        pl_floors_park (self->floors, pl_msg_room (request), request);
+}
+
+//  A SEND back from pl_floors: append it above the floor, or tell the
+//  client to try again
+static void
+s_floor_release (void *arg, void *item, int64_t floor)
+{
+    self_t *self = (self_t *) arg;
+    pl_msg_t *request = (pl_msg_t *) item;
+    if (floor >= 0)
+        s_self_append (self, request, floor);
+    else {
+        s_self_answer_text (self, request, 503, "persistence unavailable, try again");
+        pl_msg_destroy (&request);
+    }
+}
+
+//  The rooms' seq checks queued: one rooms.last_seq query out per store
+static void
+s_self_ask_floors (self_t *self)
+{
+    int64_t deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
+    size_t window = pl_peers_size (self->stores);
+    char *body;
+    while ((body = pl_floors_next_query (self->floors, window? window: 1, ++self->next_corr, deadline))) {
+        pl_peer_t *store = pl_peers_pick (self->stores, 0);
+        pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+        pl_msg_set_operation (query, "rooms.last_seq");
+        pl_msg_set_corr (query, self->next_corr);
+        pl_msg_set_body (query, body, strlen (body));
+        free (body);
+        if (!store || pl_msg_send_copy (query, self->frontend, store->id))
+            pl_floors_answer (self->floors, self->next_corr, NULL, 0);
+        pl_msg_destroy (&query);
+        if (!store)
+            break;
+    }
 }
 
 //  Appends held while Redis was away go out once it is back.
@@ -641,6 +719,12 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             else
                 s_self_handle_send (self, message_p);
             break;
+        case PL_MSG_RESULT:
+            //  A store's answer to our rooms.last_seq
+            pl_floors_answer (self->floors, pl_msg_corr (message),
+                              pl_msg_status (message) == 200? pl_msg_body (message): NULL,
+                              pl_msg_body_size (message));
+            break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
             break;
@@ -693,6 +777,18 @@ s_self_handle_tick (self_t *self)
                                  json_integer ((json_int_t) stats.broadcasts_received));
             json_object_set_new (figures, "broadcasts_dropped",
                                  json_integer ((json_int_t) stats.broadcasts_dropped));
+            json_object_set_new (figures, "unreplicated", json_integer ((json_int_t) stats.unreplicated));
+            json_object_set_new (figures, "replication_waits",
+                                 json_integer ((json_int_t) stats.replication_waits));
+            json_object_set_new (figures, "seq_counters_missing",
+                                 json_integer ((json_int_t) stats.counters_missing));
+            json_object_set_new (figures, "seq_counters_raised",
+                                 json_integer ((json_int_t) stats.counters_raised));
+            pl_floors_stats_t floors;
+            pl_floors_stats (self->floors, &floors);
+            json_object_set_new (figures, "seq_floor_checks", json_integer ((json_int_t) floors.rooms_checked));
+            json_object_set_new (figures, "seq_floor_checks_failed",
+                                 json_integer ((json_int_t) floors.checks_failed));
         }
         pl_monitor_report (self->monitor, figures);
     }
@@ -704,6 +800,7 @@ s_self_handle_tick (self_t *self)
     pl_peer_t *store;
     while ((store = pl_peers_expired (self->stores, now)))
         s_store_forget (self, store);
+    pl_floors_expire (self->floors, now);
 }
 
 void
@@ -745,6 +842,7 @@ pl_bridge_actor (zsock_t *pipe, void *args)
         pl_streams_handle (self->streams, items + 2, redis_items);
         pl_notify_watchdog ();
         s_self_release_held (self);
+        s_self_ask_floors (self);
         s_self_dispatch (self);
         if (pl_every_due (&self->tick, pl_mono_ms ()))
             s_self_handle_tick (self);

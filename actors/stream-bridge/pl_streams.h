@@ -73,11 +73,18 @@ typedef struct {
     const char *client_msg_id;  //  NULL or "" = none
     int64_t created_ms;
     int64_t seq;                //  output; input of a READ: the new cursor
+    //  Append: the room's highest seq stored elsewhere (MongoDB). >= 0: the
+    //  room's counter is raised to it (or to its replay index's newest)
+    //  first; 0 when the caller knows of nothing stored. PL_SEQ_FLOOR_CHECK:
+    //  the counter must exist, else the append is answered 3
+    int64_t seq_floor;
     const char *stream_key;     //  set on entries read from a stream
     const char *entry_id;       //  set on entries read from a stream
 } pl_entry_t;
 
 typedef struct _pl_streams_t pl_streams_t;
+
+#define PL_SEQ_FLOOR_CHECK  (-1)
 
 //  Counters since pl_streams_new
 typedef struct {
@@ -89,6 +96,10 @@ typedef struct {
     uint64_t dead_lettered;     //  entries moved to <prefix>:dead
     uint64_t trimmed;           //  entries the janitor removed
     uint64_t append_errors;     //  appends answered -1
+    uint64_t unreplicated;      //  appends answered -2 (WAIT came back short)
+    uint64_t counters_missing;  //  appends answered 3 (no counter, no floor)
+    uint64_t counters_raised;   //  appends whose floor raised a counter that was behind
+    uint64_t replication_waits; //  WAITs sent (redis-min-replicas > 0)
     uint64_t reconnects;        //  connections set up again after a loss
     uint64_t redirects;         //  cluster: MOVED/ASK replies followed
     uint64_t slot_map_loads;    //  cluster: CLUSTER SLOTS replies applied
@@ -102,7 +113,13 @@ typedef struct {
 //  cursor), 1 not forward, nothing appended (seq = the cursor), 2 refused,
 //  seq past the room's last (seq = the room's last seq). A failure after the command was sent (lost
 //  connection, teardown) leaves the outcome unknown: retry with the same
-//  clientMsgId, the dedup key makes that safe.
+//  clientMsgId, the dedup key makes that safe. -2: with redis-min-replicas
+//  set, the primary answered (seq set) but fewer replicas confirmed it
+//  within redis-wait-timeout-ms (a crash of the primary could lose it):
+//  not acknowledged; a retry with the same clientMsgId gets this seq.
+//  3: appended with PL_SEQ_FLOOR_CHECK to a room whose counter Redis does
+//  not have (a new room, or Redis lost it): nothing appended; append again
+//  with the room's highest stored seq (0: none) as seq_floor.
 typedef void (pl_append_fn) (void *arg, int result, int64_t seq, const char *error);
 //  entry and its strings are valid only during the call
 typedef void (pl_entry_fn) (void *arg, const pl_entry_t *entry);
@@ -207,6 +224,14 @@ json_t *
 //  Entries handed to on_persist and not yet acked.
 size_t
     pl_streams_persist_inflight (pl_streams_t *self);
+
+//  Changes whenever Redis may have lost writes it had answered: a command
+//  connection (re)starts (a restart of Redis breaks it), a cluster redirect
+//  is followed, the slot map changes (a failover). A room's counter
+//  checked against MongoDB under an older generation must be checked again
+//  (PL_SEQ_FLOOR_CHECK finds only a missing counter, not one gone back).
+uint64_t
+    pl_streams_generation (pl_streams_t *self);
 
 //  True when the command connection is up and both readers have their
 //  groups (appends made from now on reach this host's fan-out).

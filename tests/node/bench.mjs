@@ -4,7 +4,7 @@
 //  node bench.mjs [--conns N] [--room R] [--msgs M] [--rate PER_CONN]
 //                 [--hosts H] [--target parley|rabbitmq|both] [--json FILE]
 //                 [--sweep] [--seconds S] [--threads T] [--conn C] [--store S]
-//                 [--plot FILE.png] [--store-raw] [--idle]
+//                 [--plot FILE.png] [--store-raw] [--idle] [--replicas K]
 //    N connections in rooms of R (every member, the sender too, gets every
 //    message), each sending M messages at PER_CONN a second, from the C
 //    load client (tests/load, T threads). --sweep raises the offered rate
@@ -19,6 +19,8 @@
 //  then inserts as many message documents into the same store with a bare
 //  mongo-c-driver bulk-insert loop (tests/storeraw, batches of 512, the
 //  store-batch default): the store's own ceiling, beside the path's rate.
+//  --replicas K starts K Redis replicas of the test Redis and runs parley
+//  with redis-min-replicas K: every RECEIPT waits for WAIT K.
 //  --idle measures parley at rest instead: CPU of every actor, Redis and
 //  the store over S seconds with no clients, then again with N sessions
 //  (@stomp/stompjs, heart-beats 10 s both ways, as its default) subscribed
@@ -29,11 +31,11 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Host, connectStomp, sleep, withMongo } from './harness.mjs';
+import { Host, connectStomp, freePort, sleep, waitFor, withMongo } from './harness.mjs';
 import { Meter, anonKiB, rssKiB, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
-    seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false, idle: false };
+    seconds: 10, threads: 2, conn: 1, store: 1, plot: '', 'store-raw': false, idle: false, replicas: 0 };
 for (let i = 2; i < process.argv.length; i++) {
     const name = process.argv[i].replace(/^--/, '');
     if (!(name in options)) throw new Error(`unknown option ${process.argv[i]}`);
@@ -91,7 +93,39 @@ async function storedAt (host, total, deadline) {
     });
 }
 
+//  --replicas K: K redis-server replicas of the test Redis on loopback,
+//  each in a folder of its own, linked before this returns
+async function startReplicas (count) {
+    const primary = new URL(process.env.PARLEY_TEST_REDIS_URL);
+    const replicas = [];
+    for (let k = 0; k < count; k++) {
+        const port = await freePort();
+        const dir = mkdtempSync(join(tmpdir(), 'parley-bench-replica-'));
+        const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+            '--appendonly', 'no', '--dir', dir, '--replicaof', primary.hostname, primary.port],
+        { stdio: 'ignore' });
+        replicas.push({ port, dir, child });
+        await waitFor(`replica ${port} linked`, async () => {
+            try {
+                return execFileSync('redis-cli', ['-p', String(port), 'info', 'replication'], { encoding: 'utf8' })
+                    .includes('master_link_status:up');
+            } catch { return false; }
+        });
+    }
+    return replicas;
+}
+
+function stopReplicas (replicas) {
+    for (const { child, dir } of replicas) {
+        child.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
 async function runParley (rate, msgs) {
+    const replicas = await startReplicas(options.replicas);
+    //  Every actor reads it; only the bridge uses it
+    if (options.replicas) process.env.PARLEY_REDIS_MIN_REPLICAS = String(options.replicas);
     const hosts = [await new Host({ conn: options.conn, store: options.store }).up()];
     try {
         for (let h = 1; h < options.hosts; h++)
@@ -100,6 +134,7 @@ async function runParley (rate, msgs) {
         const roomsFile = join(folder, 'rooms');
         writeFileSync(roomsFile, (await createRooms(hosts[0])).join('\n') + '\n');
         const groups = { redis: tree(serverPid('redis')), store: tree(serverPid('ferretdb')) };
+        if (replicas.length) groups['redis replicas'] = replicas.map(({ child }) => child.pid);
         for (const host of hosts)
             for (const name of host.processes.keys()) groups[`${host.hostId} ${name}`] = [host.pid(name)];
         const meter = new Meter(groups);
@@ -116,6 +151,7 @@ async function runParley (rate, msgs) {
         return result;
     } finally {
         for (const host of hosts) await host.down();
+        stopReplicas(replicas);
     }
 }
 

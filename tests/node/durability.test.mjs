@@ -2,10 +2,13 @@
 //  kill -9 of redis-server and a restart on the same data, the bridge
 //  reconnects and goes on; seqs continue, nothing receipted more than a
 //  second before the crash is lost, and MongoDB has every message once.
+//  And when the AOF lost its tail (what everysec can lose), the rooms' seq
+//  counters come back behind MongoDB: new messages still get seqs above
+//  everything MongoDB holds, and none is refused as a seq already taken.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -13,11 +16,12 @@ import { Host, collect, freePort, sendWithReceipt, sleep, waitFor, withMongo } f
 
 let host;
 let redis;
-const data = mkdtempSync(join(tmpdir(), 'parley-redis-'));
+let data = mkdtempSync(join(tmpdir(), 'parley-redis-'));
+const folders = [data];
 after(async () => {
     await host?.down();
     redis?.kill('SIGKILL');
-    rmSync(data, { recursive: true, force: true });
+    for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
 async function startRedis (port) {
@@ -60,4 +64,69 @@ test('kill -9 of Redis (AOF everysec): the bridge reconnects and nothing receipt
         (await db.collection('messages').countDocuments({ roomId: room.id })) === 150), 30000);
     await alice.deactivate();
     await bob.deactivate();
+});
+
+//  Redis 7 keeps the AOF as a base and an increment in appendonlydir
+const incrementAof = () => join(data, 'appendonlydir', 'appendonly.aof.1.incr.aof');
+
+async function killRedis () {
+    const exited = new Promise((resolve) => redis.once('exit', resolve));
+    redis.kill('SIGKILL');
+    await exited;
+}
+
+const storedCount = (database, roomIds) => withMongo(database, (db) =>
+    db.collection('messages').countDocuments({ roomId: { $in: roomIds } }));
+
+test('an AOF that lost its tail: new messages get seqs above all MongoDB holds', async () => {
+    await host?.down();
+    redis?.kill('SIGKILL');
+    data = mkdtempSync(join(tmpdir(), 'parley-redis-'));
+    folders.push(data);
+    const port = await freePort();
+    redis = await startRedis(port);
+    host = await new Host({ redisUrl: `redis://127.0.0.1:${port}` }).up();
+    const token = host.token('alice', 'Alice');
+    const rooms = [];
+    for (let k = 0; k < 4; k++) rooms.push((await host.createRoom(token, { kind: 'direct', members: [`bob${k}`] })).id);
+    const alice = await host.stomp(token);
+    const send = async (from, to) => {
+        for (let i = from; i <= to; i++)
+            for (const room of rooms) assert.equal(await sendWithReceipt(alice, room, `m ${i}`, `${room}-${i}`), i);
+    };
+    //  50 a room, stored and on disk: where the AOF will end
+    await send(1, 50);
+    await waitFor('50 a room stored', async () => await storedCount(host.database, rooms) === 200, 30000);
+    await sleep(1500);
+    const kept = statSync(incrementAof()).size;
+    //  30 more a room, stored in MongoDB, then lost from Redis
+    await send(51, 80);
+    await waitFor('80 a room stored', async () => await storedCount(host.database, rooms) === 320, 30000);
+    await sleep(1500);
+    await killRedis();
+    truncateSync(incrementAof(), kept);
+    redis = await startRedis(port);
+    await waitFor('the host ready again', async () => (await fetch(`${host.base}/readyz`)).status === 200, 20000);
+    //  The counters came back at 50; the next seqs still follow 80
+    for (const room of rooms) {
+        let seq;
+        for (let tries = 0; !seq && tries < 50; tries++) {
+            try { seq = await sendWithReceipt(alice, room, 'after the loss', `${room}-after`); } catch { await sleep(100); }
+        }
+        assert.equal(seq, 81, `${room}: the first seq after the loss`);
+    }
+    await send(82, 90);
+    await waitFor('90 a room stored', async () => await storedCount(host.database, rooms) === 360, 30000);
+    await withMongo(host.database, async (db) => {
+        for (const room of rooms) {
+            const seqs = (await db.collection('messages').find({ roomId: room }).toArray()).map((m) => m.seq);
+            assert.deepEqual(seqs.sort((a, b) => a - b), Array.from({ length: 90 }, (_, i) => i + 1), room);
+        }
+    });
+    //  Nothing dead-lettered as a seq already taken
+    const dead = Number(execFileSync('redis-cli', ['-p', String(port), 'xlen', `${host.prefix}:dead`], { encoding: 'utf8' }));
+    assert.equal(dead, 0);
+    await waitFor('the raised counters counted', async () =>
+        /parley_bridge_seq_counters_raised_total\S* [1-9]/.test(await (await fetch(`${host.base}/metrics`)).text()));
+    await alice.deactivate();
 });

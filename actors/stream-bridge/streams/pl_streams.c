@@ -75,6 +75,11 @@ s_settings_init (settings_t *settings, const pl_config_t *config)
               config->host_gone_s);
     assert (config->broadcast_max_bytes > 0);
     settings->broadcast_max = (size_t) config->broadcast_max_bytes;
+    settings->min_replicas = config->redis_min_replicas;
+    snprintf (settings->min_replicas_text, sizeof settings->min_replicas_text, "%d",
+              config->redis_min_replicas);
+    snprintf (settings->wait_timeout_text, sizeof settings->wait_timeout_text, "%d",
+              config->redis_wait_timeout_ms);
 }
 
 //  Where Redis is: one server, or (redis-cluster) seed nodes
@@ -248,9 +253,11 @@ pl_streams_destroy (pl_streams_t **self_p)
     //  Pending appends get their callback with an error from hiredis
     conn_t *conns [PL_STREAMS_POLLITEMS_MAX];
     int count = pl_streams_link_list (self, conns);
-    for (int index = 0; index < count; index++)
+    for (int index = 0; index < count; index++) {
         if (conns [index]->ac)
             redisAsyncFree (conns [index]->ac);
+        pl_streams_append_fail_unconfirmed (conns [index], "shutting down");
+    }
     pl_streams_append_run_failed (self);
     //  After the links: their callbacks (NULL replies) still used these
     pl_streams_janitor_destroy (self);
@@ -333,6 +340,7 @@ pl_streams_handle (pl_streams_t *self, zmq_pollitem_t *items, int count)
     for (int index = 0; index < self->readers.count; index++)
         pl_streams_readers_flush_acks (self->readers.all [index]);
     pl_streams_append_run_failed (self);        //  in case a callback above failed an append
+    pl_streams_append_flush_waits (self);
 
     //  Write what this turn queued now rather than after another poll
     for (int index = 0; index < conn_count; index++)
@@ -394,6 +402,13 @@ pl_streams_persist_inflight (pl_streams_t *self)
 {
     assert (self);
     return zhashx_size (self->readers.inflight);
+}
+
+uint64_t
+pl_streams_generation (pl_streams_t *self)
+{
+    assert (self);
+    return self->generation;
 }
 
 bool

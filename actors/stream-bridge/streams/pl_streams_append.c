@@ -7,6 +7,12 @@
     (cache flushed) resends that request as EVAL and loads the script
     again. A request that cannot be sent fails from the next
     pl_streams_handle, never inside the call that made it.
+
+    With redis-min-replicas, an append's answer waits on the link it came
+    from; once a turn, each such link gets one WAIT for all of them, and
+    the callbacks run with its answer: a WAIT on a connection covers every
+    write made on it before. Replies of one link come in order, so a WAIT
+    sent after an answer was read always follows that write.
     =========================================================================
 */
 #include "pl_streams_internal.h"
@@ -18,14 +24,34 @@
 //  Dedup, seq, XADD and the room's replay index in one script, so a
 //  duplicate never gets a seq, a seq never goes unused and the index never
 //  misses an entry. All keys come in KEYS, all share one hash tag.
+//  The floor (ARGV[11]) keeps the room's counter from going back when
+//  Redis lost writes: -1 asks that the counter exist (else nothing is
+//  appended, outcome 3: the caller finds the room's highest stored seq and
+//  appends again with it); a floor >= 0 raises the counter to it, or to the
+//  newest seq of the room's replay index, before counting on (outcome 4
+//  when that raised it).
 //  KEYS: stream, seq hash, index, [dedup key]. ARGV: room type sender name
-//  content cmid created dedup-ttl window index-ttl.
-//  Returns {seq, entry id, duplicate}.
+//  content cmid created dedup-ttl window index-ttl floor.
+//  Returns {seq, entry id, outcome}: 0 appended, 1 duplicate, 3 no counter,
+//  4 appended after raising the counter.
 static const char *s_append_script =
     "local dedup = KEYS[4]\n"
     "if dedup then\n"
     "  local seen = redis.call('GET', dedup)\n"
     "  if seen then return {tonumber(seen), '', 1} end\n"
+    "end\n"
+    "local floor = tonumber(ARGV[11])\n"
+    "local outcome = 0\n"
+    "if floor < 0 then\n"
+    "  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {0, '', 3} end\n"
+    "else\n"
+    "  local top = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]\n"
+    "  if top and tonumber(top) > floor then floor = tonumber(top) end\n"
+    "  local current = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
+    "  if floor > current then\n"
+    "    redis.call('HSET', KEYS[2], ARGV[1], floor)\n"
+    "    outcome = 4\n"
+    "  end\n"
     "end\n"
     "local seq = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)\n"
     "local id = redis.call('XADD', KEYS[1], '*', 'v', '1', 'room', ARGV[1],"
@@ -35,7 +61,7 @@ static const char *s_append_script =
     "redis.call('ZADD', KEYS[3], seq, id)\n"
     "redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -1 - tonumber(ARGV[9]))\n"
     "redis.call('EXPIRE', KEYS[3], ARGV[10])\n"
-    "return {seq, id, 0}\n";
+    "return {seq, id, outcome}\n";
 
 //  A READ moves the reader's cursor in the room: refused past the room's
 //  last seq, a no-op when not forward, else cached (per room, expiring
@@ -218,7 +244,12 @@ s_append_finish (op_t *op, int result, int64_t seq, const char *error)
     if (result == 1)
         self->stats.duplicates++;
     else
+    if (result == -2)
+        self->stats.unreplicated++;
+    else
+    if (result == -1)
         self->stats.append_errors++;
+    //  2 (a READ refused) and 3 (no counter) are answers, not errors
     op->append_done (op->arg, result, seq, error);
     free (op);
 }
@@ -294,8 +325,29 @@ s_op_start (pl_streams_t *self, op_t *op)
         s_op_fail_later (self, op, "redis not connected");
 }
 
+//  The primary's answer: the caller hears it now, or with redis-min-replicas
+//  once the link's next WAIT answers (pl_streams_append_flush_waits)
 static void
-s_append_result (op_t *op, redisReply *reply)
+s_append_answered (conn_t *conn, op_t *op, int result, int64_t seq)
+{
+    pl_streams_t *self = op->owner;
+    if (self->settings.min_replicas == 0) {
+        s_append_finish (op, result, seq, NULL);
+        return;
+    }
+    op->result = result;
+    op->seq = seq;
+    op->next = NULL;
+    if (conn->unconfirmed_tail)
+        conn->unconfirmed_tail->next = op;
+    else
+        conn->unconfirmed_head = op;
+    conn->unconfirmed_tail = op;
+    self->dirty = true;
+}
+
+static void
+s_append_result (conn_t *conn, op_t *op, redisReply *reply)
 {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
     ||  reply->element [0]->type != REDIS_REPLY_INTEGER
@@ -306,7 +358,18 @@ s_append_result (op_t *op, redisReply *reply)
     }
     int64_t seq = reply->element [0]->integer;
     long long outcome = reply->element [2]->integer;
-    s_append_finish (op, outcome == 1 || outcome == 2? (int) outcome: 0, seq, NULL);
+    if (outcome == 4) {
+        op->owner->stats.counters_raised++;
+        pl_log_warning ("redis: a room's seq counter was behind what is stored; raised to %" PRId64,
+                        seq - 1);
+        outcome = 0;
+    }
+    if (outcome == 3) {
+        op->owner->stats.counters_missing++;
+        s_append_finish (op, 3, 0, NULL);       //  nothing written: no WAIT
+        return;
+    }
+    s_append_answered (conn, op, outcome == 1 || outcome == 2? (int) outcome: 0, seq);
 }
 
 static void
@@ -368,9 +431,98 @@ s_op_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         return;
     }
     if (op->kind == OP_APPEND)
-        s_append_result (op, reply);
+        s_append_result ((conn_t *) ac->data, op, reply);
     else
         s_replay_result (op, reply);
+}
+
+
+//  --------------------------------------------------------------------------
+//  Replicas: WAIT
+
+//  The ops of one WAIT, in the order they were answered
+typedef struct {
+    pl_streams_t *owner;
+    op_t *head;
+} wait_t;
+
+//  Every op of a list gets result (-2: seq kept) or the error; frees them
+static void
+s_wait_finish_all (op_t *op, int result, const char *error)
+{
+    while (op) {
+        op_t *next = op->next;
+        if (result == 0)
+            s_append_finish (op, op->result, op->seq, NULL);
+        else
+            s_append_finish (op, result, result == -2? op->seq: 0, error);
+        op = next;
+    }
+}
+
+static void
+s_wait_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
+{
+    redisReply *reply = pl_streams_link_reply (ac, reply_p);
+    wait_t *wait = (wait_t *) privdata;
+    pl_streams_t *self = wait->owner;
+    if (!reply)
+        //  Applied on the primary, replicated or not: a retry is safe
+        s_wait_finish_all (wait->head, -1, self->destroying? "shutting down":
+                           "redis connection lost before the replicas confirmed");
+    else
+    if (reply->type == REDIS_REPLY_ERROR) {
+        pl_log_error ("redis WAIT: %s", reply->str);
+        s_wait_finish_all (wait->head, -1, reply->str);
+    }
+    else
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer < self->settings.min_replicas) {
+        pl_log_warning ("redis WAIT: %lld of %d replicas confirmed in time",
+                        reply->type == REDIS_REPLY_INTEGER? reply->integer: -1LL,
+                        self->settings.min_replicas);
+        s_wait_finish_all (wait->head, -2, "not confirmed by redis-min-replicas replicas in time");
+    }
+    else
+        s_wait_finish_all (wait->head, 0, NULL);
+    free (wait);
+}
+
+void
+pl_streams_append_flush_waits (pl_streams_t *self)
+{
+    if (self->settings.min_replicas == 0)
+        return;
+    conn_t *conns [PL_STREAMS_NODES_MAX + 1];
+    int count = pl_streams_cluster_command_links (self, conns);
+    for (int index = 0; index < count; index++) {
+        conn_t *conn = conns [index];
+        if (!conn->unconfirmed_head)
+            continue;
+        wait_t *wait = (wait_t *) calloc (1, sizeof (wait_t));
+        if (!wait) {
+            pl_streams_append_fail_unconfirmed (conn, "out of memory");
+            continue;
+        }
+        wait->owner = self;
+        wait->head = conn->unconfirmed_head;
+        conn->unconfirmed_head = conn->unconfirmed_tail = NULL;
+        const char *argv [] = { "WAIT", self->settings.min_replicas_text,
+                                self->settings.wait_timeout_text };
+        if (pl_streams_link_send (conn, s_wait_reply, wait, 3, argv, NULL) == 0)
+            self->stats.replication_waits++;
+        else {
+            s_wait_finish_all (wait->head, -1, "redis connection lost before the replicas confirmed");
+            free (wait);
+        }
+    }
+}
+
+void
+pl_streams_append_fail_unconfirmed (conn_t *conn, const char *error)
+{
+    op_t *head = conn->unconfirmed_head;
+    conn->unconfirmed_head = conn->unconfirmed_tail = NULL;
+    s_wait_finish_all (head, -1, error);
 }
 
 
@@ -382,10 +534,11 @@ static op_t *
 s_append_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg,
              const char *index_key, const char *dedup_key)
 {
-    char created [24];
+    char created [24], floor [24];
     snprintf (created, sizeof created, "%" PRId64, message->created_ms);
+    snprintf (floor, sizeof floor, "%" PRId64, message->seq_floor < 0? -1: message->seq_floor);
     const settings_t *settings = &self->settings;
-    const char *argv [17];
+    const char *argv [18];
     int argc = 0;
     argv [argc++] = "EVAL";
     argv [argc++] = s_append_script;
@@ -405,6 +558,7 @@ s_append_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg
     argv [argc++] = settings->dedup_ttl_text;
     argv [argc++] = settings->window_text;
     argv [argc++] = settings->index_ttl_text;
+    argv [argc++] = floor;
     return s_op_new (self, OP_APPEND, SCRIPT_APPEND, shard, arg, argc, argv);
 }
 

@@ -358,6 +358,7 @@ s_request_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     if (kind && request->redirects < PL_STREAMS_REDIRECTS_MAX) {
         if (s_request_follow (request, kind, slot, host, port) == 0) {
             self->stats.redirects++;
+            self->generation++;
             pl_streams_link_reply (ac, reply_p);
             return;
         }

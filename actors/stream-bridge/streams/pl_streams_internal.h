@@ -49,6 +49,8 @@ typedef struct {
     int64_t progress_ms;        //  last reply, or first request to an idle link
     int grace_ms;               //  no progress this long: the link is dead
     reader_t *reader;           //  NULL on command and slot-map links
+    op_t *unconfirmed_head;     //  appends answered here, awaiting their WAIT
+    op_t *unconfirmed_tail;
 } conn_t;
 
 //  Settings, fixed at new; every default lives in pl_config.c
@@ -69,6 +71,9 @@ typedef struct {
     int host_refresh_ms;        //  at most a third of host-gone-s
     int stream_retain_s;        //  entries this young are never trimmed
     size_t broadcast_max;       //  broadcast-max-bytes
+    int min_replicas;           //  redis-min-replicas: WAIT for this many
+    char min_replicas_text [16];
+    char wait_timeout_text [16];    //  redis-wait-timeout-ms
     char dedup_ttl_text [16];   //  dedup-ttl-s
     char window_text [16];      //  replay-window
     char index_ttl_text [16];   //  replay-ttl-s
@@ -235,7 +240,9 @@ struct _op_t {
     size_t *argvlen;
     bool retried;               //  already resent as EVAL after NOSCRIPT
     const char *error;          //  failed before sending (deferred list)
-    op_t *next;
+    int result;                 //  the primary's answer, while awaiting WAIT
+    int64_t seq;
+    op_t *next;                 //  in the deferred list, or a WAIT's list
 };
 
 typedef struct {
@@ -253,6 +260,14 @@ void
 //  Callbacks of requests that failed before they were sent
 void
     pl_streams_append_run_failed (pl_streams_t *self);
+//  With redis-min-replicas: one WAIT on each command link for the appends
+//  answered there since its last (their callbacks wait for it). Once a
+//  turn, after the replies were read.
+void
+    pl_streams_append_flush_waits (pl_streams_t *self);
+//  The appends a link holds for a WAIT fail (the link is being freed)
+void
+    pl_streams_append_fail_unconfirmed (conn_t *conn, const char *error);
 
 
 //  --------------------------------------------------------------------------
@@ -440,6 +455,7 @@ struct _pl_streams_t {
     //  Which link each item of the last pl_streams_pollitems belongs to
     conn_t *item_conn [PL_STREAMS_POLLITEMS_MAX];
     redisAsyncContext *item_ac [PL_STREAMS_POLLITEMS_MAX];
+    uint64_t generation;        //  pl_streams_generation
     bool dirty;                 //  work for the next pl_streams_handle
     bool destroying;
     bool in_handle;

@@ -186,6 +186,9 @@ pl_streams_link_start (conn_t *conn)
         s_backoff (conn);
         return;
     }
+    //  A command link to a server that may have restarted, or to a new one
+    if (!conn->reader && conn != &self->cluster.map && conn != &self->broadcast.link)
+        self->generation++;
     ac->data = conn;
     ac->ev.data = conn;
     ac->ev.addRead = s_ev_add_read;

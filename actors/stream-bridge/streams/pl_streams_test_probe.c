@@ -9,6 +9,8 @@
 */
 #include "pl_streams_test.h"
 
+#include <signal.h>
+
 #define BULK_MESSAGES       100000
 #define BULK_READ_COUNT     128
 #define BULK_SHARDS         4
@@ -368,6 +370,7 @@ s_test_signal (int port, bool verbose)
     pl_streams_stats (probe->streams, &stats);
     pl_check (stats.appended == 1 && stats.fanout_read == 2 && stats.persist_read == 1);
     pl_check (stats.claimed == 0 && stats.dead_lettered == 0 && stats.append_errors == 0);
+    pl_check (stats.replication_waits == 0);    //  redis-min-replicas 0: no WAIT
     pl_streams_destroy (&probe->streams);
     if (verbose)
         printf ("   signal: fan-out sees seq 0 with its type, persist acks it unseen\n");
@@ -685,6 +688,133 @@ s_test_janitor (int port, bool verbose)
     pl_config_destroy (&config);
 }
 
+//  --------------------------------------------------------------------------
+//  Replicas: redis-min-replicas
+
+//  Whether the replica on replica_port has its link to the primary up
+static bool
+s_replica_linked (int replica_port)
+{
+    char info [4096];
+    pl_streams_test_query_string (replica_port, info, sizeof info, 0, "INFO replication");
+    return strstr (info, "master_link_status:up") != NULL;
+}
+
+//  One append of room "rep" with cmid, answered: its result and seq
+static void
+s_probe_append_cmid (probe_t *probe, const char *cmid, int expect_result, int64_t expect_seq)
+{
+    pl_entry_t message = { .room_id = "rep", .type = "CHAT", .sender_id = "u",
+                           .content = cmid, .client_msg_id = cmid, .created_ms = 3 };
+    probe->wait_done = probe->appends_done + 1;
+    pl_check (pl_streams_append (probe->streams, &message, s_probe_appended, probe) == 0);
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
+    pl_check (probe->last_result == expect_result && probe->last_seq == expect_seq);
+}
+
+//  With redis-min-replicas 1 an append is answered once a replica has it;
+//  a replica that does not confirm in time makes it -2, and the retry
+//  with the same clientMsgId gets the seq it was given
+static void
+s_test_replicas (int port, bool verbose)
+{
+    char dir [] = "/tmp/pl_streams_replica_XXXXXX";
+    pl_check (mkdtemp (dir));
+    int replica_port = pl_streams_test_free_port ();
+    pid_t replica = pl_streams_test_redis_start (replica_port, dir, false);
+    pl_streams_test_query (replica_port, "REPLICAOF 127.0.0.1 %d", port);
+    for (int attempt = 0; attempt < 500 && !s_replica_linked (replica_port); attempt++)
+        usleep (20000);
+    pl_check (s_replica_linked (replica_port));
+
+    pl_config_t *config = s_probe_config (port, "prep", "rep-host");
+    pl_config_set (config, "redis-min-replicas", "1");
+    pl_config_set (config, "redis-wait-timeout-ms", "300");
+    probe_t *probe = s_probe_new (config, pl_streams_test_probe_fanout,
+                                  pl_streams_test_probe_persist, true);
+    s_probe_append_cmid (probe, "c1", 0, 1);
+    char seq [8];
+    pl_streams_test_query_string (replica_port, seq, sizeof seq, 0, "HGET prep:{%d}:seq rep",
+                                  pl_streams_shard ("rep", 4));
+    pl_check (streq (seq, "1"));        //  on the replica when answered
+    //  A replica that answers nothing: not acknowledged, the seq is kept
+    kill (replica, SIGSTOP);
+    s_probe_append_cmid (probe, "c2", -2, 2);
+    kill (replica, SIGCONT);
+    s_probe_append_cmid (probe, "c2", 1, 2);
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    pl_check (stats.appended == 1 && stats.duplicates == 1 && stats.unreplicated == 1);
+    pl_check (stats.replication_waits >= 3 && stats.append_errors == 0);
+    pl_streams_destroy (&probe->streams);
+    free (probe);
+    pl_config_destroy (&config);
+    pl_streams_test_redis_stop (replica);
+    pl_streams_test_rm (dir);
+    if (verbose)
+        printf ("   replicas: answered after WAIT; a silent replica makes it -2, the retry keeps its seq\n");
+}
+
+//  --------------------------------------------------------------------------
+//  Seq floors: a counter never goes back below what is stored
+
+//  One append of room "fl" with floor, answered: its result and seq
+static void
+s_probe_append_floor (probe_t *probe, int64_t floor, int expect_result, int64_t expect_seq)
+{
+    pl_entry_t message = { .room_id = "fl", .type = "CHAT", .sender_id = "u",
+                           .content = "x", .created_ms = 4, .seq_floor = floor };
+    probe->wait_done = probe->appends_done + 1;
+    pl_check (pl_streams_append (probe->streams, &message, s_probe_appended, probe) == 0);
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
+    pl_check (probe->last_result == expect_result && probe->last_seq == expect_seq);
+}
+
+static uint64_t s_generation_was;
+static bool
+s_probe_new_generation (probe_t *probe)
+{
+    return pl_streams_generation (probe->streams) > s_generation_was
+        && pl_streams_connected (probe->streams);
+}
+
+static void
+s_test_floors (int port, bool verbose)
+{
+    pl_config_t *config = s_probe_config (port, "pflo", "flo-host");
+    probe_t *probe = s_probe_new (config, pl_streams_test_probe_fanout,
+                                  pl_streams_test_probe_persist, true);
+    int shard = pl_streams_shard ("fl", 4);
+    //  No counter, and the caller asks that one exist: nothing appended
+    s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 3, 0);
+    pl_check (pl_streams_test_query (port, "XLEN pflo:{%d}:stream", shard) == 0);
+    //  MongoDB has up to 5: the counter starts above it
+    s_probe_append_floor (probe, 5, 0, 6);
+    s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 0, 7);
+    //  A counter gone back (Redis lost writes): a floor of 0 still lifts it
+    //  past the room's replay index
+    pl_streams_test_query (port, "HSET pflo:{%d}:seq fl 2", shard);
+    s_probe_append_floor (probe, 0, 0, 8);
+    //  A counter gone: checked appends refuse until a floor comes
+    pl_streams_test_query (port, "HDEL pflo:{%d}:seq fl", shard);
+    s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 3, 0);
+    s_probe_append_floor (probe, 8, 0, 9);
+    pl_streams_stats_t stats;
+    pl_streams_stats (probe->streams, &stats);
+    pl_check (stats.counters_missing == 2 && stats.counters_raised == 3);
+    pl_check (stats.appended == 4 && stats.append_errors == 0);
+    //  A new command connection is a new generation
+    s_generation_was = pl_streams_generation (probe->streams);
+    pl_check (s_generation_was > 0);
+    pl_streams_test_query (port, "CLIENT KILL TYPE normal");
+    pl_check (pl_streams_test_probe_run (probe, 10000, s_probe_new_generation));
+    pl_streams_destroy (&probe->streams);
+    free (probe);
+    pl_config_destroy (&config);
+    if (verbose)
+        printf ("   floors: a missing counter refused until a floor comes; a floor or the index lifts one gone back\n");
+}
+
 void
 pl_streams_test_parts (int port, bool verbose)
 {
@@ -693,4 +823,6 @@ pl_streams_test_parts (int port, bool verbose)
     s_test_reads (port, verbose);
     s_test_claim (port, verbose);
     s_test_janitor (port, verbose);
+    s_test_replicas (port, verbose);
+    s_test_floors (port, verbose);
 }
