@@ -11,7 +11,7 @@ add_test (NAME servers.stop COMMAND ${CMAKE_SOURCE_DIR}/tests/servers.sh stop ${
 set_tests_properties (servers.stop PROPERTIES FIXTURES_CLEANUP servers)
 
 #   Class selftests, one ctest test each
-foreach (class pl_util pl_config pl_msg pl_drain pl_bucket pl_main pl_reply pl_peers pl_notify pl_monitor pl_histogram pl_metrics pl_stomp pl_token pl_api pl_pending pl_resume pl_link pl_http pl_gate pl_handshake pl_interest pl_session pl_wsclient pl_connection pl_unread pl_presence pl_router pl_rooms pl_bridge pl_streams)
+foreach (class pl_util pl_config pl_msg pl_drain pl_bucket pl_main pl_reply pl_peers pl_notify pl_monitor pl_histogram pl_metrics pl_stomp pl_token pl_api pl_pending pl_resume pl_link pl_http pl_gate pl_handshake pl_interest pl_session pl_wsclient pl_connection pl_unread pl_presence pl_router pl_rooms pl_floors pl_bridge pl_streams)
     add_test (NAME selftest.${class} COMMAND parley-selftest ${class})
     set_tests_properties (selftest.${class} PROPERTIES TIMEOUT 120)
 endforeach ()

@@ -116,7 +116,8 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->queue = zlistx_new ();
     self->held = zlistx_new ();
     zlistx_set_destructor (self->held, s_msg_destroy);
-    self->floors = pl_floors_new ((size_t) config->seq_floor_batch, s_floor_release, self);
+    self->floors = pl_floors_new ((size_t) config->seq_floor_batch, config->request_timeout_ms / 2,
+                                  s_floor_release, self);
     return self;
 }
 
@@ -445,7 +446,7 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
     if (result == 3) {
         //  Redis has no counter for the room: its floor first, then again
         pl_floors_forget (self->floors, pl_msg_room (append->request));
-        pl_floors_park (self->floors, pl_msg_room (append->request), append->request);
+        pl_floors_park (self->floors, pl_msg_room (append->request), append->request, pl_mono_ms ());
         free (append);
         return;
     }
@@ -518,7 +519,7 @@ s_self_handle_send (self_t *self, pl_msg_t **request_p)
     if (pl_floors_checked (self->floors, pl_msg_room (request)))
         s_self_append (self, request, PL_SEQ_FLOOR_CHECK);
     else
-        pl_floors_park (self->floors, pl_msg_room (request), request);
+        pl_floors_park (self->floors, pl_msg_room (request), request, pl_mono_ms ());
 }
 
 //  A SEND back from pl_floors: append it above the floor, or tell the
@@ -536,14 +537,16 @@ s_floor_release (void *arg, void *item, int64_t floor)
     }
 }
 
-//  The rooms' seq checks queued: one rooms.last_seq query out per store
+//  The rooms' seq checks queued: one rooms.last_seq query out per store.
+//  With no store known (the bridge just started) they wait for one, at
+//  most half of request-timeout-ms (pl_floors_expire).
 static void
 s_self_ask_floors (self_t *self)
 {
     int64_t deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
     size_t window = pl_peers_size (self->stores);
     char *body;
-    while ((body = pl_floors_next_query (self->floors, window? window: 1, ++self->next_corr, deadline))) {
+    while ((body = pl_floors_next_query (self->floors, window, ++self->next_corr, deadline))) {
         pl_peer_t *store = pl_peers_pick (self->stores, 0);
         pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
         pl_msg_set_operation (query, "rooms.last_seq");
@@ -553,8 +556,6 @@ s_self_ask_floors (self_t *self)
         if (!store || pl_msg_send_copy (query, self->frontend, store->id))
             pl_floors_answer (self->floors, self->next_corr, NULL, 0);
         pl_msg_destroy (&query);
-        if (!store)
-            break;
     }
 }
 

@@ -18,6 +18,7 @@
 typedef struct {
     zlistx_t *items;            //  parked, in order (not owned)
     uint64_t corr;              //  the query it is in; 0: queued
+    int64_t since;              //  parked first, monotonic ms
 } wait_t;
 
 typedef struct {
@@ -28,6 +29,7 @@ typedef struct {
 
 struct _pl_floors_t {
     size_t batch;
+    int64_t queued_ms;
     pl_floors_release_fn *release;
     void *arg;
     uint64_t generation;
@@ -61,12 +63,13 @@ s_query_destroy (void **item_p)
 }
 
 pl_floors_t *
-pl_floors_new (size_t batch, pl_floors_release_fn *release, void *arg)
+pl_floors_new (size_t batch, int64_t queued_ms, pl_floors_release_fn *release, void *arg)
 {
     assert (batch >= 1 && release);
     pl_floors_t *self = (pl_floors_t *) zmalloc (sizeof (pl_floors_t));
     assert (self);
     self->batch = batch;
+    self->queued_ms = queued_ms;
     self->release = release;
     self->arg = arg;
     self->checked = zhashx_new ();
@@ -138,13 +141,14 @@ pl_floors_checked (pl_floors_t *self, const char *room)
 }
 
 void
-pl_floors_park (pl_floors_t *self, const char *room, void *item)
+pl_floors_park (pl_floors_t *self, const char *room, void *item, int64_t now)
 {
     assert (self && room && item);
     wait_t *wait = (wait_t *) zhashx_lookup (self->waits, room);
     if (!wait) {
         wait = (wait_t *) zmalloc (sizeof (wait_t));
         assert (wait);
+        wait->since = now;
         wait->items = zlistx_new ();
         assert (wait->items);
         zhashx_insert (self->waits, room, wait);
@@ -237,6 +241,16 @@ pl_floors_expire (pl_floors_t *self, int64_t now)
             pl_floors_answer (self, strtoull (key, NULL, 10), NULL, 0);
     }
     zlistx_destroy (&keys);
+    //  Queued with nobody to ask: the queue keeps their ids, which the next
+    //  query skips
+    zlistx_t *rooms = zhashx_keys (self->waits);
+    for (const char *room = rooms? (const char *) zlistx_first (rooms): NULL; room;
+         room = (const char *) zlistx_next (rooms)) {
+        wait_t *wait = (wait_t *) zhashx_lookup (self->waits, room);
+        if (wait && wait->corr == 0 && now - wait->since >= self->queued_ms)
+            s_release_room (self, room, -1);
+    }
+    zlistx_destroy (&rooms);
 }
 
 size_t
@@ -276,19 +290,19 @@ pl_floors_test (bool verbose)
     if (verbose)
         printf (" * pl_floors: ");
     s_test_t test = { .count = 0 };
-    pl_floors_t *floors = pl_floors_new (2, s_test_release, &test);
+    pl_floors_t *floors = pl_floors_new (2, 5000, s_test_release, &test);
     pl_floors_set_generation (floors, 1);
     pl_check (!pl_floors_checked (floors, "r1"));
     //  Three rooms parked, in queries of two, one query out at a time
-    pl_floors_park (floors, "r1", "a");
-    pl_floors_park (floors, "r2", "b");
-    pl_floors_park (floors, "r1", "c");
-    pl_floors_park (floors, "r3", "d");
+    pl_floors_park (floors, "r1", "a", 0);
+    pl_floors_park (floors, "r2", "b", 0);
+    pl_floors_park (floors, "r1", "c", 0);
+    pl_floors_park (floors, "r3", "d", 0);
     pl_check (test.count == 0);             //  never from inside park
     char *first = pl_floors_next_query (floors, 1, 7, 1000);
     pl_check (first && streq (first, "[\"r1\",\"r2\"]"));
     pl_check (pl_floors_next_query (floors, 1, 8, 1000) == NULL);
-    pl_floors_park (floors, "r1", "e");     //  joins the check out
+    pl_floors_park (floors, "r1", "e", 0);     //  joins the check out
     pl_floors_answer (floors, 7, "{\"r1\":41,\"r2\":0}", 16);
     pl_check (test.count == 4);
     pl_check (streq (test.released [0], "a:41") && streq (test.released [1], "c:41"));
@@ -305,10 +319,10 @@ pl_floors_test (bool verbose)
     pl_check (test.count == 5 && streq (test.released [4], "d:-1") && pl_floors_out (floors) == 0);
     pl_check (!pl_floors_checked (floors, "r3"));
     //  A room missing from the answer fails; a forgotten room is asked again
-    pl_floors_park (floors, "r3", "f");
+    pl_floors_park (floors, "r3", "f", 0);
     pl_floors_forget (floors, "r1");
     pl_check (!pl_floors_checked (floors, "r1"));
-    pl_floors_park (floors, "r1", "g");
+    pl_floors_park (floors, "r1", "g", 0);
     char *third = pl_floors_next_query (floors, 1, 10, 1000);
     pl_check (third && streq (third, "[\"r3\",\"r1\"]"));
     //  The generation changes while it is out: the floors still go to the
@@ -319,16 +333,22 @@ pl_floors_test (bool verbose)
     pl_check (test.count == 7 && streq (test.released [5], "f:-1") && streq (test.released [6], "g:44"));
     pl_check (!pl_floors_checked (floors, "r1"));
     //  Not an object: everything in it fails; destroy releases what waits
-    pl_floors_park (floors, "r4", "h");
+    pl_floors_park (floors, "r4", "h", 0);
     char *fourth = pl_floors_next_query (floors, 1, 11, 1000);
     pl_floors_answer (floors, 11, "[1]", 3);
     pl_check (test.count == 8 && streq (test.released [7], "h:-1"));
-    pl_floors_park (floors, "r5", "i");
+    //  Queued with nobody to ask, past queued_ms: failed
+    pl_floors_park (floors, "r6", "j", 0);
+    pl_floors_expire (floors, 4999);
+    pl_check (test.count == 8);
+    pl_floors_expire (floors, 5000);
+    pl_check (test.count == 9 && streq (test.released [8], "j:-1"));
+    pl_floors_park (floors, "r5", "i", 5000);
     pl_floors_stats_t stats;
     pl_floors_stats (floors, &stats);
-    pl_check (stats.rooms_checked == 3 && stats.checks_failed == 3 && stats.queries == 4);
+    pl_check (stats.rooms_checked == 3 && stats.checks_failed == 4 && stats.queries == 4);
     pl_floors_destroy (&floors);
-    pl_check (test.count == 9 && streq (test.released [8], "i:-1"));
+    pl_check (test.count == 10 && streq (test.released [9], "i:-1"));
     free (first);
     free (second);
     free (third);

@@ -43,9 +43,10 @@ typedef struct {
     uint64_t queries;           //  rooms.last_seq queries written
 } pl_floors_stats_t;
 
-//  batch >= 1: most rooms in one query
+//  batch >= 1: most rooms in one query; a room queued longer than
+//  queued_ms (no persistence actor to ask) fails
 pl_floors_t *
-    pl_floors_new (size_t batch, pl_floors_release_fn *release, void *arg);
+    pl_floors_new (size_t batch, int64_t queued_ms, pl_floors_release_fn *release, void *arg);
 
 //  Parked items are released with -1 first
 void
@@ -61,9 +62,9 @@ bool
     pl_floors_checked (pl_floors_t *self, const char *room);
 
 //  The append item waits for room's check; the check is queued unless one
-//  is queued or out already.
+//  is queued or out already. now: monotonic ms.
 void
-    pl_floors_park (pl_floors_t *self, const char *room, void *item);
+    pl_floors_park (pl_floors_t *self, const char *room, void *item, int64_t now);
 
 //  Redis has no counter for room (answer 3): check it again.
 void
@@ -80,8 +81,8 @@ char *
 void
     pl_floors_answer (pl_floors_t *self, uint64_t corr, const char *json, size_t size);
 
-//  Queries past their deadline fail; so does a query that could not be
-//  sent (deadline 0 now).
+//  Queries past their deadline fail, and so do rooms queued longer than
+//  queued_ms.
 void
     pl_floors_expire (pl_floors_t *self, int64_t now);
 
