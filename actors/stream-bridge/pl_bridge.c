@@ -737,6 +737,13 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
             s_self_handle_replay (self, message_p);
             break;
         case PL_MSG_ROOM_CHANGED:
+            //  A room just created has nothing stored: its counter starts
+            //  at 0, and its first SEND needs no check against MongoDB
+            if (streq (pl_msg_type (message), "ROOM_ADDED") && !*pl_msg_target_user (message)
+            &&  pl_streams_room_created (self->streams, pl_msg_room (message)) == 0) {
+                pl_floors_set_generation (self->floors, pl_streams_generation (self->streams));
+                pl_floors_mark_checked (self->floors, pl_msg_room (message));
+            }
             //  Through the room's stream, so every host's router hears it
             if (pl_streams_signal (self->streams, pl_msg_room (message),
                                    *pl_msg_type (message)? pl_msg_type (message): "ROOM_CHANGED",

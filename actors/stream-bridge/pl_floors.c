@@ -160,6 +160,13 @@ pl_floors_park (pl_floors_t *self, const char *room, void *item, int64_t now)
 }
 
 void
+pl_floors_mark_checked (pl_floors_t *self, const char *room)
+{
+    assert (self && room);
+    zhashx_insert (self->checked, room, (void *) 1);
+}
+
+void
 pl_floors_forget (pl_floors_t *self, const char *room)
 {
     assert (self && room);
@@ -322,6 +329,8 @@ pl_floors_test (bool verbose)
     pl_floors_park (floors, "r3", "f", 0);
     pl_floors_forget (floors, "r1");
     pl_check (!pl_floors_checked (floors, "r1"));
+    pl_floors_mark_checked (floors, "r9");
+    pl_check (pl_floors_checked (floors, "r9"));
     pl_floors_park (floors, "r1", "g", 0);
     char *third = pl_floors_next_query (floors, 1, 10, 1000);
     pl_check (third && streq (third, "[\"r3\",\"r1\"]"));

@@ -66,6 +66,11 @@ bool
 void
     pl_floors_park (pl_floors_t *self, const char *room, void *item, int64_t now);
 
+//  room was checked in this generation by other means (the bridge set up
+//  the counter of a room just created).
+void
+    pl_floors_mark_checked (pl_floors_t *self, const char *room);
+
 //  Redis has no counter for room (answer 3): check it again.
 void
     pl_floors_forget (pl_floors_t *self, const char *room);

@@ -195,6 +195,14 @@ int
     pl_streams_signal (pl_streams_t *self, const char *room_id, const char *type,
                        const char *user, const char *content);
 
+//  A room was just created, nothing of it stored: its seq counter starts at
+//  0 unless Redis has one (HSETNX), queued ahead of whatever is sent for
+//  the room after this call, so its first append needs no floor. Returns
+//  0 when queued, -1 when Redis is not connected (the first append then
+//  finds no counter and is answered 3).
+int
+    pl_streams_room_created (pl_streams_t *self, const char *room_id);
+
 //  A persist entry was stored: XACK it (batched).
 void
     pl_streams_persist_ack (pl_streams_t *self, const char *stream_key, const char *entry_id);

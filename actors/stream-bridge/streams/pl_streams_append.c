@@ -656,6 +656,20 @@ pl_streams_replay (pl_streams_t *self, const char *room_id, int64_t after_seq, i
     return 0;
 }
 
+int
+pl_streams_room_created (pl_streams_t *self, const char *room_id)
+{
+    assert (self);
+    if (self->destroying || !room_id || !*room_id)
+        return -1;
+    const char *seq = self->keys.seq [pl_streams_shard (room_id, self->settings.shards)];
+    if (!pl_streams_cluster_key_up (self, seq))
+        return -1;
+    const char *argv [] = { "HSETNX", seq, room_id, "0" };
+    return pl_streams_cluster_send (self, seq, pl_streams_link_error_only, (void *) "HSETNX",
+                                    4, argv, NULL);
+}
+
 static void
 s_signal_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
 {

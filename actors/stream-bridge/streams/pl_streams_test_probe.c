@@ -758,17 +758,20 @@ s_test_replicas (int port, bool verbose)
 //  --------------------------------------------------------------------------
 //  Seq floors: a counter never goes back below what is stored
 
-//  One append of room "fl" with floor, answered: its result and seq
+//  One append of room "fl" (or "fl-new") with floor, answered: its result
+//  and seq
 static void
-s_probe_append_floor (probe_t *probe, int64_t floor, int expect_result, int64_t expect_seq)
+s_probe_append_to (probe_t *probe, const char *room, int64_t floor, int expect_result,
+                   int64_t expect_seq)
 {
-    pl_entry_t message = { .room_id = "fl", .type = "CHAT", .sender_id = "u",
+    pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u",
                            .content = "x", .created_ms = 4, .seq_floor = floor };
     probe->wait_done = probe->appends_done + 1;
     pl_check (pl_streams_append (probe->streams, &message, s_probe_appended, probe) == 0);
     pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
     pl_check (probe->last_result == expect_result && probe->last_seq == expect_seq);
 }
+#define s_probe_append_floor(probe,floor,result,seq) s_probe_append_to ((probe), "fl", (floor), (result), (seq))
 
 static uint64_t s_generation_was;
 static bool
@@ -799,10 +802,15 @@ s_test_floors (int port, bool verbose)
     pl_streams_test_query (port, "HDEL pflo:{%d}:seq fl", shard);
     s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 3, 0);
     s_probe_append_floor (probe, 8, 0, 9);
+    //  A room just created: its counter is there at 0, no floor needed
+    pl_check (pl_streams_room_created (probe->streams, "fl-new") == 0);
+    s_probe_append_to (probe, "fl-new", PL_SEQ_FLOOR_CHECK, 0, 1);
+    pl_check (pl_streams_room_created (probe->streams, "fl-new") == 0);     //  not reset
+    s_probe_append_to (probe, "fl-new", PL_SEQ_FLOOR_CHECK, 0, 2);
     pl_streams_stats_t stats;
     pl_streams_stats (probe->streams, &stats);
     pl_check (stats.counters_missing == 2 && stats.counters_raised == 3);
-    pl_check (stats.appended == 4 && stats.append_errors == 0);
+    pl_check (stats.appended == 6 && stats.append_errors == 0);
     //  A new command connection is a new generation
     s_generation_was = pl_streams_generation (probe->streams);
     pl_check (s_generation_was > 0);
