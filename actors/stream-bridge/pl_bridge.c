@@ -756,50 +756,56 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
     }
 }
 
+//  The status record: the Redis layer's counters, persist work, seq checks
+static void
+s_self_report (self_t *self)
+{
+    pl_streams_stats_t stats;
+    pl_streams_stats (self->streams, &stats);
+    json_t *figures = json_pack (
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
+        "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
+        "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
+        "claimed", (json_int_t) stats.claimed, "dead_lettered", (json_int_t) stats.dead_lettered,
+        "trimmed", (json_int_t) stats.trimmed, "append_errors", (json_int_t) stats.append_errors,
+        "redis_reconnects", (json_int_t) stats.reconnects,
+        "persist_unconfirmed", (json_int_t) zhashx_size (self->work),
+        "persist_queued", (json_int_t) zlistx_size (self->queue),
+        "persistence_actors", (json_int_t) pl_peers_size (self->stores),
+        "appends_in_flight", (json_int_t) self->appends,
+        "redis_connected", pl_streams_connected (self->streams),
+        "persist_lag_ms", pl_histogram_json (&self->persist_lag),
+        "groups", pl_streams_groups_json (self->streams));
+    if (figures) {
+        json_object_set_new (figures, "broadcasts_sent", json_integer ((json_int_t) stats.broadcasts_sent));
+        json_object_set_new (figures, "broadcasts_received",
+                             json_integer ((json_int_t) stats.broadcasts_received));
+        json_object_set_new (figures, "broadcasts_dropped",
+                             json_integer ((json_int_t) stats.broadcasts_dropped));
+        json_object_set_new (figures, "unreplicated", json_integer ((json_int_t) stats.unreplicated));
+        json_object_set_new (figures, "replication_waits",
+                             json_integer ((json_int_t) stats.replication_waits));
+        json_object_set_new (figures, "seq_counters_missing",
+                             json_integer ((json_int_t) stats.counters_missing));
+        json_object_set_new (figures, "seq_counters_raised",
+                             json_integer ((json_int_t) stats.counters_raised));
+        pl_floors_stats_t floors;
+        pl_floors_stats (self->floors, &floors);
+        json_object_set_new (figures, "seq_floor_checks", json_integer ((json_int_t) floors.rooms_checked));
+        json_object_set_new (figures, "seq_floor_checks_failed",
+                             json_integer ((json_int_t) floors.checks_failed));
+    }
+    pl_monitor_report (self->monitor, figures);
+}
+
 static void
 s_self_handle_tick (self_t *self)
 {
     int64_t now = pl_mono_ms ();
     if (self->router && pl_streams_connected (self->streams))
         pl_notify_ready ("Redis connected, router known");
-    if (pl_every_due (&self->status, now)) {
-        pl_streams_stats_t stats;
-        pl_streams_stats (self->streams, &stats);
-        json_t *figures = json_pack (
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
-            "appended", (json_int_t) stats.appended, "duplicates", (json_int_t) stats.duplicates,
-            "fanout_read", (json_int_t) stats.fanout_read, "persist_read", (json_int_t) stats.persist_read,
-            "claimed", (json_int_t) stats.claimed, "dead_lettered", (json_int_t) stats.dead_lettered,
-            "trimmed", (json_int_t) stats.trimmed, "append_errors", (json_int_t) stats.append_errors,
-            "redis_reconnects", (json_int_t) stats.reconnects,
-            "persist_unconfirmed", (json_int_t) zhashx_size (self->work),
-            "persist_queued", (json_int_t) zlistx_size (self->queue),
-            "persistence_actors", (json_int_t) pl_peers_size (self->stores),
-            "appends_in_flight", (json_int_t) self->appends,
-            "redis_connected", pl_streams_connected (self->streams),
-            "persist_lag_ms", pl_histogram_json (&self->persist_lag),
-            "groups", pl_streams_groups_json (self->streams));
-        if (figures) {
-            json_object_set_new (figures, "broadcasts_sent", json_integer ((json_int_t) stats.broadcasts_sent));
-            json_object_set_new (figures, "broadcasts_received",
-                                 json_integer ((json_int_t) stats.broadcasts_received));
-            json_object_set_new (figures, "broadcasts_dropped",
-                                 json_integer ((json_int_t) stats.broadcasts_dropped));
-            json_object_set_new (figures, "unreplicated", json_integer ((json_int_t) stats.unreplicated));
-            json_object_set_new (figures, "replication_waits",
-                                 json_integer ((json_int_t) stats.replication_waits));
-            json_object_set_new (figures, "seq_counters_missing",
-                                 json_integer ((json_int_t) stats.counters_missing));
-            json_object_set_new (figures, "seq_counters_raised",
-                                 json_integer ((json_int_t) stats.counters_raised));
-            pl_floors_stats_t floors;
-            pl_floors_stats (self->floors, &floors);
-            json_object_set_new (figures, "seq_floor_checks", json_integer ((json_int_t) floors.rooms_checked));
-            json_object_set_new (figures, "seq_floor_checks_failed",
-                                 json_integer ((json_int_t) floors.checks_failed));
-        }
-        pl_monitor_report (self->monitor, figures);
-    }
+    if (pl_every_due (&self->status, now))
+        s_self_report (self);
     //  Work a store did not confirm in time goes to another store
     for (work_t *work = (work_t *) zhashx_first (self->work); work;
          work = (work_t *) zhashx_next (self->work))
