@@ -152,15 +152,15 @@
     F (QUERY, corr,        "chosen by the requester, echoed in the RESULT") \
     F (QUERY, session,     "`room.since`: the subscriber's session; else 0") \
     F (QUERY, route,       "set by the router: the conn's routing id, copied into the RESULT; empty in the router's own") \
-    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `rooms.members`, `member.add`, `member.remove`, `user.unread` or `rooms.last_seq`") \
-    F (QUERY, user,        "the caller (from its token); empty in `room.members`, `rooms.members` and `rooms.last_seq`; `user.unread`: the user whose counts are asked") \
+    F (QUERY, operation,   "`room.create`, `room.get`, `room.list`, `room.messages`, `room.since`, `room.members`, `rooms.members`, `member.add`, `member.remove`, `user.unread`, `rooms.last_seq` or `room.client_msg_ids`") \
+    F (QUERY, user,        "the caller (from its token); empty in the router's and the bridge's own; `user.unread`: the user whose counts are asked") \
     F (QUERY, caller_name, "the caller's name (from its token; not read)") \
     F (QUERY, room,        "the room of the operation; `room.list`: the page starts after this room (empty: from the first)") \
     F (QUERY, target_user, "`member.remove`: the user to remove") \
     F (QUERY, before,      "`room.messages`: only seq < before, newest first (0: no bound)") \
     F (QUERY, after,       "`room.since`: only seq > after, oldest first") \
     F (QUERY, limit,       "`room.messages`, `room.since`, `room.list`: at most this many (0 or over `history-limit`: `history-limit`)") \
-    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object; `user.unread`: a JSON array of room ids (empty: every room of the user); `rooms.members`: a JSON array of 1 to `member-load-batch` room ids; `rooms.last_seq`: a JSON array of 1 to `seq-floor-batch` room ids") \
+    F (QUERY, body,        "`room.create`, `member.add`: the request's JSON object; `user.unread`: a JSON array of room ids (empty: every room of the user); `rooms.members`: a JSON array of 1 to `member-load-batch` room ids; `rooms.last_seq`: a JSON array of 1 to `seq-floor-batch` room ids; `room.client_msg_ids`: {\"after\": seq, \"upTo\": seq}") \
     C (ROOM_CHANGED, 13, "store → router → bridge; bridge → router", \
        "a room's members changed: every host's router drops its cached list") \
     F (ROOM_CHANGED, room, "the room") \

@@ -101,6 +101,7 @@ static const opt_t s_options [] = {
     { "read-count",         I (read_count),         "512", 1, 100000, "COUNT of one XREADGROUP" },
     { "block-ms",           I (block_ms),           "2000", 1, 60000, "BLOCK of one XREADGROUP" },
     { "dedup-ttl-s",        I (dedup_ttl_s),        "86400", 1, 31536000, "how long a clientMsgId is remembered" },
+    { "dedup-restore-max",  I (dedup_restore_max),  "10000", 1, 10000000, "most clientMsgIds of stored messages the bridge puts back into Redis for one room whose seq counter Redis lost (the newest ones, within dedup-ttl-s)" },
     { "persist-inflight",   I (persist_inflight),   "4096", 1, 1000000, "entries handed to stores, unconfirmed" },
     { "persist-timeout-ms", I (persist_timeout_ms), "5000", 100, 600000, "unconfirmed work goes to another store" },
     { "replay-window",      I (replay_window),      "10000", 1, 10000000, "newest entries of a room kept for replay" },

@@ -96,6 +96,7 @@ typedef struct {
     int   read_count;           //  COUNT of one XREADGROUP
     int   block_ms;             //  BLOCK of one XREADGROUP
     int   dedup_ttl_s;          //  how long a clientMsgId is remembered
+    int   dedup_restore_max;    //  most clientMsgIds put back in Redis for one room
     int   persist_inflight;     //  entries handed to stores and not yet confirmed
     int   persist_timeout_ms;   //  an unconfirmed batch is handed to another store
     int   replay_window;        //  newest entries of a room kept in its replay index

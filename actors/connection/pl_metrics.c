@@ -269,6 +269,8 @@ static const family_t s_families [] = {
       "Appends to a room whose seq counter Redis did not have (a new room, or Redis lost it): the room's highest stored seq was asked for first" },
     { "bridge", "seq_counters_raised", NULL, "parley_bridge_seq_counters_raised_total", FAMILY_COUNTER, 1,
       "Room seq counters found behind what MongoDB holds (Redis lost writes) and raised past it" },
+    { "bridge", "dedup_keys_restored", NULL, "parley_bridge_dedup_keys_restored_total", FAMILY_COUNTER, 1,
+      "clientMsgIds of stored messages put back into Redis after it lost them with a room's seq counter" },
     { "bridge", "seq_floor_checks", NULL, "parley_bridge_seq_floor_checks_total", FAMILY_COUNTER, 1,
       "Rooms whose highest stored seq the bridge asked MongoDB for (once per room after each new Redis connection)" },
     { "bridge", "seq_floor_checks_failed", NULL, "parley_bridge_seq_floor_checks_failed_total", FAMILY_COUNTER, 1,

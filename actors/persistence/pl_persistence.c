@@ -173,25 +173,78 @@ s_self_confirm (self_t *self, pl_msg_t *entry, int result, const char *error)
     pl_msg_send (&persisted, self->bridge);
 }
 
-//  The bridge's QUERY rooms.last_seq: the highest stored seq of each room
-//  it asks for (its seq counters must never go below), answered at once
+//  rooms.last_seq: the highest stored seq of each room asked for
+static int
+s_bridge_last_seqs (self_t *self, pl_msg_t *query, char **json_p)
+{
+    char **ids = NULL;
+    size_t count = 0;
+    int status = pl_rooms_ids_request (pl_msg_body (query), pl_msg_body_size (query),
+                                       (size_t) self->config->seq_floor_batch, &ids, &count, json_p);
+    int64_t *lasts = status == 0? (int64_t *) calloc (count, sizeof (int64_t)): NULL;
+    if (status == 0)
+        status = !lasts || pl_store_rooms_last_seq (self->store, ids, count, lasts)?
+                 pl_rooms_unavailable (json_p): pl_rooms_last_seqs_answer (ids, lasts, count, json_p);
+    free (lasts);
+    pl_rooms_ids_free (&ids, count);
+    return status;
+}
+
+typedef struct {
+    json_t *found;              //  [{senderId, clientMsgId, seq}]
+    int64_t after;
+    int64_t since_ms;           //  older ones have no dedup key to restore
+} s_cmids_t;
+
+static int
+s_cmids_add (const pl_room_message_t *message, void *arg)
+{
+    s_cmids_t *cmids = (s_cmids_t *) arg;
+    if (message->seq > cmids->after && message->created_ms >= cmids->since_ms
+    &&  message->client_msg_id && *message->client_msg_id && message->sender_id)
+        json_array_append_new (cmids->found, json_pack ("{s:s, s:s, s:I}", "senderId", message->sender_id,
+                               "clientMsgId", message->client_msg_id, "seq", (json_int_t) message->seq));
+    return 0;
+}
+
+//  room.client_msg_ids {"after": C, "upTo": F}: the clientMsgIds of the
+//  room's messages after C up to F (newest first, at most
+//  dedup-restore-max, within dedup-ttl-s), whose dedup keys Redis lost with
+//  its counter
+static int
+s_bridge_client_msg_ids (self_t *self, pl_msg_t *query, char **json_p)
+{
+    json_t *request = json_loadb (pl_msg_body (query), pl_msg_body_size (query), 0, NULL);
+    json_int_t after = json_integer_value (json_object_get (request, "after"));
+    json_int_t up_to = json_integer_value (json_object_get (request, "upTo"));
+    json_decref (request);
+    int status = pl_rooms_room_request (pl_msg_room (query), json_p);
+    if (status)
+        return status;
+    if (after < 0 || up_to <= after) {
+        json_t *none = json_array ();
+        return pl_rooms_answer (json_p, 200, none);
+    }
+    s_cmids_t cmids = { json_array (), after, pl_clock_ms () - (int64_t) self->config->dedup_ttl_s * 1000 };
+    int64_t span = up_to - after;
+    int limit = span < self->config->dedup_restore_max? (int) span: self->config->dedup_restore_max;
+    if (pl_store_messages_before (self->store, pl_msg_room (query), up_to + 1, limit, s_cmids_add, &cmids)) {
+        json_decref (cmids.found);
+        return pl_rooms_unavailable (json_p);
+    }
+    return pl_rooms_answer (json_p, 200, cmids.found);
+}
+
+//  The bridge's QUERYs, answered at once: rooms.last_seq (its seq counters
+//  must never go below) and room.client_msg_ids (dedup keys to restore)
 static void
 s_self_bridge_query (self_t *self, pl_msg_t *query)
 {
     char *json = NULL;
-    char **ids = NULL;
-    size_t count = 0;
-    int status = streq (pl_msg_operation (query), "rooms.last_seq")?
-                 pl_rooms_ids_request (pl_msg_body (query), pl_msg_body_size (query),
-                                       (size_t) self->config->seq_floor_batch, &ids, &count, &json):
-                 pl_rooms_unknown_query (&json);
-    int64_t *lasts = status == 0? (int64_t *) calloc (count, sizeof (int64_t)): NULL;
-    if (status == 0)
-        status = !lasts || pl_store_rooms_last_seq (self->store, ids, count, lasts)?
-                 pl_rooms_unavailable (&json): pl_rooms_last_seqs_answer (ids, lasts, count, &json);
+    int status = streq (pl_msg_operation (query), "rooms.last_seq")? s_bridge_last_seqs (self, query, &json):
+                 streq (pl_msg_operation (query), "room.client_msg_ids")?
+                 s_bridge_client_msg_ids (self, query, &json): pl_rooms_unknown_query (&json);
     pl_reply_send (self->bridge, query, (uint32_t) status, json);
-    free (lasts);
-    pl_rooms_ids_free (&ids, count);
     free (json);
 }
 

@@ -96,6 +96,9 @@ s_test_persist (zsock_t *bridge, const char *room_id)
             pl_msg_set_user (persist, "u1");
             pl_msg_set_sender_name (persist, "Alice");
             pl_msg_set_body (persist, "hello", 5);
+            char cmid [16];
+            snprintf (cmid, sizeof cmid, "c%d", seq);
+            pl_msg_set_cmid (persist, seq % 2? cmid: "");
             pl_msg_set_created (persist, pl_clock_ms ());
             pl_msg_send (&persist, bridge);
         }
@@ -138,6 +141,24 @@ s_test_last_seqs (zsock_t *bridge, const char *room_id)
         }
         pl_msg_destroy (&result);
     }
+    //  room.client_msg_ids: those of seqs 296..300 that have one, newest first
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_routing_id (query, "store-0");
+    pl_msg_set_operation (query, "room.client_msg_ids");
+    pl_msg_set_room (query, room_id);
+    pl_msg_set_corr (query, 99);
+    const char *range = "{\"after\":295,\"upTo\":300}";
+    pl_msg_set_body (query, range, strlen (range));
+    pl_msg_send (&query, bridge);
+    pl_msg_t *result = pl_msg_recv_command (bridge, PL_MSG_RESULT);
+    pl_check (result && pl_msg_corr (result) == 99 && pl_msg_status (result) == 200);
+    json_t *cmids = json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL);
+    pl_check (json_array_size (cmids) == 2);
+    pl_check (streq (json_string_value (json_object_get (json_array_get (cmids, 0), "clientMsgId")), "c299"));
+    pl_check (json_integer_value (json_object_get (json_array_get (cmids, 1), "seq")) == 297);
+    pl_check (streq (json_string_value (json_object_get (json_array_get (cmids, 1), "senderId")), "u1"));
+    json_decref (cmids);
+    pl_msg_destroy (&result);
 }
 
 //  History and resume through the router side

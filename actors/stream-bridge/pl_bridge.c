@@ -39,6 +39,9 @@ typedef struct _self_t self_t;
 typedef struct {
     self_t *self;
     pl_msg_t *request;          //  the SEND, kept to answer it (routing id included)
+    int64_t floor;              //  the room's highest stored seq, or PL_SEQ_FLOOR_CHECK
+    uint64_t generation;        //  of the Redis layer when it was sent
+    int64_t deadline;           //  while its dedup keys are restored
 } append_t;
 
 struct _self_t {
@@ -57,6 +60,7 @@ struct _self_t {
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
     zlistx_t *held;             //  SENDs held until the groups exist
     pl_floors_t *floors;        //  rooms' seq counters checked against MongoDB
+    zhashx_t *restores;         //  corr -> append_t whose dedup keys come back
     uint64_t next_corr;         //  of our own QUERYs to stores
     bool terminated;
 };
@@ -81,6 +85,8 @@ s_msg_destroy (void **item_p)
 
 static void s_on_fanout (void *arg, const pl_entry_t *entry);
 static void s_floor_release (void *arg, void *item, int64_t floor);
+static void s_restore_fail (void **item_p);
+static void s_self_append (self_t *self, pl_msg_t *request, int64_t floor, bool restored);
 static void s_on_persist (void *arg, const pl_entry_t *entry);
 static void s_on_broadcast (void *arg, const char *payload, size_t size);
 
@@ -118,6 +124,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     zlistx_set_destructor (self->held, s_msg_destroy);
     self->floors = pl_floors_new ((size_t) config->seq_floor_batch, config->request_timeout_ms / 2,
                                   s_floor_release, self);
+    self->restores = zhashx_new ();
     return self;
 }
 
@@ -130,6 +137,10 @@ s_self_destroy (self_t **self_p)
         //  are read again at the next start: nothing to do for them here.
         //  SENDs waiting for their room's check are answered 503.
         pl_floors_destroy (&self->floors);
+        for (append_t *append = (append_t *) zhashx_first (self->restores); append;
+             append = (append_t *) zhashx_next (self->restores))
+            s_restore_fail ((void **) &append);
+        zhashx_destroy (&self->restores);
         pl_streams_destroy (&self->streams);
         zlistx_destroy (&self->queue);
         zlistx_destroy (&self->held);
@@ -437,6 +448,96 @@ s_self_answer_text (self_t *self, const pl_msg_t *request, uint32_t status, cons
     s_self_answer (self, request, status, 0, text, strlen (text));
 }
 
+//  An append whose dedup keys did not come back: the client may try again
+static void
+s_restore_fail (void **item_p)
+{
+    append_t *append = (append_t *) *item_p;
+    if (append) {
+        s_self_answer_text (append->self, append->request, 503, "persistence unavailable, try again");
+        pl_msg_destroy (&append->request);
+        free (append);
+        *item_p = NULL;
+    }
+}
+
+//  Redis lost writes: the room's counter (counter) is below its floor.
+//  Before it is raised, the dedup keys of the stored messages in between
+//  come back from MongoDB (room.client_msg_ids), so a retry of one of them
+//  gets its seq and is not appended again. The room is checked again by
+//  whatever comes meanwhile.
+static void
+s_self_restore_dedup (self_t *self, append_t *append, int64_t counter)
+{
+    pl_floors_forget (self->floors, pl_msg_room (append->request));
+    char body [64];
+    snprintf (body, sizeof body, "{\"after\":%" PRId64 ",\"upTo\":%" PRId64 "}", counter, append->floor);
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_operation (query, "room.client_msg_ids");
+    pl_msg_set_room (query, pl_msg_room (append->request));
+    pl_msg_set_corr (query, ++self->next_corr);
+    pl_msg_set_body (query, body, strlen (body));
+    pl_peer_t *store = pl_peers_pick (self->stores, 0);
+    bool sent = store && pl_msg_send_copy (query, self->frontend, store->id) == 0;
+    pl_msg_destroy (&query);
+    if (!sent) {
+        s_restore_fail ((void **) &append);
+        return;
+    }
+    append->deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, self->next_corr);
+    zhashx_insert (self->restores, key, append);
+}
+
+//  A store's answer to room.client_msg_ids: the keys go back, then the
+//  append with the floor raises the counter. Returns false when corr is
+//  none of ours.
+static bool
+s_self_restored (self_t *self, pl_msg_t *result)
+{
+    char key [24];
+    snprintf (key, sizeof key, "%" PRIu64, pl_msg_corr (result));
+    append_t *append = (append_t *) zhashx_lookup (self->restores, key);
+    if (!append)
+        return false;
+    json_t *found = pl_msg_status (result) == 200?
+                    json_loadb (pl_msg_body (result), pl_msg_body_size (result), 0, NULL): NULL;
+    zhashx_delete (self->restores, key);
+    if (!json_is_array (found)) {
+        json_decref (found);
+        s_restore_fail ((void **) &append);
+        return true;
+    }
+    size_t index;
+    json_t *entry;
+    json_array_foreach (found, index, entry)
+        pl_streams_dedup_restore (self->streams, pl_msg_room (append->request),
+                                  json_string_value (json_object_get (entry, "senderId")),
+                                  json_string_value (json_object_get (entry, "clientMsgId")),
+                                  (int64_t) json_integer_value (json_object_get (entry, "seq")));
+    json_decref (found);
+    s_self_append (self, append->request, append->floor, true);
+    free (append);
+    return true;
+}
+
+//  Restores past their deadline: answered 503 (a late answer finds none)
+static void
+s_self_expire_restores (self_t *self, int64_t now)
+{
+    zlistx_t *keys = zhashx_keys (self->restores);
+    for (const char *key = keys? (const char *) zlistx_first (keys): NULL; key;
+         key = (const char *) zlistx_next (keys)) {
+        append_t *append = (append_t *) zhashx_lookup (self->restores, key);
+        if (now >= append->deadline) {
+            zhashx_delete (self->restores, key);
+            s_restore_fail ((void **) &append);
+        }
+    }
+    zlistx_destroy (&keys);
+}
+
 static void
 s_append_done (void *arg, int result, int64_t seq, const char *error)
 {
@@ -450,6 +551,15 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
         free (append);
         return;
     }
+    if (result == 5) {
+        s_self_restore_dedup (self, append, seq);
+        return;
+    }
+    //  The first append with the room's floor went through: the room's
+    //  counter is at or past it for the rest of this generation
+    if (result == 0 && append->floor >= 0
+    &&  append->generation == pl_streams_generation (self->streams))
+        pl_floors_mark_checked (self->floors, pl_msg_room (append->request));
     if (result == 2) {
         char text [120];
         snprintf (text, sizeof text, "seq %" PRIu64 " is past the room's last message (%" PRId64 ")",
@@ -479,14 +589,17 @@ s_append_done (void *arg, int result, int64_t seq, const char *error)
 }
 
 //  Takes the request: it is answered once Redis has the entry. floor: the
-//  room's highest stored seq, or PL_SEQ_FLOOR_CHECK (see pl_floors.h).
+//  room's highest stored seq, or PL_SEQ_FLOOR_CHECK (see pl_floors.h);
+//  restored: the dedup keys below the floor are back (s_self_restore_dedup).
 static void
-s_self_append (self_t *self, pl_msg_t *request, int64_t floor)
+s_self_append (self_t *self, pl_msg_t *request, int64_t floor, bool restored)
 {
     append_t *append = (append_t *) zmalloc (sizeof (append_t));
     assert (append);
     append->self = self;
     append->request = request;
+    append->floor = floor;
+    append->generation = pl_streams_generation (self->streams);
     pl_entry_t entry = {
         .room_id = pl_msg_room (request),
         .type = pl_msg_type (request),
@@ -496,7 +609,8 @@ s_self_append (self_t *self, pl_msg_t *request, int64_t floor)
         .client_msg_id = pl_msg_cmid (request),
         .created_ms = pl_clock_ms (),
         .seq = (int64_t) pl_msg_read_seq (request),
-        .seq_floor = floor
+        .seq_floor = floor,
+        .dedup_restored = restored
     };
     self->appends++;
     if (pl_streams_append (self->streams, &entry, s_append_done, append))
@@ -512,12 +626,12 @@ s_self_handle_send (self_t *self, pl_msg_t **request_p)
     pl_msg_t *request = *request_p;
     *request_p = NULL;
     if (streq (pl_msg_type (request), "READ")) {
-        s_self_append (self, request, 0);
+        s_self_append (self, request, 0, false);
         return;
     }
     pl_floors_set_generation (self->floors, pl_streams_generation (self->streams));
     if (pl_floors_checked (self->floors, pl_msg_room (request)))
-        s_self_append (self, request, PL_SEQ_FLOOR_CHECK);
+        s_self_append (self, request, PL_SEQ_FLOOR_CHECK, false);
     else
         pl_floors_park (self->floors, pl_msg_room (request), request, pl_mono_ms ());
 }
@@ -530,7 +644,7 @@ s_floor_release (void *arg, void *item, int64_t floor)
     self_t *self = (self_t *) arg;
     pl_msg_t *request = (pl_msg_t *) item;
     if (floor >= 0)
-        s_self_append (self, request, floor);
+        s_self_append (self, request, floor, false);
     else {
         s_self_answer_text (self, request, 503, "persistence unavailable, try again");
         pl_msg_destroy (&request);
@@ -721,10 +835,11 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
                 s_self_handle_send (self, message_p);
             break;
         case PL_MSG_RESULT:
-            //  A store's answer to our rooms.last_seq
-            pl_floors_answer (self->floors, pl_msg_corr (message),
-                              pl_msg_status (message) == 200? pl_msg_body (message): NULL,
-                              pl_msg_body_size (message));
+            //  A store's answer to our room.client_msg_ids or rooms.last_seq
+            if (!s_self_restored (self, message))
+                pl_floors_answer (self->floors, pl_msg_corr (message),
+                                  pl_msg_status (message) == 200? pl_msg_body (message): NULL,
+                                  pl_msg_body_size (message));
             break;
         case PL_MSG_PERSISTED:
             s_self_handle_persisted (self, message);
@@ -789,6 +904,8 @@ s_self_report (self_t *self)
                              json_integer ((json_int_t) stats.counters_missing));
         json_object_set_new (figures, "seq_counters_raised",
                              json_integer ((json_int_t) stats.counters_raised));
+        json_object_set_new (figures, "dedup_keys_restored",
+                             json_integer ((json_int_t) stats.dedup_restored));
         pl_floors_stats_t floors;
         pl_floors_stats (self->floors, &floors);
         json_object_set_new (figures, "seq_floor_checks", json_integer ((json_int_t) floors.rooms_checked));
@@ -815,6 +932,7 @@ s_self_handle_tick (self_t *self)
     while ((store = pl_peers_expired (self->stores, now)))
         s_store_forget (self, store);
     pl_floors_expire (self->floors, now);
+    s_self_expire_restores (self, now);
 }
 
 void

@@ -23,7 +23,6 @@ typedef struct {
 
 typedef struct {
     zlistx_t *rooms;            //  room ids asked for (owned)
-    uint64_t generation;        //  when it was written
     int64_t deadline;
 } query_t;
 
@@ -184,7 +183,6 @@ pl_floors_next_query (pl_floors_t *self, size_t window, uint64_t corr, int64_t d
     query->rooms = zlistx_new ();
     assert (query->rooms);
     zlistx_set_destructor (query->rooms, pl_free_item);
-    query->generation = self->generation;
     query->deadline = deadline;
     json_t *ids = json_array ();
     while (zlistx_size (self->queue) && zlistx_size (query->rooms) < self->batch) {
@@ -226,10 +224,10 @@ pl_floors_answer (pl_floors_t *self, uint64_t corr, const char *json, size_t siz
         json_t *last = json_object_get (answer, room);
         int64_t floor = json_is_integer (last) && json_integer_value (last) >= 0?
                         (int64_t) json_integer_value (last): -1;
-        //  A check made before the generation changed does not count for
-        //  the new one; the floor still holds for what waits
-        if (floor >= 0 && query->generation == self->generation)
-            zhashx_insert (self->checked, room, (void *) 1);
+        //  The room counts as checked only once an append with this floor
+        //  went through (pl_floors_mark_checked): Redis may answer that
+        //  the counter is behind, and what comes meanwhile must not
+        //  append without a floor
         s_release_room (self, room, floor);
     }
     json_decref (answer);
@@ -314,6 +312,10 @@ pl_floors_test (bool verbose)
     pl_check (test.count == 4);
     pl_check (streq (test.released [0], "a:41") && streq (test.released [1], "c:41"));
     pl_check (streq (test.released [2], "e:41") && streq (test.released [3], "b:0"));
+    //  Checked once the caller's append with the floor went through
+    pl_check (!pl_floors_checked (floors, "r1"));
+    pl_floors_mark_checked (floors, "r1");
+    pl_floors_mark_checked (floors, "r2");
     pl_check (pl_floors_checked (floors, "r1") && pl_floors_checked (floors, "r2"));
     pl_floors_answer (floors, 7, "{}", 2);  //  twice: ignored
     pl_check (test.count == 4);
@@ -334,13 +336,11 @@ pl_floors_test (bool verbose)
     pl_floors_park (floors, "r1", "g", 0);
     char *third = pl_floors_next_query (floors, 1, 10, 1000);
     pl_check (third && streq (third, "[\"r3\",\"r1\"]"));
-    //  The generation changes while it is out: the floors still go to the
-    //  items, but the rooms are not checked for the new generation
+    //  A new generation forgets every check
     pl_floors_set_generation (floors, 2);
-    pl_check (!pl_floors_checked (floors, "r2"));
+    pl_check (!pl_floors_checked (floors, "r2") && !pl_floors_checked (floors, "r9"));
     pl_floors_answer (floors, 10, "{\"r1\":44}", 9);
     pl_check (test.count == 7 && streq (test.released [5], "f:-1") && streq (test.released [6], "g:44"));
-    pl_check (!pl_floors_checked (floors, "r1"));
     //  Not an object: everything in it fails; destroy releases what waits
     pl_floors_park (floors, "r4", "h", 0);
     char *fourth = pl_floors_next_query (floors, 1, 11, 1000);

@@ -66,8 +66,10 @@ bool
 void
     pl_floors_park (pl_floors_t *self, const char *room, void *item, int64_t now);
 
-//  room was checked in this generation by other means (the bridge set up
-//  the counter of a room just created).
+//  room is checked in this generation: an append with its floor went
+//  through, or the bridge set up the counter of a room just created.
+//  Released floors do not mark it: Redis may still answer that the counter
+//  is behind (the dedup keys in between are restored first).
 void
     pl_floors_mark_checked (pl_floors_t *self, const char *room);
 

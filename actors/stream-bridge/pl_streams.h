@@ -78,6 +78,9 @@ typedef struct {
     //  first; 0 when the caller knows of nothing stored. PL_SEQ_FLOOR_CHECK:
     //  the counter must exist, else the append is answered 3
     int64_t seq_floor;
+    //  Append with a floor: the caller restored the dedup keys of the
+    //  messages between the counter and the floor (after an answer 5)
+    bool dedup_restored;
     const char *stream_key;     //  set on entries read from a stream
     const char *entry_id;       //  set on entries read from a stream
 } pl_entry_t;
@@ -99,6 +102,7 @@ typedef struct {
     uint64_t unreplicated;      //  appends answered -2 (WAIT came back short)
     uint64_t counters_missing;  //  appends answered 3 (no counter, no floor)
     uint64_t counters_raised;   //  appends whose floor raised a counter that was behind
+    uint64_t dedup_restored;    //  clientMsgId keys put back (pl_streams_dedup_restore)
     uint64_t replication_waits; //  WAITs sent (redis-min-replicas > 0)
     uint64_t reconnects;        //  connections set up again after a loss
     uint64_t redirects;         //  cluster: MOVED/ASK replies followed
@@ -119,7 +123,11 @@ typedef struct {
 //  not acknowledged; a retry with the same clientMsgId gets this seq.
 //  3: appended with PL_SEQ_FLOOR_CHECK to a room whose counter Redis does
 //  not have (a new room, or Redis lost it): nothing appended; append again
-//  with the room's highest stored seq (0: none) as seq_floor.
+//  with the room's highest stored seq (0: none) as seq_floor. 5: appended
+//  with a floor above the room's counter (seq = the counter: Redis lost
+//  writes) and dedup_restored false: nothing appended; restore the dedup
+//  keys of the stored messages with seqs above seq up to the floor
+//  (pl_streams_dedup_restore), then append again with dedup_restored.
 typedef void (pl_append_fn) (void *arg, int result, int64_t seq, const char *error);
 //  entry and its strings are valid only during the call
 typedef void (pl_entry_fn) (void *arg, const pl_entry_t *entry);
@@ -202,6 +210,14 @@ int
 //  finds no counter and is answered 3).
 int
     pl_streams_room_created (pl_streams_t *self, const char *room_id);
+
+//  A stored message's clientMsgId remembered again (SET NX, dedup-ttl-s),
+//  queued ahead of what is sent for the room after this call: a retry of
+//  it then gets seq. Returns 0 when queued, -1 when refused (Redis not
+//  connected, no cmid).
+int
+    pl_streams_dedup_restore (pl_streams_t *self, const char *room_id, const char *sender,
+                              const char *cmid, int64_t seq);
 
 //  A persist entry was stored: XACK it (batched).
 void

@@ -4,7 +4,8 @@
 //  second before the crash is lost, and MongoDB has every message once.
 //  And when the AOF lost its tail (what everysec can lose), the rooms' seq
 //  counters come back behind MongoDB: new messages still get seqs above
-//  everything MongoDB holds, and none is refused as a seq already taken.
+//  everything MongoDB holds, none is refused as a seq already taken, and
+//  a message sent again whose clientMsgId Redis lost keeps its seq.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -107,14 +108,20 @@ test('an AOF that lost its tail: new messages get seqs above all MongoDB holds',
     truncateSync(incrementAof(), kept);
     redis = await startRedis(port);
     await waitFor('the host ready again', async () => (await fetch(`${host.base}/readyz`)).status === 200, 20000);
-    //  The counters came back at 50; the next seqs still follow 80
-    for (const room of rooms) {
-        let seq;
-        for (let tries = 0; !seq && tries < 50; tries++) {
-            try { seq = await sendWithReceipt(alice, room, 'after the loss', `${room}-after`); } catch { await sleep(100); }
+    //  The counters came back at 50; the next seqs still follow 80, and a
+    //  message sent again whose clientMsgId Redis lost gets its seq (in the
+    //  first room before anything new, in the others after)
+    const sendOnce = async (room, content, clientMsgId) => {
+        for (let tries = 0; tries < 50; tries++) {
+            try { return await sendWithReceipt(alice, room, content, clientMsgId); } catch { await sleep(100); }
         }
-        assert.equal(seq, 81, `${room}: the first seq after the loss`);
-    }
+        return null;
+    };
+    assert.equal(await sendOnce(rooms[0], 'm 60', `${rooms[0]}-60`), 60, 'a retry first gets its seq');
+    for (const room of rooms)
+        assert.equal(await sendOnce(room, 'after the loss', `${room}-after`), 81, `${room}: the first seq after the loss`);
+    for (const room of rooms.slice(1))
+        assert.equal(await sendOnce(room, 'm 70', `${room}-70`), 70, 'a retry after new ones gets its seq');
     await send(82, 90);
     await waitFor('90 a room stored', async () => await storedCount(host.database, rooms) === 360, 30000);
     await withMongo(host.database, async (db) => {

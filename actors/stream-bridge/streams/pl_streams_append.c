@@ -28,12 +28,14 @@
 //  Redis lost writes: -1 asks that the counter exist (else nothing is
 //  appended, outcome 3: the caller finds the room's highest stored seq and
 //  appends again with it); a floor >= 0 raises the counter to it, or to the
-//  newest seq of the room's replay index, before counting on (outcome 4
-//  when that raised it).
+//  newest seq of the room's replay index. A counter that is behind is
+//  raised only once the caller restored the dedup keys of the messages in
+//  between (ARGV[12] = 1; else nothing is appended, outcome 5 with the
+//  counter as seq), then counts on (outcome 4).
 //  KEYS: stream, seq hash, index, [dedup key]. ARGV: room type sender name
-//  content cmid created dedup-ttl window index-ttl floor.
+//  content cmid created dedup-ttl window index-ttl floor restored.
 //  Returns {seq, entry id, outcome}: 0 appended, 1 duplicate, 3 no counter,
-//  4 appended after raising the counter.
+//  4 appended after raising the counter, 5 counter behind.
 static const char *s_append_script =
     "local dedup = KEYS[4]\n"
     "if dedup then\n"
@@ -49,6 +51,7 @@ static const char *s_append_script =
     "  if top and tonumber(top) > floor then floor = tonumber(top) end\n"
     "  local current = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "  if floor > current then\n"
+    "    if ARGV[12] ~= '1' then return {current, '', 5} end\n"
     "    redis.call('HSET', KEYS[2], ARGV[1], floor)\n"
     "    outcome = 4\n"
     "  end\n"
@@ -249,7 +252,8 @@ s_append_finish (op_t *op, int result, int64_t seq, const char *error)
     else
     if (result == -1)
         self->stats.append_errors++;
-    //  2 (a READ refused) and 3 (no counter) are answers, not errors
+    //  2 (a READ refused), 3 (no counter) and 5 (behind) are answers, not
+    //  errors
     op->append_done (op->arg, result, seq, error);
     free (op);
 }
@@ -367,6 +371,10 @@ s_append_result (conn_t *conn, op_t *op, redisReply *reply)
     if (outcome == 3) {
         op->owner->stats.counters_missing++;
         s_append_finish (op, 3, 0, NULL);       //  nothing written: no WAIT
+        return;
+    }
+    if (outcome == 5) {
+        s_append_finish (op, 5, seq, NULL);     //  nothing written either
         return;
     }
     s_append_answered (conn, op, outcome == 1 || outcome == 2? (int) outcome: 0, seq);
@@ -538,7 +546,7 @@ s_append_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg
     snprintf (created, sizeof created, "%" PRId64, message->created_ms);
     snprintf (floor, sizeof floor, "%" PRId64, message->seq_floor < 0? -1: message->seq_floor);
     const settings_t *settings = &self->settings;
-    const char *argv [18];
+    const char *argv [19];
     int argc = 0;
     argv [argc++] = "EVAL";
     argv [argc++] = s_append_script;
@@ -559,7 +567,40 @@ s_append_op (pl_streams_t *self, const pl_entry_t *message, int shard, void *arg
     argv [argc++] = settings->window_text;
     argv [argc++] = settings->index_ttl_text;
     argv [argc++] = floor;
+    argv [argc++] = message->dedup_restored? "1": "0";
     return s_op_new (self, OP_APPEND, SCRIPT_APPEND, shard, arg, argc, argv);
+}
+
+//  "<prefix>:{<shard>}:dedup:<room>:<sender>:<cmid>" (free it), or NULL
+static char *
+s_dedup_key (pl_streams_t *self, int shard, const char *room, const char *sender, const char *cmid)
+{
+    char *key = NULL;
+    if (asprintf (&key, "%s%d}:dedup:%s:%s:%s", self->keys.shard_prefix, shard, room, sender, cmid) < 0)
+        return NULL;
+    return key;
+}
+
+int
+pl_streams_dedup_restore (pl_streams_t *self, const char *room_id, const char *sender,
+                          const char *cmid, int64_t seq)
+{
+    assert (self);
+    if (self->destroying || !room_id || !*room_id || !sender || !cmid || !*cmid || seq < 1)
+        return -1;
+    int shard = pl_streams_shard (room_id, self->settings.shards);
+    char *key = s_dedup_key (self, shard, room_id, sender, cmid);
+    if (!key)
+        return -1;
+    char seq_text [24];
+    snprintf (seq_text, sizeof seq_text, "%" PRId64, seq);
+    const char *argv [] = { "SET", key, seq_text, "EX", self->settings.dedup_ttl_text, "NX" };
+    int rc = pl_streams_cluster_send (self, key, pl_streams_link_error_only, (void *) "SET",
+                                      6, argv, NULL);
+    free (key);
+    if (rc == 0)
+        self->stats.dedup_restored++;
+    return rc;
 }
 
 //  The EVAL form of a READ: KEYS stream, seq, the room's cursors, then ARGV
@@ -612,9 +653,7 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
     if (asprintf (&index_key, "%s%d}:idx:%s", self->keys.shard_prefix, shard,
                   message->room_id) < 0)
         return -1;
-    if (*cmid
-    &&  asprintf (&dedup_key, "%s%d}:dedup:%s:%s:%s", self->keys.shard_prefix, shard,
-                  message->room_id, sender, cmid) < 0) {
+    if (*cmid && !(dedup_key = s_dedup_key (self, shard, message->room_id, sender, cmid))) {
         free (index_key);
         return -1;
     }

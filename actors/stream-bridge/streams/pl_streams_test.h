@@ -74,6 +74,7 @@ typedef struct {
     int wait_done;              //  appends_done to wait for
     int last_result;            //  of the last append answered
     int64_t last_seq;
+    char cmid [16];             //  the clientMsgId of s_probe_append_to, "" none
     int reads_fanout;           //  READ entries handed to on_fanout
     int reads_persist;          //  ... and to on_persist
     int64_t read_seq;           //  the last READ's cursor, as fan-out saw it

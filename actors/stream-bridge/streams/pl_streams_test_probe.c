@@ -764,8 +764,10 @@ static void
 s_probe_append_to (probe_t *probe, const char *room, int64_t floor, int expect_result,
                    int64_t expect_seq)
 {
-    pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u",
-                           .content = "x", .created_ms = 4, .seq_floor = floor };
+    //  A floor of 100 + n: n, the dedup keys restored
+    pl_entry_t message = { .room_id = room, .type = "CHAT", .sender_id = "u", .content = "x",
+                           .client_msg_id = probe->cmid, .created_ms = 4,
+                           .seq_floor = floor >= 100? floor - 100: floor, .dedup_restored = floor >= 100 };
     probe->wait_done = probe->appends_done + 1;
     pl_check (pl_streams_append (probe->streams, &message, s_probe_appended, probe) == 0);
     pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_answered));
@@ -791,17 +793,25 @@ s_test_floors (int port, bool verbose)
     //  No counter, and the caller asks that one exist: nothing appended
     s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 3, 0);
     pl_check (pl_streams_test_query (port, "XLEN pflo:{%d}:stream", shard) == 0);
-    //  MongoDB has up to 5: the counter starts above it
-    s_probe_append_floor (probe, 5, 0, 6);
+    //  MongoDB has up to 5: nothing appended until the dedup keys of 1..5
+    //  are back (5: the counter is 0), then the counter starts above it
+    s_probe_append_floor (probe, 5, 5, 0);
+    pl_check (pl_streams_dedup_restore (probe->streams, "fl", "u", "lost-3", 3) == 0);
+    s_probe_append_floor (probe, 105, 0, 6);
     s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 0, 7);
+    //  The restored key answers a retry of that message with its seq
+    snprintf (probe->cmid, sizeof probe->cmid, "lost-3");
+    s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 1, 3);
+    probe->cmid [0] = 0;
     //  A counter gone back (Redis lost writes): a floor of 0 still lifts it
-    //  past the room's replay index
+    //  past the room's replay index, once the keys are back
     pl_streams_test_query (port, "HSET pflo:{%d}:seq fl 2", shard);
-    s_probe_append_floor (probe, 0, 0, 8);
+    s_probe_append_floor (probe, 0, 5, 2);
+    s_probe_append_floor (probe, 100, 0, 8);
     //  A counter gone: checked appends refuse until a floor comes
     pl_streams_test_query (port, "HDEL pflo:{%d}:seq fl", shard);
     s_probe_append_floor (probe, PL_SEQ_FLOOR_CHECK, 3, 0);
-    s_probe_append_floor (probe, 8, 0, 9);
+    s_probe_append_floor (probe, 108, 0, 9);
     //  A room just created: its counter is there at 0, no floor needed
     pl_check (pl_streams_room_created (probe->streams, "fl-new") == 0);
     s_probe_append_to (probe, "fl-new", PL_SEQ_FLOOR_CHECK, 0, 1);
@@ -810,7 +820,8 @@ s_test_floors (int port, bool verbose)
     pl_streams_stats_t stats;
     pl_streams_stats (probe->streams, &stats);
     pl_check (stats.counters_missing == 2 && stats.counters_raised == 3);
-    pl_check (stats.appended == 6 && stats.append_errors == 0);
+    pl_check (stats.appended == 6 && stats.duplicates == 1 && stats.append_errors == 0);
+    pl_check (stats.dedup_restored == 1);
     //  A new command connection is a new generation
     s_generation_was = pl_streams_generation (probe->streams);
     pl_check (s_generation_was > 0);
