@@ -69,7 +69,7 @@ if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "R
 endif ()
 
 #   parley-load's own classes: WebSocket client framing, STOMP client
-#   codec, latency histogram (the run against a host: tests/load/smoke.sh)
+#   codec, latency histogram (the run against a host: load.smoke below)
 add_test (NAME load.selftest COMMAND parley-load --selftest)
 
 #   Issue 11: the benchmark, once at a tiny load against parley and
@@ -81,4 +81,8 @@ if (NOT PARLEY_SANITIZE AND NOT PARLEY_FUZZ AND NOT CMAKE_BUILD_TYPE STREQUAL "R
                       --conns 20 --room 2 --msgs 10 --rate 5 --threads 1 --target both --store-raw)
     set_tests_properties (bench.tiny PROPERTIES FIXTURES_REQUIRED servers TIMEOUT 300
         ENVIRONMENT "PARLEY_BUILD_DIR=${CMAKE_BINARY_DIR};PARLEY_SERVERS_DIR=${PARLEY_SERVERS_DIR};PARLEY_SEND_RATE=0;PARLEY_HTTP_RATE=0;PARLEY_MAX_IN_FLIGHT=1000000")
+    #   parley-load against a real host, once of it under valgrind (its own
+    #   Redis and store, so it needs no fixture)
+    add_test (NAME load.smoke COMMAND ${CMAKE_SOURCE_DIR}/tests/load/smoke.sh ${CMAKE_BINARY_DIR})
+    set_tests_properties (load.smoke PROPERTIES TIMEOUT 300)
 endif ()

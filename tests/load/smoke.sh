@@ -5,7 +5,7 @@
 #   store (tests/servers.sh), one host (bin/parley up, the actors of
 #   BUILD_DIR, no rate limits), creates the group rooms over HTTP, and runs
 #       (a) 2 connections, one room, 100 messages each at 50/s, under
-#           valgrind (installed when missing)
+#           valgrind
 #       (b) 200 connections in rooms of 2, 20 messages each at 4/s, 2 threads
 #   --full adds the larger runs of issue 11:
 #       (b) 1000 connections in rooms of 2, 20 messages at 4/s, 2 threads
@@ -13,7 +13,9 @@
 #   Each run's JSON goes to stdout. Exits non-zero when a run lost or
 #   duplicated a message or saw an error. Everything started is stopped on
 #   exit; the work folder (BUILD_DIR/load-smoke: logs, JSON) is removed
-#   after a pass and kept after a failure.
+#   after a pass and kept after a failure. Its tools (valgrind, Redis,
+#   FerretDB) come from bin/parley deps, as every dependency does; ctest
+#   runs it as load.smoke after bin/parley test installed them.
 set -euo pipefail
 build=$(cd "${1:?usage: tests/load/smoke.sh BUILD_DIR [--full]}" && pwd)
 full=${2:-}
@@ -110,12 +112,7 @@ run_load () {
     fi
 }
 
-#   Run (a) under valgrind, always: installed when missing, never skipped
-if ! command -v valgrind >/dev/null; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get install -y -qq valgrind >/dev/null
-fi
+#   Run (a) under valgrind, always (a missing valgrind fails the run)
 valgrind=(valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite)
 run_load a 2 2 "${valgrind[@]}" "$load" --msgs 100 --rate 50
 run_load b200 200 2 "$load" --msgs 20 --rate 4 --threads 2
