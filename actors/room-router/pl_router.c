@@ -432,6 +432,8 @@ s_room_load_members (self_t *self, room_t *room)
 static void
 s_self_flush_loads (self_t *self)
 {
+    if (zlistx_size (self->to_load) == 0)
+        return;
     int64_t deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
     size_t window = pl_peers_size (self->stores);
     if (window == 0)

@@ -448,6 +448,26 @@ s_self_answer_text (self_t *self, const pl_msg_t *request, uint32_t status, cons
     s_self_answer (self, request, status, 0, text, strlen (text));
 }
 
+//  One QUERY of our own (corr, operation, room or NULL, JSON body) to the
+//  least busy persistence actor. Returns 0, or -1 when none took it.
+static int
+s_self_ask_store (self_t *self, uint64_t corr, const char *operation, const char *room,
+                  const char *body)
+{
+    pl_peer_t *store = pl_peers_pick (self->stores, 0);
+    if (!store)
+        return -1;
+    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
+    pl_msg_set_operation (query, operation);
+    if (room)
+        pl_msg_set_room (query, room);
+    pl_msg_set_corr (query, corr);
+    pl_msg_set_body (query, body, strlen (body));
+    int rc = pl_msg_send_copy (query, self->frontend, store->id);
+    pl_msg_destroy (&query);
+    return rc;
+}
+
 //  An append whose dedup keys did not come back: the client may try again
 static void
 s_restore_fail (void **item_p)
@@ -472,15 +492,8 @@ s_self_restore_dedup (self_t *self, append_t *append, int64_t counter)
     pl_floors_forget (self->floors, pl_msg_room (append->request));
     char body [64];
     snprintf (body, sizeof body, "{\"after\":%" PRId64 ",\"upTo\":%" PRId64 "}", counter, append->floor);
-    pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
-    pl_msg_set_operation (query, "room.client_msg_ids");
-    pl_msg_set_room (query, pl_msg_room (append->request));
-    pl_msg_set_corr (query, ++self->next_corr);
-    pl_msg_set_body (query, body, strlen (body));
-    pl_peer_t *store = pl_peers_pick (self->stores, 0);
-    bool sent = store && pl_msg_send_copy (query, self->frontend, store->id) == 0;
-    pl_msg_destroy (&query);
-    if (!sent) {
+    if (s_self_ask_store (self, ++self->next_corr, "room.client_msg_ids", pl_msg_room (append->request),
+                          body)) {
         s_restore_fail ((void **) &append);
         return;
     }
@@ -660,16 +673,10 @@ s_self_ask_floors (self_t *self)
     int64_t deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
     size_t window = pl_peers_size (self->stores);
     char *body;
-    while ((body = pl_floors_next_query (self->floors, window, ++self->next_corr, deadline))) {
-        pl_peer_t *store = pl_peers_pick (self->stores, 0);
-        pl_msg_t *query = pl_msg_new (PL_MSG_QUERY);
-        pl_msg_set_operation (query, "rooms.last_seq");
-        pl_msg_set_corr (query, self->next_corr);
-        pl_msg_set_body (query, body, strlen (body));
-        free (body);
-        if (!store || pl_msg_send_copy (query, self->frontend, store->id))
+    while ((body = pl_floors_next_query (self->floors, window, &self->next_corr, deadline))) {
+        if (s_self_ask_store (self, self->next_corr, "rooms.last_seq", NULL, body))
             pl_floors_answer (self->floors, self->next_corr, NULL, 0);
-        pl_msg_destroy (&query);
+        free (body);
     }
 }
 

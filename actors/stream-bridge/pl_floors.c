@@ -173,11 +173,12 @@ pl_floors_forget (pl_floors_t *self, const char *room)
 }
 
 char *
-pl_floors_next_query (pl_floors_t *self, size_t window, uint64_t corr, int64_t deadline)
+pl_floors_next_query (pl_floors_t *self, size_t window, uint64_t *next_corr, int64_t deadline)
 {
-    assert (self && corr);
+    assert (self && next_corr);
     if (zhashx_size (self->queries) >= window || zlistx_size (self->queue) == 0)
         return NULL;
+    uint64_t corr = ++*next_corr;
     query_t *query = (query_t *) zmalloc (sizeof (query_t));
     assert (query);
     query->rooms = zlistx_new ();
@@ -296,6 +297,7 @@ pl_floors_test (bool verbose)
         printf (" * pl_floors: ");
     s_test_t test = { .count = 0 };
     pl_floors_t *floors = pl_floors_new (2, 5000, s_test_release, &test);
+    uint64_t corr = 6;
     pl_floors_set_generation (floors, 1);
     pl_check (!pl_floors_checked (floors, "r1"));
     //  Three rooms parked, in queries of two, one query out at a time
@@ -304,9 +306,9 @@ pl_floors_test (bool verbose)
     pl_floors_park (floors, "r1", "c", 0);
     pl_floors_park (floors, "r3", "d", 0);
     pl_check (test.count == 0);             //  never from inside park
-    char *first = pl_floors_next_query (floors, 1, 7, 1000);
+    char *first = pl_floors_next_query (floors, 1, &corr, 1000);
     pl_check (first && streq (first, "[\"r1\",\"r2\"]"));
-    pl_check (pl_floors_next_query (floors, 1, 8, 1000) == NULL);
+    pl_check (corr == 7 && pl_floors_next_query (floors, 1, &corr, 1000) == NULL && corr == 7);
     pl_floors_park (floors, "r1", "e", 0);     //  joins the check out
     pl_floors_answer (floors, 7, "{\"r1\":41,\"r2\":0}", 16);
     pl_check (test.count == 4);
@@ -320,7 +322,7 @@ pl_floors_test (bool verbose)
     pl_floors_answer (floors, 7, "{}", 2);  //  twice: ignored
     pl_check (test.count == 4);
     //  r3's query times out: released with -1, not checked
-    char *second = pl_floors_next_query (floors, 1, 9, 1000);
+    char *second = pl_floors_next_query (floors, 1, &corr, 1000);
     pl_check (second && streq (second, "[\"r3\"]"));
     pl_floors_expire (floors, 999);
     pl_check (test.count == 4 && pl_floors_out (floors) == 1);
@@ -334,17 +336,18 @@ pl_floors_test (bool verbose)
     pl_floors_mark_checked (floors, "r9");
     pl_check (pl_floors_checked (floors, "r9"));
     pl_floors_park (floors, "r1", "g", 0);
-    char *third = pl_floors_next_query (floors, 1, 10, 1000);
+    char *third = pl_floors_next_query (floors, 1, &corr, 1000);
     pl_check (third && streq (third, "[\"r3\",\"r1\"]"));
     //  A new generation forgets every check
     pl_floors_set_generation (floors, 2);
     pl_check (!pl_floors_checked (floors, "r2") && !pl_floors_checked (floors, "r9"));
-    pl_floors_answer (floors, 10, "{\"r1\":44}", 9);
+    pl_check (corr == 9);
+    pl_floors_answer (floors, 9, "{\"r1\":44}", 9);
     pl_check (test.count == 7 && streq (test.released [5], "f:-1") && streq (test.released [6], "g:44"));
     //  Not an object: everything in it fails; destroy releases what waits
     pl_floors_park (floors, "r4", "h", 0);
-    char *fourth = pl_floors_next_query (floors, 1, 11, 1000);
-    pl_floors_answer (floors, 11, "[1]", 3);
+    char *fourth = pl_floors_next_query (floors, 1, &corr, 1000);
+    pl_floors_answer (floors, 10, "[1]", 3);
     pl_check (test.count == 8 && streq (test.released [7], "h:-1"));
     //  Queued with nobody to ask, past queued_ms: failed
     pl_floors_park (floors, "r6", "j", 0);

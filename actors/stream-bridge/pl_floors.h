@@ -78,10 +78,11 @@ void
     pl_floors_forget (pl_floors_t *self, const char *room);
 
 //  The next query when one may go (fewer than window out, rooms queued):
-//  a JSON array of room ids (free it), registered as out under corr until
-//  deadline (monotonic ms). NULL when none goes now.
+//  a JSON array of room ids (free it), registered as out until deadline
+//  (monotonic ms) under the corr ++*next_corr. NULL when none goes now
+//  (*next_corr unchanged).
 char *
-    pl_floors_next_query (pl_floors_t *self, size_t window, uint64_t corr, int64_t deadline);
+    pl_floors_next_query (pl_floors_t *self, size_t window, uint64_t *next_corr, int64_t deadline);
 
 //  The answer to query corr: a JSON object room -> highest stored seq
 //  (json NULL or not such an object: failed). Unknown corr: ignored.

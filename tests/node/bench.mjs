@@ -31,7 +31,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Host, connectStomp, freePort, sleep, waitFor, withMongo } from './harness.mjs';
+import { Host, connectStomp, freePort, replicaLinked, sleep, startRedis, waitFor, withMongo } from './harness.mjs';
 import { Meter, anonKiB, rssKiB, tree } from './bench-procs.mjs';
 
 const options = { conns: 1000, room: 2, msgs: 20, rate: 4, hosts: 1, target: 'parley', json: '', sweep: false,
@@ -101,16 +101,9 @@ async function startReplicas (count) {
     for (let k = 0; k < count; k++) {
         const port = await freePort();
         const dir = mkdtempSync(join(tmpdir(), 'parley-bench-replica-'));
-        const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-            '--appendonly', 'no', '--dir', dir, '--replicaof', primary.hostname, primary.port],
-        { stdio: 'ignore' });
+        const child = await startRedis(port, dir, '--replicaof', primary.hostname, primary.port);
         replicas.push({ port, dir, child });
-        await waitFor(`replica ${port} linked`, async () => {
-            try {
-                return execFileSync('redis-cli', ['-p', String(port), 'info', 'replication'], { encoding: 'utf8' })
-                    .includes('master_link_status:up');
-            } catch { return false; }
-        });
+        await waitFor(`replica ${port} linked`, () => replicaLinked(port));
     }
     return replicas;
 }

@@ -8,12 +8,10 @@
 //  a message sent again whose clientMsgId Redis lost keeps its seq.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
-import { Host, collect, freePort, sendWithReceipt, sleep, waitFor, withMongo } from './harness.mjs';
+import { Host, collect, freePort, redisCli, sendWithReceipt, sleep, startRedis, waitFor, withMongo } from './harness.mjs';
 
 let host;
 let redis;
@@ -25,19 +23,12 @@ after(async () => {
     for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
-async function startRedis (port) {
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', data,
-        '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', ''], { stdio: 'ignore' });
-    await waitFor('redis', () => new Promise((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(true); });
-        socket.on('error', () => resolve(false));
-    }));
-    return child;
-}
+//  AOF, fsync once a second, as the project recommends
+const startAofRedis = (port) => startRedis(port, data, '--appendonly', 'yes', '--appendfsync', 'everysec');
 
 test('kill -9 of Redis (AOF everysec): the bridge reconnects and nothing receipted is lost', async () => {
     const port = await freePort();
-    redis = await startRedis(port);
+    redis = await startAofRedis(port);
     host = await new Host({ redisUrl: `redis://127.0.0.1:${port}` }).up();
     const token = host.token('alice', 'Alice');
     const room = await host.createRoom(token, { kind: 'direct', members: ['bob'] });
@@ -50,7 +41,7 @@ test('kill -9 of Redis (AOF everysec): the bridge reconnects and nothing receipt
     redis.kill('SIGKILL');
     await exited;
     await sleep(500);
-    redis = await startRedis(port);
+    redis = await startAofRedis(port);
     await waitFor('the host ready again', async () => (await fetch(`${host.base}/readyz`)).status === 200, 20000);
     //  The client sends again what failed; seqs continue after 100
     for (let i = 101; i <= 150; i++) {
@@ -85,7 +76,7 @@ test('an AOF that lost its tail: new messages get seqs above all MongoDB holds',
     data = mkdtempSync(join(tmpdir(), 'parley-redis-'));
     folders.push(data);
     const port = await freePort();
-    redis = await startRedis(port);
+    redis = await startAofRedis(port);
     host = await new Host({ redisUrl: `redis://127.0.0.1:${port}` }).up();
     const token = host.token('alice', 'Alice');
     const rooms = [];
@@ -106,7 +97,7 @@ test('an AOF that lost its tail: new messages get seqs above all MongoDB holds',
     await sleep(1500);
     await killRedis();
     truncateSync(incrementAof(), kept);
-    redis = await startRedis(port);
+    redis = await startAofRedis(port);
     await waitFor('the host ready again', async () => (await fetch(`${host.base}/readyz`)).status === 200, 20000);
     //  The counters came back at 50; the next seqs still follow 80, and a
     //  message sent again whose clientMsgId Redis lost gets its seq (in the
@@ -131,8 +122,7 @@ test('an AOF that lost its tail: new messages get seqs above all MongoDB holds',
         }
     });
     //  Nothing dead-lettered as a seq already taken
-    const dead = Number(execFileSync('redis-cli', ['-p', String(port), 'xlen', `${host.prefix}:dead`], { encoding: 'utf8' }));
-    assert.equal(dead, 0);
+    assert.equal(redisCli(port, 'xlen', `${host.prefix}:dead`), '0');
     await waitFor('the raised counters counted', async () =>
         /parley_bridge_seq_counters_raised_total\S* [1-9]/.test(await (await fetch(`${host.base}/metrics`)).text()));
     await alice.deactivate();

@@ -44,6 +44,27 @@ export async function freePort () {
     });
 }
 
+//  redis-cli against a loopback port: what it printed, '' when it failed
+export function redisCli (port, ...args) {
+    try {
+        return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+    } catch { return ''; }
+}
+
+//  Whether the redis-server on port is a replica with its link to the
+//  primary up
+export const replicaLinked = (port) => redisCli(port, 'info', 'replication').includes('master_link_status:up');
+
+//  A throwaway redis-server on loopback: port, its files in dir (the
+//  caller's), no snapshots, then args (e.g. AOF, --replicaof). Resolves
+//  with the process once it answers PING.
+export async function startRedis (port, dir, ...args) {
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+        '--save', '', ...args], { stdio: 'ignore' });
+    await waitFor(`redis-server on ${port}`, () => redisCli(port, 'ping') === 'PONG');
+    return child;
+}
+
 //  Every host a test started, so a timeout can show what the actors said
 const liveHosts = new Set();
 

@@ -163,9 +163,12 @@ s_link_greet (conn_t *conn)
     else
     if (conn == &self->broadcast.link)
         pl_streams_broadcast_greet (conn);
-    else
-        //  Pipelined ahead of every EVALSHA on this connection
+    else {
+        //  Pipelined ahead of every EVALSHA on this connection, and the
+        //  server may have restarted (or be another): a new generation
         pl_streams_append_load_scripts (conn);
+        self->generation++;
+    }
 }
 
 void
@@ -186,9 +189,6 @@ pl_streams_link_start (conn_t *conn)
         s_backoff (conn);
         return;
     }
-    //  A command link to a server that may have restarted, or to a new one
-    if (!conn->reader && conn != &self->cluster.map && conn != &self->broadcast.link)
-        self->generation++;
     ac->data = conn;
     ac->ev.data = conn;
     ac->ev.addRead = s_ev_add_read;
