@@ -387,6 +387,24 @@ s_check_repeated (pl_store_t *self, pl_store_message_t **repeated, size_t count)
     bson_destroy (&filter);
 }
 
+void
+pl_store_message_bson (const pl_room_message_t *message, bson_t *doc)
+{
+    assert (message && doc);
+    char id [PL_ID_MAX + 24];
+    s_message_id (message->room_id, message->seq, id, sizeof id);
+    BSON_APPEND_UTF8 (doc, "_id", id);
+    BSON_APPEND_UTF8 (doc, "roomId", message->room_id);
+    BSON_APPEND_INT64 (doc, "seq", message->seq);
+    BSON_APPEND_UTF8 (doc, "type", message->type);
+    BSON_APPEND_UTF8 (doc, "senderId", message->sender_id);
+    BSON_APPEND_UTF8 (doc, "senderName", message->sender_name);
+    BSON_APPEND_UTF8 (doc, "content", message->content);
+    if (message->client_msg_id && *message->client_msg_id)
+        BSON_APPEND_UTF8 (doc, "clientMsgId", message->client_msg_id);
+    BSON_APPEND_DATE_TIME (doc, "createdAt", message->created_ms);
+}
+
 //  Check one entry and add its insert to the bulk. Returns 0 when added,
 //  -1 when the entry failed alone (its error set).
 static int
@@ -408,19 +426,8 @@ s_bulk_add_message (mongoc_bulk_operation_t *bulk, pl_store_message_t *entry)
         s_message_failed (entry, "message text is not UTF-8");
         return -1;
     }
-    char id [PL_ID_MAX + 24];
-    s_message_id (message->room_id, message->seq, id, sizeof id);
     bson_t doc = BSON_INITIALIZER;
-    BSON_APPEND_UTF8 (&doc, "_id", id);
-    BSON_APPEND_UTF8 (&doc, "roomId", message->room_id);
-    BSON_APPEND_INT64 (&doc, "seq", message->seq);
-    BSON_APPEND_UTF8 (&doc, "type", message->type);
-    BSON_APPEND_UTF8 (&doc, "senderId", message->sender_id);
-    BSON_APPEND_UTF8 (&doc, "senderName", message->sender_name);
-    BSON_APPEND_UTF8 (&doc, "content", message->content);
-    if (message->client_msg_id && *message->client_msg_id)
-        BSON_APPEND_UTF8 (&doc, "clientMsgId", message->client_msg_id);
-    BSON_APPEND_DATE_TIME (&doc, "createdAt", message->created_ms);
+    pl_store_message_bson (message, &doc);
     bson_error_t error;
     int rc = 0;
     if (!mongoc_bulk_operation_insert_with_opts (bulk, &doc, NULL, &error)) {

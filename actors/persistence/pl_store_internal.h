@@ -3,7 +3,8 @@
 
     pl_store.c holds the client, the indexes and the messages collection;
     pl_store_rooms.c the rooms and members collections. Only they include
-    this header. Functions here are defined in pl_store.c.
+    this header, and parley-store-raw (tests/storeraw), which writes the
+    same message documents. Functions here are defined in pl_store.c.
     =========================================================================
 */
 #ifndef PL_STORE_INTERNAL_H_INCLUDED
@@ -23,6 +24,11 @@ struct _pl_store_t {
     mongoc_collection_t *members;
     mongoc_collection_t *reads;     //  read cursors, one document per move
 };
+
+//  Append a message's fields to doc as the messages collection stores it
+//  (_id "<room>:<seq>"; no clientMsgId when it has none). Checks nothing.
+void
+    pl_store_message_bson (const pl_room_message_t *message, bson_t *doc);
 
 //  A string field of a document, or NULL when absent or not a string
 const char *

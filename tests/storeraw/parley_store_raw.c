@@ -2,8 +2,8 @@
     parley-store-raw - the store's ceiling: a bare mongo-c-driver bulk
     insert loop of message documents, for bin/parley bench --store-raw
 
-    Inserts N documents shaped as the persistence actor writes them (the
-    same fields, _id "<room>:<seq>", content of the given size) into a
+    Inserts N documents as the persistence actor writes them (its own
+    writer, pl_store_message_bson; content of the given size) into a
     fresh collection of their own with the messages collection's unique
     index room_seq, in unordered bulk inserts of B, one after
     the other on one client: what the persistence actor does, without
@@ -14,7 +14,7 @@
                      [--content-bytes C] [--rooms R]
     =========================================================================
 */
-#include <mongoc/mongoc.h>
+#include "pl_store_internal.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,27 +75,22 @@ s_options (int argc, char **argv, options_t *options)
     return options->url && options->db && options->content_bytes < 100000? 0: -1;
 }
 
-//  One document as pl_store.c's s_bulk_add_message builds it
+//  One document, written by the store's own writer (pl_store_message_bson)
 static void
 s_append_doc (mongoc_bulk_operation_t *bulk, long number, const options_t *options,
               const char *content)
 {
-    char room [32], id [64], sender [32], cmid [32];
-    long seq = number / options->rooms + 1;
+    char room [32], sender [32], cmid [32];
     snprintf (room, sizeof room, "g:raw%06ld", number % options->rooms);
-    snprintf (id, sizeof id, "%s:%ld", room, seq);
     snprintf (sender, sizeof sender, "load-%ld", number % (2 * options->rooms));
     snprintf (cmid, sizeof cmid, "raw-%ld", number);
+    pl_room_message_t message = {
+        .room_id = room, .seq = number / options->rooms + 1, .type = "TALK",
+        .sender_id = sender, .sender_name = sender, .content = content,
+        .client_msg_id = cmid, .created_ms = (int64_t) (s_now_s () * 1000)
+    };
     bson_t doc = BSON_INITIALIZER;
-    BSON_APPEND_UTF8 (&doc, "_id", id);
-    BSON_APPEND_UTF8 (&doc, "roomId", room);
-    BSON_APPEND_INT64 (&doc, "seq", seq);
-    BSON_APPEND_UTF8 (&doc, "type", "TALK");
-    BSON_APPEND_UTF8 (&doc, "senderId", sender);
-    BSON_APPEND_UTF8 (&doc, "senderName", sender);
-    BSON_APPEND_UTF8 (&doc, "content", content);
-    BSON_APPEND_UTF8 (&doc, "clientMsgId", cmid);
-    BSON_APPEND_DATE_TIME (&doc, "createdAt", (int64_t) (s_now_s () * 1000));
+    pl_store_message_bson (&message, &doc);
     mongoc_bulk_operation_insert (bulk, &doc);
     bson_destroy (&doc);
 }
