@@ -111,7 +111,7 @@ static const opt_t s_options [] = {
     { "persist-attempts",   I (persist_attempts),   "5", 1, 1000, "failed stores of an entry before it is dead-lettered" },
     { "persist-retry-ms",   I (persist_retry_ms),   "1000", 10, 600000, "pause before a failed entry is stored again (doubles each time)" },
     { "persist-retry-max-ms", I (persist_retry_max_ms), "30000", 10, 3600000, "longest pause between stores of a failed entry" },
-    { "held-sends-max",     I (held_sends_max),     "10000", 0, 10000000, "SENDs held while Redis is not reachable; more are refused" },
+    { "held-sends-max",     I (held_sends_max),     "10000", 0, 10000000, "SENDs held while their room's Redis shard is not reachable; more are refused" },
     { "claim-idle-ms",      I (claim_idle_ms),      "30000", 1, 86400000, "persist work idle this long is claimed" },
     { "stream-retain-s",    I (stream_retain_s),    "120", 0, 86400, "entries this young stay in the shard streams even once stored, so a resume after a short break is served from Redis (memory: about rate x this x entry size)" },
     { "janitor-interval-ms", I (janitor_interval_ms), "5000", 10, 3600000, "how often shard streams are trimmed" },

@@ -58,7 +58,8 @@ struct _self_t {
     pl_every_t status;          //  status record cadence
     pl_every_t tick;            //  deadlines, silent stores
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
-    zlistx_t *held;             //  SENDs held until the groups exist
+    zlistx_t *held;             //  SENDs held until their room's shard is ready
+    zhashx_t *held_rooms;       //  room -> SENDs of it in held (as a pointer)
     pl_floors_t *floors;        //  rooms' seq counters checked against MongoDB
     zhashx_t *restores;         //  corr -> append_t whose dedup keys come back
     uint64_t next_corr;         //  of our own QUERYs to stores
@@ -122,6 +123,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->queue = zlistx_new ();
     self->held = zlistx_new ();
     zlistx_set_destructor (self->held, s_msg_destroy);
+    self->held_rooms = zhashx_new ();
     self->floors = pl_floors_new ((size_t) config->seq_floor_batch, config->request_timeout_ms / 2,
                                   s_floor_release, self);
     self->restores = zhashx_new ();
@@ -144,6 +146,7 @@ s_self_destroy (self_t **self_p)
         pl_streams_destroy (&self->streams);
         zlistx_destroy (&self->queue);
         zlistx_destroy (&self->held);
+        zhashx_destroy (&self->held_rooms);
         zhashx_destroy (&self->work);
         pl_peers_destroy (&self->stores);
         zsock_destroy (&self->frontend);
@@ -680,15 +683,51 @@ s_self_ask_floors (self_t *self)
     }
 }
 
-//  Appends held while Redis was away go out once it is back.
+//  SENDs of a room wait while its shard is not ready (Redis away, a
+//  cluster master failing over, this host's groups not made yet: an
+//  append would not reach this host's subscribers), and behind the room's
+//  SENDs already waiting, so they keep their order. Takes the message.
+static void
+s_self_send_or_hold (self_t *self, pl_msg_t **message_p)
+{
+    const char *room = pl_msg_room (*message_p);
+    uintptr_t waiting = (uintptr_t) zhashx_lookup (self->held_rooms, room);
+    if (!waiting && pl_streams_room_ready (self->streams, room)) {
+        s_self_handle_send (self, message_p);
+        return;
+    }
+    if (zlistx_size (self->held) >= (size_t) self->config->held_sends_max) {
+        s_self_answer_text (self, *message_p, 503, "Redis not reachable, try again");
+        return;
+    }
+    zhashx_update (self->held_rooms, room, (void *) (waiting + 1));
+    zlistx_add_end (self->held, *message_p);
+    *message_p = NULL;
+}
+
+//  Held SENDs go out, in order, once their room's shard is ready
 static void
 s_self_release_held (self_t *self)
 {
-    if (!zlistx_size (self->held) || !pl_streams_connected (self->streams))
+    if (!zlistx_size (self->held))
         return;
-    pl_msg_t *message;
-    while ((message = (pl_msg_t *) zlistx_detach (self->held, NULL)))
-        s_self_handle_send (self, &message);
+    pl_msg_t *message = (pl_msg_t *) zlistx_first (self->held);
+    while (message) {
+        const char *room = pl_msg_room (message);
+        if (!pl_streams_room_ready (self->streams, room)) {
+            message = (pl_msg_t *) zlistx_next (self->held);
+            continue;
+        }
+        uintptr_t waiting = (uintptr_t) zhashx_lookup (self->held_rooms, room);
+        if (waiting > 1)
+            zhashx_update (self->held_rooms, room, (void *) (waiting - 1));
+        else
+            zhashx_delete (self->held_rooms, room);
+        void *handle = zlistx_cursor (self->held);
+        message = (pl_msg_t *) zlistx_next (self->held);
+        pl_msg_t *ready = (pl_msg_t *) zlistx_detach (self->held, handle);
+        s_self_handle_send (self, &ready);
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -828,18 +867,7 @@ s_self_handle_frontend (void *actor, pl_msg_t **message_p)
                 s_self_handle_typing (self, message);
                 break;
             }
-            //  Until this host's fan-out group exists (it starts at the live
-            //  end), an append would not reach this host's subscribers
-            if (!pl_streams_connected (self->streams) || zlistx_size (self->held)) {
-                if (zlistx_size (self->held) < (size_t) self->config->held_sends_max) {
-                    zlistx_add_end (self->held, message);
-                    *message_p = NULL;
-                }
-                else
-                    s_self_answer_text (self, message, 503, "Redis not reachable, try again");
-            }
-            else
-                s_self_handle_send (self, message_p);
+            s_self_send_or_hold (self, message_p);
             break;
         case PL_MSG_RESULT:
             //  A store's answer to our room.client_msg_ids or rooms.last_seq

@@ -115,15 +115,17 @@ typedef struct {
 //  result: 0 appended (seq set), 1 duplicate clientMsgId (seq = original
 //  seq), -1 failed (error text). A READ: 0 cursor moved (seq = the new
 //  cursor), 1 not forward, nothing appended (seq = the cursor), 2 refused,
-//  seq past the room's last (seq = the room's last seq). A failure after the command was sent (lost
-//  connection, teardown) leaves the outcome unknown: retry with the same
-//  clientMsgId, the dedup key makes that safe. -2: with redis-min-replicas
+//  seq past the room's last (seq = the room's last seq). A failure after
+//  the command was sent (lost connection, teardown) leaves the outcome
+//  unknown: retry with the same clientMsgId, the dedup key makes that safe. -2: with redis-min-replicas
 //  set, the primary answered (seq set) but fewer replicas confirmed it
 //  within redis-wait-timeout-ms (a crash of the primary could lose it):
 //  not acknowledged; a retry with the same clientMsgId gets this seq.
 //  3: appended with PL_SEQ_FLOOR_CHECK to a room whose counter Redis does
-//  not have (a new room, or Redis lost it): nothing appended; append again
-//  with the room's highest stored seq (0: none) as seq_floor. 5: appended
+//  not have (a new room, or Redis lost it), or (cluster) whose slot has
+//  another master now, maybe a promoted replica that lacks writes: nothing
+//  appended; append again with the room's highest stored seq (0: none) as
+//  seq_floor. 5: appended
 //  with a floor above the room's counter (seq = the counter: Redis lost
 //  writes) and dedup_restored false: nothing appended; restore the dedup
 //  keys of the stored messages with seqs above seq up to the floor
@@ -261,6 +263,12 @@ uint64_t
 //  groups (appends made from now on reach this host's fan-out).
 bool
     pl_streams_connected (pl_streams_t *self);
+
+//  The same for one room: the link that appends to its shard is up and
+//  the shard's readers have their groups. Under a cluster, a master that
+//  is down stops only the rooms of its slots.
+bool
+    pl_streams_room_ready (pl_streams_t *self, const char *room_id);
 
 //  PUBLISH payload (size bytes, binary-safe) to every host's broadcast
 //  handler, this one's included. Never blocks, nothing comes back: an

@@ -3,7 +3,7 @@
 //  clients: @stomp/stompjs over ws, fetch for HTTP, the MongoDB driver to
 //  count what was stored.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -47,7 +47,8 @@ export async function freePort () {
 //  redis-cli against a loopback port: what it printed, '' when it failed
 export function redisCli (port, ...args) {
     try {
-        return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+        return execFileSync('redis-cli', ['-p', String(port), ...args],
+            { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch { return ''; }
 }
 
@@ -63,6 +64,48 @@ export async function startRedis (port, dir, ...args) {
         '--save', '', ...args], { stdio: 'ignore' });
     await waitFor(`redis-server on ${port}`, () => redisCli(port, 'ping') === 'PONG');
     return child;
+}
+
+//  A loopback port free for a cluster node, which also listens on port +
+//  10000 (its bus): ephemeral ports (up to 60999) do not do
+export async function clusterPort () {
+    const free = (port) => new Promise((resolve) => {
+        const server = net.createServer();
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    for (;;) {
+        const port = 20000 + Math.floor(Math.random() * 20000);
+        if (await free(port) && await free(port + 10000)) return port;
+    }
+}
+
+//  A Redis Cluster node on port, its files (nodes.conf, AOF) in dir/port,
+//  then args. Started again on the same port and folder, it rejoins.
+export async function startClusterNode (dir, port, ...args) {
+    const folder = join(dir, String(port));
+    mkdirSync(folder, { recursive: true });
+    return startRedis(port, folder, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+        '--appendonly', 'yes', ...args);
+}
+
+//  A Redis Cluster of masters with replicas each (redis-cli --cluster
+//  create), every node started with args. Resolves with the nodes
+//  ({ port, child }), the url that seeds parley with all of them, once
+//  every node says cluster_state:ok and every replica is linked.
+export async function startCluster (dir, { masters = 3, replicas = 0, args = [] } = {}) {
+    const nodes = [];
+    for (let i = 0; i < masters * (1 + replicas); i++) {
+        const port = await clusterPort();
+        nodes.push({ port, child: await startClusterNode(dir, port, ...args) });
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map(({ port }) => `127.0.0.1:${port}`),
+        '--cluster-replicas', String(replicas), '--cluster-yes'], { stdio: 'ignore' });
+    for (const { port } of nodes)
+        await waitFor('cluster ok', () => redisCli(port, 'cluster', 'info').includes('cluster_state:ok'));
+    for (const { port } of nodes)
+        await waitFor('replica linked', () => redisCli(port, 'role').startsWith('master') || replicaLinked(port));
+    return { nodes, url: `redis://${nodes.map(({ port }) => `127.0.0.1:${port}`).join(',')}` };
 }
 
 //  Every host a test started, so a timeout can show what the actors said

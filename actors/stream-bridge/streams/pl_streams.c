@@ -310,8 +310,7 @@ s_handle_timers (pl_streams_t *self, conn_t **conns, int conn_count)
     int64_t now = pl_mono_ms ();
     for (int index = 0; index < conn_count; index++)
         pl_streams_link_tick (conns [index], now);
-    if (self->server.cluster && self->cluster.stale && now >= self->cluster.load_at)
-        pl_streams_cluster_map_load (self);
+    pl_streams_cluster_tick (self, now);
     for (int index = 0; index < self->readers.count; index++)
         pl_streams_readers_kick (self->readers.all [index]);
     if (pl_streams_cluster_commands_up (self))
@@ -375,10 +374,7 @@ pl_streams_timeout (pl_streams_t *self)
     //  or the caller's poll would spin
     if (pl_streams_cluster_commands_up (self))
         next = s_earlier (next, pl_streams_janitor_due (self));
-    cluster_t *cluster = &self->cluster;
-    if (self->server.cluster && cluster->stale && !cluster->loading
-    &&  pl_streams_link_up (&cluster->map))
-        next = s_earlier (next, cluster->load_at);
+    next = s_earlier (next, pl_streams_cluster_due (self));
     next = s_earlier (next, pl_streams_readers_claim_due (self, now));
     if (next < 0)
         return -1;
@@ -411,17 +407,37 @@ pl_streams_generation (pl_streams_t *self)
     return self->generation;
 }
 
+//  A reader that should be reading shard (-1: all) and is not yet
+static bool
+s_reader_missing (reader_t *reader, int shard)
+{
+    return reader->conn.enabled
+        && (shard < 0 || reader->only_shard < 0 || reader->only_shard == shard)
+        && (!pl_streams_link_up (&reader->conn) || reader->phase == PHASE_SETUP);
+}
+
+bool
+pl_streams_room_ready (pl_streams_t *self, const char *room_id)
+{
+    assert (self);
+    assert (room_id);
+    int shard = pl_streams_shard (room_id, self->settings.shards);
+    if (!pl_streams_cluster_key_up (self, self->keys.stream [shard]))
+        return false;
+    for (int index = 0; index < self->readers.count; index++)
+        if (s_reader_missing (self->readers.all [index], shard))
+            return false;
+    return true;
+}
+
 bool
 pl_streams_connected (pl_streams_t *self)
 {
     assert (self);
     if (!pl_streams_cluster_commands_up (self))
         return false;
-    for (int index = 0; index < self->readers.count; index++) {
-        reader_t *reader = self->readers.all [index];
-        if (reader->conn.enabled
-        &&  (!pl_streams_link_up (&reader->conn) || reader->phase == PHASE_SETUP))
+    for (int index = 0; index < self->readers.count; index++)
+        if (s_reader_missing (self->readers.all [index], -1))
             return false;
-    }
     return true;
 }

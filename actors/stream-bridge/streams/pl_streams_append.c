@@ -317,8 +317,10 @@ s_op_send (pl_streams_t *self, op_t *op, bool by_sha)
     }
     else
         argvlen [1] = strlen (argv [1]);
-    return pl_streams_cluster_send (self, self->keys.stream [op->shard], s_op_reply, op,
-                                    op->argc, argv, argvlen);
+    //  An append that only asks the counter to exist holds on the master
+    //  whose counter was checked: after a MOVED it is checked again
+    return (op->pinned? pl_streams_cluster_send_pinned: pl_streams_cluster_send)
+           (self, self->keys.stream [op->shard], s_op_reply, op, op->argc, argv, argvlen);
 }
 
 //  Send by SHA; a request that cannot go fails from the next turn
@@ -435,6 +437,11 @@ s_op_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         if (!strncmp (reply->str, "NOSCRIPT", 8) && !op->retried
         &&  s_op_noscript ((conn_t *) ac->data, op) == 0)
             return;
+        if (op->pinned && !strncmp (reply->str, "MOVED ", 6)) {
+            //  Not run: the room's floor first, as for a missing counter
+            s_append_finish (op, 3, 0, NULL);
+            return;
+        }
         s_op_fail (op, reply->str);
         return;
     }
@@ -663,6 +670,7 @@ pl_streams_append (pl_streams_t *self, const pl_entry_t *message,
     if (!op)
         return -1;
     op->append_done = done;
+    op->pinned = message->seq_floor < 0;
     s_op_start (self, op);
     return 0;
 }

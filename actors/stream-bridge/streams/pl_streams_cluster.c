@@ -18,6 +18,7 @@ typedef struct {
     pl_streams_t *owner;
     redisCallbackFn *fn;
     void *privdata;
+    bool pinned;                //  a MOVED goes to fn, not resent
     int redirects;
     int argc;
     const char **argv;          //  point into the same allocation
@@ -149,6 +150,28 @@ s_node_get (pl_streams_t *self, const char *host, int port)
     return cluster->node_count++;
 }
 
+//  The slot's master is now the node at index: the counts of slots per
+//  node follow, and a master that serves slots keeps its link up
+static void
+s_slot_assign (pl_streams_t *self, int slot, int index)
+{
+    cluster_t *cluster = &self->cluster;
+    int before = cluster->slot_node [slot];
+    if (before == index)
+        return;
+    if (before >= 0)
+        cluster->nodes [before]->slots--;
+    cluster->slot_node [slot] = (int16_t) index;
+    if (index >= 0) {
+        node_t *node = cluster->nodes [index];
+        node->slots++;
+        if (!node->command.enabled) {
+            node->command.enabled = true;       //  out of its rest, now
+            node->command.reconnect_at = 0;
+        }
+    }
+}
+
 //  Command link of a slot's master, NULL when unknown or down
 static conn_t *
 s_slot_conn (pl_streams_t *self, int slot)
@@ -224,7 +247,9 @@ pl_streams_cluster_commands_up (pl_streams_t *self)
     conn_t *conns [PL_STREAMS_NODES_MAX];
     int count = pl_streams_cluster_command_links (self, conns);
     for (int index = 0; index < count; index++)
-        if (!pl_streams_link_up (conns [index]))
+        //  A master that lost its slots (failed over) does not count
+        if ((!conns [index]->node || conns [index]->node->slots > 0)
+        &&  !pl_streams_link_up (conns [index]))
             return false;
     return true;
 }
@@ -261,9 +286,9 @@ s_request_new (pl_streams_t *self, redisCallbackFn *fn, void *privdata,
     return request;
 }
 
-int
-pl_streams_cluster_send (pl_streams_t *self, const char *key, redisCallbackFn *fn,
-                         void *privdata, int argc, const char **argv, const size_t *argvlen)
+static int
+s_send (pl_streams_t *self, const char *key, bool pinned, redisCallbackFn *fn,
+        void *privdata, int argc, const char **argv, const size_t *argvlen)
 {
     if (!self->server.cluster)
         return pl_streams_link_send (&self->command, fn, privdata, argc, argv, argvlen);
@@ -273,12 +298,28 @@ pl_streams_cluster_send (pl_streams_t *self, const char *key, redisCallbackFn *f
     creq_t *request = s_request_new (self, fn, privdata, argc, argv, argvlen);
     if (!request)
         return -1;
+    request->pinned = pinned;
     if (pl_streams_link_send (conn, s_request_reply, request, argc,
                               request->argv, request->argvlen)) {
         free (request);
         return -1;
     }
     return 0;
+}
+
+int
+pl_streams_cluster_send (pl_streams_t *self, const char *key, redisCallbackFn *fn,
+                         void *privdata, int argc, const char **argv, const size_t *argvlen)
+{
+    return s_send (self, key, false, fn, privdata, argc, argv, argvlen);
+}
+
+int
+pl_streams_cluster_send_pinned (pl_streams_t *self, const char *key, redisCallbackFn *fn,
+                                void *privdata, int argc, const char **argv,
+                                const size_t *argvlen)
+{
+    return s_send (self, key, true, fn, privdata, argc, argv, argvlen);
 }
 
 bool
@@ -320,24 +361,35 @@ s_redirect_parse (redisReply *reply, int *slot, char *host, size_t size, int *po
     return *host? kind: REDIRECT_NONE;
 }
 
+//  MOVED: the slot's master, known right away for what follows; the full
+//  map comes next. Returns the master's node index, -1 when no room.
+static int
+s_moved (pl_streams_t *self, int slot, const char *host, int port)
+{
+    int index = s_node_get (self, host, port);
+    if (index >= 0)
+        s_slot_assign (self, slot, index);
+    pl_streams_cluster_map_load (self);
+    self->stats.redirects++;
+    //  Another server answers for the slot: what it holds was not checked
+    self->generation++;
+    return index;
+}
+
 //  Resend a redirected command to the master named. Returns 0 when sent.
 static int
 s_request_follow (creq_t *request, redirect_t kind, int slot, const char *host, int port)
 {
     pl_streams_t *self = request->owner;
     request->redirects++;
-    int index = s_node_get (self, host, port);
+    int index = kind == REDIRECT_MOVED? s_moved (self, slot, host, port):
+                                        s_node_get (self, host, port);
     if (index < 0)
         return -1;
     conn_t *target = &self->cluster.nodes [index]->command;
     if (!target->ac)
         pl_streams_link_start (target);         //  a master we had no link to yet
-    if (kind == REDIRECT_MOVED) {
-        //  Known right away for what follows; the full map comes next
-        self->cluster.slot_node [slot] = (int16_t) index;
-        pl_streams_cluster_map_load (self);
-    }
-    else {
+    if (kind == REDIRECT_ASK) {
         //  Migration under way: this command only, the map stays
         const char *asking [] = { "ASKING" };
         pl_streams_link_send (target, pl_streams_link_error_only, (void *) "ASKING", 1, asking, NULL);
@@ -355,10 +407,13 @@ s_request_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     int slot = 0, port = 0;
     redirect_t kind = self->destroying? REDIRECT_NONE:
                       s_redirect_parse (reply_p, &slot, host, sizeof host, &port);
+    if (kind == REDIRECT_MOVED && request->pinned)
+        s_moved (self, slot, host, port);       //  the caller hears the MOVED
+    else
     if (kind && request->redirects < PL_STREAMS_REDIRECTS_MAX) {
         if (s_request_follow (request, kind, slot, host, port) == 0) {
-            self->stats.redirects++;
-            self->generation++;
+            if (kind == REDIRECT_ASK)
+                self->stats.redirects++;
             pl_streams_link_reply (ac, reply_p);
             return;
         }
@@ -398,26 +453,53 @@ s_slots_range (pl_streams_t *self, redisReply *range, const char *asked)
     int covered = 0;
     for (long long slot = first; node >= 0 && slot <= last; slot++)
         if (slot >= 0 && slot < CLUSTER_SLOTS) {
-            self->cluster.slot_node [slot] = (int16_t) node;
+            s_slot_assign (self, (int) slot, node);
             covered++;
         }
     return covered;
 }
 
-//  Readers whose shard moved go to the new master
+static bool
+s_closing (conn_t *conn)
+{
+    return conn->ac && (conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+}
+
+//  Readers whose shard moved go to the new master; one that is down tries
+//  at once (its master may have been the one that failed)
 static void
-s_readers_follow (pl_streams_t *self)
+s_readers_follow (pl_streams_t *self, int64_t now)
 {
     for (int index = 0; index < self->readers.count; index++) {
         reader_t *reader = self->readers.all [index];
         conn_t *conn = &reader->conn;
         int slot = pl_streams_cluster_keyslot (self->keys.stream [reader->only_shard]);
+        if (!conn->ac && conn->reconnect_at > now)
+            conn->reconnect_at = now;
+        else
         if (conn->ac && conn->target >= 0 && conn->target != self->cluster.slot_node [slot]
-        &&  !(conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+        &&  !s_closing (conn)) {
             pl_log_info ("redis %s reader of shard %d: slot %d moved, reconnecting",
                          conn->name, reader->only_shard, slot);
             redisAsyncDisconnect (conn->ac);
         }
+    }
+}
+
+//  A master left with no slots (its replica took over, or it handed them
+//  all on) rests: no reconnects to a dead server, and back as a replica it
+//  does not count as a new generation. A MOVED to it wakes it.
+static void
+s_nodes_rest (pl_streams_t *self)
+{
+    for (int index = 0; index < self->cluster.node_count; index++) {
+        node_t *node = self->cluster.nodes [index];
+        if (node->slots > 0 || !node->command.enabled)
+            continue;
+        pl_log_info ("redis cluster: %s:%d serves no slots, its link rests", node->host, node->port);
+        node->command.enabled = false;
+        if (node->command.ac && !s_closing (&node->command))
+            redisAsyncDisconnect (node->command.ac);        //  after its replies
     }
 }
 
@@ -439,6 +521,8 @@ s_slots_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     }
     for (int slot = 0; slot < CLUSTER_SLOTS; slot++)
         cluster->slot_node [slot] = -1;
+    for (int index = 0; index < cluster->node_count; index++)
+        cluster->nodes [index]->slots = 0;
     int covered = 0;
     for (size_t index = 0; index < reply->elements; index++)
         covered += s_slots_range (self, reply->element [index], ac->c.tcp.host);
@@ -449,7 +533,8 @@ s_slots_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
     cluster->loaded = covered > 0;
     self->stats.slot_map_loads++;
     self->dirty = true;
-    s_readers_follow (self);
+    s_nodes_rest (self);
+    s_readers_follow (self, pl_mono_ms ());
 }
 
 void
@@ -467,6 +552,38 @@ pl_streams_cluster_map_load (pl_streams_t *self)
     }
 }
 
+//  Whether a master that serves slots cannot be reached (down, or its
+//  connect failed): until its replica takes over, the map says the same,
+//  so it is asked again every retry-ms
+static bool
+s_master_down (pl_streams_t *self)
+{
+    for (int index = 0; index < self->cluster.node_count; index++) {
+        node_t *node = self->cluster.nodes [index];
+        if (node->slots > 0 && !pl_streams_link_up (&node->command))
+            return true;
+    }
+    return false;
+}
+
+int64_t
+pl_streams_cluster_due (pl_streams_t *self)
+{
+    cluster_t *cluster = &self->cluster;
+    if (!self->server.cluster || cluster->loading || !pl_streams_link_up (&cluster->map)
+    ||  !(cluster->stale || s_master_down (self)))
+        return -1;
+    return cluster->load_at;
+}
+
+void
+pl_streams_cluster_tick (pl_streams_t *self, int64_t now)
+{
+    int64_t due = pl_streams_cluster_due (self);
+    if (due >= 0 && now >= due)
+        pl_streams_cluster_map_load (self);
+}
+
 bool
 pl_streams_cluster_redirected (reader_t *reader, redisReply *reply)
 {
@@ -478,12 +595,8 @@ pl_streams_cluster_redirected (reader_t *reader, redisReply *reply)
     if (!kind)
         return false;
     if (kind == REDIRECT_MOVED) {
-        int index = s_node_get (self, host, port);
-        if (index >= 0)
-            self->cluster.slot_node [slot] = (int16_t) index;
-        pl_streams_cluster_map_load (self);
-        self->stats.redirects++;
-        if (reader->conn.ac && !(reader->conn.ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+        s_moved (self, slot, host, port);
+        if (reader->conn.ac && !s_closing (&reader->conn))
             redisAsyncDisconnect (reader->conn.ac);
     }
     //  ASK: the slot is migrating; ask again shortly, the MOVED follows

@@ -154,13 +154,14 @@ int
 struct _node_t {
     char host [256];
     int port;
+    int slots;                  //  slots it serves in our map; 0: its link rests
     conn_t command;
 };
 
 typedef struct {
     conn_t map;                 //  CLUSTER SLOTS link
     bool loading;               //  a CLUSTER SLOTS is out
-    bool stale;                 //  a MOVED came: load again
+    bool stale;                 //  a MOVED came, or slots unserved: load again
     bool loaded;
     int64_t load_at;            //  no reload before this mono ms
     int16_t *slot_node;         //  per slot: index in nodes, -1 unknown
@@ -184,15 +185,31 @@ int
 //  The command links: single Redis one, a cluster one per master
 int
     pl_streams_cluster_command_links (pl_streams_t *self, conn_t **conns);
-//  Whether every command link is up (cluster: and the slot map is in)
+//  Whether every command link is up (cluster: the slot map is in and the
+//  link of every master that serves slots is up)
 bool
     pl_streams_cluster_commands_up (pl_streams_t *self);
+//  The slot map's timers: loaded again after a MOVED, while slots are
+//  unserved, and while a master that serves slots is unreachable (its
+//  replica may have taken over). Ticks at now; due returns the mono ms of
+//  the next load, -1 none.
+void
+    pl_streams_cluster_tick (pl_streams_t *self, int64_t now);
+int64_t
+    pl_streams_cluster_due (pl_streams_t *self);
 //  Send a command about key on the command link that serves it; under a
 //  cluster wrapped, so a MOVED or ASK reply resends it. Returns 0 or -1.
 int
     pl_streams_cluster_send (pl_streams_t *self, const char *key, redisCallbackFn *fn,
                              void *privdata, int argc, const char **argv,
                              const size_t *argvlen);
+//  The same for a command that holds only on the master it was meant for:
+//  a MOVED reply (the slot has another master, maybe a promoted replica
+//  that lacks writes) updates the map and goes to fn, nothing is resent.
+int
+    pl_streams_cluster_send_pinned (pl_streams_t *self, const char *key, redisCallbackFn *fn,
+                                    void *privdata, int argc, const char **argv,
+                                    const size_t *argvlen);
 //  Whether the link that serves key is connected
 bool
     pl_streams_cluster_key_up (pl_streams_t *self, const char *key);
@@ -239,6 +256,7 @@ struct _op_t {
     const char **argv;          //  point into the same allocation
     size_t *argvlen;
     bool retried;               //  already resent as EVAL after NOSCRIPT
+    bool pinned;                //  an append with PL_SEQ_FLOOR_CHECK: not resent after MOVED
     const char *error;          //  failed before sending (deferred list)
     int result;                 //  the primary's answer, while awaiting WAIT
     int64_t seq;

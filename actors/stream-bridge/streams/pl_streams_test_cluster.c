@@ -311,10 +311,17 @@ s_ctest_moved (ctest_t *ctest)
     pl_streams_stats (probe->streams, &before);
     s_ctest_move_slot (ctest, pl_streams_cluster_keyslot (moved_key), from, to);
     pl_check (s_ctest_owner (ctest, moved_key) == to);
+    //  An append that only asks the counter to exist is not resent: the
+    //  new master's counter was never checked
+    ctest_slot_t pinned = { 0 };
+    pl_entry_t check = { .room_id = "croom-3", .type = "CHAT", .sender_id = "u-r",
+                         .sender_name = "R", .content = "pinned", .seq_floor = PL_SEQ_FLOOR_CHECK };
+    pl_check (pl_streams_append (probe->streams, &check, s_ctest_appended, &pinned) == 0);
     ctest_slot_t *more = ctest->slots + 3 * CTEST_ROOM_SLOTS + CTEST_PER_ROOM;
     s_ctest_append_room (probe, more, "croom-3", CTEST_PER_ROOM + 1, 10);
     probe->appends_done += 10;
     pl_check (pl_streams_test_probe_run (probe, 10000, s_probe_cluster_done));
+    pl_check (pinned.called && pinned.result == 3);
     for (int index = 0; index < 10; index++)
         pl_check (more [index].called && more [index].result == 0
                && more [index].seq == CTEST_PER_ROOM + 1 + index);
@@ -327,7 +334,7 @@ s_ctest_moved (ctest_t *ctest)
     pl_check (pl_streams_test_probe_run (probe, 5000, pl_streams_test_probe_connected));
     if (ctest->verbose)
         printf ("   slot %d moved :%d -> :%d: %" PRIu64 " redirects followed, map loaded "
-                "again, appends and readers go on\n", pl_streams_cluster_keyslot (moved_key),
+                "again, appends and readers go on, a checked-only append answered 3\n", pl_streams_cluster_keyslot (moved_key),
                 from, to, after.redirects - before.redirects);
 }
 
@@ -378,6 +385,47 @@ s_ctest_broadcast (ctest_t *ctest)
         printf ("   broadcast between two instances over the cluster bus\n");
 }
 
+static bool
+s_probe_croom3_down (probe_t *probe)
+{
+    return !pl_streams_room_ready (probe->streams, "croom-3");
+}
+
+//  A master dies (last, no replica takes over here): only the rooms of its
+//  slots stop, and the slot map is asked for again while it is down
+static void
+s_ctest_master_down (ctest_t *ctest)
+{
+    probe_t *probe = ctest->probe;
+    char key [64];
+    snprintf (key, sizeof key, "pclu:{%d}:stream", pl_streams_shard ("croom-3", CTEST_SHARDS));
+    int victim = s_ctest_owner (ctest, key);
+    char other [32] = "";
+    for (int room = 0; room < CTEST_ROOMS && !*other; room++) {
+        snprintf (other, sizeof other, "croom-%d", room);
+        snprintf (key, sizeof key, "pclu:{%d}:stream", pl_streams_shard (other, CTEST_SHARDS));
+        if (s_ctest_owner (ctest, key) == victim)
+            *other = 0;
+    }
+    pl_check (*other);
+    for (int index = 0; index < CTEST_NODES; index++)
+        if (ctest->ports [index] == victim) {
+            pl_streams_test_redis_stop (ctest->pids [index]);
+            ctest->pids [index] = 0;
+        }
+    pl_check (pl_streams_test_probe_run (probe, 5000, s_probe_croom3_down));
+    pl_check (pl_streams_room_ready (probe->streams, other));
+    pl_check (!pl_streams_connected (probe->streams));
+    pl_streams_stats_t before, after;
+    pl_streams_stats (probe->streams, &before);
+    pl_streams_test_probe_run (probe, 2500, NULL);
+    pl_streams_stats (probe->streams, &after);
+    pl_check (after.slot_map_loads >= before.slot_map_loads + 2);
+    if (ctest->verbose)
+        printf ("   master :%d killed: its rooms wait, %s goes on, slot map asked %" PRIu64
+                " times in 2.5 s\n", victim, other, after.slot_map_loads - before.slot_map_loads);
+}
+
 void
 pl_streams_test_cluster (bool verbose)
 {
@@ -408,13 +456,15 @@ pl_streams_test_cluster (bool verbose)
     s_ctest_moved (ctest);
     s_ctest_dead_letter (ctest);
     s_ctest_broadcast (ctest);
+    s_ctest_master_down (ctest);
 
     pl_streams_destroy (&probe->streams);
     free (probe);
     free (ctest->slots);
     pl_config_destroy (&ctest->config);
     for (int index = 0; index < CTEST_NODES; index++) {
-        pl_streams_test_redis_stop (ctest->pids [index]);
+        if (ctest->pids [index])
+            pl_streams_test_redis_stop (ctest->pids [index]);
         pl_streams_test_rm (ctest->dirs [index]);
     }
     free (ctest);
