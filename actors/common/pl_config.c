@@ -96,6 +96,7 @@ static const opt_t s_options [] = {
     { "redis-wait-timeout-ms", I (redis_wait_timeout_ms), "1000", 1, 60000, "how long appends wait for redis-min-replicas replicas; then the SEND is refused (sent again with the same clientMsgId, it gets its first seq)" },
     { "seq-floor-batch",    I (seq_floor_batch),    "256", 1, 1000, "most rooms in one query of the bridge for the rooms' highest stored seqs (checked once per room after every new Redis connection, so a seq counter Redis lost never goes back)" },
     { "redis-cluster",      B (redis_cluster),      "0", 0, 0, "redis-url names Redis Cluster seed nodes" },
+    { "redis-sentinel-master", S (redis_sentinel_master), "", 0, 0, "name of the primary that Redis Sentinel watches; redis-url then names the Sentinels redis://[:pw@]h1:26379,h2:26379 (the password goes to the primary) and the bridge follows their failovers" },
     { "shards",             I (shards),             "8", 1, 4096, "number of shard streams" },
     { "key-prefix",         S (key_prefix),         "parley", 0, 0, "prefix of every Redis key" },
     { "read-count",         I (read_count),         "512", 1, 100000, "COUNT of one XREADGROUP" },

@@ -91,6 +91,7 @@ typedef struct {
     int   seq_floor_batch;      //  most rooms in one rooms.last_seq query
     int   redis_wait_timeout_ms; // how long an append waits for them (WAIT)
     bool  redis_cluster;        //  redis_url names Redis Cluster seed nodes
+    char *redis_sentinel_master; // "": none; else redis_url names Sentinels
     int   shards;               //  S shard streams
     char *key_prefix;           //  prefix of every Redis key
     int   read_count;           //  COUNT of one XREADGROUP

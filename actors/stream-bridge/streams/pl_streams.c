@@ -82,7 +82,8 @@ s_settings_init (settings_t *settings, const pl_config_t *config)
               config->redis_wait_timeout_ms);
 }
 
-//  Where Redis is: one server, or (redis-cluster) seed nodes
+//  Where Redis is: one server, (redis-cluster) seed nodes, or
+//  (redis-sentinel-master) the Sentinels that know the primary
 static int
 s_server_init (pl_streams_t *self, const pl_config_t *config)
 {
@@ -90,6 +91,8 @@ s_server_init (pl_streams_t *self, const pl_config_t *config)
     const char *url = config->redis_url;
     assert (url);
     server->cluster = config->redis_cluster;
+    if (config->redis_sentinel_master && *config->redis_sentinel_master)
+        return pl_streams_sentinel_init (self, config->redis_sentinel_master, url);
     if (server->cluster && pl_streams_cluster_parse_seeds (server, url)) {
         pl_log_error ("redis-url '%s' does not parse (redis://host:port,host:port)", url);
         return -1;
@@ -178,6 +181,10 @@ pl_streams_new (const pl_config_t *config, pl_entry_fn *on_fanout,
     if (self->server.cluster)
         //  Masters and readers follow once the slot map is in
         pl_streams_link_start (&self->cluster.map);
+    else
+    if (pl_streams_sentinel_active (self))
+        //  The others follow once a Sentinel named the primary
+        pl_streams_link_start (&self->sentinel.link);
     else {
         pl_streams_link_start (&self->command);
         if (self->readers.fanout.conn.enabled)
@@ -263,6 +270,7 @@ pl_streams_destroy (pl_streams_t **self_p)
     pl_streams_janitor_destroy (self);
     pl_streams_readers_destroy (self);
     pl_streams_cluster_destroy (self);
+    pl_streams_sentinel_destroy (self);
     pl_streams_broadcast_destroy (self);
     s_keys_destroy (&self->keys, self->settings.shards);
     free (self->server.host);
@@ -311,6 +319,7 @@ s_handle_timers (pl_streams_t *self, conn_t **conns, int conn_count)
     for (int index = 0; index < conn_count; index++)
         pl_streams_link_tick (conns [index], now);
     pl_streams_cluster_tick (self, now);
+    pl_streams_sentinel_tick (self, now);
     for (int index = 0; index < self->readers.count; index++)
         pl_streams_readers_kick (self->readers.all [index]);
     if (pl_streams_cluster_commands_up (self))
@@ -375,6 +384,7 @@ pl_streams_timeout (pl_streams_t *self)
     if (pl_streams_cluster_commands_up (self))
         next = s_earlier (next, pl_streams_janitor_due (self));
     next = s_earlier (next, pl_streams_cluster_due (self));
+    next = s_earlier (next, pl_streams_sentinel_due (self));
     next = s_earlier (next, pl_streams_readers_claim_due (self, now));
     if (next < 0)
         return -1;

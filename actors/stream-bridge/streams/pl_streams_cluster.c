@@ -189,6 +189,14 @@ pl_streams_cluster_address (conn_t *conn, const char **host, int *port)
     server_t *server = &self->server;
     *host = server->host;
     *port = server->port;
+    if (pl_streams_sentinel_active (self)) {
+        if (conn != &self->sentinel.link)
+            return self->sentinel.known? 0: -1;     //  once a Sentinel named it
+        int seed = server->seed_next++ % server->seed_count;
+        *host = server->seed_hosts [seed];
+        *port = server->seed_ports [seed];
+        return 0;
+    }
     if (!server->cluster)
         return 0;
     if (conn == &self->cluster.map) {

@@ -229,6 +229,34 @@ void
 
 
 //  --------------------------------------------------------------------------
+//  Redis Sentinel (pl_streams_sentinel.c)
+
+typedef struct {
+    char *master_name;          //  redis-sentinel-master; NULL: no Sentinel
+    conn_t link;                //  to the Sentinels of redis-url in turn
+    bool asking;                //  a get-master-addr-by-name is out
+    int64_t ask_at;             //  mono ms of the next question
+    bool known;                 //  server.host and port name the primary
+} sentinel_t;
+
+//  With master_name (not empty): url lists Sentinels. Returns 0 or -1.
+int
+    pl_streams_sentinel_init (pl_streams_t *self, const char *master_name, const char *url);
+void
+    pl_streams_sentinel_destroy (pl_streams_t *self);
+bool
+    pl_streams_sentinel_active (pl_streams_t *self);
+//  Ask the Sentinel link for the primary's address (one question out)
+void
+    pl_streams_sentinel_ask (pl_streams_t *self);
+//  The next question every redis-retry-ms: tick at now; due, -1 none
+void
+    pl_streams_sentinel_tick (pl_streams_t *self, int64_t now);
+int64_t
+    pl_streams_sentinel_due (pl_streams_t *self);
+
+
+//  --------------------------------------------------------------------------
 //  Scripted requests: appends and replays (pl_streams_append.c)
 
 typedef enum { SCRIPT_APPEND, SCRIPT_READ, SCRIPT_REPLAY, SCRIPT_COUNT } script_id_t;
@@ -465,6 +493,7 @@ struct _pl_streams_t {
     void *arg;                  //  of the caller's entry callbacks
     conn_t command;             //  single Redis: the command link
     cluster_t cluster;
+    sentinel_t sentinel;
     scripted_t scripted;
     readers_t readers;
     janitor_t janitor;

@@ -60,6 +60,8 @@ s_ev_cleanup (void *data)
     conn->target = -1;
     if (conn == &self->cluster.map)
         self->cluster.loading = false;
+    if (conn == &self->sentinel.link)
+        self->sentinel.asking = false;
     s_backoff (conn);
     if (conn->reader)
         pl_streams_readers_reset (conn->reader);
@@ -143,6 +145,10 @@ static void
 s_link_greet (conn_t *conn)
 {
     pl_streams_t *self = conn->owner;
+    if (conn == &self->sentinel.link) {
+        pl_streams_sentinel_ask (self);         //  no AUTH, no SELECT
+        return;
+    }
     if (self->server.password) {
         const char *argv [] = { "AUTH", self->server.password };
         pl_streams_link_send (conn, pl_streams_link_error_only, (void *) "AUTH", 2, argv, NULL);
@@ -222,6 +228,8 @@ pl_streams_link_list (pl_streams_t *self, conn_t **conns)
     int count = 0;
     if (self->server.cluster)
         conns [count++] = &self->cluster.map;
+    if (pl_streams_sentinel_active (self))
+        conns [count++] = &self->sentinel.link;
     count += pl_streams_cluster_command_links (self, conns + count);
     for (int index = 0; index < self->readers.count; index++)
         conns [count++] = &self->readers.all [index]->conn;
