@@ -92,6 +92,7 @@ export class FailoverLoad {
                 await sleep(this.pauseMs);
             }
         }));
+        this.sending.catch(() => {});          //  a failed test stops the senders
         return this;
     }
 

@@ -86,14 +86,11 @@ test('kill -9 of the primary that Sentinel watches: nothing receipted is lost, n
     await waitFor('a replica linked to the primary again', () =>
         replicaLinked(primaryOf(sentinel) === replica ? primary : replica), 40000);
     const replicatedAfter = Date.now() - killedAt;
-    //  A switchover while the SENDs go on (SENTINEL FAILOVER): the old
-    //  primary is the primary again, the bridges follow once more
-    await waitFor('the Sentinel sees the replica', () => primaryOf(sentinel) !== replica
-        || redisCli(sentinel, 'sentinel', 'replicas', 'pm').includes('master-link-status\nok'), 30000);
-    if (primaryOf(sentinel) === replica) {
-        assert.equal(redisCli(sentinel, 'sentinel', 'failover', 'pm'), 'OK');
-        await waitFor('switched over', () => primaryOf(sentinel) === primary, 30000);
-    }
+    //  A switchover while the SENDs go on (SENTINEL FAILOVER, asked again
+    //  until the Sentinel has a replica it trusts): the old primary is the
+    //  primary again, the bridges follow once more
+    await waitFor('switched over', () => primaryOf(sentinel) === primary
+        || (redisCli(sentinel, 'sentinel', 'failover', 'pm') && false), 40000);
     const switchedAfter = Date.now() - killedAt;
     await load.sent();
     const doneAfter = Date.now() - killedAt;
