@@ -60,6 +60,7 @@ struct _self_t {
     pl_histogram_t persist_lag; //  createdAt to MongoDB's confirmation, ms
     zlistx_t *held;             //  SENDs held until their room's shard is ready
     zhashx_t *held_rooms;       //  room -> SENDs of it in held (as a pointer)
+    zlistx_t *held_replays;     //  REPLAYs (replay_t) waiting for their room's shard
     pl_floors_t *floors;        //  rooms' seq counters checked against MongoDB
     zhashx_t *restores;         //  corr -> append_t whose dedup keys come back
     uint64_t next_corr;         //  of our own QUERYs to stores
@@ -86,6 +87,7 @@ s_msg_destroy (void **item_p)
 
 static void s_on_fanout (void *arg, const pl_entry_t *entry);
 static void s_floor_release (void *arg, void *item, int64_t floor);
+static void s_replays_destroy (zlistx_t **replays_p);
 static void s_restore_fail (void **item_p);
 static void s_self_append (self_t *self, pl_msg_t *request, int64_t floor, bool restored);
 static void s_on_persist (void *arg, const pl_entry_t *entry);
@@ -124,6 +126,7 @@ s_self_new (zsock_t *pipe, const pl_config_t *config)
     self->held = zlistx_new ();
     zlistx_set_destructor (self->held, s_msg_destroy);
     self->held_rooms = zhashx_new ();
+    self->held_replays = zlistx_new ();
     self->floors = pl_floors_new ((size_t) config->seq_floor_batch, config->request_timeout_ms / 2,
                                   s_floor_release, self);
     self->restores = zhashx_new ();
@@ -147,6 +150,7 @@ s_self_destroy (self_t **self_p)
         zlistx_destroy (&self->queue);
         zlistx_destroy (&self->held);
         zhashx_destroy (&self->held_rooms);
+        s_replays_destroy (&self->held_replays);
         zhashx_destroy (&self->work);
         pl_peers_destroy (&self->stores);
         zsock_destroy (&self->frontend);
@@ -773,6 +777,7 @@ typedef struct {
     pl_msg_t *request;          //  the REPLAY, kept to answer it
     pl_buf_t body;              //  JSON array of rendered messages
     size_t count;
+    int64_t deadline;           //  while it waits for its room's shard
 } replay_t;
 
 static void
@@ -806,7 +811,22 @@ s_replay_done (void *arg, int result, int64_t first_seq, int64_t last_seq)
     free (replay);
 }
 
-//  Takes the request: it is answered once Redis gave the entries.
+static void
+s_replay_start (replay_t *replay)
+{
+    self_t *self = replay->self;
+    pl_msg_t *request = replay->request;
+    int max = (int) pl_msg_limit (request);
+    if (max <= 0 || max > self->config->history_limit)
+        max = self->config->history_limit;
+    if (pl_streams_replay (self->streams, pl_msg_room (request), (int64_t) pl_msg_after (request),
+                           max, s_replay_entry, s_replay_done, replay))
+        s_replay_done (replay, -1, 0, 0);
+}
+
+//  Takes the request: it is answered once Redis gave the entries. While
+//  the room's shard is not ready (Redis failing over) it waits at most
+//  half of request-timeout-ms, so a resume rides through a failover.
 static void
 s_self_handle_replay (self_t *self, pl_msg_t **request_p)
 {
@@ -816,13 +836,51 @@ s_self_handle_replay (self_t *self, pl_msg_t **request_p)
     replay->request = *request_p;
     *request_p = NULL;
     pl_buf_init (&replay->body);
-    pl_msg_t *request = replay->request;
-    int max = (int) pl_msg_limit (request);
-    if (max <= 0 || max > self->config->history_limit)
-        max = self->config->history_limit;
-    if (pl_streams_replay (self->streams, pl_msg_room (request), (int64_t) pl_msg_after (request),
-                           max, s_replay_entry, s_replay_done, replay))
-        s_replay_done (replay, -1, 0, 0);
+    if (!pl_streams_room_ready (self->streams, pl_msg_room (replay->request))
+    &&  zlistx_size (self->held_replays) < (size_t) self->config->held_sends_max) {
+        replay->deadline = pl_mono_ms () + self->config->request_timeout_ms / 2;
+        zlistx_add_end (self->held_replays, replay);
+    }
+    else
+        s_replay_start (replay);
+}
+
+//  Waiting REPLAYs go once their room's shard is ready, or are refused at
+//  their deadline
+static void
+s_self_release_replays (self_t *self)
+{
+    if (!zlistx_size (self->held_replays))
+        return;
+    int64_t now = pl_mono_ms ();
+    replay_t *replay = (replay_t *) zlistx_first (self->held_replays);
+    while (replay) {
+        bool ready = pl_streams_room_ready (self->streams, pl_msg_room (replay->request));
+        void *handle = zlistx_cursor (self->held_replays);
+        replay_t *next = (replay_t *) zlistx_next (self->held_replays);
+        if (ready || now >= replay->deadline) {
+            zlistx_detach (self->held_replays, handle);
+            if (ready)
+                s_replay_start (replay);
+            else
+                s_replay_done (replay, -1, 0, 0);
+        }
+        replay = next;
+    }
+}
+
+static void
+s_replays_destroy (zlistx_t **replays_p)
+{
+    if (!*replays_p)
+        return;
+    replay_t *replay;
+    while ((replay = (replay_t *) zlistx_detach (*replays_p, NULL))) {
+        pl_msg_destroy (&replay->request);
+        pl_buf_free (&replay->body);
+        free (replay);
+    }
+    zlistx_destroy (replays_p);
 }
 
 //  --------------------------------------------------------------------------
@@ -1009,6 +1067,7 @@ pl_bridge_actor (zsock_t *pipe, void *args)
         pl_streams_handle (self->streams, items + 2, redis_items);
         pl_notify_watchdog ();
         s_self_release_held (self);
+        s_self_release_replays (self);
         s_self_ask_floors (self);
         s_self_dispatch (self);
         if (pl_every_due (&self->tick, pl_mono_ms ()))
