@@ -107,7 +107,6 @@ typedef struct {
     uint64_t reconnects;        //  connections set up again after a loss
     uint64_t redirects;         //  cluster: MOVED/ASK replies followed
     uint64_t slot_map_loads;    //  cluster: CLUSTER SLOTS replies applied
-    uint64_t primary_switches;  //  Sentinel: answers naming another primary
     uint64_t broadcasts_sent;   //  PUBLISHes queued by pl_streams_broadcast
     uint64_t broadcasts_received;   //  messages handed to the broadcast handler
     uint64_t broadcasts_dropped;    //  pl_streams_broadcast refused (not connected, too big)

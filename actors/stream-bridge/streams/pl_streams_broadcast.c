@@ -162,9 +162,7 @@ pl_streams_set_broadcast_handler (pl_streams_t *self, pl_broadcast_fn *handler, 
         pl_log_debug ("redis broadcast: no handler, subscriber closed");
         link->enabled = false;
         broadcast->subscribed = false;
-        //  hiredis frees it now, or once the callback under way returns
-        if (link->ac && !(link->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
-            redisAsyncDisconnect (link->ac);
+        pl_streams_link_close (link);
     }
 }
 

@@ -467,12 +467,6 @@ s_slots_range (pl_streams_t *self, redisReply *range, const char *asked)
     return covered;
 }
 
-static bool
-s_closing (conn_t *conn)
-{
-    return conn->ac && (conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
-}
-
 //  Readers whose shard moved go to the new master; one that is down tries
 //  at once (its master may have been the one that failed)
 static void
@@ -485,11 +479,10 @@ s_readers_follow (pl_streams_t *self, int64_t now)
         if (!conn->ac && conn->reconnect_at > now)
             conn->reconnect_at = now;
         else
-        if (conn->ac && conn->target >= 0 && conn->target != self->cluster.slot_node [slot]
-        &&  !s_closing (conn)) {
+        if (conn->ac && conn->target >= 0 && conn->target != self->cluster.slot_node [slot]) {
             pl_log_info ("redis %s reader of shard %d: slot %d moved, reconnecting",
                          conn->name, reader->only_shard, slot);
-            redisAsyncDisconnect (conn->ac);
+            pl_streams_link_close (conn);
         }
     }
 }
@@ -506,8 +499,7 @@ s_nodes_rest (pl_streams_t *self)
             continue;
         pl_log_info ("redis cluster: %s:%d serves no slots, its link rests", node->host, node->port);
         node->command.enabled = false;
-        if (node->command.ac && !s_closing (&node->command))
-            redisAsyncDisconnect (node->command.ac);        //  after its replies
+        pl_streams_link_close (&node->command);
     }
 }
 
@@ -604,8 +596,7 @@ pl_streams_cluster_redirected (reader_t *reader, redisReply *reply)
         return false;
     if (kind == REDIRECT_MOVED) {
         s_moved (self, slot, host, port);
-        if (reader->conn.ac && !s_closing (&reader->conn))
-            redisAsyncDisconnect (reader->conn.ac);
+        pl_streams_link_close (&reader->conn);
     }
     //  ASK: the slot is migrating; ask again shortly, the MOVED follows
     reader->retry_at = pl_mono_ms () + (kind == REDIRECT_ASK? 50: self->settings.retry_ms);

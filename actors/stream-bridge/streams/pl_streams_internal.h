@@ -139,6 +139,10 @@ void
 //  Reconnect when due, drop a link that stopped answering
 void
     pl_streams_link_tick (conn_t *conn, int64_t now);
+//  Close the link once the replies still due came (hiredis frees it then,
+//  or once the callback under way returns); nothing when down or closing
+void
+    pl_streams_link_close (conn_t *conn);
 //  Mono ms of the link's next timer, -1 none
 int64_t
     pl_streams_link_due (conn_t *conn);

@@ -213,6 +213,13 @@ pl_streams_link_start (conn_t *conn)
     s_link_greet (conn);
 }
 
+void
+pl_streams_link_close (conn_t *conn)
+{
+    if (conn->ac && !(conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
+        redisAsyncDisconnect (conn->ac);
+}
+
 bool
 pl_streams_link_up (conn_t *conn)
 {

@@ -64,10 +64,9 @@ s_links_move (pl_streams_t *self)
         if (conn == &self->sentinel.link)
             continue;
         conn->backoff_ms = self->settings.backoff_min_ms;
-        if (conn->ac && !(conn->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)))
-            redisAsyncDisconnect (conn->ac);    //  after the replies still due
+        if (conn->ac)
+            pl_streams_link_close (conn);
         else
-        if (!conn->ac)
             conn->reconnect_at = 0;
     }
 }
@@ -105,8 +104,6 @@ s_master_reply (redisAsyncContext *ac, void *reply_p, void *privdata)
         return;
     pl_log_warning ("redis sentinel: the primary of '%s' is %s:%ld%s", sentinel->master_name,
                     host, port, sentinel->known? ", was another: reconnecting": "");
-    if (sentinel->known)
-        self->stats.primary_switches++;
     free (self->server.host);
     self->server.host = copy;
     self->server.port = (int) port;
